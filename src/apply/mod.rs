@@ -1,0 +1,63 @@
+//! The only code that writes synced objects: server-side apply of a plan's creates and updates,
+//! and pruning of what left git.
+
+mod prune;
+mod ssa;
+
+pub use prune::{Decision, decide, prune};
+pub use ssa::{apply, wait_established};
+
+use crate::render::ObjectId;
+use crate::status::Record;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{origin}: failed to apply {id}: {message}")]
+    Apply {
+        origin: String,
+        id: String,
+        message: String,
+    },
+    #[error("failed to prune {id}: {message}")]
+    Prune { id: String, message: String },
+    #[error("CustomResourceDefinition {name} did not become Established within {seconds}s")]
+    NotEstablished { name: String, seconds: u64 },
+}
+
+/// What a sync pass did to the cluster.
+#[derive(Debug, Default)]
+pub struct ChangeSet {
+    pub created: Vec<ObjectId>,
+    pub configured: Vec<ObjectId>,
+    pub unchanged: usize,
+    pub pruned: Vec<ObjectId>,
+    /// Orphans kept on purpose, with the reason.
+    pub kept: Vec<(ObjectId, String)>,
+    /// Records of everything applied or checked, for the inventory.
+    pub records: Vec<(ObjectId, Record)>,
+    pub errors: Vec<Error>,
+}
+
+impl ChangeSet {
+    /// True when the pass wrote anything.
+    pub fn changed(&self) -> bool {
+        !self.created.is_empty() || !self.configured.is_empty() || !self.pruned.is_empty()
+    }
+
+    /// One line for logs, events and status: `2 created, 1 configured, 5 unchanged, 1 pruned`.
+    pub fn summary(&self) -> String {
+        let mut parts = vec![
+            format!("{} created", self.created.len()),
+            format!("{} configured", self.configured.len()),
+            format!("{} unchanged", self.unchanged),
+            format!("{} pruned", self.pruned.len()),
+        ];
+        if !self.kept.is_empty() {
+            parts.push(format!("{} kept", self.kept.len()));
+        }
+        if !self.errors.is_empty() {
+            parts.push(format!("{} failed", self.errors.len()));
+        }
+        parts.join(", ")
+    }
+}

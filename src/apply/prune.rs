@@ -1,0 +1,163 @@
+//! Deleting objects that left git: only inventory entries, only while they still carry this
+//! sync's labels, never those marked to be kept.
+
+use futures::StreamExt as _;
+use kube::Client;
+use kube::api::DeleteParams;
+
+use super::{ChangeSet, Error};
+use crate::cluster::{self, Resources};
+use crate::diff::Orphan;
+use crate::status;
+
+/// What happens to an orphan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Delete,
+    /// Left in place, with the reason.
+    Keep(String),
+    /// Already gone from the cluster.
+    Gone,
+}
+
+/// Decides an orphan's fate. Prune never deletes an object without this sync's labels, nor
+/// one annotated `berth.dev/prune: disabled` or Argo CD's `Prune=false`.
+pub fn decide(orphan: &Orphan, sync: &str) -> Decision {
+    let Some(live) = &orphan.live else {
+        return Decision::Gone;
+    };
+    let meta = &live["metadata"];
+    let labels = &meta["labels"];
+    if labels[status::MANAGED_BY] != status::MANAGER_VALUE || labels[status::SYNC_LABEL] != sync {
+        return Decision::Keep("no longer carries this sync's labels".to_owned());
+    }
+    if meta["annotations"][status::PRUNE] == "disabled" {
+        return Decision::Keep(format!("{}: disabled", status::PRUNE));
+    }
+    let argo = meta["annotations"][status::ARGOCD_SYNC_OPTIONS]
+        .as_str()
+        .unwrap_or_default();
+    if argo.split(',').any(|o| o.trim() == "Prune=false") {
+        return Decision::Keep(format!("{}: Prune=false", status::ARGOCD_SYNC_OPTIONS));
+    }
+    if !meta["deletionTimestamp"].is_null() {
+        return Decision::Gone;
+    }
+    Decision::Delete
+}
+
+/// Deletes the orphans `decide` allows, with background propagation.
+pub async fn prune(
+    client: &Client,
+    resources: &Resources,
+    orphans: &[Orphan],
+    sync: &str,
+    concurrency: usize,
+    changes: &mut ChangeSet,
+) {
+    let mut deletes = Vec::new();
+    for orphan in orphans {
+        match decide(orphan, sync) {
+            Decision::Delete => deletes.push(orphan),
+            Decision::Keep(reason) => {
+                tracing::info!(object = %orphan.id, reason, "kept object that left git");
+                changes.kept.push((orphan.id.clone(), reason));
+            }
+            Decision::Gone => {}
+        }
+    }
+    let calls: Vec<_> = deletes
+        .into_iter()
+        .map(|o| async move {
+            let resource = resources
+                .get(&o.record.api_version, &o.id.kind)
+                .or_else(|| resources.preferred(&o.id.group, &o.id.kind))
+                .ok_or_else(|| Error::Prune {
+                    id: o.id.to_string(),
+                    message: "its kind is no longer served".to_owned(),
+                })?;
+            let ns = Some(o.id.namespace.as_str()).filter(|n| !n.is_empty());
+            let api = cluster::api(client, resource, ns);
+            // Precondition on the uid we inspected, so a recreated object of the same name is safe.
+            let mut params = DeleteParams::background();
+            if let Some(uid) = o.live.as_ref().and_then(|l| l["metadata"]["uid"].as_str()) {
+                params = params.preconditions(kube::api::Preconditions {
+                    uid: Some(uid.to_owned()),
+                    resource_version: None,
+                });
+            }
+            match api.delete(&o.id.name, &params).await {
+                Ok(_) => Ok(o.id.clone()),
+                Err(kube::Error::Api(s)) if s.code == 404 => Ok(o.id.clone()),
+                Err(e) => Err(Error::Prune {
+                    id: o.id.to_string(),
+                    message: status::api_message(&e),
+                }),
+            }
+        })
+        .collect();
+    let mut results = futures::stream::iter(calls).buffer_unordered(concurrency.max(1));
+    while let Some(result) = results.next().await {
+        match result {
+            Ok(id) => {
+                tracing::debug!(object = %id, "pruned");
+                changes.pruned.push(id);
+            }
+            Err(e) => changes.errors.push(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::ObjectId;
+    use serde_json::Value;
+    use serde_json::json;
+
+    fn orphan(live: Option<Value>) -> Orphan {
+        Orphan {
+            id: ObjectId::from_key("_ConfigMap_n_a").expect("key"),
+            record: status::Record::default(),
+            live,
+        }
+    }
+
+    fn labeled(annotations: Value) -> Value {
+        json!({"metadata": {"labels": {status::MANAGED_BY: "berth", status::SYNC_LABEL: "web"},
+                            "annotations": annotations}})
+    }
+
+    #[test]
+    fn prune_deletes_only_objects_with_this_syncs_labels() {
+        assert_eq!(
+            decide(&orphan(Some(labeled(json!({})))), "web"),
+            Decision::Delete
+        );
+        assert!(matches!(
+            decide(&orphan(Some(labeled(json!({})))), "other"),
+            Decision::Keep(_)
+        ));
+        let unlabeled = json!({"metadata": {"labels": {"app": "x"}}});
+        assert!(matches!(
+            decide(&orphan(Some(unlabeled)), "web"),
+            Decision::Keep(_)
+        ));
+        assert_eq!(decide(&orphan(None), "web"), Decision::Gone);
+    }
+
+    #[test]
+    fn prune_keeps_objects_marked_to_stay() {
+        let berth = labeled(json!({status::PRUNE: "disabled"}));
+        assert_eq!(
+            decide(&orphan(Some(berth)), "web"),
+            Decision::Keep("berth.dev/prune: disabled".into())
+        );
+        let argo =
+            labeled(json!({status::ARGOCD_SYNC_OPTIONS: "ServerSideApply=true, Prune=false"}));
+        assert!(matches!(
+            decide(&orphan(Some(argo)), "web"),
+            Decision::Keep(_)
+        ));
+    }
+}

@@ -1,0 +1,123 @@
+//! Server-side apply of plan entries, in parallel with bounded concurrency.
+
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use kube::Client;
+use kube::api::{Patch, PatchParams};
+use serde_json::Value;
+
+use super::{ChangeSet, Error};
+use crate::cluster::{self, Resources};
+use crate::diff::{self, Action, Entry};
+use crate::status::{self, Record};
+
+/// Applies the entries whose action is create or update; unchanged ones are only recorded.
+/// Results land in `changes`; one failure does not stop the others.
+pub async fn apply(
+    client: &Client,
+    resources: &Resources,
+    entries: &[Entry],
+    concurrency: usize,
+    changes: &mut ChangeSet,
+) {
+    for e in entries.iter().filter(|e| e.action == Action::Unchanged) {
+        changes.unchanged += 1;
+        let rv = e
+            .live
+            .as_ref()
+            .and_then(|l| l["metadata"]["resourceVersion"].as_str())
+            .unwrap_or_default();
+        changes.records.push((e.id.clone(), record(e, rv)));
+    }
+    let writes = entries
+        .iter()
+        .filter(|e| e.action != Action::Unchanged)
+        .map(|e| async move { (e, apply_one(client, resources, e).await) })
+        .collect::<Vec<_>>();
+    let mut results = futures::stream::iter(writes).buffer_unordered(concurrency.max(1));
+    while let Some((entry, result)) = results.next().await {
+        match result {
+            Ok(applied) => {
+                let rv = applied["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or_default();
+                tracing::debug!(object = %entry.id, action = ?entry.action, "applied");
+                changes.records.push((entry.id.clone(), record(entry, rv)));
+                if entry.action == Action::Create {
+                    changes.created.push(entry.id.clone());
+                } else {
+                    changes.configured.push(entry.id.clone());
+                }
+            }
+            Err(e) => changes.errors.push(e),
+        }
+    }
+}
+
+fn record(entry: &Entry, resource_version: &str) -> Record {
+    Record {
+        api_version: entry.manifest.api_version().to_owned(),
+        resource_version: resource_version.to_owned(),
+        hash: entry.hash.clone(),
+        revision: entry.revision.clone(),
+    }
+}
+
+async fn apply_one(client: &Client, resources: &Resources, entry: &Entry) -> Result<Value, Error> {
+    let m = &entry.manifest;
+    let fail = |message: String| Error::Apply {
+        origin: m.origin(),
+        id: entry.id.to_string(),
+        message,
+    };
+    let resource = diff::resource_for(resources, m).map_err(|e| fail(e.to_string()))?;
+    let api = cluster::api(client, resource, m.namespace());
+    // force: git is the source of truth, so berth takes over fields another manager (a hand
+    // edit with kubectl, say) set on what it declares, as Flux and `kubectl apply
+    // --force-conflicts` do.
+    let params = PatchParams::apply(status::FIELD_MANAGER).force();
+    let applied = api
+        .patch(m.name(), &params, &Patch::Apply(&m.object))
+        .await
+        .map_err(|e| fail(status::api_message(&e)))?;
+    Ok(serde_json::to_value(&applied).expect("objects from the API serialize"))
+}
+
+/// Waits until each named CustomResourceDefinition reports `Established`.
+///
+/// # Errors
+/// A CRD that is not established within `timeout`.
+pub async fn wait_established(
+    client: &Client,
+    resources: &Resources,
+    names: &[String],
+    timeout: Duration,
+) -> Result<(), Error> {
+    let Some(crd) = resources.get("apiextensions.k8s.io/v1", "CustomResourceDefinition") else {
+        return Ok(());
+    };
+    let api = cluster::api(client, crd, None);
+    for name in names {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let established = api.get_opt(name).await.ok().flatten().is_some_and(|o| {
+                o.data["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Established" && c["status"] == "True")
+                })
+            });
+            if established {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::NotEstablished {
+                    name: name.clone(),
+                    seconds: timeout.as_secs(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! The API server: connecting, discovering resources (any kind, CRDs included) and handing out
+//! dynamic object handles for them.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::discovery::{Discovery, Scope as KubeScope};
+use kube::{Client, Config};
+
+use crate::render::Scope;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to load kubeconfig: {0}")]
+    Config(String),
+    #[error("failed to reach the API server: {0}")]
+    Connect(String),
+    #[error("API discovery failed: {0}")]
+    Discovery(#[source] kube::Error),
+}
+
+/// How to reach the cluster.
+#[derive(Debug, Clone, Default)]
+pub struct Target<'a> {
+    pub kubeconfig: Option<&'a Path>,
+    pub context: Option<&'a str>,
+}
+
+/// Connects with, in order: `--kubeconfig`, the in-cluster service account, `KUBECONFIG` or
+/// `~/.kube/config`.
+///
+/// # Errors
+/// No usable configuration.
+pub async fn connect(target: &Target<'_>) -> Result<Client, Error> {
+    let options = KubeConfigOptions {
+        context: target.context.map(str::to_owned),
+        ..KubeConfigOptions::default()
+    };
+    let mut config = if let Some(path) = target.kubeconfig {
+        let kubeconfig = Kubeconfig::read_from(path)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map_err(|e| Error::Config(e.to_string()))?
+    } else if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() && target.context.is_none() {
+        Config::incluster().map_err(|e| Error::Config(e.to_string()))?
+    } else {
+        Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| Error::Config(e.to_string()))?
+    };
+    config.connect_timeout = Some(Duration::from_secs(10));
+    config.read_timeout = Some(Duration::from_secs(60));
+    config.write_timeout = Some(Duration::from_secs(60));
+    Client::try_from(config).map_err(|e| Error::Connect(e.to_string()))
+}
+
+/// A discovered resource type.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub api: ApiResource,
+    pub namespaced: bool,
+}
+
+/// Resource types of the groups a sync uses, found through discovery.
+#[derive(Debug, Clone, Default)]
+pub struct Resources {
+    /// (group, version, kind) → resource, plus (group, "", kind) for the preferred version.
+    by_kind: HashMap<(String, String, String), Resource>,
+}
+
+impl Resources {
+    /// Discovers the given API groups (`""` is the core group). Groups the server does not
+    /// serve are simply absent.
+    ///
+    /// # Errors
+    /// The API server cannot be reached.
+    pub async fn discover(client: &Client, groups: &BTreeSet<String>) -> Result<Self, Error> {
+        let allow: Vec<&str> = groups.iter().map(String::as_str).collect();
+        let discovery = Discovery::new(client.clone())
+            .filter(&allow)
+            .run()
+            .await
+            .map_err(Error::Discovery)?;
+        let mut by_kind = HashMap::new();
+        for group in discovery.groups() {
+            for version in group.versions() {
+                for (api, caps) in group.versioned_resources(version) {
+                    let resource = Resource {
+                        namespaced: caps.scope == KubeScope::Namespaced,
+                        api: api.clone(),
+                    };
+                    by_kind.insert(
+                        (api.group.clone(), api.version.clone(), api.kind.clone()),
+                        resource,
+                    );
+                }
+            }
+            for (api, caps) in group.recommended_resources() {
+                by_kind.insert(
+                    (api.group.clone(), String::new(), api.kind.clone()),
+                    Resource {
+                        namespaced: caps.scope == KubeScope::Namespaced,
+                        api,
+                    },
+                );
+            }
+        }
+        Ok(Self { by_kind })
+    }
+
+    /// The resource for an object's apiVersion and kind.
+    pub fn get(&self, api_version: &str, kind: &str) -> Option<&Resource> {
+        let (group, version) = match api_version.rsplit_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", api_version),
+        };
+        self.by_kind
+            .get(&(group.to_owned(), version.to_owned(), kind.to_owned()))
+    }
+
+    /// The preferred version of a group and kind (for inventory entries whose version moved).
+    pub fn preferred(&self, group: &str, kind: &str) -> Option<&Resource> {
+        self.by_kind
+            .get(&(group.to_owned(), String::new(), kind.to_owned()))
+    }
+}
+
+impl Scope for Resources {
+    fn namespaced(&self, group: &str, kind: &str) -> Option<bool> {
+        self.preferred(group, kind).map(|r| r.namespaced)
+    }
+}
+
+/// A dynamic handle for a resource, scoped to `namespace` when namespaced.
+pub fn api(client: &Client, resource: &Resource, namespace: Option<&str>) -> Api<DynamicObject> {
+    match (resource.namespaced, namespace) {
+        (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &resource.api),
+        _ => Api::all_with(client.clone(), &resource.api),
+    }
+}

@@ -1,0 +1,588 @@
+//! Mapping files → a validated [`Mapping`]: which repositories berth follows and what it
+//! syncs from them. Unknown keys, bad values and dangling references are errors that name the
+//! file, line and column.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// The only `apiVersion` a mapping file may declare.
+pub const API_VERSION: &str = "berth.dev/v1alpha1";
+/// The only `kind` a mapping file may declare.
+pub const KIND: &str = "Mapping";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to read mapping {}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: {message}", .path.display())]
+    Invalid {
+        path: PathBuf,
+        line: u64,
+        column: u64,
+        message: String,
+    },
+    #[error("{}: no mapping files (*.yaml, *.yml) in this directory", .path.display())]
+    Empty { path: PathBuf },
+}
+
+/// A position in a mapping file, for errors that point at the offending key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub path: PathBuf,
+    pub line: u64,
+    pub column: u64,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.path.display(), self.line, self.column)
+    }
+}
+
+/// The merged, validated content of every mapping file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Mapping {
+    pub repositories: Vec<Repository>,
+    pub syncs: Vec<Sync>,
+}
+
+impl Mapping {
+    /// The repository a sync reads from; validation guarantees it exists.
+    pub fn repository(&self, name: &str) -> Option<&Repository> {
+        self.repositories.iter().find(|r| r.name == name)
+    }
+
+    /// The syncs named on the command line, or all of them when `names` is empty.
+    ///
+    /// # Errors
+    /// A name that is not a sync of this mapping.
+    pub fn select_syncs(&self, names: &[String]) -> Result<Vec<&Sync>, String> {
+        if names.is_empty() {
+            return Ok(self.syncs.iter().collect());
+        }
+        names
+            .iter()
+            .map(|n| {
+                self.syncs.iter().find(|s| &s.name == n).ok_or_else(|| {
+                    let known: Vec<_> = self.syncs.iter().map(|s| s.name.as_str()).collect();
+                    format!("no sync named {n:?} (known: {})", known.join(", "))
+                })
+            })
+            .collect()
+    }
+}
+
+/// A git repository berth fetches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Repository {
+    pub name: String,
+    pub url: String,
+    pub branch: String,
+    /// Poll interval; `None` means webhook/notify only.
+    pub interval: Option<Duration>,
+    /// Secret in berth's namespace holding credentials.
+    pub auth_secret: Option<String>,
+    /// Secret in berth's namespace whose key `secret` verifies webhook deliveries.
+    pub webhook_secret: Option<String>,
+}
+
+/// Manifests under a path of a repository, applied to the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sync {
+    pub name: String,
+    pub repository: String,
+    /// Path inside the repository, normalized: no leading `./` or `/`, no trailing `/`; empty
+    /// for the repository root.
+    pub path: String,
+    pub namespace: Option<String>,
+    pub prune: bool,
+    pub self_heal: bool,
+    pub vars: BTreeMap<String, String>,
+}
+
+// ---- file format -------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct File {
+    api_version: Spanned<String>,
+    kind: Spanned<String>,
+    #[serde(default)]
+    repositories: Vec<RepositoryFile>,
+    #[serde(default)]
+    syncs: Vec<SyncFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RepositoryFile {
+    /// Unique name, used by syncs and in status.
+    name: Spanned<String>,
+    /// `https://…`, `ssh://…`, `git@host:path` or `file://…`.
+    url: Spanned<String>,
+    /// Branch to follow.
+    #[serde(default = "default_branch")]
+    branch: String,
+    /// Poll interval (`30s`, `5m`, `1h`); `0` = webhook/notify only.
+    #[serde(default = "default_interval")]
+    interval: Spanned<String>,
+    /// Credentials: a Secret in berth's namespace.
+    #[serde(default)]
+    auth: Option<AuthFile>,
+    /// Secret in berth's namespace with key `secret` for webhook verification.
+    #[serde(default)]
+    webhook_secret_ref: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct AuthFile {
+    secret_ref: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SyncFile {
+    name: Spanned<String>,
+    repository: Spanned<String>,
+    #[serde(default = "default_path")]
+    path: Spanned<String>,
+    #[serde(default)]
+    namespace: Option<Spanned<String>>,
+    #[serde(default = "default_true")]
+    prune: bool,
+    #[serde(default)]
+    self_heal: bool,
+    #[serde(default)]
+    vars: BTreeMap<String, Spanned<String>>,
+}
+
+fn default_branch() -> String {
+    "main".to_owned()
+}
+
+fn default_interval() -> Spanned<String> {
+    unspanned("1m".to_owned())
+}
+
+fn default_path() -> Spanned<String> {
+    unspanned(String::new())
+}
+
+fn unspanned(value: String) -> Spanned<String> {
+    Spanned::new(
+        value,
+        serde_saphyr::Location::UNKNOWN,
+        serde_saphyr::Location::UNKNOWN,
+    )
+}
+
+fn default_true() -> bool {
+    true
+}
+
+// ---- loading -----------------------------------------------------------------------------
+
+/// Loads a mapping file, or every `*.yaml`/`*.yml` file of a directory (sorted, merged).
+/// Hidden files and directories (such as a mounted ConfigMap's `..data`) are skipped.
+///
+/// # Errors
+/// Unreadable files, YAML or schema errors, and invalid values, each with file and position.
+pub fn load(path: &Path) -> Result<Mapping, Error> {
+    let read = |p: &Path| {
+        std::fs::read_to_string(p).map_err(|source| Error::Read {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
+    let meta = std::fs::metadata(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut sources = Vec::new();
+    if meta.is_dir() {
+        let entries = std::fs::read_dir(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                !name.starts_with('.')
+                    && (name.ends_with(".yaml") || name.ends_with(".yml"))
+                    && p.is_file()
+            })
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(Error::Empty {
+                path: path.to_path_buf(),
+            });
+        }
+        for f in files {
+            let text = read(&f)?;
+            sources.push((f, text));
+        }
+    } else {
+        sources.push((path.to_path_buf(), read(path)?));
+    }
+    parse(&sources)
+}
+
+/// Parses and validates mapping sources given as (path, text) pairs.
+///
+/// # Errors
+/// See [`load`].
+pub fn parse(sources: &[(PathBuf, String)]) -> Result<Mapping, Error> {
+    let mut mapping = Mapping::default();
+    let mut repo_names: BTreeMap<String, Origin> = BTreeMap::new();
+    let mut sync_names: BTreeMap<String, Origin> = BTreeMap::new();
+    let mut sync_refs = Vec::new();
+    for (path, text) in sources {
+        let at = |loc: serde_saphyr::Location| Origin {
+            path: path.clone(),
+            line: loc.line(),
+            column: loc.column(),
+        };
+        let invalid = |loc: serde_saphyr::Location, message: String| Error::Invalid {
+            path: path.clone(),
+            line: loc.line(),
+            column: loc.column(),
+            message,
+        };
+        let file: File = serde_saphyr::from_str(text).map_err(|e| {
+            let loc = e.location().unwrap_or(serde_saphyr::Location::UNKNOWN);
+            invalid(loc, yaml_message(&e))
+        })?;
+        if file.api_version.value != API_VERSION {
+            return Err(invalid(
+                file.api_version.referenced,
+                format!(
+                    "apiVersion must be {API_VERSION}, not {:?}",
+                    file.api_version.value
+                ),
+            ));
+        }
+        if file.kind.value != KIND {
+            return Err(invalid(
+                file.kind.referenced,
+                format!("kind must be {KIND}, not {:?}", file.kind.value),
+            ));
+        }
+        for r in file.repositories {
+            let name = r.name.value.clone();
+            check_name("repository", &name).map_err(|m| invalid(r.name.referenced, m))?;
+            if let Some(first) = repo_names.insert(name.clone(), at(r.name.referenced)) {
+                return Err(invalid(
+                    r.name.referenced,
+                    format!("repository {name:?} is already defined at {first}"),
+                ));
+            }
+            check_url(&r.url.value).map_err(|m| invalid(r.url.referenced, m))?;
+            let interval =
+                parse_duration(&r.interval.value).map_err(|m| invalid(r.interval.referenced, m))?;
+            mapping.repositories.push(Repository {
+                name,
+                url: r.url.value,
+                branch: r.branch,
+                interval: (!interval.is_zero()).then_some(interval),
+                auth_secret: r.auth.map(|a| a.secret_ref),
+                webhook_secret: r.webhook_secret_ref,
+            });
+        }
+        for s in file.syncs {
+            let name = s.name.value.clone();
+            check_name("sync", &name).map_err(|m| invalid(s.name.referenced, m))?;
+            if let Some(first) = sync_names.insert(name.clone(), at(s.name.referenced)) {
+                return Err(invalid(
+                    s.name.referenced,
+                    format!("sync {name:?} is already defined at {first}"),
+                ));
+            }
+            let path_value =
+                normalize_path(&s.path.value).map_err(|m| invalid(s.path.referenced, m))?;
+            let namespace = match s.namespace {
+                Some(ns) => {
+                    check_name("namespace", &ns.value).map_err(|m| invalid(ns.referenced, m))?;
+                    Some(ns.value)
+                }
+                None => None,
+            };
+            let mut vars = BTreeMap::new();
+            for (k, v) in s.vars {
+                if !is_var_name(&k) {
+                    return Err(invalid(
+                        v.referenced,
+                        format!("variable name {k:?} must match [A-Za-z_][A-Za-z0-9_]*"),
+                    ));
+                }
+                if v.value.contains('\n') {
+                    return Err(invalid(
+                        v.referenced,
+                        format!("variable {k} must be a single line"),
+                    ));
+                }
+                vars.insert(k, v.value);
+            }
+            sync_refs.push((s.repository.value.clone(), at(s.repository.referenced)));
+            mapping.syncs.push(Sync {
+                name,
+                repository: s.repository.value,
+                path: path_value,
+                namespace,
+                prune: s.prune,
+                self_heal: s.self_heal,
+                vars,
+            });
+        }
+    }
+    for (repo, origin) in sync_refs {
+        if !repo_names.contains_key(&repo) {
+            let known: Vec<_> = repo_names.keys().map(String::as_str).collect();
+            return Err(Error::Invalid {
+                path: origin.path,
+                line: origin.line,
+                column: origin.column,
+                message: format!(
+                    "unknown repository {repo:?} (defined: {})",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            });
+        }
+    }
+    Ok(mapping)
+}
+
+/// The YAML error's message without the position and snippet serde-saphyr renders around it;
+/// callers print the position themselves.
+pub fn yaml_message(e: &serde_saphyr::Error) -> String {
+    let full = e.to_string();
+    let first = full.lines().next().unwrap_or("invalid YAML").trim();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    if first.starts_with("line ")
+        && let Some((_, message)) = first.split_once(": ")
+    {
+        return message.to_owned();
+    }
+    match first.rfind(" at line ") {
+        Some(i) => first[..i].to_owned(),
+        None => first.to_owned(),
+    }
+}
+
+/// Names end up in object names (`berth-sync-<name>`), so they must be DNS labels.
+fn check_name(what: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 52
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} name {name:?} must be lowercase letters, digits and '-', at most 52 characters"
+        ))
+    }
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    let scp_like = !url.contains("://") && url.contains('@') && url.contains(':');
+    if url.starts_with("https://")
+        || url.starts_with("http://")
+        || url.starts_with("ssh://")
+        || url.starts_with("file://")
+        || scp_like
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "url {:?} must be https://, ssh://, git@host:path or file://",
+            crate::git::redact(url)
+        ))
+    }
+}
+
+fn normalize_path(path: &str) -> Result<String, String> {
+    let mut parts = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err(format!("path {path:?} must stay inside the repository")),
+            p => parts.push(p),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+fn is_var_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Parses `0`, `90s`, `5m`, `1h30m`, `7d`, `250ms`.
+///
+/// # Errors
+/// A value that is not a sequence of number+unit pairs.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {text:?} (examples: 30s, 5m, 1h30m, 7d, 0)");
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let d = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n * 60),
+            "h" => Duration::from_secs(n * 3600),
+            "d" => Duration::from_secs(n * 86400),
+            _ => return Err(bad()),
+        };
+        total += d;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_one(text: &str) -> Result<Mapping, Error> {
+        parse(&[(PathBuf::from("berth.yaml"), text.to_owned())])
+    }
+
+    const GOOD: &str = "apiVersion: berth.dev/v1alpha1
+kind: Mapping
+repositories:
+  - name: config
+    url: https://git.example.com/acme/config.git
+    interval: 30s
+    auth: {secretRef: creds}
+syncs:
+  - name: web
+    repository: config
+    path: ./apps/web/
+    namespace: web
+    vars: {ENV: prod}
+";
+
+    #[test]
+    fn good_mapping_parses_with_defaults() {
+        let m = parse_one(GOOD).expect("valid");
+        let r = &m.repositories[0];
+        assert_eq!(r.branch, "main");
+        assert_eq!(r.interval, Some(Duration::from_secs(30)));
+        assert_eq!(r.auth_secret.as_deref(), Some("creds"));
+        let s = &m.syncs[0];
+        assert_eq!(s.path, "apps/web");
+        assert!(s.prune);
+        assert!(!s.self_heal);
+        assert_eq!(s.vars["ENV"], "prod");
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_column() {
+        let text = GOOD.replace("    interval: 30s", "    intreval: 30s");
+        let err = parse_one(&text).expect_err("unknown key").to_string();
+        assert!(err.starts_with("berth.yaml:6:"), "{err}");
+        assert!(err.contains("intreval"), "{err}");
+    }
+
+    #[test]
+    fn unknown_repository_points_at_the_sync() {
+        let text = GOOD.replace("    repository: config", "    repository: nope");
+        let err = parse_one(&text).expect_err("dangling").to_string();
+        assert!(err.starts_with("berth.yaml:10:17"), "{err}");
+        assert!(err.contains("unknown repository \"nope\""), "{err}");
+    }
+
+    #[test]
+    fn duplicate_sync_names_the_first_definition() {
+        let text = format!("{GOOD}  - name: web\n    repository: config\n");
+        let err = parse_one(&text).expect_err("duplicate").to_string();
+        assert!(err.contains("already defined at berth.yaml:9"), "{err}");
+    }
+
+    #[test]
+    fn zero_interval_means_no_polling() {
+        let text = GOOD.replace("interval: 30s", "interval: 0");
+        assert_eq!(
+            parse_one(&text).expect("valid").repositories[0].interval,
+            None
+        );
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        for (from, to, needle) in [
+            ("interval: 30s", "interval: soon", "invalid duration"),
+            ("name: web", "name: Web_App", "lowercase"),
+            ("path: ./apps/web/", "path: ../x", "inside the repository"),
+            ("url: https://", "url: ftp://", "must be https"),
+            ("kind: Mapping", "kind: Other", "kind must be"),
+        ] {
+            let err = parse_one(&GOOD.replace(from, to))
+                .expect_err(to)
+                .to_string();
+            assert!(err.contains(needle), "{to}: {err}");
+        }
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5").is_err());
+    }
+
+    #[test]
+    fn directory_merges_files_and_skips_hidden_entries() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (repo, sync) = GOOD.split_at(GOOD.find("syncs:").expect("syncs"));
+        std::fs::write(dir.path().join("a.yaml"), repo).expect("write");
+        std::fs::write(
+            dir.path().join("b.yml"),
+            format!("apiVersion: berth.dev/v1alpha1\nkind: Mapping\n{sync}"),
+        )
+        .expect("write");
+        std::fs::create_dir(dir.path().join("..data")).expect("mkdir");
+        std::fs::write(dir.path().join(".hidden.yaml"), "garbage: [").expect("write");
+        let m = load(dir.path()).expect("valid directory");
+        assert_eq!(m.repositories.len(), 1);
+        assert_eq!(m.syncs.len(), 1);
+    }
+}

@@ -1,0 +1,590 @@
+//! Desired vs live → a [`Plan`]: which objects to create, update, leave alone or prune, decided
+//! by comparing live state with the server-side-apply dry-run result, so API defaults never
+//! show as drift. Also the human-readable text diffs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal as _;
+
+use futures::{StreamExt as _, TryStreamExt as _};
+use kube::Client;
+use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
+use serde_json::{Map, Value};
+use sha2::Digest as _;
+
+use crate::cluster::{self, Resources};
+use crate::render::{Manifest, ObjectId};
+use crate::status::{self, Record};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{origin}: no API resource serves {kind} in {api_version}")]
+    UnknownKind {
+        origin: String,
+        api_version: String,
+        kind: String,
+    },
+    #[error("{origin}: {id} is namespaced but names no namespace and the sync sets none")]
+    NoNamespace { origin: String, id: String },
+    #[error("failed to list {what}: {source}")]
+    List {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{origin}: dry-run of {id} failed: {message}")]
+    DryRun {
+        origin: String,
+        id: String,
+        message: String,
+    },
+}
+
+/// What a sync's pass does with one desired object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    Update,
+    Unchanged,
+}
+
+/// One desired object with its decision.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub id: ObjectId,
+    /// The object to apply: the rendered manifest with berth's labels and annotations.
+    pub manifest: Manifest,
+    pub action: Action,
+    /// Fingerprint of the desired object (without the revision annotation).
+    pub hash: String,
+    /// Commit recorded as this object's last change.
+    pub revision: String,
+    /// The live object, when there is one.
+    pub live: Option<Value>,
+    /// What the API server would hold after applying (dry-run), when it was asked.
+    pub predicted: Option<Value>,
+}
+
+/// An inventory entry missing from the desired set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Orphan {
+    pub id: ObjectId,
+    pub record: Record,
+    pub live: Option<Value>,
+}
+
+/// The plan of one sync pass.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub entries: Vec<Entry>,
+    pub prune: Vec<Orphan>,
+}
+
+impl Plan {
+    pub fn count(&self, action: Action) -> usize {
+        self.entries.iter().filter(|e| e.action == action).count()
+    }
+
+    /// True when applying would change nothing (creates, updates or prunes).
+    pub fn is_noop(&self) -> bool {
+        self.entries.iter().all(|e| e.action == Action::Unchanged) && self.prune.is_empty()
+    }
+}
+
+/// Who owns the objects: the sync, its source and the commit being synced.
+#[derive(Debug, Clone)]
+pub struct Owner<'a> {
+    pub sync: &'a str,
+    /// `<repo-url>#<path>`, credentials removed.
+    pub source: &'a str,
+    pub commit: &'a str,
+}
+
+/// Adds berth's labels and source annotation (not the revision) to a rendered object.
+pub fn stamp(manifest: &Manifest, owner: &Owner<'_>) -> Manifest {
+    let mut m = manifest.clone();
+    let metadata = m.object["metadata"]
+        .as_object_mut()
+        .expect("render checked that metadata is a mapping");
+    let labels = metadata
+        .entry("labels")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !labels.is_object() {
+        *labels = Value::Object(Map::new());
+    }
+    labels[status::MANAGED_BY] = Value::from(status::MANAGER_VALUE);
+    labels[status::SYNC_LABEL] = Value::from(owner.sync);
+    let annotations = metadata
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !annotations.is_object() {
+        *annotations = Value::Object(Map::new());
+    }
+    annotations[status::SOURCE] = Value::from(owner.source);
+    m
+}
+
+/// A stable fingerprint of an object's desired content.
+pub fn fingerprint(object: &Value) -> String {
+    // serde_json maps are sorted (no preserve_order feature), so this text is canonical.
+    let text = serde_json::to_string(object).expect("a JSON value always serializes");
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+fn with_revision(manifest: &Manifest, revision: &str) -> Manifest {
+    let mut m = manifest.clone();
+    m.object["metadata"]["annotations"][status::REVISION] = Value::from(revision);
+    m
+}
+
+/// The first decision, before any dry-run: `Some(action)` when it is already known, `None`
+/// when the dry-run result must decide between update and unchanged.
+///
+/// An object is known unchanged, with no request, when its recorded fingerprint matches and
+/// its live resourceVersion is the one recorded after berth last applied or checked it.
+pub fn presume(live: Option<&Value>, record: Option<&Record>, hash: &str) -> Option<Action> {
+    let Some(live) = live else {
+        return Some(Action::Create);
+    };
+    let rv = live["metadata"]["resourceVersion"].as_str();
+    match record {
+        Some(r) if r.hash == hash && rv.is_some() && rv == Some(r.resource_version.as_str()) => {
+            Some(Action::Unchanged)
+        }
+        _ => None,
+    }
+}
+
+/// Compares the live object with the dry-run result, ignoring server bookkeeping.
+pub fn decide(live: &Value, predicted: &Value) -> Action {
+    if normalize(live) == normalize(predicted) {
+        Action::Unchanged
+    } else {
+        Action::Update
+    }
+}
+
+/// Metadata fields that change on every write or belong to the server.
+const NOISE: [&str; 7] = [
+    "managedFields",
+    "resourceVersion",
+    "generation",
+    "uid",
+    "creationTimestamp",
+    "selfLink",
+    "deletionTimestamp",
+];
+
+/// The object without status and server bookkeeping, as compared and shown in diffs.
+pub fn normalize(object: &Value) -> Value {
+    let mut o = object.clone();
+    if let Some(map) = o.as_object_mut() {
+        map.remove("status");
+        if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
+            for key in NOISE {
+                meta.remove(key);
+            }
+            if let Some(annotations) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
+                annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+                if annotations.is_empty() {
+                    meta.remove("annotations");
+                }
+            }
+        }
+    }
+    o
+}
+
+/// Live objects, keyed by identity, for every (resource, namespace) the desired set and
+/// the inventory touch.
+pub type LiveSet = HashMap<ObjectId, Value>;
+
+/// Lists the live objects of the types and namespaces that `ids` use: one paginated list per
+/// (resource, namespace) instead of a request per object.
+///
+/// # Errors
+/// A list request fails.
+pub async fn observe(
+    client: &Client,
+    resources: &Resources,
+    targets: &[(String, ObjectId)],
+    concurrency: usize,
+) -> Result<LiveSet, Error> {
+    let mut scopes: BTreeMap<(String, String, String), cluster::Resource> = BTreeMap::new();
+    for (api_version, id) in targets {
+        let resource = resources
+            .get(api_version, &id.kind)
+            .or_else(|| resources.preferred(&id.group, &id.kind));
+        if let Some(r) = resource {
+            let ns = if r.namespaced {
+                id.namespace.clone()
+            } else {
+                String::new()
+            };
+            scopes.insert(
+                (r.api.api_version.clone(), r.api.kind.clone(), ns),
+                r.clone(),
+            );
+        }
+    }
+    let calls: Vec<_> = scopes
+        .into_iter()
+        .map(|((_, _, ns), r)| async move {
+            let api = cluster::api(
+                client,
+                &r,
+                Some(&ns).filter(|n| !n.is_empty()).map(String::as_str),
+            );
+            let what = if ns.is_empty() {
+                r.api.plural.clone()
+            } else {
+                format!("{} in {ns}", r.api.plural)
+            };
+            let mut objects: Vec<DynamicObject> = Vec::new();
+            let mut params = ListParams::default().limit(500);
+            loop {
+                let page = api.list(&params).await.map_err(|source| Error::List {
+                    what: what.clone(),
+                    source,
+                })?;
+                objects.extend(page.items);
+                match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                    Some(token) => params = params.continue_token(&token),
+                    None => break,
+                }
+            }
+            Ok::<_, Error>((r, objects))
+        })
+        .collect();
+    let lists = futures::stream::iter(calls)
+        .buffer_unordered(concurrency.max(1))
+        .try_collect::<Vec<_>>()
+        .await?;
+    let mut live = LiveSet::new();
+    for (r, objects) in lists {
+        for o in objects {
+            let id = ObjectId {
+                group: r.api.group.clone(),
+                kind: r.api.kind.clone(),
+                namespace: o.metadata.namespace.clone().unwrap_or_default(),
+                name: o.metadata.name.clone().unwrap_or_default(),
+            };
+            let mut value = serde_json::to_value(&o).expect("objects from the API serialize");
+            value["apiVersion"] = Value::from(r.api.api_version.clone());
+            value["kind"] = Value::from(r.api.kind.clone());
+            live.insert(id, value);
+        }
+    }
+    Ok(live)
+}
+
+/// Builds the plan for the desired objects of one stage: decides what it can from records,
+/// and asks the API server (server-side apply dry-run) about the rest.
+///
+/// # Errors
+/// An object's kind is not served, or a dry-run is rejected.
+pub async fn plan(
+    client: &Client,
+    resources: &Resources,
+    desired: &[Manifest],
+    live: &LiveSet,
+    inventory: &BTreeMap<ObjectId, Record>,
+    owner: &Owner<'_>,
+    concurrency: usize,
+) -> Result<Vec<Entry>, Error> {
+    let checks: Vec<_> = desired
+        .iter()
+        .map(|manifest| async move {
+            let base = stamp(manifest, owner);
+            let id = base.id();
+            let hash = fingerprint(&base.object);
+            let record = inventory.get(&id);
+            let revision = match record {
+                Some(r) if r.hash == hash && !r.revision.is_empty() => r.revision.clone(),
+                _ => owner.commit.to_owned(),
+            };
+            let full = with_revision(&base, &revision);
+            let current = live.get(&id);
+            let (action, predicted) = match presume(current, record, &hash) {
+                Some(action) => (action, None),
+                None => {
+                    let predicted = dry_run(client, resources, &full).await?;
+                    let current = current.expect("presume decides creates");
+                    (decide(current, &predicted), Some(predicted))
+                }
+            };
+            Ok::<_, Error>(Entry {
+                id,
+                manifest: full,
+                action,
+                hash,
+                revision,
+                live: current.cloned(),
+                predicted,
+            })
+        })
+        .collect();
+    futures::stream::iter(checks)
+        .buffered(concurrency.max(1))
+        .try_collect()
+        .await
+}
+
+/// What the API server would store if the object were applied now.
+async fn dry_run(
+    client: &Client,
+    resources: &Resources,
+    manifest: &Manifest,
+) -> Result<Value, Error> {
+    let resource = resource_for(resources, manifest)?;
+    let api = cluster::api(client, resource, manifest.namespace());
+    let params = PatchParams::apply(status::FIELD_MANAGER).force().dry_run();
+    let result = api
+        .patch(manifest.name(), &params, &Patch::Apply(&manifest.object))
+        .await
+        .map_err(|e| Error::DryRun {
+            origin: manifest.origin(),
+            id: manifest.id().to_string(),
+            message: status::api_message(&e),
+        })?;
+    Ok(serde_json::to_value(&result).expect("objects from the API serialize"))
+}
+
+/// The discovered resource for a manifest.
+///
+/// # Errors
+/// The kind is not served by the cluster.
+pub fn resource_for<'r>(
+    resources: &'r Resources,
+    manifest: &Manifest,
+) -> Result<&'r cluster::Resource, Error> {
+    resources
+        .get(manifest.api_version(), manifest.kind())
+        .ok_or_else(|| Error::UnknownKind {
+            origin: manifest.origin(),
+            api_version: manifest.api_version().to_owned(),
+            kind: manifest.kind().to_owned(),
+        })
+}
+
+/// Orphans: inventory entries no longer desired, with their live object when it exists.
+pub fn orphans(
+    inventory: &BTreeMap<ObjectId, Record>,
+    desired: &[Manifest],
+    live: &LiveSet,
+) -> Vec<Orphan> {
+    let wanted: std::collections::HashSet<ObjectId> = desired.iter().map(Manifest::id).collect();
+    inventory
+        .iter()
+        .filter(|(id, _)| !wanted.contains(id))
+        .map(|(id, record)| Orphan {
+            id: id.clone(),
+            record: record.clone(),
+            live: live.get(id).cloned(),
+        })
+        .collect()
+}
+
+// ---- text diffs --------------------------------------------------------------------------
+
+/// A unified diff between two texts, the one format berth shows diffs in.
+pub fn text_diff(name: &str, live: &str, desired: &str) -> String {
+    let diff = similar::TextDiff::from_lines(live, desired);
+    diff.unified_diff()
+        .context_radius(3)
+        .header(&format!("live/{name}"), &format!("desired/{name}"))
+        .to_string()
+}
+
+/// The diff text for one plan entry or orphan, with Secret values masked.
+pub fn entry_diff(id: &ObjectId, live: Option<&Value>, desired: Option<&Value>) -> String {
+    let mut live = live.map(normalize);
+    let mut desired = desired.map(normalize);
+    if id.kind == "Secret" && id.group.is_empty() {
+        mask_secrets(live.as_mut(), desired.as_mut());
+    }
+    let text = |v: Option<&Value>| {
+        v.map(|v| serde_saphyr::to_string(v).unwrap_or_else(|_| v.to_string()))
+            .unwrap_or_default()
+    };
+    text_diff(
+        &id.to_string(),
+        &text(live.as_ref()),
+        &text(desired.as_ref()),
+    )
+}
+
+/// Replaces Secret values with `+` runs: equal values get equal masks, changed ones differ.
+fn mask_secrets(live: Option<&mut Value>, desired: Option<&mut Value>) {
+    let mut live = live;
+    let mut desired = desired;
+    for field in ["data", "stringData"] {
+        let live_map = live
+            .as_deref()
+            .and_then(|v| v[field].as_object())
+            .cloned()
+            .unwrap_or_default();
+        let desired_map = desired
+            .as_deref()
+            .and_then(|v| v[field].as_object())
+            .cloned()
+            .unwrap_or_default();
+        if let Some(v) = live.as_deref_mut().and_then(|v| v[field].as_object_mut()) {
+            for value in v.values_mut() {
+                *value = Value::from("++++++++");
+            }
+        }
+        if let Some(v) = desired
+            .as_deref_mut()
+            .and_then(|v| v[field].as_object_mut())
+        {
+            for (key, value) in v.iter_mut() {
+                let same = live_map.get(key) == desired_map.get(key);
+                *value = Value::from(if same { "++++++++" } else { "+++++++++++++" });
+            }
+        }
+    }
+}
+
+/// Colors a unified diff for a terminal: additions green, removals red, hunks cyan.
+pub fn colorize(diff: &str) -> String {
+    if !std::io::stdout().is_terminal() || std::env::var_os("NO_COLOR").is_some() {
+        return diff.to_owned();
+    }
+    diff.lines()
+        .map(|line| {
+            let color = if line.starts_with("+++") || line.starts_with("---") {
+                "1"
+            } else if line.starts_with('+') {
+                "32"
+            } else if line.starts_with('-') {
+                "31"
+            } else if line.starts_with("@@") {
+                "36"
+            } else {
+                return format!("{line}\n");
+            };
+            format!("\x1b[{color}m{line}\x1b[0m\n")
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn manifest(object: Value) -> Manifest {
+        Manifest {
+            object,
+            file: "a.yaml".into(),
+            line: 1,
+        }
+    }
+
+    fn owner() -> Owner<'static> {
+        Owner {
+            sync: "web",
+            source: "https://git/x.git#apps",
+            commit: "c0ffee",
+        }
+    }
+
+    #[test]
+    fn stamp_adds_labels_and_source_but_not_revision() {
+        let m = manifest(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "labels": {"app": "x"}}}));
+        let s = stamp(&m, &owner());
+        let meta = &s.object["metadata"];
+        assert_eq!(meta["labels"]["app"], "x");
+        assert_eq!(meta["labels"][status::MANAGED_BY], "berth");
+        assert_eq!(meta["labels"][status::SYNC_LABEL], "web");
+        assert_eq!(
+            meta["annotations"][status::SOURCE],
+            "https://git/x.git#apps"
+        );
+        assert!(meta["annotations"].get(status::REVISION).is_none());
+    }
+
+    #[test]
+    fn server_defaults_and_bookkeeping_are_not_drift() {
+        let predicted = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "s", "resourceVersion": "2", "managedFields": [{"x": 1}],
+                         "creationTimestamp": "t2", "uid": "u"},
+            "spec": {"clusterIP": "10.0.0.1", "ports": [{"port": 80, "protocol": "TCP"}]},
+            "status": {"loadBalancer": {}}});
+        let mut live = predicted.clone();
+        live["metadata"]["resourceVersion"] = json!("1");
+        live["metadata"]["managedFields"] = json!([]);
+        live["status"] = json!({});
+        assert_eq!(decide(&live, &predicted), Action::Unchanged);
+        live["spec"]["ports"][0]["port"] = json!(81);
+        assert_eq!(decide(&live, &predicted), Action::Update);
+    }
+
+    #[test]
+    fn presume_skips_requests_only_when_record_matches_live() {
+        let live = json!({"metadata": {"resourceVersion": "7"}});
+        let record = Record {
+            api_version: "v1".into(),
+            resource_version: "7".into(),
+            hash: "h".into(),
+            revision: "c".into(),
+        };
+        assert_eq!(presume(None, Some(&record), "h"), Some(Action::Create));
+        assert_eq!(
+            presume(Some(&live), Some(&record), "h"),
+            Some(Action::Unchanged)
+        );
+        assert_eq!(presume(Some(&live), Some(&record), "other"), None);
+        assert_eq!(presume(Some(&live), None, "h"), None);
+        let drifted = json!({"metadata": {"resourceVersion": "8"}});
+        assert_eq!(presume(Some(&drifted), Some(&record), "h"), None);
+    }
+
+    #[test]
+    fn fingerprint_is_stable_and_sensitive() {
+        let a = json!({"b": 1, "a": [1, 2]});
+        let b = json!({"a": [1, 2], "b": 1});
+        assert_eq!(fingerprint(&a), fingerprint(&b));
+        assert_ne!(fingerprint(&a), fingerprint(&json!({"a": [2, 1], "b": 1})));
+        assert_eq!(fingerprint(&a).len(), 32);
+    }
+
+    #[test]
+    fn orphans_are_inventory_entries_not_desired() {
+        let keep = manifest(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "keep", "namespace": "n"}}));
+        let record = Record::default();
+        let inventory = BTreeMap::from([
+            (keep.id(), record.clone()),
+            (
+                ObjectId::from_key("_ConfigMap_n_gone").expect("key"),
+                record,
+            ),
+        ]);
+        let o = orphans(&inventory, &[keep], &LiveSet::new());
+        assert_eq!(o.len(), 1);
+        assert_eq!(o[0].id.name, "gone");
+        assert!(o[0].live.is_none());
+    }
+
+    #[test]
+    fn secret_values_are_masked_but_changes_still_show() {
+        let id = ObjectId::from_key("_Secret_n_s").expect("key");
+        let live = json!({"kind": "Secret", "data": {"same": "c2VjcmV0", "changed": "b2xk"}});
+        let desired = json!({"kind": "Secret", "data": {"same": "c2VjcmV0", "changed": "bmV3"}});
+        let text = entry_diff(&id, Some(&live), Some(&desired));
+        assert!(!text.contains("c2VjcmV0") && !text.contains("bmV3") && !text.contains("b2xk"));
+        assert!(text.contains("-  changed: ++++++++"), "{text}");
+        assert!(text.contains("+  changed: +++++++++++++"), "{text}");
+        assert!(!text.contains("-  same"), "{text}");
+    }
+
+    #[test]
+    fn text_diff_has_headers_and_hunks() {
+        let d = text_diff("cm", "a: 1\nb: 2\n", "a: 1\nb: 3\n");
+        assert!(d.starts_with("--- live/cm\n+++ desired/cm\n@@"), "{d}");
+        assert!(d.contains("-b: 2\n+b: 3\n"), "{d}");
+    }
+}

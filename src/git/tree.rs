@@ -1,0 +1,262 @@
+//! Reading manifest files straight from a commit's tree, without a checkout.
+
+use git2::{ObjectType, Oid, Repository, Tree};
+
+use super::fetch::Error;
+
+/// A file read from a commit: repository-relative path and content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    pub path: String,
+    pub content: Vec<u8>,
+}
+
+const MANIFEST_EXTENSIONS: [&str; 3] = [".yaml", ".yml", ".json"];
+/// Symlink hops allowed while resolving one entry, against link cycles.
+const MAX_LINK_HOPS: usize = 16;
+
+/// Every `*.yaml`, `*.yml` and `*.json` file below `path` (recursive, sorted by path) at
+/// `revision`. Symlinks are followed only while they stay inside `path`.
+///
+/// # Errors
+/// Unknown revision, a missing path, or a symlink leading outside `path`.
+pub fn read_path(
+    repo: &Repository,
+    url: &str,
+    revision: &str,
+    path: &str,
+) -> Result<Vec<SourceFile>, Error> {
+    let fail = |message: String| Error::Read {
+        url: super::redact(url),
+        revision: revision.to_owned(),
+        message,
+    };
+    let commit = Oid::from_str(revision)
+        .and_then(|oid| repo.find_commit(oid))
+        .map_err(|e| fail(e.message().to_owned()))?;
+    let root = commit.tree().map_err(|e| fail(e.message().to_owned()))?;
+    let mut reader = Reader {
+        repo,
+        root: &root,
+        base: path,
+        files: Vec::new(),
+    };
+    let start = if path.is_empty() {
+        root.clone()
+    } else {
+        let entry = root
+            .get_path(std::path::Path::new(path))
+            .map_err(|_| fail(format!("path {path:?} does not exist")))?;
+        match entry.kind() {
+            Some(ObjectType::Tree) => repo
+                .find_tree(entry.id())
+                .map_err(|e| fail(e.message().to_owned()))?,
+            _ => return Err(fail(format!("path {path:?} is not a directory"))),
+        }
+    };
+    reader.walk(&start, path, 0).map_err(fail)?;
+    reader.files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(reader.files)
+}
+
+struct Reader<'r> {
+    repo: &'r Repository,
+    root: &'r Tree<'r>,
+    base: &'r str,
+    files: Vec<SourceFile>,
+}
+
+impl Reader<'_> {
+    fn walk(&mut self, tree: &Tree<'_>, dir: &str, hops: usize) -> Result<(), String> {
+        for entry in tree {
+            let name = entry.name().map_err(|_| "a file name is not UTF-8")?;
+            let path = join(dir, name);
+            self.entry(&path, entry.id(), entry.kind(), entry.filemode(), hops)?;
+        }
+        Ok(())
+    }
+
+    fn entry(
+        &mut self,
+        path: &str,
+        id: Oid,
+        kind: Option<ObjectType>,
+        mode: i32,
+        hops: usize,
+    ) -> Result<(), String> {
+        let err = |e: git2::Error| format!("{path}: {}", e.message());
+        match kind {
+            Some(ObjectType::Tree) => {
+                let tree = self.repo.find_tree(id).map_err(err)?;
+                self.walk(&tree, path, hops)
+            }
+            Some(ObjectType::Blob) if mode == 0o120_000 => {
+                if hops >= MAX_LINK_HOPS {
+                    return Err(format!("{path}: too many levels of symbolic links"));
+                }
+                let blob = self.repo.find_blob(id).map_err(err)?;
+                let target = String::from_utf8_lossy(blob.content()).into_owned();
+                let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
+                let resolved = normalize(parent, &target).filter(|t| inside(self.base, t));
+                let Some(resolved) = resolved else {
+                    return Err(format!(
+                        "{path}: symlink to {target:?} points outside the sync path {:?}",
+                        if self.base.is_empty() { "." } else { self.base }
+                    ));
+                };
+                let Ok(entry) = self.root.get_path(std::path::Path::new(&resolved)) else {
+                    return Err(format!("{path}: symlink target {target:?} does not exist"));
+                };
+                if entry.kind() == Some(ObjectType::Tree) || is_manifest(path) {
+                    self.entry(path, entry.id(), entry.kind(), entry.filemode(), hops + 1)
+                } else {
+                    Ok(())
+                }
+            }
+            Some(ObjectType::Blob) if is_manifest(path) => {
+                let blob = self.repo.find_blob(id).map_err(err)?;
+                self.files.push(SourceFile {
+                    path: path.to_owned(),
+                    content: blob.content().to_vec(),
+                });
+                Ok(())
+            }
+            // Other files and submodules (commits) are not manifests.
+            _ => Ok(()),
+        }
+    }
+}
+
+fn is_manifest(path: &str) -> bool {
+    MANIFEST_EXTENSIONS.iter().any(|ext| path.ends_with(ext))
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// Resolves `target` relative to `dir` into a repository-relative path; `None` if it climbs
+/// above the repository root or is absolute.
+fn normalize(dir: &str, target: &str) -> Option<String> {
+    if target.starts_with('/') {
+        return None;
+    }
+    let mut parts: Vec<&str> = dir.split('/').filter(|p| !p.is_empty()).collect();
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            p => parts.push(p),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+fn inside(base: &str, path: &str) -> bool {
+    base.is_empty() || path == base || path.starts_with(&format!("{base}/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds a commit from (path, content, is_symlink) entries in a fresh repository.
+    fn repo_with(files: &[(&str, &str, bool)]) -> (tempfile::TempDir, Repository, String) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = Repository::init_bare(dir.path()).expect("init");
+        let mut index = git2::Index::new().expect("index");
+        for (path, content, link) in files {
+            let blob = repo.blob(content.as_bytes()).expect("blob");
+            let mut entry = git2::IndexEntry {
+                ctime: git2::IndexTime::new(0, 0),
+                mtime: git2::IndexTime::new(0, 0),
+                dev: 0,
+                ino: 0,
+                mode: if *link { 0o120_000 } else { 0o100_644 },
+                uid: 0,
+                gid: 0,
+                file_size: 0,
+                id: blob,
+                flags: 0,
+                flags_extended: 0,
+                path: path.as_bytes().to_vec(),
+            };
+            entry.flags = (path.len() as u16) & 0xfff;
+            index.add(&entry).expect("add");
+        }
+        let tree_id = index.write_tree_to(&repo).expect("tree");
+        let tree = repo.find_tree(tree_id).expect("tree");
+        let sig = git2::Signature::now("t", "t@example.com").expect("sig");
+        let id = repo
+            .commit(None, &sig, &sig, "c", &tree, &[])
+            .expect("commit");
+        drop(tree);
+        (dir, repo, id.to_string())
+    }
+
+    fn paths(files: &[SourceFile]) -> Vec<&str> {
+        files.iter().map(|f| f.path.as_str()).collect()
+    }
+
+    #[test]
+    fn reads_manifests_recursively_sorted_and_skips_other_files() {
+        let (_d, repo, rev) = repo_with(&[
+            ("apps/web/z.yaml", "z", false),
+            ("apps/web/a/b.json", "b", false),
+            ("apps/web/README.md", "r", false),
+            ("apps/web/c.yml", "c", false),
+            ("apps/other/x.yaml", "x", false),
+        ]);
+        let files = read_path(&repo, "file:///r", &rev, "apps/web").expect("read");
+        assert_eq!(
+            paths(&files),
+            ["apps/web/a/b.json", "apps/web/c.yml", "apps/web/z.yaml"]
+        );
+        assert_eq!(files[0].content, b"b");
+    }
+
+    #[test]
+    fn symlink_inside_the_path_is_followed() {
+        let (_d, repo, rev) = repo_with(&[
+            ("p/real.yaml", "real", false),
+            ("p/link.yaml", "real.yaml", true),
+        ]);
+        let files = read_path(&repo, "file:///r", &rev, "p").expect("read");
+        assert_eq!(paths(&files), ["p/link.yaml", "p/real.yaml"]);
+        assert_eq!(files[0].content, b"real");
+    }
+
+    #[test]
+    fn symlink_outside_the_path_is_refused() {
+        let (_d, repo, rev) = repo_with(&[
+            ("secret/creds.yaml", "s", false),
+            ("p/link.yaml", "../secret/creds.yaml", true),
+        ]);
+        let err = read_path(&repo, "file:///r", &rev, "p")
+            .expect_err("escape")
+            .to_string();
+        assert!(err.contains("p/link.yaml"), "{err}");
+        assert!(err.contains("outside the sync path"), "{err}");
+        let abs = repo_with(&[("p/link.yaml", "/etc/passwd", true)]);
+        assert!(read_path(&abs.1, "file:///r", &abs.2, "p").is_err());
+    }
+
+    #[test]
+    fn missing_path_is_an_error() {
+        let (_d, repo, rev) = repo_with(&[("a.yaml", "a", false)]);
+        let err = read_path(&repo, "file:///r", &rev, "nope")
+            .expect_err("missing")
+            .to_string();
+        assert!(err.contains("\"nope\" does not exist"), "{err}");
+        assert_eq!(
+            paths(&read_path(&repo, "file:///r", &rev, "").expect("root")),
+            ["a.yaml"]
+        );
+    }
+}

@@ -1,0 +1,631 @@
+//! Files from git → the desired objects of a sync: parse YAML/JSON documents, substitute
+//! `${VAR}`s, check identity fields, default namespaces and fill in defaults the API server
+//! would reject if missing. Pure: no cluster, no network.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde_json::Value;
+use serde_saphyr::Spanned;
+
+use crate::git::SourceFile;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{file}:{line}: {message}")]
+    Invalid {
+        file: String,
+        line: u64,
+        message: String,
+    },
+    #[error("duplicate object {id}: defined at {first} and {second}")]
+    Duplicate {
+        id: String,
+        first: String,
+        second: String,
+    },
+}
+
+fn invalid(file: &str, line: u64, message: impl Into<String>) -> Error {
+    Error::Invalid {
+        file: file.to_owned(),
+        line,
+        message: message.into(),
+    }
+}
+
+/// Identity of a Kubernetes object, independent of API version.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectId {
+    pub group: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectId {
+    /// The inventory key `<group>_<kind>_<namespace>_<name>`.
+    pub fn key(&self) -> String {
+        format!(
+            "{}_{}_{}_{}",
+            self.group, self.kind, self.namespace, self.name
+        )
+    }
+
+    /// Parses an inventory key.
+    pub fn from_key(key: &str) -> Option<Self> {
+        let mut parts = key.splitn(4, '_');
+        Some(Self {
+            group: parts.next()?.to_owned(),
+            kind: parts.next()?.to_owned(),
+            namespace: parts.next()?.to_owned(),
+            name: parts.next()?.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for ObjectId {
+    /// `Kind/name`, `Kind.group/name` or with `namespace/` in front, as kubectl prints them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.namespace.is_empty() {
+            write!(f, "{}/", self.namespace)?;
+        }
+        if self.group.is_empty() {
+            write!(f, "{}/{}", self.kind, self.name)
+        } else {
+            write!(f, "{}.{}/{}", self.kind, self.group, self.name)
+        }
+    }
+}
+
+/// One desired object and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    pub object: Value,
+    /// Repository-relative file.
+    pub file: String,
+    /// Line where the object starts.
+    pub line: u64,
+}
+
+impl Manifest {
+    pub fn api_version(&self) -> &str {
+        self.object["apiVersion"].as_str().unwrap_or_default()
+    }
+
+    pub fn kind(&self) -> &str {
+        self.object["kind"].as_str().unwrap_or_default()
+    }
+
+    pub fn name(&self) -> &str {
+        self.object["metadata"]["name"].as_str().unwrap_or_default()
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.object["metadata"]["namespace"].as_str()
+    }
+
+    /// API group (empty for the core group).
+    pub fn group(&self) -> &str {
+        group_of(self.api_version())
+    }
+
+    pub fn id(&self) -> ObjectId {
+        ObjectId {
+            group: self.group().to_owned(),
+            kind: self.kind().to_owned(),
+            namespace: self.namespace().unwrap_or_default().to_owned(),
+            name: self.name().to_owned(),
+        }
+    }
+
+    /// `file:line`, for messages.
+    pub fn origin(&self) -> String {
+        format!("{}:{}", self.file, self.line)
+    }
+
+    pub fn is_crd(&self) -> bool {
+        self.kind() == "CustomResourceDefinition" && self.group() == "apiextensions.k8s.io"
+    }
+
+    pub fn is_namespace(&self) -> bool {
+        self.kind() == "Namespace" && self.group().is_empty()
+    }
+}
+
+/// The group part of an apiVersion (`apps/v1` → `apps`, `v1` → ``).
+pub fn group_of(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map_or("", |(g, _)| g)
+}
+
+/// Whether a kind is namespaced; `None` when unknown.
+pub trait Scope {
+    fn namespaced(&self, group: &str, kind: &str) -> Option<bool>;
+}
+
+/// Scopes known without a cluster: the built-in cluster-scoped kinds; everything else in a
+/// well-known group is namespaced.
+pub struct BuiltinScope;
+
+const CLUSTER_SCOPED: &[(&str, &str)] = &[
+    ("", "Namespace"),
+    ("", "Node"),
+    ("", "PersistentVolume"),
+    ("", "ComponentStatus"),
+    ("rbac.authorization.k8s.io", "ClusterRole"),
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+    ("apiextensions.k8s.io", "CustomResourceDefinition"),
+    ("apiregistration.k8s.io", "APIService"),
+    ("storage.k8s.io", "StorageClass"),
+    ("storage.k8s.io", "CSIDriver"),
+    ("storage.k8s.io", "CSINode"),
+    ("storage.k8s.io", "VolumeAttachment"),
+    ("scheduling.k8s.io", "PriorityClass"),
+    ("node.k8s.io", "RuntimeClass"),
+    ("networking.k8s.io", "IngressClass"),
+    ("policy", "PodSecurityPolicy"),
+    (
+        "admissionregistration.k8s.io",
+        "MutatingWebhookConfiguration",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingWebhookConfiguration",
+    ),
+    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingAdmissionPolicyBinding",
+    ),
+    ("certificates.k8s.io", "CertificateSigningRequest"),
+    ("flowcontrol.apiserver.k8s.io", "FlowSchema"),
+    ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"),
+];
+
+const BUILTIN_GROUPS: &[&str] = &[
+    "",
+    "apps",
+    "batch",
+    "autoscaling",
+    "policy",
+    "networking.k8s.io",
+    "rbac.authorization.k8s.io",
+    "storage.k8s.io",
+    "scheduling.k8s.io",
+    "node.k8s.io",
+    "coordination.k8s.io",
+    "discovery.k8s.io",
+    "events.k8s.io",
+    "apiextensions.k8s.io",
+    "apiregistration.k8s.io",
+    "admissionregistration.k8s.io",
+    "certificates.k8s.io",
+    "flowcontrol.apiserver.k8s.io",
+];
+
+impl Scope for BuiltinScope {
+    fn namespaced(&self, group: &str, kind: &str) -> Option<bool> {
+        if CLUSTER_SCOPED.contains(&(group, kind)) {
+            Some(false)
+        } else if BUILTIN_GROUPS.contains(&group) {
+            Some(true)
+        } else {
+            None
+        }
+    }
+}
+
+/// Scopes declared by the CustomResourceDefinitions among the desired objects, in front of
+/// another scope (built-in or discovered).
+pub struct WithCrds<'a, S: Scope + ?Sized> {
+    crds: BTreeMap<(String, String), bool>,
+    inner: &'a S,
+}
+
+impl<'a, S: Scope + ?Sized> WithCrds<'a, S> {
+    pub fn new(manifests: &[Manifest], inner: &'a S) -> Self {
+        let crds = manifests
+            .iter()
+            .filter(|m| m.is_crd())
+            .filter_map(|m| {
+                let spec = &m.object["spec"];
+                let group = spec["group"].as_str()?.to_owned();
+                let kind = spec["names"]["kind"].as_str()?.to_owned();
+                Some(((group, kind), spec["scope"].as_str() != Some("Cluster")))
+            })
+            .collect();
+        Self { crds, inner }
+    }
+}
+
+impl<S: Scope + ?Sized> Scope for WithCrds<'_, S> {
+    fn namespaced(&self, group: &str, kind: &str) -> Option<bool> {
+        self.crds
+            .get(&(group.to_owned(), kind.to_owned()))
+            .copied()
+            .or_else(|| self.inner.namespaced(group, kind))
+    }
+}
+
+/// What a sync's render needs besides its files.
+#[derive(Debug, Default)]
+pub struct Options<'a> {
+    /// `${NAME}` values; when empty, files are not substituted at all.
+    pub vars: Option<&'a BTreeMap<String, String>>,
+    /// Namespace for namespaced objects that name none.
+    pub namespace: Option<&'a str>,
+}
+
+/// Renders a sync's files into its desired objects, sorted by file and position.
+///
+/// # Errors
+/// Unparseable documents, unset variables, objects without apiVersion/kind/metadata.name and
+/// duplicates, each naming file and line.
+pub fn directory(
+    files: &[SourceFile],
+    options: &Options<'_>,
+    scope: &dyn Scope,
+) -> Result<Vec<Manifest>, Error> {
+    let mut manifests = Vec::new();
+    for file in files {
+        let text = std::str::from_utf8(&file.content)
+            .map_err(|_| invalid(&file.path, 1, "file is not valid UTF-8"))?;
+        let text = match options.vars {
+            Some(vars) if !vars.is_empty() => substitute(text, vars, &file.path)?,
+            _ => text.to_owned(),
+        };
+        manifests.extend(parse_file(&file.path, &text)?);
+    }
+    let scope = WithCrds::new(&manifests, scope);
+    for m in &mut manifests {
+        default_namespace(m, options.namespace, &scope);
+        fill_protocols(&mut m.object);
+    }
+    check_duplicates(&manifests)?;
+    Ok(manifests)
+}
+
+/// Parses one file into objects; `List` kinds are expanded into their items.
+fn parse_file(path: &str, text: &str) -> Result<Vec<Manifest>, Error> {
+    let documents: Vec<(u64, Value)> = if path.ends_with(".json") {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| invalid(path, e.line() as u64, format!("invalid JSON: {e}")))?;
+        vec![(1, value)]
+    } else {
+        let docs: Vec<Spanned<Value>> = serde_saphyr::from_multiple(text).map_err(|e| {
+            let line = e.location().map_or(1, |l| l.line());
+            invalid(
+                path,
+                line,
+                format!("invalid YAML: {}", crate::config::yaml_message(&e)),
+            )
+        })?;
+        docs.into_iter()
+            .map(|d| (d.referenced.line().max(1), d.value))
+            .collect()
+    };
+    let mut out = Vec::new();
+    for (line, value) in documents {
+        if value.is_null() {
+            continue;
+        }
+        let is_list = value["kind"].as_str().is_some_and(|k| k.ends_with("List"))
+            && value["items"].is_array();
+        if is_list {
+            let Value::Array(items) = value["items"].clone() else {
+                continue;
+            };
+            for item in items {
+                out.push(checked(path, line, item)?);
+            }
+        } else {
+            out.push(checked(path, line, value)?);
+        }
+    }
+    Ok(out)
+}
+
+fn checked(path: &str, line: u64, object: Value) -> Result<Manifest, Error> {
+    if !object.is_object() {
+        return Err(invalid(path, line, "document is not a mapping"));
+    }
+    for (pointer, field) in [
+        ("/apiVersion", "apiVersion"),
+        ("/kind", "kind"),
+        ("/metadata/name", "metadata.name"),
+    ] {
+        match object.pointer(pointer) {
+            Some(Value::String(s)) if !s.is_empty() => {}
+            _ => return Err(invalid(path, line, format!("object has no {field}"))),
+        }
+    }
+    Ok(Manifest {
+        object,
+        file: path.to_owned(),
+        line,
+    })
+}
+
+/// Replaces `${NAME}` with its value; `$${NAME}` stays as a literal `${NAME}`.
+fn substitute(text: &str, vars: &BTreeMap<String, String>, path: &str) -> Result<String, Error> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(after) = tail.strip_prefix("$${") {
+            // an escaped reference: emit `${` and skip past it unsubstituted
+            out.push_str("${");
+            rest = after;
+            continue;
+        }
+        if let Some(body) = tail.strip_prefix("${")
+            && let Some(end) = body.find('}')
+            && is_var_name(&body[..end])
+        {
+            let name = &body[..end];
+            let Some(value) = vars.get(name) else {
+                let line = text[..text.len() - rest.len() + i].matches('\n').count() + 1;
+                let known: Vec<_> = vars.keys().map(String::as_str).collect();
+                return Err(invalid(
+                    path,
+                    line as u64,
+                    format!(
+                        "variable ${{{name}}} is not set (vars: {}; write $${{{name}}} for a literal)",
+                        known.join(", ")
+                    ),
+                ));
+            };
+            out.push_str(value);
+            rest = &body[end + 1..];
+            continue;
+        }
+        out.push('$');
+        rest = &tail[1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn is_var_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Sets the sync's namespace on namespaced objects that name none, and removes a namespace
+/// from kinds known to be cluster-scoped. Unknown kinds are left for discovery to decide.
+pub fn default_namespace(m: &mut Manifest, namespace: Option<&str>, scope: &dyn Scope) {
+    let (group, kind) = (m.group().to_owned(), m.kind().to_owned());
+    let metadata = &mut m.object["metadata"];
+    match scope.namespaced(&group, &kind) {
+        Some(true) => {
+            if let (None, Some(ns)) = (metadata["namespace"].as_str(), namespace) {
+                metadata["namespace"] = Value::String(ns.to_owned());
+            }
+        }
+        Some(false) => {
+            if let Some(map) = metadata.as_object_mut() {
+                map.remove("namespace");
+            }
+        }
+        None => {}
+    }
+}
+
+/// Kubernetes 1.20's server-side apply rejects Service and container ports that omit
+/// `protocol` (a key of those lists), so fill in the API default `TCP`, as Flux does.
+fn fill_protocols(object: &mut Value) {
+    let kind = object["kind"].as_str().unwrap_or_default().to_owned();
+    let pod_spec = match kind.as_str() {
+        "Service" => {
+            set_protocols(&mut object["spec"]["ports"]);
+            return;
+        }
+        "Pod" => object.pointer_mut("/spec"),
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "Job"
+        | "ReplicationController" => object.pointer_mut("/spec/template/spec"),
+        "CronJob" => object.pointer_mut("/spec/jobTemplate/spec/template/spec"),
+        _ => None,
+    };
+    if let Some(spec) = pod_spec {
+        for list in ["containers", "initContainers"] {
+            if let Some(Value::Array(containers)) = spec.get_mut(list) {
+                for c in containers {
+                    if let Some(ports) = c.get_mut("ports") {
+                        set_protocols(ports);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn set_protocols(ports: &mut Value) {
+    if let Value::Array(ports) = ports {
+        for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+            port.entry("protocol")
+                .or_insert_with(|| Value::String("TCP".to_owned()));
+        }
+    }
+}
+
+fn check_duplicates(manifests: &[Manifest]) -> Result<(), Error> {
+    let mut seen: BTreeMap<ObjectId, &Manifest> = BTreeMap::new();
+    for m in manifests {
+        if let Some(first) = seen.insert(m.id(), m) {
+            return Err(Error::Duplicate {
+                id: m.id().to_string(),
+                first: first.origin(),
+                second: m.origin(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Groups used by a set of manifests, for a discovery limited to them.
+pub fn groups(manifests: &[Manifest]) -> BTreeSet<String> {
+    manifests.iter().map(|m| m.group().to_owned()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn file(path: &str, text: &str) -> SourceFile {
+        SourceFile {
+            path: path.to_owned(),
+            content: text.as_bytes().to_vec(),
+        }
+    }
+
+    fn render(files: &[SourceFile], ns: Option<&str>) -> Result<Vec<Manifest>, Error> {
+        directory(
+            files,
+            &Options {
+                vars: None,
+                namespace: ns,
+            },
+            &BuiltinScope,
+        )
+    }
+
+    const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  k: v\n";
+
+    #[test]
+    fn multi_document_streams_keep_their_lines() {
+        let text = format!(
+            "# leading comment\n---\n{CM}---\n---\n{}",
+            CM.replace("name: a", "name: b")
+        );
+        let m = render(&[file("x.yaml", &text)], Some("web")).expect("render");
+        assert_eq!(m.len(), 2);
+        assert_eq!((m[0].line, m[1].line), (3, 11));
+        assert_eq!(m[1].namespace(), Some("web"));
+        assert_eq!(m[1].id().key(), "_ConfigMap_web_b");
+    }
+
+    #[test]
+    fn malformed_yaml_names_file_and_line() {
+        let err = render(&[file("apps/bad.yaml", "a: 1\nb: [\n")], None)
+            .expect_err("bad yaml")
+            .to_string();
+        assert!(err.starts_with("apps/bad.yaml:2: invalid YAML"), "{err}");
+    }
+
+    #[test]
+    fn missing_identity_fields_are_errors() {
+        for (text, field) in [
+            ("kind: ConfigMap\nmetadata: {name: a}\n", "apiVersion"),
+            ("apiVersion: v1\nmetadata: {name: a}\n", "kind"),
+            (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n",
+                "metadata.name",
+            ),
+            ("- a\n", "not a mapping"),
+        ] {
+            let err = render(&[file("f.yaml", text)], None)
+                .expect_err(field)
+                .to_string();
+            assert!(err.contains(field), "{field}: {err}");
+            assert!(err.starts_with("f.yaml:1:"), "{err}");
+        }
+    }
+
+    #[test]
+    fn duplicates_name_both_files() {
+        let err = render(&[file("a.yaml", CM), file("b/c.yaml", CM)], Some("x"))
+            .expect_err("duplicate")
+            .to_string();
+        assert_eq!(
+            err,
+            "duplicate object x/ConfigMap/a: defined at a.yaml:1 and b/c.yaml:1"
+        );
+    }
+
+    #[test]
+    fn vars_substitute_and_unset_ones_fail_with_line() {
+        let vars = BTreeMap::from([("ENV".to_owned(), "prod".to_owned())]);
+        let opts = Options {
+            vars: Some(&vars),
+            namespace: None,
+        };
+        let text = CM.replace("k: v", "k: ${ENV}\n  lit: $${ENV}\n  sh: $HOME");
+        let m = directory(&[file("a.yaml", &text)], &opts, &BuiltinScope).expect("render");
+        assert_eq!(
+            m[0].object["data"],
+            json!({"k": "prod", "lit": "${ENV}", "sh": "$HOME"})
+        );
+        let text = format!("{CM}---\n{}", CM.replace("k: v", "k: ${REGION}"));
+        let err = directory(&[file("a.yaml", &text)], &opts, &BuiltinScope)
+            .expect_err("unset")
+            .to_string();
+        assert!(
+            err.starts_with("a.yaml:13: variable ${REGION} is not set"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn without_vars_nothing_is_substituted() {
+        let text = CM.replace("k: v", "k: ${ENV}");
+        let m = render(&[file("a.yaml", &text)], None).expect("render");
+        assert_eq!(m[0].object["data"]["k"], "${ENV}");
+    }
+
+    #[test]
+    fn namespaces_default_only_for_namespaced_kinds() {
+        let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: web, namespace: oops}\n---\n\
+apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.acme.io}\n\
+spec: {group: acme.io, scope: Cluster, names: {kind: Widget}}\n---\n\
+apiVersion: acme.io/v1\nkind: Widget\nmetadata: {name: w}\n---\n\
+apiVersion: other.io/v1\nkind: Gadget\nmetadata: {name: g}\n";
+        let m = render(&[file("a.yaml", text)], Some("web")).expect("render");
+        let ns: Vec<_> = m.iter().map(Manifest::namespace).collect();
+        assert_eq!(ns, [None, None, None, None]);
+        let m = render(&[file("b.yaml", CM)], Some("web")).expect("render");
+        assert_eq!(m[0].namespace(), Some("web"));
+    }
+
+    #[test]
+    fn lists_expand_and_json_files_parse() {
+        let json = r#"{"apiVersion":"v1","kind":"List","items":[
+            {"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"}},
+            {"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"b"}}]}"#;
+        let m = render(&[file("l.json", json)], None).expect("render");
+        assert_eq!(m.iter().map(Manifest::name).collect::<Vec<_>>(), ["a", "b"]);
+        let err = render(&[file("l.json", "{\n\"a\": }")], None).expect_err("bad json");
+        assert!(
+            err.to_string().starts_with("l.json:2: invalid JSON"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn ports_get_tcp_when_protocol_is_missing() {
+        let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  template:\n    spec:\n      containers:\n      - name: c\n        ports: [{containerPort: 80}, {containerPort: 53, protocol: UDP}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}\n";
+        let m = render(&[file("d.yaml", text)], None).expect("render");
+        let ports = &m[0].object["spec"]["template"]["spec"]["containers"][0]["ports"];
+        assert_eq!(ports[0]["protocol"], "TCP");
+        assert_eq!(ports[1]["protocol"], "UDP");
+        assert_eq!(m[1].object["spec"]["ports"][0]["protocol"], "TCP");
+    }
+
+    #[test]
+    fn object_ids_round_trip_through_inventory_keys() {
+        let id = ObjectId {
+            group: "apps".into(),
+            kind: "Deployment".into(),
+            namespace: "web".into(),
+            name: "my_app".into(),
+        };
+        assert_eq!(ObjectId::from_key(&id.key()), Some(id.clone()));
+        assert_eq!(id.to_string(), "web/Deployment.apps/my_app");
+    }
+}

@@ -1,0 +1,481 @@
+//! One sync pass: read the commit, render, plan, apply in stages, prune, record status. The
+//! steps run in order here and nowhere else.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::Api;
+use tracing::{info, instrument, warn};
+
+use crate::Error;
+use crate::apply::{self, ChangeSet};
+use crate::cluster::Resources;
+use crate::config::{Repository, Sync};
+use crate::diff::{self, Action, Owner, Plan};
+use crate::git::{self, Commit, Credentials, Mirror};
+use crate::render::{self, BuiltinScope, Manifest, Scope as _, WithCrds};
+use crate::status::{self, EventType, Phase, SyncStatus};
+
+/// How long a CRD may take to become Established before its stage fails.
+const CRD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What every pass needs.
+#[derive(Clone)]
+pub struct Context {
+    pub client: Client,
+    /// berth's own namespace: status ConfigMaps, Events, credential Secrets.
+    pub namespace: String,
+    pub cache_dir: PathBuf,
+    /// Parallel API requests per sync.
+    pub concurrency: usize,
+}
+
+/// Whether a pass writes to the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Apply, prune and record status.
+    Apply,
+    /// Plan only (for `sync --dry-run` and `diff`): nothing is written.
+    Plan,
+}
+
+/// The result of one pass.
+#[derive(Debug)]
+pub struct Report {
+    pub sync: String,
+    pub revision: String,
+    pub plan: Plan,
+    pub changes: ChangeSet,
+    pub phase: Phase,
+    pub message: String,
+    pub duration: Duration,
+    /// Set when the status ConfigMap could not be written.
+    pub status_error: Option<String>,
+}
+
+impl Report {
+    pub fn failed(&self) -> bool {
+        self.phase == Phase::Failed || self.status_error.is_some()
+    }
+}
+
+/// Reads a repository's credentials from its `auth.secretRef` Secret.
+///
+/// # Errors
+/// The Secret cannot be read.
+pub async fn credentials(ctx: &Context, repo: &Repository) -> Result<Option<Credentials>, Error> {
+    let Some(name) = &repo.auth_secret else {
+        return Ok(None);
+    };
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let secret = api.get(name).await.map_err(|e| Error::Secret {
+        name: format!("{}/{name}", ctx.namespace),
+        message: status::api_message(&e),
+    })?;
+    let data = secret.data.unwrap_or_default();
+    let get = |k: &str| {
+        data.get(k).map(|v| {
+            String::from_utf8_lossy(&v.0)
+                .trim_end_matches('\n')
+                .to_owned()
+        })
+    };
+    Ok(Some(Credentials {
+        secret: name.clone(),
+        username: get("username"),
+        password: get("password"),
+        token: get("token"),
+        identity: get("identity"),
+        known_hosts: get("known_hosts"),
+    }))
+}
+
+/// Fetches a repository's branch into its mirror and resolves the head commit.
+///
+/// # Errors
+/// Credentials, network or a missing branch.
+#[instrument(skip_all, fields(repository = %repo.name))]
+pub async fn fetch(
+    cache_dir: &Path,
+    repo: &Repository,
+    creds: Option<Credentials>,
+) -> Result<Commit, Error> {
+    let started = Instant::now();
+    let (cache, url, branch) = (
+        cache_dir.to_path_buf(),
+        repo.url.clone(),
+        repo.branch.clone(),
+    );
+    let commit = tokio::task::spawn_blocking(move || {
+        let mirror = Mirror::open(&cache, &url)?;
+        mirror.fetch(&[branch.as_str()], creds.as_ref())?;
+        mirror.resolve(&branch)
+    })
+    .await
+    .expect("fetch task does not panic")?;
+    tracing::debug!(commit = %commit.short(), ms = started.elapsed().as_millis() as u64, "fetched");
+    Ok(commit)
+}
+
+/// Reads and renders a sync's manifests at a commit, with the scopes known offline.
+///
+/// # Errors
+/// Git read or render errors, naming file and line.
+pub async fn render(
+    cache_dir: &Path,
+    repo: &Repository,
+    sync: &Sync,
+    commit: &str,
+) -> Result<Vec<Manifest>, Error> {
+    let (cache, url, path, rev) = (
+        cache_dir.to_path_buf(),
+        repo.url.clone(),
+        sync.path.clone(),
+        commit.to_owned(),
+    );
+    let files = tokio::task::spawn_blocking(move || {
+        let mirror = Mirror::open(&cache, &url)?;
+        git::read_path(mirror.repository(), &url, &rev, &path)
+    })
+    .await
+    .expect("read task does not panic")?;
+    let options = render::Options {
+        vars: Some(&sync.vars),
+        namespace: sync.namespace.as_deref(),
+    };
+    Ok(render::directory(&files, &options, &BuiltinScope)?)
+}
+
+/// `<repo-url>#<path>` with credentials removed.
+pub fn source(repo: &Repository, sync: &Sync) -> String {
+    format!("{}#{}", git::redact(&repo.url), sync.path)
+}
+
+/// Runs one pass of a sync at `commit`: render, plan, and in [`Mode::Apply`] apply, prune and
+/// record status and Events. Failures are reported in the returned [`Report`] (and status),
+/// never by skipping the status write.
+#[instrument(skip_all, fields(sync = %sync.name, commit = %commit.short()))]
+pub async fn run_once(
+    ctx: &Context,
+    repo: &Repository,
+    sync: &Sync,
+    commit: &Commit,
+    mode: Mode,
+) -> Report {
+    let started = Instant::now();
+    let old = match status::load(&ctx.client, &ctx.namespace, &sync.name).await {
+        Ok(old) => old,
+        Err(e) => {
+            return finish(
+                ctx,
+                sync,
+                Some(commit),
+                mode,
+                None,
+                started,
+                Err(e.to_string()),
+            )
+            .await;
+        }
+    };
+    let inventory = old
+        .as_ref()
+        .map(|o| o.inventory.clone())
+        .unwrap_or_default();
+    let result = pass(ctx, repo, sync, commit, mode, &inventory)
+        .await
+        .map_err(|e| e.to_string());
+    finish(ctx, sync, Some(commit), mode, old, started, result).await
+}
+
+/// Records a failure that happened before a pass could start (a failed fetch, say): status
+/// Failed, the last synced revision kept.
+pub async fn record_failure(ctx: &Context, sync: &Sync, error: &Error, mode: Mode) -> Report {
+    let started = Instant::now();
+    let old = status::load(&ctx.client, &ctx.namespace, &sync.name)
+        .await
+        .ok()
+        .flatten();
+    finish(ctx, sync, None, mode, old, started, Err(error.to_string())).await
+}
+
+async fn pass(
+    ctx: &Context,
+    repo: &Repository,
+    sync: &Sync,
+    commit: &Commit,
+    mode: Mode,
+    inventory: &BTreeMap<render::ObjectId, status::Record>,
+) -> Result<(Plan, ChangeSet), Error> {
+    let mut manifests = render(&ctx.cache_dir, repo, sync, &commit.id).await?;
+    let mut groups = render::groups(&manifests);
+    groups.extend(inventory.keys().map(|id| id.group.clone()));
+    groups.insert("apiextensions.k8s.io".to_owned());
+    let mut resources = Resources::discover(&ctx.client, &groups).await?;
+    check_kinds(&mut manifests, &resources, sync)?;
+
+    let source = source(repo, sync);
+    let owner = Owner {
+        sync: &sync.name,
+        source: &source,
+        commit: &commit.id,
+    };
+    let (first, second): (Vec<Manifest>, Vec<Manifest>) = manifests
+        .iter()
+        .cloned()
+        .partition(|m| m.is_namespace() || m.is_crd());
+    let mut plan = Plan::default();
+    let mut changes = ChangeSet::default();
+    for (stage, desired) in [first, second].into_iter().enumerate() {
+        if desired.is_empty() {
+            continue;
+        }
+        let targets: Vec<_> = desired
+            .iter()
+            .map(|m| (m.api_version().to_owned(), m.id()))
+            .collect();
+        let live = diff::observe(&ctx.client, &resources, &targets, ctx.concurrency).await?;
+        let entries = diff::plan(
+            &ctx.client,
+            &resources,
+            &desired,
+            &live,
+            inventory,
+            &owner,
+            ctx.concurrency,
+        )
+        .await?;
+        if mode == Mode::Apply {
+            apply::apply(
+                &ctx.client,
+                &resources,
+                &entries,
+                ctx.concurrency,
+                &mut changes,
+            )
+            .await;
+            if !changes.errors.is_empty() {
+                plan.entries.extend(entries);
+                return Ok((plan, changes));
+            }
+            let crds: Vec<String> = entries
+                .iter()
+                .filter(|e| e.manifest.is_crd() && e.action != Action::Unchanged)
+                .map(|e| e.manifest.name().to_owned())
+                .collect();
+            if stage == 0 && !crds.is_empty() {
+                apply::wait_established(&ctx.client, &resources, &crds, CRD_TIMEOUT).await?;
+                resources = Resources::discover(&ctx.client, &groups).await?;
+            }
+        }
+        plan.entries.extend(entries);
+    }
+
+    let orphans = {
+        let candidates = diff::orphans(inventory, &manifests, &diff::LiveSet::new());
+        let targets: Vec<_> = candidates
+            .iter()
+            .map(|o| (o.record.api_version.clone(), o.id.clone()))
+            .collect();
+        let live = diff::observe(&ctx.client, &resources, &targets, ctx.concurrency).await?;
+        diff::orphans(inventory, &manifests, &live)
+    };
+    if sync.prune {
+        plan.prune = orphans
+            .into_iter()
+            .filter(|o| apply::decide(o, &sync.name) == apply::Decision::Delete)
+            .collect();
+        if mode == Mode::Apply {
+            apply::prune(
+                &ctx.client,
+                &resources,
+                &plan.prune,
+                &sync.name,
+                ctx.concurrency,
+                &mut changes,
+            )
+            .await;
+        }
+    } else if !orphans.is_empty() {
+        info!(
+            count = orphans.len(),
+            "objects left git; prune is disabled, leaving them"
+        );
+    }
+    Ok((plan, changes))
+}
+
+/// Settles scopes with discovery (CRDs in the set included) and refuses kinds nobody serves
+/// before anything is applied.
+fn check_kinds(
+    manifests: &mut [Manifest],
+    resources: &Resources,
+    sync: &Sync,
+) -> Result<(), Error> {
+    let snapshot = manifests.to_vec();
+    let scope = WithCrds::new(&snapshot, resources);
+    for m in manifests.iter_mut() {
+        render::default_namespace(m, sync.namespace.as_deref(), &scope);
+        match scope.namespaced(m.group(), m.kind()) {
+            None => {
+                return Err(diff::Error::UnknownKind {
+                    origin: m.origin(),
+                    api_version: m.api_version().to_owned(),
+                    kind: m.kind().to_owned(),
+                }
+                .into());
+            }
+            Some(true) if m.namespace().is_none() => {
+                return Err(diff::Error::NoNamespace {
+                    origin: m.origin(),
+                    id: m.id().to_string(),
+                }
+                .into());
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+async fn finish(
+    ctx: &Context,
+    sync: &Sync,
+    commit: Option<&Commit>,
+    mode: Mode,
+    old: Option<SyncStatus>,
+    started: Instant,
+    result: Result<(Plan, ChangeSet), String>,
+) -> Report {
+    let (plan, changes, error) = match result {
+        Ok((plan, changes)) => (plan, changes, None),
+        Err(e) => (Plan::default(), ChangeSet::default(), Some(e)),
+    };
+    let mut problems: Vec<String> = error.iter().cloned().collect();
+    problems.extend(changes.errors.iter().map(ToString::to_string));
+    let phase = if !problems.is_empty() {
+        Phase::Failed
+    } else if mode == Mode::Plan && !plan.is_noop() {
+        Phase::OutOfSync
+    } else {
+        Phase::Synced
+    };
+    let message = if problems.is_empty() {
+        changes.summary()
+    } else {
+        problems.join("; ")
+    };
+    let old_revision = old.as_ref().map(|o| o.revision.clone()).unwrap_or_default();
+    let report = |plan, changes, status_error| Report {
+        sync: sync.name.clone(),
+        revision: commit.map_or_else(|| old_revision.clone(), |c| c.id.clone()),
+        plan,
+        changes,
+        phase,
+        message: message.clone(),
+        duration: started.elapsed(),
+        status_error,
+    };
+    if mode == Mode::Plan {
+        return report(plan, changes, None);
+    }
+
+    let old_inventory = old
+        .as_ref()
+        .map(|o| o.inventory.clone())
+        .unwrap_or_default();
+    let inventory = if phase == Phase::Failed {
+        // Keep what we knew, plus what this pass applied: a failed pass forgets nothing.
+        let mut inv = old_inventory;
+        inv.extend(changes.records.iter().cloned());
+        inv
+    } else {
+        changes.records.iter().cloned().collect()
+    };
+    let revision = match commit {
+        Some(c) if error.is_none() => c.id.clone(),
+        _ => old_revision.clone(),
+    };
+    let at = commit.map_or_else(String::new, |c| format!("revision {}: ", c.short()));
+    let health = health(&plan, old.as_ref());
+    let new = SyncStatus {
+        phase,
+        health,
+        revision,
+        last_sync: String::new(),
+        message: if phase == Phase::Failed {
+            format!("{at}{message}")
+        } else {
+            message.clone()
+        },
+        inventory,
+    };
+    let flipped = old.as_ref().is_none_or(|o| o.phase != phase);
+    let mut status_error = None;
+    if let Some(next) = status::next(old.as_ref(), new, &status::now())
+        && let Err(e) = status::save(&ctx.client, &ctx.namespace, &sync.name, &next).await
+    {
+        warn!(error = %e, "failed to record status");
+        status_error = Some(e.to_string());
+    }
+    if phase == Phase::Failed {
+        if flipped || changes.changed() {
+            status::event(
+                &ctx.client,
+                &ctx.namespace,
+                &sync.name,
+                EventType::Warning,
+                "SyncFailed",
+                &message,
+            )
+            .await;
+        }
+        warn!(message = %message, "sync failed");
+    } else if changes.changed() || flipped {
+        let text = format!("{at}{}", changes.summary());
+        status::event(
+            &ctx.client,
+            &ctx.namespace,
+            &sync.name,
+            EventType::Normal,
+            "Synced",
+            &text,
+        )
+        .await;
+    }
+    let r = report(plan, changes, status_error);
+    info!(
+        created = r.changes.created.len(),
+        configured = r.changes.configured.len(),
+        unchanged = r.changes.unchanged,
+        pruned = r.changes.pruned.len(),
+        ms = r.duration.as_millis() as u64,
+        "sync finished"
+    );
+    r
+}
+
+/// Health after a pass: objects just created or changed are still rolling out; the rest are
+/// judged from their live state. A failed render keeps the previous health.
+fn health(plan: &Plan, old: Option<&SyncStatus>) -> status::Health {
+    if plan.entries.is_empty() {
+        return old.map(|o| o.health).unwrap_or_default();
+    }
+    let workloads = ["Deployment", "StatefulSet", "DaemonSet"];
+    let rolling = plan
+        .entries
+        .iter()
+        .any(|e| e.action != Action::Unchanged && workloads.contains(&e.id.kind.as_str()));
+    if rolling {
+        return status::Health::Progressing;
+    }
+    status::health(plan.entries.iter().filter_map(|e| e.live.as_ref()))
+}
+
+/// Distinct repositories used by a set of syncs, in mapping order.
+pub fn repositories_of<'a>(syncs: &[&'a Sync]) -> BTreeSet<&'a str> {
+    syncs.iter().map(|s| s.repository.as_str()).collect()
+}
