@@ -141,18 +141,30 @@ fn with_revision(manifest: &Manifest, revision: &str) -> Manifest {
 /// when the dry-run result must decide between update and unchanged.
 ///
 /// An object is known unchanged, with no request, when its recorded fingerprint matches and
-/// its live resourceVersion is the one recorded after berth last applied or checked it.
-pub fn presume(live: Option<&Value>, record: Option<&Record>, hash: &str) -> Option<Action> {
+/// either its live resourceVersion is the one recorded after berth last applied or checked it,
+/// or only its status moved since: same `metadata.generation` (which every spec change bumps)
+/// and the labels and annotations berth declares still hold their desired values.
+pub fn presume(
+    live: Option<&Value>,
+    record: Option<&Record>,
+    desired: &Value,
+    hash: &str,
+) -> Option<Action> {
     let Some(live) = live else {
         return Some(Action::Create);
     };
-    let rv = live["metadata"]["resourceVersion"].as_str();
-    match record {
-        Some(r) if r.hash == hash && rv.is_some() && rv == Some(r.resource_version.as_str()) => {
-            Some(Action::Unchanged)
-        }
-        _ => None,
-    }
+    let record = record.filter(|r| r.hash == hash)?;
+    let meta = &live["metadata"];
+    let rv = meta["resourceVersion"].as_str();
+    let same_version = rv.is_some() && rv == Some(record.resource_version.as_str());
+    let status_only = record.generation > 0
+        && meta["generation"].as_i64() == Some(record.generation)
+        && ["labels", "annotations"].iter().all(|field| {
+            desired["metadata"][field]
+                .as_object()
+                .is_none_or(|want| want.iter().all(|(k, v)| &meta[field][k] == v))
+        });
+    (same_version || status_only).then_some(Action::Unchanged)
 }
 
 /// Compares the live object with the dry-run result, ignoring server bookkeeping.
@@ -305,7 +317,7 @@ pub async fn plan(
             };
             let full = with_revision(&base, &revision);
             let current = live.get(&id);
-            let (action, predicted) = match presume(current, record, &hash) {
+            let (action, predicted) = match presume(current, record, &full.object, &hash) {
                 Some(action) => (action, None),
                 None => {
                     let predicted = dry_run(client, resources, &full).await?;
@@ -524,22 +536,48 @@ mod tests {
 
     #[test]
     fn presume_skips_requests_only_when_record_matches_live() {
-        let live = json!({"metadata": {"resourceVersion": "7"}});
+        let desired = json!({"metadata": {"labels": {"a": "1"}}});
+        let live = json!({"metadata": {"resourceVersion": "7", "labels": {"a": "1"}}});
         let record = Record {
             api_version: "v1".into(),
             resource_version: "7".into(),
+            generation: 0,
             hash: "h".into(),
             revision: "c".into(),
         };
-        assert_eq!(presume(None, Some(&record), "h"), Some(Action::Create));
+        let p = |live: Option<&Value>, record: Option<&Record>, hash: &str| {
+            presume(live, record, &desired, hash)
+        };
+        assert_eq!(p(None, Some(&record), "h"), Some(Action::Create));
+        assert_eq!(p(Some(&live), Some(&record), "h"), Some(Action::Unchanged));
+        assert_eq!(p(Some(&live), Some(&record), "other"), None);
+        assert_eq!(p(Some(&live), None, "h"), None);
+        let drifted = json!({"metadata": {"resourceVersion": "8", "labels": {"a": "1"}}});
+        assert_eq!(p(Some(&drifted), Some(&record), "h"), None);
+    }
+
+    #[test]
+    fn presume_ignores_status_updates_but_not_spec_or_label_edits() {
+        let desired = json!({"metadata": {"labels": {"a": "1"}, "annotations": {"x": "y"}}});
+        let record = Record {
+            resource_version: "7".into(),
+            generation: 2,
+            hash: "h".into(),
+            ..Record::default()
+        };
+        let live = |rv: &str, generation: i64, label: &str| {
+            json!({"metadata": {"resourceVersion": rv, "generation": generation,
+                "labels": {"a": label, "extra": "kept"},
+                "annotations": {"x": "y", "deployment.kubernetes.io/revision": "1"}}})
+        };
+        let p = |l: &Value| presume(Some(l), Some(&record), &desired, "h");
         assert_eq!(
-            presume(Some(&live), Some(&record), "h"),
-            Some(Action::Unchanged)
+            p(&live("9", 2, "1")),
+            Some(Action::Unchanged),
+            "status-only update"
         );
-        assert_eq!(presume(Some(&live), Some(&record), "other"), None);
-        assert_eq!(presume(Some(&live), None, "h"), None);
-        let drifted = json!({"metadata": {"resourceVersion": "8"}});
-        assert_eq!(presume(Some(&drifted), Some(&record), "h"), None);
+        assert_eq!(p(&live("9", 3, "1")), None, "spec edited: generation moved");
+        assert_eq!(p(&live("9", 2, "2")), None, "a declared label edited");
     }
 
     #[test]

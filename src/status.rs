@@ -118,10 +118,31 @@ pub struct Record {
     pub api_version: String,
     /// The resourceVersion berth last saw after applying or checking the object.
     pub resource_version: String,
+    /// The object's `metadata.generation` then (0 for kinds without one).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: i64,
     /// Fingerprint of the desired object it was applied from.
     pub hash: String,
     /// Commit of the object's last change.
     pub revision: String,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+impl Record {
+    /// Equal in everything but the resourceVersion, which moves on every status update a
+    /// controller makes and is not worth a write of its own.
+    fn same_as(&self, other: &Self) -> bool {
+        Self {
+            resource_version: String::new(),
+            ..self.clone()
+        } == Self {
+            resource_version: String::new(),
+            ..other.clone()
+        }
+    }
 }
 
 /// The content of a status ConfigMap.
@@ -136,12 +157,21 @@ pub struct SyncStatus {
 }
 
 /// The status to write after a pass, or `None` when nothing would change. `last-sync` moves
-/// only when status, health, revision, message or inventory change, so a no-op resync writes
-/// nothing.
+/// only when status, health, revision, message or inventory change (resourceVersions alone do
+/// not count), so a no-op resync writes nothing.
 pub fn next(old: Option<&SyncStatus>, mut new: SyncStatus, now: &str) -> Option<SyncStatus> {
     if let Some(old) = old {
-        new.last_sync.clone_from(&old.last_sync);
-        if *old == new {
+        let same_inventory = old.inventory.len() == new.inventory.len()
+            && old
+                .inventory
+                .iter()
+                .zip(&new.inventory)
+                .all(|((a, ra), (b, rb))| a == b && ra.same_as(rb));
+        let same_fields = old.phase == new.phase
+            && old.health == new.health
+            && old.revision == new.revision
+            && old.message == new.message;
+        if same_inventory && same_fields {
             return None;
         }
     }
@@ -417,6 +447,23 @@ mod tests {
         assert_eq!(changed.last_sync, "t3");
         let failed = next(Some(&old), status(Phase::Failed, "a"), "t4").expect("flip");
         assert_eq!(failed.phase, Phase::Failed);
+        let id = ObjectId::from_key("_ConfigMap_n_a").expect("key");
+        let record = |rv: &str, generation| Record {
+            resource_version: rv.into(),
+            generation,
+            ..Record::default()
+        };
+        let mut with = status(Phase::Synced, "a");
+        with.inventory.insert(id.clone(), record("1", 1));
+        let old = next(None, with.clone(), "t5").expect("first");
+        with.inventory.insert(id.clone(), record("2", 1));
+        assert_eq!(
+            next(Some(&old), with.clone(), "t6"),
+            None,
+            "a new resourceVersion alone"
+        );
+        with.inventory.insert(id, record("3", 2));
+        assert!(next(Some(&old), with, "t7").is_some(), "a new generation");
     }
 
     #[test]
@@ -441,6 +488,7 @@ mod tests {
         let record = Record {
             api_version: "apps/v1".into(),
             resource_version: "12".into(),
+            generation: 3,
             hash: "h".into(),
             revision: "c".into(),
         };

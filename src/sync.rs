@@ -284,10 +284,16 @@ async fn pass(
         diff::orphans(inventory, &manifests, &live)
     };
     if sync.prune {
-        plan.prune = orphans
-            .into_iter()
-            .filter(|o| apply::decide(o, &sync.name) == apply::Decision::Delete)
-            .collect();
+        for orphan in orphans {
+            match apply::decide(&orphan, &sync.name) {
+                apply::Decision::Delete => plan.prune.push(orphan),
+                apply::Decision::Keep(reason) => {
+                    info!(object = %orphan.id, reason, "kept object that left git");
+                    changes.kept.push((orphan.id, reason));
+                }
+                apply::Decision::Gone => {}
+            }
+        }
         if mode == Mode::Apply {
             apply::prune(
                 &ctx.client,
@@ -406,10 +412,12 @@ async fn finish(
         health,
         revision,
         last_sync: String::new(),
+        // The status message describes the state, so a no-op pass leaves it (and the
+        // ConfigMap) alone; what a pass did goes to the Event and the log.
         message: if phase == Phase::Failed {
             format!("{at}{message}")
         } else {
-            message.clone()
+            format!("{} objects synced", changes.records.len())
         },
         inventory,
     };

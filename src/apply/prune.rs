@@ -46,7 +46,8 @@ pub fn decide(orphan: &Orphan, sync: &str) -> Decision {
     Decision::Delete
 }
 
-/// Deletes the orphans `decide` allows, with background propagation.
+/// Deletes the orphans `decide` allows, with background propagation; the plan holds only
+/// those, and the check repeats here so nothing else can reach a delete call.
 pub async fn prune(
     client: &Client,
     resources: &Resources,
@@ -59,11 +60,7 @@ pub async fn prune(
     for orphan in orphans {
         match decide(orphan, sync) {
             Decision::Delete => deletes.push(orphan),
-            Decision::Keep(reason) => {
-                tracing::info!(object = %orphan.id, reason, "kept object that left git");
-                changes.kept.push((orphan.id.clone(), reason));
-            }
-            Decision::Gone => {}
+            Decision::Keep(_) | Decision::Gone => {}
         }
     }
     let calls: Vec<_> = deletes

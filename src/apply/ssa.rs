@@ -23,12 +23,8 @@ pub async fn apply(
 ) {
     for e in entries.iter().filter(|e| e.action == Action::Unchanged) {
         changes.unchanged += 1;
-        let rv = e
-            .live
-            .as_ref()
-            .and_then(|l| l["metadata"]["resourceVersion"].as_str())
-            .unwrap_or_default();
-        changes.records.push((e.id.clone(), record(e, rv)));
+        let live = e.live.as_ref().unwrap_or(&Value::Null);
+        changes.records.push((e.id.clone(), record(e, live)));
     }
     let writes = entries
         .iter()
@@ -39,11 +35,10 @@ pub async fn apply(
     while let Some((entry, result)) = results.next().await {
         match result {
             Ok(applied) => {
-                let rv = applied["metadata"]["resourceVersion"]
-                    .as_str()
-                    .unwrap_or_default();
                 tracing::debug!(object = %entry.id, action = ?entry.action, "applied");
-                changes.records.push((entry.id.clone(), record(entry, rv)));
+                changes
+                    .records
+                    .push((entry.id.clone(), record(entry, &applied)));
                 if entry.action == Action::Create {
                     changes.created.push(entry.id.clone());
                 } else {
@@ -55,10 +50,16 @@ pub async fn apply(
     }
 }
 
-fn record(entry: &Entry, resource_version: &str) -> Record {
+/// The record of an entry, from the object the API server returned (applied or live).
+fn record(entry: &Entry, object: &Value) -> Record {
+    let meta = &object["metadata"];
     Record {
         api_version: entry.manifest.api_version().to_owned(),
-        resource_version: resource_version.to_owned(),
+        resource_version: meta["resourceVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        generation: meta["generation"].as_i64().unwrap_or_default(),
         hash: entry.hash.clone(),
         revision: entry.revision.clone(),
     }

@@ -1,0 +1,273 @@
+//! Shared scaffolding for integration tests: the local control plane (or the cluster
+//! `KUBECONFIG` names), real git repositories in temp dirs, and the `berth` binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+/// The kubeconfig of the cluster tests run against. Without `KUBECONFIG`, this starts a local
+/// control plane with `tests/control-plane.sh`, which stops it when this test process exits.
+pub fn kubeconfig() -> &'static Path {
+    static KUBECONFIG: OnceLock<PathBuf> = OnceLock::new();
+    KUBECONFIG.get_or_init(|| {
+        if let Some(path) = std::env::var_os("KUBECONFIG")
+            .map(PathBuf::from)
+            .filter(|p| p.is_file())
+        {
+            return path;
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/control-plane.sh");
+        let install = Command::new("bash")
+            .arg(&script)
+            .arg("install")
+            .status()
+            .expect("control-plane.sh runs");
+        assert!(install.success(), "control-plane.sh install failed");
+        let dir = tempfile::Builder::new()
+            .prefix("berth-cp-")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("start")
+            .arg(&dir)
+            .env("BERTH_WATCH_PID", std::process::id().to_string())
+            .output()
+            .expect("control-plane.sh runs");
+        assert!(
+            out.status.success(),
+            "control plane did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+}
+
+/// A client for the test cluster.
+pub async fn client() -> Client {
+    let kubeconfig = Kubeconfig::read_from(kubeconfig()).expect("kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("config");
+    Client::try_from(config).expect("client")
+}
+
+/// A unique, DNS-safe name with the given prefix.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", rand::random::<u32>())
+}
+
+/// Creates a namespace; it is deleted when the returned guard drops.
+pub async fn namespace(client: &Client, name: &str) -> NamespaceGuard {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    api.create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+    NamespaceGuard {
+        client: client.clone(),
+        name: name.to_owned(),
+    }
+}
+
+pub struct NamespaceGuard {
+    client: Client,
+    pub name: String,
+}
+
+impl Drop for NamespaceGuard {
+    fn drop(&mut self) {
+        let (client, name) = (self.client.clone(), self.name.clone());
+        // best effort: the control plane is thrown away after the run anyway
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let api: Api<Namespace> = Api::all(client);
+                let _ = api.delete(&name, &DeleteParams::background()).await;
+            });
+        }
+    }
+}
+
+/// A child process that is killed and reaped when the guard drops, even if a test panics.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A real git repository in a temp dir, driven with the git CLI.
+pub struct Repo {
+    pub dir: tempfile::TempDir,
+}
+
+impl Repo {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = Self { dir };
+        repo.git(&["init", "-q", "-b", "main"]);
+        repo.git(&["config", "user.email", "test@example.com"]);
+        repo.git(&["config", "user.name", "Test"]);
+        repo
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn url(&self) -> String {
+        format!("file://{}", self.path().display())
+    }
+
+    pub fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(self.path())
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    pub fn write(&self, path: &str, content: &str) -> &Self {
+        let full = self.path().join(path);
+        std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+        std::fs::write(full, content).expect("write");
+        self
+    }
+
+    pub fn remove(&self, path: &str) -> &Self {
+        self.git(&["rm", "-q", path]);
+        self
+    }
+
+    /// Commits everything and returns the full sha.
+    pub fn commit(&self, message: &str) -> String {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", message]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+}
+
+/// A mapping file, a berth namespace and a cache dir for running the binary.
+pub struct Berth {
+    pub namespace: String,
+    pub mapping: PathBuf,
+    pub cache: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
+    _work: tempfile::TempDir,
+}
+
+impl Berth {
+    pub fn new(namespace: &str, mapping: &str) -> Self {
+        let work = tempfile::tempdir().expect("tempdir");
+        let path = work.path().join("berth.yaml");
+        std::fs::write(&path, mapping).expect("write mapping");
+        Self {
+            namespace: namespace.to_owned(),
+            mapping: path,
+            cache: tempfile::tempdir().expect("tempdir"),
+            env: Vec::new(),
+            _work: work,
+        }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+        cmd.arg("--kubeconfig")
+            .arg(kubeconfig())
+            .arg("--namespace")
+            .arg(&self.namespace)
+            .arg("--cache-dir")
+            .arg(self.cache.path())
+            .arg("--config")
+            .arg(&self.mapping)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs a one-shot verb and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("berth runs")
+    }
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A mapping with one repository and one sync.
+pub fn mapping(url: &str, sync: &str, path: &str, namespace: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: berth.dev/v1alpha1
+kind: Mapping
+repositories:
+  - name: config
+    url: {url}
+    branch: main
+    interval: 1s
+syncs:
+  - name: {sync}
+    repository: config
+    path: {path}
+    namespace: {namespace}
+{extra}"
+    )
+}
+
+/// The status ConfigMap of a sync.
+pub async fn status(client: &Client, namespace: &str, sync: &str) -> ConfigMap {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    api.get(&format!("berth-sync-{sync}"))
+        .await
+        .expect("status ConfigMap")
+}
+
+/// Polls `check` every 200ms until it returns `Some` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,753 @@
+//! The sync core against a real API server: each test arranges a git repository and a
+//! mapping, acts with the `berth` binary, and asserts on what the API server holds.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{Berth, Repo, client, mapping, namespace, status, text, unique};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+
+fn app(ns: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Namespace
+metadata:
+  name: {ns}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  greeting: hello
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+      containers:
+        - name: web
+          image: nginx:1.25
+          ports:
+            - containerPort: 80
+"
+    )
+}
+
+const SERVICE: &str = "apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports:
+    - port: 80
+      targetPort: 80
+";
+
+/// Resource versions of every object in a namespace, once the deployment controller has
+/// stopped writing the Deployment's status (its writes are not berth's): the version must hold
+/// still for a second.
+async fn versions(client: &kube::Client, app_ns: &str) -> BTreeMap<String, String> {
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), app_ns);
+    let rv = || async {
+        let d = deploys.get_opt("web").await.expect("get deployment");
+        d.map(|d| {
+            (
+                d.metadata.resource_version,
+                d.status.and_then(|s| s.replicas),
+            )
+        })
+    };
+    let mut last = rv().await;
+    let mut settled = false;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = rv().await;
+        let quiet = now == last && now.as_ref().is_none_or(|(_, replicas)| replicas.is_some());
+        last = now;
+        if quiet {
+            settled = true;
+            break;
+        }
+    }
+    assert!(settled, "the deployment controller kept writing web");
+    let mut out = BTreeMap::new();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), app_ns);
+    for cm in cms.list(&ListParams::default()).await.expect("list").items {
+        out.insert(
+            format!("cm/{}", cm.metadata.name.clone().unwrap_or_default()),
+            cm.metadata.resource_version.clone().unwrap_or_default(),
+        );
+    }
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), app_ns);
+    for d in deploys
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+    {
+        out.insert(
+            format!("deploy/{}", d.metadata.name.clone().unwrap_or_default()),
+            d.metadata.resource_version.clone().unwrap_or_default(),
+        );
+    }
+    let services: Api<Service> = Api::namespaced(client.clone(), app_ns);
+    for s in services
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+    {
+        out.insert(
+            format!("svc/{}", s.metadata.name.clone().unwrap_or_default()),
+            s.metadata.resource_version.clone().unwrap_or_default(),
+        );
+    }
+    out
+}
+
+#[tokio::test]
+async fn first_sync_applies_labels_annotations_and_status_then_resync_writes_nothing() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app_ns = unique("app");
+    let repo = Repo::new();
+    repo.write("apps/web/app.yaml", &app(&app_ns))
+        .write("apps/web/svc/service.yml", SERVICE)
+        .write("apps/web/README.md", "not a manifest");
+    let sha = repo.commit("first");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &mapping(&repo.url(), "web", "apps/web", &app_ns, ""),
+    );
+
+    let out = berth.run(&["sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("4 created"),
+        "{}",
+        text(&out)
+    );
+
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), &app_ns);
+    let d = deploys.get("web").await.expect("deployment applied");
+    let labels = d.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "berth");
+    assert_eq!(labels["berth.dev/sync"], "web");
+    let annotations = d.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(annotations["berth.dev/revision"], sha);
+    assert_eq!(
+        annotations["berth.dev/source"],
+        format!("{}#apps/web", repo.url())
+    );
+    let managers: Vec<_> = d
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|f| f.manager.clone())
+        .collect();
+    assert!(managers.contains(&"berth".to_owned()), "{managers:?}");
+    let svc: Api<Service> = Api::namespaced(client.clone(), &app_ns);
+    assert!(svc.get("web").await.is_ok());
+
+    let st = status(&client, &berth_ns.name, "web").await;
+    let a = st.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(a["berth.dev/status"], "Synced");
+    assert_eq!(a["berth.dev/revision"], sha);
+    assert_eq!(a["berth.dev/health"], "Progressing");
+    assert!(!a["berth.dev/last-sync"].is_empty());
+    let inventory: Vec<_> = st.data.clone().unwrap_or_default().into_keys().collect();
+    assert_eq!(
+        inventory,
+        [
+            format!("_ConfigMap_{app_ns}_settings"),
+            format!("_Namespace__{app_ns}"),
+            format!("_Service_{app_ns}_web"),
+            format!("apps_Deployment_{app_ns}_web"),
+        ]
+    );
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(client.clone(), &berth_ns.name);
+    let reasons: Vec<_> = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    assert!(reasons.contains(&"Synced".to_owned()), "{reasons:?}");
+
+    // Acceptance 2: a second sync with no new commit performs zero writes.
+    let mut before = versions(&client, &app_ns).await;
+    before.insert(
+        "status".into(),
+        st.metadata.resource_version.clone().unwrap_or_default(),
+    );
+    let out = berth.run(&["sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0 created, 0 configured, 4 unchanged"),
+        "{}",
+        text(&out)
+    );
+    let mut after = versions(&client, &app_ns).await;
+    let st = status(&client, &berth_ns.name, "web").await;
+    after.insert(
+        "status".into(),
+        st.metadata.resource_version.clone().unwrap_or_default(),
+    );
+    assert_eq!(before, after);
+}
+
+#[tokio::test]
+async fn a_commit_updates_one_object_prunes_another_and_keeps_prune_disabled() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app_ns = unique("app");
+    let repo = Repo::new();
+    let kept = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: kept
+  annotations: {berth.dev/prune: disabled}
+data: {a: b}
+";
+    repo.write("app.yaml", &app(&app_ns))
+        .write("svc.yaml", SERVICE)
+        .write("kept.yaml", kept);
+    let first = repo.commit("first");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &mapping(&repo.url(), "web", ".", &app_ns, ""),
+    );
+    let out = berth.run(&["sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let before = versions(&client, &app_ns).await;
+
+    repo.write(
+        "app.yaml",
+        &app(&app_ns).replace("greeting: hello", "greeting: bonjour"),
+    )
+    .remove("svc.yaml")
+    .remove("kept.yaml");
+    let second = repo.commit("change settings, drop service");
+    let out = berth.run(&["sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("1 configured") && stdout.contains("1 pruned") && stdout.contains("1 kept"),
+        "{}",
+        text(&out)
+    );
+
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &app_ns);
+    let settings = cms.get("settings").await.expect("settings");
+    assert_eq!(
+        settings.data.clone().unwrap_or_default()["greeting"],
+        "bonjour"
+    );
+    let a = settings.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(a["berth.dev/revision"], second);
+    let svc: Api<Service> = Api::namespaced(client.clone(), &app_ns);
+    let gone = common::eventually(Duration::from_secs(10), || async {
+        svc.get_opt("web")
+            .await
+            .expect("get")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "service was not pruned");
+    assert!(
+        cms.get_opt("kept").await.expect("get").is_some(),
+        "prune: disabled object was deleted"
+    );
+
+    // the untouched Deployment kept its resourceVersion and its revision annotation
+    let after = versions(&client, &app_ns).await;
+    assert_eq!(before["deploy/web"], after["deploy/web"]);
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), &app_ns);
+    let d = deploys.get("web").await.expect("deployment");
+    assert_eq!(
+        d.metadata.annotations.unwrap_or_default()["berth.dev/revision"],
+        first
+    );
+    let inventory = status(&client, &berth_ns.name, "web")
+        .await
+        .data
+        .unwrap_or_default();
+    assert_eq!(inventory.len(), 3, "{:?}", inventory.keys());
+}
+
+#[tokio::test]
+async fn a_crd_and_its_custom_resource_sync_in_one_pass() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app_ns = unique("app");
+    let group = format!("{}.example.com", unique("g"));
+    let repo = Repo::new();
+    repo.write(
+        "crd.yaml",
+        &format!(
+            "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.{group}
+spec:
+  group: {group}
+  scope: Namespaced
+  names: {{plural: widgets, singular: widget, kind: Widget}}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          x-kubernetes-preserve-unknown-fields: true
+"
+        ),
+    )
+    .write(
+        "widget.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {app_ns}}}\n---\napiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: sprocket\nspec:\n  size: 3\n"
+        ),
+    );
+    repo.commit("crd and widget");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &mapping(&repo.url(), "widgets", ".", &app_ns, ""),
+    );
+    let out = berth.run(&["sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("3 created"),
+        "{}",
+        text(&out)
+    );
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(&group, "v1", "Widget"),
+        "widgets",
+    );
+    let widgets: Api<DynamicObject> = Api::namespaced_with(client.clone(), &app_ns, &ar);
+    let w = widgets.get("sprocket").await.expect("widget");
+    assert_eq!(w.data["spec"]["size"], 3);
+    let out = berth.run(&["diff"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+#[tokio::test]
+async fn malformed_yaml_fails_with_file_and_line_and_changes_nothing() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app_ns = unique("app");
+    let repo = Repo::new();
+    repo.write("app.yaml", &app(&app_ns))
+        .write("svc.yaml", SERVICE);
+    let good = repo.commit("good");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &mapping(&repo.url(), "web", ".", &app_ns, ""),
+    );
+    assert!(berth.run(&["sync"]).status.success());
+    let before = versions(&client, &app_ns).await;
+
+    repo.write(
+        "app.yaml",
+        &app(&app_ns).replace("greeting: hello", "greeting: changed"),
+    )
+    .remove("svc.yaml")
+    .write(
+        "broken.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata: [unclosed\n",
+    );
+    repo.commit("broken");
+    let out = berth.run(&["sync"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("broken.yaml:5"),
+        "{}",
+        text(&out)
+    );
+
+    let st = status(&client, &berth_ns.name, "web").await;
+    let a = st.metadata.annotations.unwrap_or_default();
+    assert_eq!(a["berth.dev/status"], "Failed");
+    assert!(
+        a["berth.dev/message"].contains("broken.yaml:5"),
+        "{}",
+        a["berth.dev/message"]
+    );
+    assert_eq!(
+        a["berth.dev/revision"], good,
+        "revision stays at the last synced commit"
+    );
+    assert_eq!(st.data.unwrap_or_default().len(), 4, "inventory kept");
+    assert_eq!(
+        before,
+        versions(&client, &app_ns).await,
+        "nothing applied, nothing pruned"
+    );
+}
+
+#[tokio::test]
+async fn diff_exits_zero_after_sync_and_one_after_a_commit_without_server_defaults() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app_ns = unique("app");
+    let repo = Repo::new();
+    repo.write("app.yaml", &app(&app_ns))
+        .write("svc.yaml", SERVICE);
+    repo.commit("first");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &mapping(&repo.url(), "web", ".", &app_ns, ""),
+    );
+    let out = berth.run(&["diff"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "before the first sync everything differs: {}",
+        text(&out)
+    );
+    assert!(berth.run(&["sync"]).status.success());
+    let out = berth.run(&["diff"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(out.stdout.is_empty(), "{}", text(&out));
+
+    repo.write(
+        "app.yaml",
+        &app(&app_ns).replace("replicas: 1", "replicas: 3"),
+    );
+    repo.commit("scale");
+    let out = berth.run(&["diff"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("-  replicas: 1") && stdout.contains("+  replicas: 3"),
+        "{stdout}"
+    );
+    // fields the API server defaults (clusterIP, sessionAffinity, strategy, ...) never show
+    for defaulted in [
+        "clusterIP",
+        "sessionAffinity",
+        "revisionHistoryLimit",
+        "terminationMessagePath",
+    ] {
+        let changed = stdout
+            .lines()
+            .any(|l| (l.starts_with('+') || l.starts_with('-')) && l.contains(defaulted));
+        assert!(!changed, "{defaulted} shows as a difference:\n{stdout}");
+    }
+    assert!(
+        !stdout.contains("Service/web"),
+        "the Service did not change:\n{stdout}"
+    );
+    // diff wrote nothing
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), &app_ns);
+    assert_eq!(
+        deploys
+            .get("web")
+            .await
+            .expect("d")
+            .spec
+            .and_then(|s| s.replicas),
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn self_heal_restores_a_hand_edit_while_running() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app_ns = unique("app");
+    let repo = Repo::new();
+    repo.write("app.yaml", &app(&app_ns));
+    repo.commit("first");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &mapping(&repo.url(), "web", ".", &app_ns, "    selfHeal: true\n"),
+    );
+    let mut agent = common::ChildGuard(berth.command(&["run"]).spawn().expect("berth run starts"));
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &app_ns);
+    let synced = common::eventually(Duration::from_secs(30), || async {
+        cms.get_opt("settings").await.ok().flatten()
+    })
+    .await;
+    assert!(synced.is_some(), "berth run did not sync");
+
+    // someone edits the ConfigMap by hand
+    let edit = serde_json::json!({"data": {"greeting": "edited by hand"}});
+    cms.patch("settings", &PatchParams::default(), &Patch::Merge(&edit))
+        .await
+        .expect("hand edit");
+    let restored = common::eventually(Duration::from_secs(30), || async {
+        let cm = cms.get("settings").await.ok()?;
+        (cm.data?.get("greeting")? == "hello").then_some(())
+    })
+    .await;
+
+    // SIGTERM: finishes the pass in progress and exits cleanly
+    let pid = agent.0.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    let exit = agent.0.wait().expect("berth run exits");
+    assert!(restored.is_some(), "the hand edit was not reverted");
+    assert!(exit.success(), "berth run exit: {exit:?}");
+}
+
+/// A self-signed CA and a serving certificate for 127.0.0.1; returns (ca.crt, cert, key).
+fn tls_files(dir: &std::path::Path) -> (String, String, String) {
+    let run = |args: &[&str]| {
+        let ok = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            ok.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "tls.key",
+        "-out",
+        "tls.csr",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "tls.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "tls.crt",
+    ]);
+    let p = |f: &str| dir.join(f).display().to_string();
+    (p("ca.crt"), p("tls.crt"), p("tls.key"))
+}
+
+#[tokio::test]
+async fn git_over_https_with_a_token_from_a_secret() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app_ns = unique("app");
+    let repo = Repo::new();
+    repo.write("app.yaml", &app(&app_ns));
+    repo.commit("first");
+    // serve a bare clone over https, token required
+    let served = tempfile::tempdir().expect("tempdir");
+    let bare = served.path().join("config.git");
+    let out = std::process::Command::new("git")
+        .args(["clone", "-q", "--bare"])
+        .arg(repo.path())
+        .arg(&bare)
+        .output()
+        .expect("git clone");
+    assert!(out.status.success());
+    let tls = tempfile::tempdir().expect("tempdir");
+    let (ca, cert, key) = tls_files(tls.path());
+    let token = "s3cr3t-t0ken";
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/git-https-server.py"
+    );
+    let mut server = common::ChildGuard(
+        std::process::Command::new("python3")
+            .args([
+                script,
+                &served.path().display().to_string(),
+                &cert,
+                &key,
+                "x-access-token",
+                token,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("server starts"),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.0.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("port");
+    let url = format!("https://127.0.0.1:{}/config.git", line.trim());
+
+    let mapping_text = mapping(&url, "web", ".", &app_ns, "").replace(
+        "    interval: 1s\n",
+        "    interval: 1s\n    auth: {secretRef: git-creds}\n",
+    );
+    let mut berth = Berth::new(&berth_ns.name, &mapping_text);
+    berth.env.push(("SSL_CERT_FILE".into(), ca));
+
+    // without the Secret: a clear failure that does not leak anything
+    let out = berth.run(&["sync"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("git-creds"),
+        "{}",
+        text(&out)
+    );
+
+    // a wrong token is refused, and the token never appears in output or status
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &berth_ns.name);
+    let secret = |value: &str| Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("git-creds".into()),
+            ..Default::default()
+        },
+        string_data: Some(BTreeMap::from([("token".to_owned(), value.to_owned())])),
+        ..Default::default()
+    };
+    secrets
+        .create(&PostParams::default(), &secret("wrong-token"))
+        .await
+        .expect("secret");
+    let out = berth.run(&["sync"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(!text(&out).contains("wrong-token"), "{}", text(&out));
+
+    secrets
+        .replace("git-creds", &PostParams::default(), &secret(token))
+        .await
+        .expect("secret");
+    let out = berth.run(&["sync"]);
+    drop(server);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains(token));
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &app_ns);
+    assert!(cms.get("settings").await.is_ok());
+    let a = status(&client, &berth_ns.name, "web")
+        .await
+        .metadata
+        .annotations
+        .unwrap_or_default();
+    assert_eq!(a["berth.dev/status"], "Synced");
+    assert!(!a["berth.dev/message"].contains(token));
+}
+
+#[tokio::test]
+async fn validate_and_render_work_offline_and_name_the_problem() {
+    let repo = Repo::new();
+    repo.write("app.yaml", &app("web-ns"));
+    repo.commit("first");
+    let berth = Berth::new("unused", &mapping(&repo.url(), "web", ".", "web-ns", ""));
+    let mut cmd = berth.command(&["validate"]);
+    cmd.env("KUBECONFIG", "/nonexistent");
+    let out = cmd.output().expect("validate");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ok     sync web (3 objects"),
+        "{}",
+        text(&out)
+    );
+
+    let out = berth.run(&["render", "web"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("# Source: app.yaml:6") && stdout.contains("namespace: web-ns"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("protocol: TCP"), "{stdout}");
+
+    repo.write("bad.yaml", "kind: ConfigMap\nmetadata: {name: x}\n");
+    repo.commit("bad");
+    let out = berth.run(&["validate"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("bad.yaml:1: object has no apiVersion"),
+        "{}",
+        text(&out)
+    );
+
+    let broken = Berth::new(
+        "unused",
+        &mapping(&repo.url(), "web", ".", "web-ns", "    colour: blue\n"),
+    );
+    let out = broken.run(&["validate"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("berth.yaml:13:5"),
+        "{}",
+        text(&out)
+    );
+    let out = broken.run(&["sync"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+#[tokio::test]
+async fn status_lists_syncs_with_revision_and_objects() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app_ns = unique("app");
+    let repo = Repo::new();
+    repo.write("app.yaml", &app(&app_ns));
+    let sha = repo.commit("first");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &mapping(&repo.url(), "web", ".", &app_ns, ""),
+    );
+    assert!(berth.run(&["sync"]).status.success());
+    let out = berth.run(&["status"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("web "))
+        .unwrap_or_default();
+    assert!(row.contains(&format!("config@{}", &sha[..7])), "{stdout}");
+    assert!(row.contains("Synced") && row.contains(" 3 "), "{stdout}");
+}
