@@ -219,7 +219,8 @@ fn print_report(r: &Report, mode: Mode) {
         format!(" at {short}")
     };
     if r.failed() {
-        println!("{}: Failed{at}: {}", r.sync, r.message);
+        let message = r.status_error.as_deref().unwrap_or(&r.message);
+        println!("{}: Failed{at}: {message}", r.sync);
         return;
     }
     if mode == Mode::Plan {

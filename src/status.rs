@@ -356,13 +356,39 @@ pub async fn save(
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     // force: berth is the only writer of its own status objects.
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch(&name, &params, &Patch::Apply(&object))
-        .await
-        .map_err(|e| Error::Write {
-            name: format!("{namespace}/{name}"),
-            message: api_message(&e),
-        })?;
-    Ok(())
+    let fail = |e: &kube::Error| Error::Write {
+        name: format!("{namespace}/{name}"),
+        message: api_message(e),
+    };
+    match api.patch(&name, &params, &Patch::Apply(&object)).await {
+        Ok(_) => Ok(()),
+        // berth run from a laptop: its namespace may not exist yet, so make it once.
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            create_namespace(client, namespace)
+                .await
+                .map_err(|e| fail(&e))?;
+            api.patch(&name, &params, &Patch::Apply(&object))
+                .await
+                .map_err(|e| fail(&e))?;
+            Ok(())
+        }
+        Err(e) => Err(fail(&e)),
+    }
+}
+
+async fn create_namespace(client: &Client, namespace: &str) -> Result<(), kube::Error> {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let ns = k8s_openapi::api::core::v1::Namespace {
+        metadata: ObjectMeta {
+            name: Some(namespace.to_owned()),
+            ..ObjectMeta::default()
+        },
+        ..Default::default()
+    };
+    match api.create(&PostParams::default(), &ns).await {
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        other => other.map(|_| tracing::info!(namespace, "created berth's namespace")),
+    }
 }
 
 /// Kind of an Event.

@@ -2,7 +2,8 @@
 # Local Kubernetes control plane for berth's tests and quick start: etcd + kube-apiserver +
 # kube-controller-manager on loopback, built from Debian's packages (see README "Tests").
 #
-#   tests/control-plane.sh install          apt packages + build the binaries once (cached)
+#   tests/control-plane.sh install          apt packages (build, tests, control plane) + build
+#                                           the binaries once (cached)
 #   tests/control-plane.sh start DIR        start in DIR, write DIR/kubeconfig, print its path
 #   tests/control-plane.sh stop DIR         stop what `start DIR` started
 #
@@ -16,9 +17,13 @@ log() { printf 'control-plane: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# everything berth's build, tests and quick start need besides Rust
+PACKAGES="etcd-server golang-go rsync jq openssl golang-github-modern-go-reflect2-dev dpkg-dev
+  pkg-config libssl-dev zlib1g-dev git python3 curl"
+
 packages_missing() {
   local p
-  for p in etcd-server golang-go rsync jq openssl golang-github-modern-go-reflect2-dev dpkg-dev; do
+  for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || return 0
   done
   return 1
@@ -29,8 +34,8 @@ install_packages() {
   log "installing Debian packages"
   export DEBIAN_FRONTEND=noninteractive
   as_root apt-get update -qq
-  as_root apt-get install -y -qq etcd-server golang-go rsync jq openssl \
-    golang-github-modern-go-reflect2-dev dpkg-dev >/dev/null
+  # shellcheck disable=SC2086
+  as_root apt-get install -y -qq $PACKAGES >/dev/null
 }
 
 enable_sources() {

@@ -5,17 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-need=()
-for p in pkg-config libssl-dev zlib1g-dev git python3 openssl curl; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  echo "tests: installing ${need[*]}" >&2
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-
 bash tests/control-plane.sh install
 dir=$(mktemp -d)
 trap 'bash tests/control-plane.sh stop "$dir"; rm -rf "$dir"' EXIT
