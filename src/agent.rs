@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tracing::{info, instrument, warn};
 
 use crate::config::{Mapping, Repository};
+use crate::pipelines;
 use crate::sync::{self, Context, Mode};
 
 /// Poll interval for repositories with `interval: 0` until notifications arrive (issue-free
@@ -55,9 +56,14 @@ pub async fn run(ctx: Context, mapping: Mapping, shutdown: impl Future<Output = 
         let (ctx, mapping, stop) = (ctx.clone(), mapping.clone(), stop_rx.clone());
         tasks.spawn(async move { poll(ctx, mapping, repo, stop).await });
     }
+    if !mapping.pipelines.is_empty() {
+        let (ctx, mapping, stop) = (ctx.clone(), mapping.clone(), stop_rx.clone());
+        tasks.spawn(async move { pipelines::watch_runs(ctx, mapping, stop).await });
+    }
     info!(
         repositories = mapping.repositories.len(),
         syncs = mapping.syncs.len(),
+        pipelines = mapping.pipelines.len(),
         "agent started"
     );
     shutdown.await;
@@ -75,31 +81,36 @@ async fn poll(ctx: Context, mapping: Mapping, repo: Repository, mut stop: watch:
         .iter()
         .filter(|s| s.repository == repo.name)
         .collect();
+    let branches = mapping.branches(&repo);
     // Last commit each sync passed at; a sync is re-run when the commit moves, when it failed,
     // or (selfHeal) at every interval.
     let mut done: HashMap<String, String> = HashMap::new();
+    let mut evaluated = pipelines::Evaluated::new();
     let mut failures = 0u32;
     loop {
         let fetched = match sync::credentials(&ctx, &repo).await {
-            Ok(creds) => sync::fetch(&ctx.cache_dir, &repo, creds).await,
+            Ok(creds) => sync::fetch_branches(&ctx.cache_dir, &repo, creds, branches.clone()).await,
             Err(e) => Err(e),
         };
         let mut failed = false;
         match fetched {
-            Ok(commit) => {
-                for s in &syncs {
-                    let moved = done.get(&s.name) != Some(&commit.id);
-                    if !moved && !s.self_heal {
-                        continue;
-                    }
-                    let report = sync::run_once(&ctx, &repo, s, &commit, Mode::Apply).await;
-                    if report.failed() {
-                        failed = true;
-                        done.remove(&s.name);
-                    } else {
-                        done.insert(s.name.clone(), commit.id.clone());
+            Ok(head) => {
+                if let Some(commit) = head {
+                    for s in &syncs {
+                        let moved = done.get(&s.name) != Some(&commit.id);
+                        if !moved && !s.self_heal {
+                            continue;
+                        }
+                        let report = sync::run_once(&ctx, &repo, s, &commit, Mode::Apply).await;
+                        if report.failed() {
+                            failed = true;
+                            done.remove(&s.name);
+                        } else {
+                            done.insert(s.name.clone(), commit.id.clone());
+                        }
                     }
                 }
+                pipelines::pass(&ctx, &mapping, &repo, &mut evaluated).await;
             }
             Err(e) => {
                 warn!(error = %e, "fetch failed");
@@ -113,7 +124,7 @@ async fn poll(ctx: Context, mapping: Mapping, repo: Repository, mut stop: watch:
         let delay = match (failed, repo.interval) {
             (true, _) => backoff(failures),
             (false, Some(interval)) => jitter(interval, rand::random::<f64>()),
-            // interval 0: no polling; wait for shutdown (notifications arrive in later versions)
+            // interval 0: no polling; only notifications trigger a pass
             (false, None) => Duration::MAX,
         };
         tokio::select! {

@@ -11,7 +11,7 @@ use crate::config::{self, Mapping};
 use crate::diff::{self, Action};
 use crate::sync::{self, Context, Mode, Report};
 use crate::telemetry::LogFormat;
-use crate::{agent, cluster, status};
+use crate::{agent, cluster, pipelines, status};
 
 /// berth: GitOps for Kubernetes from one mapping file.
 ///
@@ -95,6 +95,20 @@ pub enum Command {
     },
     /// Show every sync's status from the cluster: revision, status, health, objects.
     Status,
+    /// Launch a pipeline now, for the head of a branch or a given commit. A commit that was
+    /// launched before gets a second run with a suffixed name. Exit 0 launched, 1 failed.
+    Trigger {
+        /// The pipeline to launch.
+        pipeline: String,
+        /// Branch to launch (default: the pipeline's first branch name without globs, else the
+        /// repository's branch).
+        #[arg(long)]
+        branch: Option<String>,
+        /// Commit to launch (full or short sha) instead of the branch head; it must be on the
+        /// fetched branch's history.
+        #[arg(long)]
+        revision: Option<String>,
+    },
     /// Check the mapping file and render every sync from git, without touching the cluster
     /// (except to read credential Secrets). Exit 0 valid, 1 invalid.
     Validate,
@@ -177,6 +191,20 @@ pub async fn run(args: Args) -> ExitCode {
             Err(code) => code,
         },
         Command::Render { name } => render(&args, &mapping, name).await,
+        Command::Trigger {
+            pipeline,
+            branch,
+            revision,
+        } => {
+            trigger(
+                &args,
+                &mapping,
+                pipeline,
+                branch.as_deref(),
+                revision.as_deref(),
+            )
+            .await
+        }
         Command::Validate | Command::Status => unreachable!("handled above"),
     }
 }
@@ -291,6 +319,56 @@ fn print_diffs(reports: &[Report]) -> ExitCode {
     }
 }
 
+async fn trigger(
+    args: &Args,
+    mapping: &Mapping,
+    name: &str,
+    branch: Option<&str>,
+    revision: Option<&str>,
+) -> ExitCode {
+    let Some(pipeline) = mapping.pipelines.iter().find(|p| p.name == name) else {
+        let known: Vec<_> = mapping.pipelines.iter().map(|p| p.name.as_str()).collect();
+        return fail(
+            USAGE,
+            format!("no pipeline named {name:?} (known: {})", known.join(", ")),
+        );
+    };
+    let repo = mapping
+        .repository(&pipeline.repository)
+        .expect("validated mapping");
+    let branch = branch.map_or_else(|| pipelines::default_branch(pipeline, repo), str::to_owned);
+    let ctx = match args.context().await {
+        Ok(c) => c,
+        Err(e) => return fail(USAGE, e),
+    };
+    let result = async {
+        let creds = sync::credentials(&ctx, repo).await?;
+        sync::fetch_branches(&ctx.cache_dir, repo, creds, vec![branch.clone()]).await?;
+        let commit = pipelines::resolve(&ctx.cache_dir, repo, &branch, revision).await?;
+        Ok::<_, crate::Error>(
+            pipelines::launch_commit(&ctx, pipeline, repo, &branch, &commit, true).await?,
+        )
+    }
+    .await;
+    let namespace = pipeline.namespace.as_deref().unwrap_or(&ctx.namespace);
+    match result {
+        Ok(pipelines::Launched::Created { name, queued }) => {
+            let queued = if queued {
+                " (queued behind a running run)"
+            } else {
+                ""
+            };
+            println!("launched {namespace}/{name} for {branch}{queued}");
+            ExitCode::SUCCESS
+        }
+        Ok(pipelines::Launched::Existed { name }) => {
+            println!("{namespace}/{name} exists already");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(1, e),
+    }
+}
+
 async fn render(args: &Args, mapping: &Mapping, name: &str) -> ExitCode {
     let Some(s) = mapping.syncs.iter().find(|s| s.name == name) else {
         let known: Vec<_> = mapping.syncs.iter().map(|s| s.name.as_str()).collect();
@@ -349,10 +427,10 @@ async fn validate(args: &Args) -> ExitCode {
     let mut ctx: Option<Context> = None;
     for repo in &mapping.repositories {
         let fetched = match offline_credentials(args, repo, &mut ctx).await {
-            Ok(creds) => sync::fetch(&cache, repo, creds).await,
+            Ok(creds) => sync::fetch_branches(&cache, repo, creds, mapping.branches(repo)).await,
             Err(e) => Err(e),
         };
-        let commit = match fetched {
+        let head = match fetched {
             Ok(c) => c,
             Err(e) => {
                 println!("error  repository {}: {e}", repo.name);
@@ -360,6 +438,33 @@ async fn validate(args: &Args) -> ExitCode {
                 continue;
             }
         };
+        for p in mapping
+            .pipelines
+            .iter()
+            .filter(|p| p.repository == repo.name)
+        {
+            match pipelines::check(&cache, p, repo).await {
+                Ok(heads) if heads.is_empty() => {
+                    println!("ok     pipeline {} (no matching branch yet)", p.name);
+                }
+                Ok(heads) => {
+                    for (branch, short, problem) in heads {
+                        match problem {
+                            None => println!("ok     pipeline {} ({branch}@{short})", p.name),
+                            Some(e) => {
+                                println!("error  pipeline {} ({branch}): {e}", p.name);
+                                ok = false;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    println!("error  pipeline {}: {e}", p.name);
+                    ok = false;
+                }
+            }
+        }
+        let Some(commit) = head else { continue };
         for s in mapping.syncs.iter().filter(|s| s.repository == repo.name) {
             match sync::render(&cache, repo, s, &commit.id).await {
                 Ok(m) => println!(
@@ -445,6 +550,67 @@ async fn show_status(args: &Args) -> ExitCode {
             ],
         });
     }
+    print!("{}", format_table(&table));
+
+    let states = match pipelines::list_states(&ctx.client, &ctx.namespace).await {
+        Ok(s) => s,
+        Err(e) => return fail(USAGE, e),
+    };
+    let mut names: Vec<(String, String)> = mapping
+        .iter()
+        .flat_map(|m| {
+            m.pipelines
+                .iter()
+                .map(|p| (p.name.clone(), p.repository.clone()))
+        })
+        .collect();
+    for name in states.keys() {
+        if !names.iter().any(|(n, _)| n == name) {
+            names.push((name.clone(), String::new()));
+        }
+    }
+    if names.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    let mut table = vec![[
+        "PIPELINE".to_owned(),
+        "REPOSITORY".to_owned(),
+        "LAST RUN".to_owned(),
+        "BRANCH@REVISION".to_owned(),
+        "PHASE".to_owned(),
+        "STARTED".to_owned(),
+        "FINISHED".to_owned(),
+        "MESSAGE".to_owned(),
+    ]];
+    for (name, repo) in names {
+        let state = states.get(&name).cloned().unwrap_or_default();
+        let run = state.runs.first().cloned().unwrap_or_default();
+        let at = if run.name.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "{}@{}",
+                run.branch,
+                &run.revision[..run.revision.len().min(7)]
+            )
+        };
+        let phase = match (run.name.is_empty(), run.phase.is_empty()) {
+            (true, _) => "-".to_owned(),
+            (false, true) => "Pending".to_owned(),
+            (false, false) => run.phase.clone(),
+        };
+        table.push([
+            name,
+            repo,
+            run.name,
+            at,
+            phase,
+            run.started,
+            run.finished,
+            state.message.chars().take(80).collect(),
+        ]);
+    }
+    println!();
     print!("{}", format_table(&table));
     ExitCode::SUCCESS
 }

@@ -53,12 +53,27 @@ impl fmt::Display for Origin {
 pub struct Mapping {
     pub repositories: Vec<Repository>,
     pub syncs: Vec<Sync>,
+    pub pipelines: Vec<Pipeline>,
 }
 
 impl Mapping {
     /// The repository a sync reads from; validation guarantees it exists.
     pub fn repository(&self, name: &str) -> Option<&Repository> {
         self.repositories.iter().find(|r| r.name == name)
+    }
+
+    /// The branches (names or globs) a repository's syncs and pipelines follow.
+    pub fn branches(&self, repo: &Repository) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.syncs.iter().any(|s| s.repository == repo.name) {
+            out.push(repo.branch.clone());
+        }
+        for p in self.pipelines.iter().filter(|p| p.repository == repo.name) {
+            out.extend(p.branches.iter().cloned());
+        }
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// The syncs named on the command line, or all of them when `names` is empty.
@@ -79,6 +94,48 @@ impl Mapping {
             })
             .collect()
     }
+}
+
+/// Where a pipeline's Workflow comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkflowSource {
+    /// A Workflow manifest at this path in the source repository, read at the commit.
+    File(String),
+    /// An Argo WorkflowTemplate of this name in the pipeline's namespace.
+    Template(String),
+}
+
+/// What happens to a branch's earlier runs when a new one launches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Concurrency {
+    /// Runs overlap freely.
+    #[default]
+    Allow,
+    /// The new run waits (suspended) until the earlier ones finish.
+    Queue,
+    /// Earlier running runs are terminated.
+    CancelInProgress,
+}
+
+/// A source repository whose new commits launch an Argo Workflow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pipeline {
+    pub name: String,
+    pub repository: String,
+    /// Branch names or globs (`release/*`); never empty after loading.
+    pub branches: Vec<String>,
+    /// Path globs; when set, a commit launches only if a changed file matches one.
+    pub paths: Vec<String>,
+    pub source: WorkflowSource,
+    /// Namespace of the Workflows; `None` means berth's own.
+    pub namespace: Option<String>,
+    pub service_account: Option<String>,
+    pub parameters: BTreeMap<String, String>,
+    pub concurrency: Concurrency,
+    /// Copied onto each Workflow unless its file sets its own.
+    pub ttl_strategy: Option<serde_json::Value>,
+    pub pod_gc: Option<serde_json::Value>,
+    pub artifact_gc: Option<serde_json::Value>,
 }
 
 /// A git repository berth fetches.
@@ -120,6 +177,42 @@ struct File {
     repositories: Vec<RepositoryFile>,
     #[serde(default)]
     syncs: Vec<SyncFile>,
+    #[serde(default)]
+    pipelines: Vec<PipelineFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PipelineFile {
+    name: Spanned<String>,
+    repository: Spanned<String>,
+    /// Branch names or globs; default: the repository's branch.
+    #[serde(default)]
+    branches: Vec<Spanned<String>>,
+    /// Path globs a changed file must match.
+    #[serde(default)]
+    paths: Vec<Spanned<String>>,
+    /// Workflow manifest in the source repository; default `.argo/workflow.yaml`.
+    #[serde(default)]
+    workflow: Option<Spanned<String>>,
+    /// Name of a WorkflowTemplate to run instead of a file.
+    #[serde(default)]
+    workflow_template_ref: Option<Spanned<String>>,
+    #[serde(default)]
+    namespace: Option<Spanned<String>>,
+    #[serde(default)]
+    service_account: Option<String>,
+    #[serde(default)]
+    parameters: BTreeMap<String, String>,
+    /// `allow` | `queue` | `cancel-in-progress`.
+    #[serde(default)]
+    concurrency: Option<Spanned<String>>,
+    #[serde(default)]
+    ttl_strategy: Option<serde_json::Value>,
+    #[serde(default, rename = "podGC")]
+    pod_gc: Option<serde_json::Value>,
+    #[serde(default, rename = "artifactGC")]
+    artifact_gc: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -248,6 +341,7 @@ pub fn parse(sources: &[(PathBuf, String)]) -> Result<Mapping, Error> {
     let mut repo_names: BTreeMap<String, Origin> = BTreeMap::new();
     let mut sync_names: BTreeMap<String, Origin> = BTreeMap::new();
     let mut sync_refs = Vec::new();
+    let mut pipeline_names: BTreeMap<String, Origin> = BTreeMap::new();
     for (path, text) in sources {
         let at = |loc: serde_saphyr::Location| Origin {
             path: path.clone(),
@@ -345,6 +439,80 @@ pub fn parse(sources: &[(PathBuf, String)]) -> Result<Mapping, Error> {
                 vars,
             });
         }
+        for p in file.pipelines {
+            let name = p.name.value.clone();
+            check_name("pipeline", &name).map_err(|m| invalid(p.name.referenced, m))?;
+            if let Some(first) = pipeline_names.insert(name.clone(), at(p.name.referenced)) {
+                return Err(invalid(
+                    p.name.referenced,
+                    format!("pipeline {name:?} is already defined at {first}"),
+                ));
+            }
+            for pattern in p.branches.iter().chain(&p.paths) {
+                check_glob(&pattern.value).map_err(|m| invalid(pattern.referenced, m))?;
+            }
+            let source = match (p.workflow, p.workflow_template_ref) {
+                (Some(_), Some(t)) => {
+                    return Err(invalid(
+                        t.referenced,
+                        "set workflow or workflowTemplateRef, not both".to_owned(),
+                    ));
+                }
+                (Some(w), None) => WorkflowSource::File(
+                    normalize_path(&w.value).map_err(|m| invalid(w.referenced, m))?,
+                ),
+                (None, Some(t)) => WorkflowSource::Template(t.value),
+                (None, None) => WorkflowSource::File(DEFAULT_WORKFLOW.to_owned()),
+            };
+            let namespace = match p.namespace {
+                Some(ns) => {
+                    check_name("namespace", &ns.value).map_err(|m| invalid(ns.referenced, m))?;
+                    Some(ns.value)
+                }
+                None => None,
+            };
+            let concurrency = match p.concurrency {
+                None => Concurrency::Allow,
+                Some(c) => match c.value.as_str() {
+                    "allow" => Concurrency::Allow,
+                    "queue" => Concurrency::Queue,
+                    "cancel-in-progress" => Concurrency::CancelInProgress,
+                    other => {
+                        return Err(invalid(
+                            c.referenced,
+                            format!(
+                                "concurrency {other:?} must be allow, queue or cancel-in-progress"
+                            ),
+                        ));
+                    }
+                },
+            };
+            sync_refs.push((p.repository.value.clone(), at(p.repository.referenced)));
+            mapping.pipelines.push(Pipeline {
+                name,
+                repository: p.repository.value,
+                branches: p.branches.into_iter().map(|b| b.value).collect(),
+                paths: p.paths.into_iter().map(|b| b.value).collect(),
+                source,
+                namespace,
+                service_account: p.service_account,
+                parameters: p.parameters,
+                concurrency,
+                ttl_strategy: p.ttl_strategy,
+                pod_gc: p.pod_gc,
+                artifact_gc: p.artifact_gc,
+            });
+        }
+    }
+    for pipeline in &mut mapping.pipelines {
+        if pipeline.branches.is_empty()
+            && let Some(repo) = mapping
+                .repositories
+                .iter()
+                .find(|r| r.name == pipeline.repository)
+        {
+            pipeline.branches.push(repo.branch.clone());
+        }
     }
     for (repo, origin) in sync_refs {
         if !repo_names.contains_key(&repo) {
@@ -382,6 +550,15 @@ pub fn yaml_message(e: &serde_saphyr::Error) -> String {
         Some(i) => first[..i].to_owned(),
         None => first.to_owned(),
     }
+}
+
+/// The Workflow file a pipeline reads when the mapping names none.
+pub const DEFAULT_WORKFLOW: &str = ".argo/workflow.yaml";
+
+fn check_glob(pattern: &str) -> Result<(), String> {
+    globset::Glob::new(pattern)
+        .map(drop)
+        .map_err(|e| format!("invalid glob {pattern:?}: {e}"))
 }
 
 /// Names end up in object names (`berth-sync-<name>`), so they must be DNS labels.
@@ -557,6 +734,45 @@ syncs:
                 .expect_err(to)
                 .to_string();
             assert!(err.contains(needle), "{to}: {err}");
+        }
+    }
+
+    #[test]
+    fn pipelines_parse_with_defaults() {
+        let text = format!(
+            "{GOOD}pipelines:
+  - name: web-ci
+    repository: config
+  - name: release
+    repository: config
+    branches: [\"release/*\"]
+    paths: [\"src/**\"]
+    workflowTemplateRef: build
+    concurrency: cancel-in-progress
+    artifactGC: {{strategy: OnWorkflowDeletion}}
+"
+        );
+        let m = parse_one(&text).expect("valid");
+        let (a, b) = (&m.pipelines[0], &m.pipelines[1]);
+        assert_eq!(a.branches, ["main"], "defaults to the repository's branch");
+        assert_eq!(a.source, WorkflowSource::File(DEFAULT_WORKFLOW.into()));
+        assert_eq!(a.concurrency, Concurrency::Allow);
+        assert_eq!(b.source, WorkflowSource::Template("build".into()));
+        assert_eq!(b.concurrency, Concurrency::CancelInProgress);
+        assert_eq!(b.artifact_gc, Some(serde_json::json!({"strategy": "OnWorkflowDeletion"})));
+        assert_eq!(m.branches(&m.repositories[0]), ["main", "release/*"]);
+    }
+
+    #[test]
+    fn bad_pipelines_are_rejected_at_the_key() {
+        let base = format!("{GOOD}pipelines:\n  - name: ci\n    repository: config\n");
+        for (extra, needle) in [
+            ("    concurrency: sometimes\n", "berth.yaml:17:18: concurrency \"sometimes\""),
+            ("    workflow: a.yaml\n    workflowTemplateRef: t\n", "not both"),
+            ("    branches: [\"release/[\"]\n", "invalid glob"),
+        ] {
+            let err = parse_one(&format!("{base}{extra}")).expect_err(extra).to_string();
+            assert!(err.contains(needle), "{extra}: {err}");
         }
     }
 

@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod config;
 pub mod diff;
 pub mod git;
+pub mod pipelines;
 pub mod render;
 pub mod status;
 pub mod sync;
@@ -38,6 +39,8 @@ pub enum Error {
     Apply(#[from] apply::Error),
     #[error(transparent)]
     Status(#[from] status::Error),
+    #[error(transparent)]
+    Pipeline(#[from] pipelines::Error),
     #[error("failed to read secret {name}: {message}")]
     Secret { name: String, message: String },
 }
@@ -53,6 +56,7 @@ impl Error {
             Self::Diff(_) => "PlanError",
             Self::Apply(_) => "ApplyError",
             Self::Status(_) => "StatusError",
+            Self::Pipeline(_) => "PipelineError",
             Self::Secret { .. } => "SecretError",
         }
     }

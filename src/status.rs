@@ -398,18 +398,19 @@ pub enum EventType {
     Warning,
 }
 
-/// Records a Kubernetes Event on a sync's status ConfigMap. Failures are logged, not raised:
-/// an Event is a courtesy, never a reason to fail a sync.
+/// Records a Kubernetes Event on one of berth's status ConfigMaps (`berth-sync-<name>`,
+/// `berth-pipeline-<name>`). Failures are logged, not raised: an Event is a courtesy, never a
+/// reason to fail a pass.
 pub async fn event(
     client: &Client,
     namespace: &str,
-    sync: &str,
+    config_map: &str,
     kind: EventType,
     reason: &str,
     message: &str,
 ) {
     let now = Timestamp::now();
-    let name = config_map_name(sync);
+    let name = config_map.to_owned();
     let event = Event {
         metadata: ObjectMeta {
             name: Some(format!("{name}.{:x}", now.as_nanosecond())),

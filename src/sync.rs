@@ -103,21 +103,41 @@ pub async fn fetch(
     repo: &Repository,
     creds: Option<Credentials>,
 ) -> Result<Commit, Error> {
+    let head = fetch_branches(cache_dir, repo, creds, vec![repo.branch.clone()]).await?;
+    Ok(head.expect("the repository's branch was asked for"))
+}
+
+/// Fetches branches (names or globs) of a repository into its mirror. Returns the head of the
+/// repository's own `branch` when `branches` names it.
+///
+/// # Errors
+/// Credentials, network, or the repository's branch missing.
+pub async fn fetch_branches(
+    cache_dir: &Path,
+    repo: &Repository,
+    creds: Option<Credentials>,
+    branches: Vec<String>,
+) -> Result<Option<Commit>, Error> {
     let started = Instant::now();
     let (cache, url, branch) = (
         cache_dir.to_path_buf(),
         repo.url.clone(),
         repo.branch.clone(),
     );
-    let commit = tokio::task::spawn_blocking(move || {
+    let head = tokio::task::spawn_blocking(move || {
         let mirror = Mirror::open(&cache, &url)?;
-        mirror.fetch(&[branch.as_str()], creds.as_ref())?;
-        mirror.resolve(&branch)
+        let patterns: Vec<&str> = branches.iter().map(String::as_str).collect();
+        mirror.fetch(&patterns, creds.as_ref())?;
+        if branches.contains(&branch) {
+            mirror.resolve(&branch).map(Some)
+        } else {
+            Ok(None)
+        }
     })
     .await
     .expect("fetch task does not panic")?;
-    tracing::debug!(commit = %commit.short(), ms = started.elapsed().as_millis() as u64, "fetched");
-    Ok(commit)
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "fetched");
+    Ok(head)
 }
 
 /// Reads and renders a sync's manifests at a commit, with the scopes known offline.
@@ -434,7 +454,7 @@ async fn finish(
             status::event(
                 &ctx.client,
                 &ctx.namespace,
-                &sync.name,
+                &status::config_map_name(&sync.name),
                 EventType::Warning,
                 "SyncFailed",
                 &message,
@@ -447,7 +467,7 @@ async fn finish(
         status::event(
             &ctx.client,
             &ctx.namespace,
-            &sync.name,
+            &status::config_map_name(&sync.name),
             EventType::Normal,
             "Synced",
             &text,

@@ -133,15 +133,21 @@ impl Mirror {
         redact(&self.url)
     }
 
-    /// Fetches the given branches (names or `*` globs) incrementally into `refs/heads/*`.
+    /// Fetches the given branches incrementally into `refs/heads/*`. A pattern with glob
+    /// characters other than one `*` fetches every branch.
     ///
     /// # Errors
     /// Network, authentication or repository errors, with credentials removed.
     pub fn fetch(&self, branches: &[&str], creds: Option<&Credentials>) -> Result<(), Error> {
-        let refspecs: Vec<String> = branches
-            .iter()
-            .map(|b| format!("+refs/heads/{b}:refs/heads/{b}"))
-            .collect();
+        let simple = |b: &&str| b.matches('*').count() <= 1 && !b.contains(['?', '[', '{', '\\']);
+        let refspecs: Vec<String> = if branches.iter().all(simple) {
+            branches
+                .iter()
+                .map(|b| format!("+refs/heads/{b}:refs/heads/{b}"))
+                .collect()
+        } else {
+            vec!["+refs/heads/*:refs/heads/*".to_owned()]
+        };
         let mut callbacks = RemoteCallbacks::new();
         let mut attempts = 0;
         callbacks.credentials(move |_url, user_from_url, allowed| {
@@ -210,6 +216,35 @@ impl Mirror {
             .map_err(|_| no_branch())?;
         let commit = reference.peel_to_commit().map_err(|_| no_branch())?;
         Ok(commit_of(&commit))
+    }
+
+    /// Every fetched branch with its head commit, sorted by branch name.
+    ///
+    /// # Errors
+    /// The mirror cannot be read.
+    pub fn heads(&self) -> Result<Vec<(String, Commit)>, Error> {
+        let fail = |e: git2::Error| Error::Read {
+            url: redact(&self.url),
+            revision: "refs/heads/*".to_owned(),
+            message: e.message().to_owned(),
+        };
+        let mut heads = Vec::new();
+        for reference in self.repo.references_glob("refs/heads/*").map_err(fail)? {
+            let reference = reference.map_err(fail)?;
+            let Some(name) = reference
+                .name()
+                .ok()
+                .and_then(|n| n.strip_prefix("refs/heads/"))
+            else {
+                continue;
+            };
+            let name = name.to_owned();
+            if let Ok(commit) = reference.peel_to_commit() {
+                heads.push((name, commit_of(&commit)));
+            }
+        }
+        heads.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(heads)
     }
 
     /// Looks up a revision (full or abbreviated sha, or branch) already in the mirror.

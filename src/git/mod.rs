@@ -5,4 +5,4 @@ mod fetch;
 mod tree;
 
 pub use fetch::{Commit, Credentials, Error, Mirror, redact};
-pub use tree::{SourceFile, read_path};
+pub use tree::{SourceFile, changed_paths, read_file, read_path};

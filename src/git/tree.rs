@@ -127,6 +127,77 @@ impl Reader<'_> {
     }
 }
 
+/// The content of one file at a commit, or `None` when the commit has no such file.
+///
+/// # Errors
+/// Unknown revision.
+pub fn read_file(
+    repo: &Repository,
+    url: &str,
+    revision: &str,
+    path: &str,
+) -> Result<Option<Vec<u8>>, Error> {
+    let fail = |e: git2::Error| Error::Read {
+        url: super::redact(url),
+        revision: revision.to_owned(),
+        message: e.message().to_owned(),
+    };
+    let commit = Oid::from_str(revision)
+        .and_then(|oid| repo.find_commit(oid))
+        .map_err(fail)?;
+    let tree = commit.tree().map_err(fail)?;
+    let Ok(entry) = tree.get_path(std::path::Path::new(path)) else {
+        return Ok(None);
+    };
+    match repo.find_blob(entry.id()) {
+        Ok(blob) => Ok(Some(blob.content().to_vec())),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Paths that differ between two commits; with no `from` (or one the mirror lacks), those the
+/// commit changed against its first parent (every file for a root commit).
+///
+/// # Errors
+/// Unknown `to` revision.
+pub fn changed_paths(
+    repo: &Repository,
+    url: &str,
+    from: Option<&str>,
+    to: &str,
+) -> Result<Vec<String>, Error> {
+    let fail = |e: git2::Error| Error::Read {
+        url: super::redact(url),
+        revision: to.to_owned(),
+        message: e.message().to_owned(),
+    };
+    let new = Oid::from_str(to)
+        .and_then(|oid| repo.find_commit(oid))
+        .map_err(fail)?;
+    let old_tree = from
+        .and_then(|f| Oid::from_str(f).ok())
+        .and_then(|oid| repo.find_commit(oid).ok())
+        .or_else(|| new.parent(0).ok())
+        .map(|c| c.tree())
+        .transpose()
+        .map_err(fail)?;
+    let new_tree = new.tree().map_err(fail)?;
+    let diff = repo
+        .diff_tree_to_tree(old_tree.as_ref(), Some(&new_tree), None)
+        .map_err(fail)?;
+    let mut paths = Vec::new();
+    for delta in diff.deltas() {
+        for file in [delta.old_file(), delta.new_file()] {
+            if let Some(p) = file.path().and_then(|p| p.to_str()) {
+                paths.push(p.to_owned());
+            }
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    Ok(paths)
+}
+
 fn is_manifest(path: &str) -> bool {
     MANIFEST_EXTENSIONS.iter().any(|ext| path.ends_with(ext))
 }
@@ -245,6 +316,58 @@ mod tests {
         assert!(err.contains("outside the sync path"), "{err}");
         let abs = repo_with(&[("p/link.yaml", "/etc/passwd", true)]);
         assert!(read_path(&abs.1, "file:///r", &abs.2, "p").is_err());
+    }
+
+    #[test]
+    fn changed_paths_compare_two_commits_or_the_parent() {
+        let (dir, repo, first) = repo_with(&[("src/a.rs", "a", false), ("docs/x.md", "x", false)]);
+        let sig = git2::Signature::now("t", "t@example.com").expect("sig");
+        let parent = repo
+            .find_commit(Oid::from_str(&first).expect("oid"))
+            .expect("commit");
+        let mut builder = repo
+            .treebuilder(Some(&parent.tree().expect("tree")))
+            .expect("builder");
+        let docs = parent
+            .tree()
+            .expect("tree")
+            .get_name("docs")
+            .expect("docs")
+            .id();
+        let mut docs_builder = repo
+            .treebuilder(Some(&repo.find_tree(docs).expect("tree")))
+            .expect("builder");
+        docs_builder
+            .insert("x.md", repo.blob(b"changed").expect("blob"), 0o100_644)
+            .expect("insert");
+        builder
+            .insert("docs", docs_builder.write().expect("write"), 0o040_000)
+            .expect("insert");
+        let tree = repo
+            .find_tree(builder.write().expect("write"))
+            .expect("tree");
+        let second = repo
+            .commit(None, &sig, &sig, "docs", &tree, &[&parent])
+            .expect("commit")
+            .to_string();
+        assert_eq!(
+            changed_paths(&repo, "u", None, &second).expect("diff"),
+            ["docs/x.md"]
+        );
+        assert_eq!(
+            changed_paths(&repo, "u", Some(&second), &second).expect("diff"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            changed_paths(&repo, "u", None, &first).expect("root"),
+            ["docs/x.md", "src/a.rs"]
+        );
+        assert_eq!(
+            read_file(&repo, "u", &second, "docs/x.md").expect("read"),
+            Some(b"changed".to_vec())
+        );
+        assert_eq!(read_file(&repo, "u", &second, "nope").expect("read"), None);
+        drop(dir);
     }
 
     #[test]

@@ -271,3 +271,57 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Installs `manifests/argo-workflows-crds.yaml` (idempotent) and waits until the Workflow
+/// kind is served.
+pub async fn install_workflow_crds(client: &Client) {
+    use kube::api::{DynamicObject, Patch, PatchParams};
+    use kube::core::{ApiResource, GroupVersionKind};
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/manifests/argo-workflows-crds.yaml"
+    ))
+    .expect("CRD manifest");
+    let crd = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+        "customresourcedefinitions",
+    );
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &crd);
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).expect("yaml");
+    for doc in docs {
+        let name = doc["metadata"]["name"].as_str().expect("name").to_owned();
+        api.patch(
+            &name,
+            &PatchParams::apply("berth-tests").force(),
+            &Patch::Apply(&doc),
+        )
+        .await
+        .expect("apply CRD");
+    }
+    let workflows: Api<DynamicObject> = Api::all_with(client.clone(), &workflow_resource());
+    let ready = eventually(Duration::from_secs(30), || async {
+        workflows.list(&Default::default()).await.ok().map(drop)
+    })
+    .await;
+    assert!(ready.is_some(), "the Workflow CRD was not served");
+}
+
+pub fn workflow_resource() -> kube::core::ApiResource {
+    kube::core::ApiResource::from_gvk_with_plural(
+        &kube::core::GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Workflow"),
+        "workflows",
+    )
+}
+
+/// The Workflows in a namespace, sorted by name.
+pub async fn workflows(client: &Client, namespace: &str) -> Vec<kube::api::DynamicObject> {
+    let api: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(client.clone(), namespace, &workflow_resource());
+    let mut items = api
+        .list(&Default::default())
+        .await
+        .expect("list workflows")
+        .items;
+    items.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    items
+}
