@@ -411,7 +411,11 @@ async fn offline_credentials(
         return Ok(None);
     }
     if ctx.is_none() {
-        *ctx = Some(args.context().await?);
+        let secret = repo.auth_secret.as_deref().unwrap_or_default();
+        *ctx = Some(args.context().await.map_err(|e| crate::Error::Secret {
+            name: secret.to_owned(),
+            message: format!("credentials come from this Secret, which needs the cluster: {e}"),
+        })?);
     }
     let ctx = ctx.as_ref().expect("set above");
     sync::credentials(ctx, repo).await

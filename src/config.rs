@@ -759,7 +759,10 @@ syncs:
         assert_eq!(a.concurrency, Concurrency::Allow);
         assert_eq!(b.source, WorkflowSource::Template("build".into()));
         assert_eq!(b.concurrency, Concurrency::CancelInProgress);
-        assert_eq!(b.artifact_gc, Some(serde_json::json!({"strategy": "OnWorkflowDeletion"})));
+        assert_eq!(
+            b.artifact_gc,
+            Some(serde_json::json!({"strategy": "OnWorkflowDeletion"}))
+        );
         assert_eq!(m.branches(&m.repositories[0]), ["main", "release/*"]);
     }
 
@@ -767,11 +770,19 @@ syncs:
     fn bad_pipelines_are_rejected_at_the_key() {
         let base = format!("{GOOD}pipelines:\n  - name: ci\n    repository: config\n");
         for (extra, needle) in [
-            ("    concurrency: sometimes\n", "berth.yaml:17:18: concurrency \"sometimes\""),
-            ("    workflow: a.yaml\n    workflowTemplateRef: t\n", "not both"),
+            (
+                "    concurrency: sometimes\n",
+                "berth.yaml:17:18: concurrency \"sometimes\"",
+            ),
+            (
+                "    workflow: a.yaml\n    workflowTemplateRef: t\n",
+                "not both",
+            ),
             ("    branches: [\"release/[\"]\n", "invalid glob"),
         ] {
-            let err = parse_one(&format!("{base}{extra}")).expect_err(extra).to_string();
+            let err = parse_one(&format!("{base}{extra}"))
+                .expect_err(extra)
+                .to_string();
             assert!(err.contains(needle), "{extra}: {err}");
         }
     }
