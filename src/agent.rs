@@ -10,8 +10,8 @@ use tokio::sync::watch;
 use tracing::{info, instrument, warn};
 
 use crate::config::{Mapping, Repository};
-use crate::pipelines;
 use crate::sync::{self, Context, Mode};
+use crate::{cleanup, pipelines};
 
 /// Poll interval for repositories with `interval: 0` until notifications arrive (issue-free
 /// fallback: never, they wait for a trigger).
@@ -60,10 +60,15 @@ pub async fn run(ctx: Context, mapping: Mapping, shutdown: impl Future<Output = 
         let (ctx, mapping, stop) = (ctx.clone(), mapping.clone(), stop_rx.clone());
         tasks.spawn(async move { pipelines::watch_runs(ctx, mapping, stop).await });
     }
+    if !mapping.cleanup.is_empty() {
+        let (ctx, mapping, stop) = (ctx.clone(), mapping.clone(), stop_rx.clone());
+        tasks.spawn(async move { cleanup::run_scheduled(ctx, mapping, stop).await });
+    }
     info!(
         repositories = mapping.repositories.len(),
         syncs = mapping.syncs.len(),
         pipelines = mapping.pipelines.len(),
+        cleanup_rules = mapping.cleanup.len(),
         "agent started"
     );
     shutdown.await;

@@ -11,7 +11,7 @@ use crate::config::{self, Mapping};
 use crate::diff::{self, Action};
 use crate::sync::{self, Context, Mode, Report};
 use crate::telemetry::LogFormat;
-use crate::{agent, cluster, pipelines, status};
+use crate::{agent, cleanup, cluster, pipelines, status};
 
 /// berth: GitOps for Kubernetes from one mapping file.
 ///
@@ -109,6 +109,15 @@ pub enum Command {
         #[arg(long)]
         revision: Option<String>,
     },
+    /// Run cleanup rules now and print the runs they delete. Exit 0 ok, 1 a rule failed or
+    /// left runs stuck in deletion.
+    Cleanup {
+        /// Rules to run (default: all).
+        names: Vec<String>,
+        /// Print what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Check the mapping file and render every sync from git, without touching the cluster
     /// (except to read credential Secrets). Exit 0 valid, 1 invalid.
     Validate,
@@ -191,6 +200,7 @@ pub async fn run(args: Args) -> ExitCode {
             Err(code) => code,
         },
         Command::Render { name } => render(&args, &mapping, name).await,
+        Command::Cleanup { names, dry_run } => run_cleanup(&args, &mapping, names, *dry_run).await,
         Command::Trigger {
             pipeline,
             branch,
@@ -366,6 +376,52 @@ async fn trigger(
             ExitCode::SUCCESS
         }
         Err(e) => fail(1, e),
+    }
+}
+
+async fn run_cleanup(args: &Args, mapping: &Mapping, names: &[String], dry_run: bool) -> ExitCode {
+    let mut rules = Vec::new();
+    for name in names {
+        match mapping.cleanup.iter().find(|r| &r.name == name) {
+            Some(r) => rules.push(r),
+            None => {
+                let known: Vec<_> = mapping.cleanup.iter().map(|r| r.name.as_str()).collect();
+                return fail(
+                    USAGE,
+                    format!(
+                        "no cleanup rule named {name:?} (known: {})",
+                        known.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    if names.is_empty() {
+        rules = mapping.cleanup.iter().collect();
+    }
+    let ctx = match args.context().await {
+        Ok(c) => c,
+        Err(e) => return fail(USAGE, e),
+    };
+    let mut failed = false;
+    for (rule, outcome) in cleanup::run_now(&ctx, &rules, dry_run).await {
+        let verb = if dry_run { "would delete" } else { "deleted" };
+        for line in &outcome.deleted {
+            println!("{rule}: {verb} {line}");
+        }
+        for line in &outcome.stuck {
+            println!("{rule}: stuck in deletion {line}");
+        }
+        for line in &outcome.errors {
+            println!("{rule}: error: {line}");
+        }
+        println!("{rule}: {}", cleanup::summary(&outcome, dry_run));
+        failed |= !outcome.errors.is_empty() || !outcome.stuck.is_empty();
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -573,9 +629,70 @@ async fn show_status(args: &Args) -> ExitCode {
             names.push((name.clone(), String::new()));
         }
     }
-    if names.is_empty() {
-        return ExitCode::SUCCESS;
+    if !names.is_empty() {
+        print_pipelines(&names, &states);
     }
+
+    let rules = match cleanup::list_states(&ctx.client, &ctx.namespace).await {
+        Ok(s) => s,
+        Err(e) => return fail(USAGE, status::api_message(&e)),
+    };
+    let mut rule_names: Vec<(String, String, String)> = mapping
+        .iter()
+        .flat_map(|m| {
+            m.cleanup
+                .iter()
+                .map(|r| (r.name.clone(), r.schedule.clone(), r.timezone.clone()))
+        })
+        .collect();
+    for name in rules.keys() {
+        if !rule_names.iter().any(|(n, _, _)| n == name) {
+            rule_names.push((name.clone(), String::new(), String::new()));
+        }
+    }
+    if !rule_names.is_empty() {
+        let mut table = vec![[
+            "CLEANUP".to_owned(),
+            "SCHEDULE".to_owned(),
+            "LAST RUN".to_owned(),
+            "NEXT RUN".to_owned(),
+            "DELETED".to_owned(),
+            "STUCK".to_owned(),
+            "MESSAGE".to_owned(),
+        ]];
+        for (name, schedule, tz) in rule_names {
+            let state = rules.get(&name).cloned().unwrap_or_default();
+            let next = match (
+                cleanup::parse_schedule(&schedule),
+                jiff::tz::TimeZone::get(&tz),
+            ) {
+                (Ok(cron), Ok(tz)) => {
+                    cleanup::due(jiff::Timestamp::now(), &cron, &tz, state.last_run)
+                        .map(|t| t.round(jiff::Unit::Second).unwrap_or(t).to_string())
+                        .unwrap_or_default()
+                }
+                _ => String::new(),
+            };
+            table.push([
+                name,
+                schedule,
+                state
+                    .last_run
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| "never".into()),
+                next,
+                state.last.deleted.len().to_string(),
+                state.last.stuck.len().to_string(),
+                state.message.chars().take(80).collect(),
+            ]);
+        }
+        println!();
+        print!("{}", format_table(&table));
+    }
+    ExitCode::SUCCESS
+}
+
+fn print_pipelines(names: &[(String, String)], states: &BTreeMap<String, pipelines::State>) {
     let mut table = vec![[
         "PIPELINE".to_owned(),
         "REPOSITORY".to_owned(),
@@ -587,7 +704,7 @@ async fn show_status(args: &Args) -> ExitCode {
         "MESSAGE".to_owned(),
     ]];
     for (name, repo) in names {
-        let state = states.get(&name).cloned().unwrap_or_default();
+        let state = states.get(name).cloned().unwrap_or_default();
         let run = state.runs.first().cloned().unwrap_or_default();
         let at = if run.name.is_empty() {
             String::new()
@@ -604,8 +721,8 @@ async fn show_status(args: &Args) -> ExitCode {
             (false, false) => run.phase.clone(),
         };
         table.push([
-            name,
-            repo,
+            name.clone(),
+            repo.clone(),
             run.name,
             at,
             phase,
@@ -616,7 +733,6 @@ async fn show_status(args: &Args) -> ExitCode {
     }
     println!();
     print!("{}", format_table(&table));
-    ExitCode::SUCCESS
 }
 
 /// Left-aligned columns separated by three spaces, like kubectl's tables.

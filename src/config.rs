@@ -54,6 +54,7 @@ pub struct Mapping {
     pub repositories: Vec<Repository>,
     pub syncs: Vec<Sync>,
     pub pipelines: Vec<Pipeline>,
+    pub cleanup: Vec<CleanupRule>,
 }
 
 impl Mapping {
@@ -138,6 +139,26 @@ pub struct Pipeline {
     pub artifact_gc: Option<serde_json::Value>,
 }
 
+/// A scheduled deletion of old finished pipeline runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CleanupRule {
+    pub name: String,
+    /// Crontab (5 fields, or 6 with seconds first) or a macro such as `@hourly`; validated.
+    pub schedule: String,
+    /// IANA time zone the schedule is read in; validated.
+    pub timezone: String,
+    /// Namespace of the runs; `None` means berth's own.
+    pub namespace: Option<String>,
+    /// Only runs of this pipeline.
+    pub pipeline: Option<String>,
+    /// A label selector that replaces the default (every Workflow berth launched).
+    pub selector: Option<String>,
+    /// Keep this many newest finished runs per pipeline and branch.
+    pub keep_last: Option<usize>,
+    /// Delete finished runs that finished longer ago than this.
+    pub older_than: Option<Duration>,
+}
+
 /// A git repository berth fetches.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Repository {
@@ -179,6 +200,29 @@ struct File {
     syncs: Vec<SyncFile>,
     #[serde(default)]
     pipelines: Vec<PipelineFile>,
+    #[serde(default)]
+    cleanup: Vec<CleanupFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CleanupFile {
+    name: Spanned<String>,
+    /// `*/15 * * * *`, `0 */5 * * * *` (with seconds) or `@hourly`.
+    schedule: Spanned<String>,
+    /// IANA zone, default UTC.
+    #[serde(default)]
+    timezone: Option<Spanned<String>>,
+    #[serde(default)]
+    namespace: Option<Spanned<String>>,
+    #[serde(default)]
+    pipeline: Option<Spanned<String>>,
+    #[serde(default)]
+    selector: Option<String>,
+    #[serde(default)]
+    keep_last: Option<usize>,
+    #[serde(default)]
+    older_than: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -342,6 +386,8 @@ pub fn parse(sources: &[(PathBuf, String)]) -> Result<Mapping, Error> {
     let mut sync_names: BTreeMap<String, Origin> = BTreeMap::new();
     let mut sync_refs = Vec::new();
     let mut pipeline_names: BTreeMap<String, Origin> = BTreeMap::new();
+    let mut rule_names: BTreeMap<String, Origin> = BTreeMap::new();
+    let mut pipeline_refs = Vec::new();
     for (path, text) in sources {
         let at = |loc: serde_saphyr::Location| Origin {
             path: path.clone(),
@@ -501,6 +547,74 @@ pub fn parse(sources: &[(PathBuf, String)]) -> Result<Mapping, Error> {
                 ttl_strategy: p.ttl_strategy,
                 pod_gc: p.pod_gc,
                 artifact_gc: p.artifact_gc,
+            });
+        }
+        for c in file.cleanup {
+            let name = c.name.value.clone();
+            check_name("cleanup rule", &name).map_err(|m| invalid(c.name.referenced, m))?;
+            if let Some(first) = rule_names.insert(name.clone(), at(c.name.referenced)) {
+                return Err(invalid(
+                    c.name.referenced,
+                    format!("cleanup rule {name:?} is already defined at {first}"),
+                ));
+            }
+            crate::cleanup::parse_schedule(&c.schedule.value).map_err(|m| {
+                invalid(c.schedule.referenced, format!("cleanup rule {name:?}: {m}"))
+            })?;
+            let timezone = match c.timezone {
+                Some(tz) => {
+                    jiff::tz::TimeZone::get(&tz.value).map_err(|e| {
+                        invalid(
+                            tz.referenced,
+                            format!(
+                                "cleanup rule {name:?}: unknown time zone {:?}: {e}",
+                                tz.value
+                            ),
+                        )
+                    })?;
+                    tz.value
+                }
+                None => "UTC".to_owned(),
+            };
+            let older_than = match c.older_than {
+                Some(d) => Some(parse_duration(&d.value).map_err(|m| invalid(d.referenced, m))?),
+                None => None,
+            };
+            if c.keep_last.is_none() && older_than.is_none() {
+                return Err(invalid(
+                    c.name.referenced,
+                    format!("cleanup rule {name:?} needs keepLast, olderThan or both"),
+                ));
+            }
+            let namespace = match c.namespace {
+                Some(ns) => {
+                    check_name("namespace", &ns.value).map_err(|m| invalid(ns.referenced, m))?;
+                    Some(ns.value)
+                }
+                None => None,
+            };
+            if let Some(p) = &c.pipeline {
+                pipeline_refs.push((p.value.clone(), at(p.referenced)));
+            }
+            mapping.cleanup.push(CleanupRule {
+                name,
+                schedule: c.schedule.value,
+                timezone,
+                namespace,
+                pipeline: c.pipeline.map(|p| p.value),
+                selector: c.selector,
+                keep_last: c.keep_last,
+                older_than,
+            });
+        }
+    }
+    for (pipeline, origin) in pipeline_refs {
+        if !pipeline_names.contains_key(&pipeline) {
+            return Err(Error::Invalid {
+                path: origin.path,
+                line: origin.line,
+                column: origin.column,
+                message: format!("unknown pipeline {pipeline:?}"),
             });
         }
     }
@@ -784,6 +898,63 @@ syncs:
                 .expect_err(extra)
                 .to_string();
             assert!(err.contains(needle), "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn cleanup_rules_parse_and_bad_schedules_name_the_rule() {
+        let text = format!(
+            "{GOOD}cleanup:
+  - name: old-runs
+    schedule: \"*/15 * * * *\"
+    keepLast: 5
+    olderThan: 7d
+  - name: secondly
+    schedule: \"*/2 * * * * *\"
+    timezone: Europe/Berlin
+    olderThan: 1h
+  - name: hourly
+    schedule: \"@hourly\"
+    keepLast: 1
+"
+        );
+        let m = parse_one(&text).expect("valid");
+        assert_eq!(m.cleanup.len(), 3);
+        assert_eq!(m.cleanup[0].keep_last, Some(5));
+        assert_eq!(
+            m.cleanup[0].older_than,
+            Some(Duration::from_secs(7 * 86400))
+        );
+        assert_eq!(m.cleanup[0].timezone, "UTC");
+        assert_eq!(m.cleanup[1].timezone, "Europe/Berlin");
+
+        let bad = text.replace("\"*/15 * * * *\"", "\"every day\"");
+        let err = parse_one(&bad).expect_err("bad schedule").to_string();
+        assert!(
+            err.starts_with("berth.yaml:16:15: cleanup rule \"old-runs\""),
+            "{err}"
+        );
+        for (from, to, needle) in [
+            (
+                "    keepLast: 5\n    olderThan: 7d\n",
+                "",
+                "needs keepLast, olderThan",
+            ),
+            (
+                "timezone: Europe/Berlin",
+                "timezone: Mars/Base",
+                "unknown time zone",
+            ),
+            (
+                "    keepLast: 1\n",
+                "    keepLast: 1\n    pipeline: nope\n",
+                "unknown pipeline",
+            ),
+        ] {
+            let err = parse_one(&text.replace(from, to))
+                .expect_err(needle)
+                .to_string();
+            assert!(err.contains(needle), "{needle}: {err}");
         }
     }
 

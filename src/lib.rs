@@ -11,6 +11,7 @@
 
 pub mod agent;
 pub mod apply;
+pub mod cleanup;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -1,0 +1,689 @@
+//! Cleanup: cron-scheduled deletion of old finished pipeline runs, by age and by count, never a
+//! running one. [`select`] decides (pure); [`sweep`] lists, deletes and records;
+//! [`run_scheduled`] fires each rule at its schedule.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use croner::Cron;
+use croner::parser::{CronParser, Seconds};
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Client;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use crate::config::{CleanupRule, Mapping};
+use crate::pipelines::{self, BRANCH_ANNOTATION, PIPELINE_LABEL};
+use crate::status::{self, EventType};
+use crate::sync::Context;
+
+/// Prefix of cleanup status ConfigMaps.
+pub const CLEANUP_PREFIX: &str = "berth-cleanup-";
+/// How long deleted runs may take to disappear before they count as stuck (a finalizer, such as
+/// Argo's artifact garbage collection, holding them).
+pub const STUCK_AFTER: Duration = Duration::from_secs(10);
+
+/// Parses a schedule: 5 fields, 6 with seconds first, or a macro such as `@hourly`.
+///
+/// # Errors
+/// Not a valid schedule.
+pub fn parse_schedule(text: &str) -> Result<Cron, String> {
+    CronParser::builder()
+        .seconds(Seconds::Optional)
+        .build()
+        .parse(text)
+        .map_err(|e| format!("invalid schedule {text:?}: {e}"))
+}
+
+/// The first fire time of `cron` strictly after `after`, read in `tz`.
+pub fn next_fire(cron: &Cron, tz: &TimeZone, after: Timestamp) -> Option<Timestamp> {
+    cron.find_next_occurrence(&after.to_zoned(tz.clone()), false)
+        .ok()
+        .map(|z| z.timestamp())
+}
+
+/// When a rule fires next. A fire missed since `last_run` (the agent was down) is due at once,
+/// and only once however many ticks were missed; a rule that never ran waits for its first tick.
+pub fn due(
+    now: Timestamp,
+    cron: &Cron,
+    tz: &TimeZone,
+    last_run: Option<Timestamp>,
+) -> Option<Timestamp> {
+    match last_run {
+        Some(last) => next_fire(cron, tz, last).map(|next| next.max(now)),
+        None => next_fire(cron, tz, now),
+    }
+}
+
+/// A pipeline run as cleanup sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunInfo {
+    pub name: String,
+    pub namespace: String,
+    pub pipeline: String,
+    pub branch: String,
+    pub phase: String,
+    pub finished: Option<Timestamp>,
+    pub created: Option<Timestamp>,
+    /// Deletion was requested already (`metadata.deletionTimestamp`).
+    pub deleting: Option<Timestamp>,
+    pub finalizers: Vec<String>,
+}
+
+impl RunInfo {
+    pub fn from_object(o: &Value) -> Self {
+        let meta = &o["metadata"];
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        let time = |v: &Value| v.as_str().and_then(|s| s.parse::<Timestamp>().ok());
+        Self {
+            name: text(&meta["name"]),
+            namespace: text(&meta["namespace"]),
+            pipeline: text(&meta["labels"][PIPELINE_LABEL]),
+            branch: meta["annotations"][BRANCH_ANNOTATION].as_str().map_or_else(
+                || text(&meta["labels"][pipelines::BRANCH_LABEL]),
+                str::to_owned,
+            ),
+            phase: text(&o["status"]["phase"]),
+            finished: time(&o["status"]["finishedAt"]),
+            created: time(&meta["creationTimestamp"]),
+            deleting: time(&meta["deletionTimestamp"]),
+            finalizers: meta["finalizers"]
+                .as_array()
+                .map(|f| {
+                    f.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// A run chosen for deletion and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selected {
+    pub run: RunInfo,
+    pub reason: String,
+}
+
+/// Chooses the runs a rule deletes. Only finished runs (phase Succeeded, Failed or Error) are
+/// candidates; Running, Pending and phase-less runs never are. A run goes when it finished
+/// longer than `olderThan` ago, or when it is beyond the newest `keepLast` finished runs of its
+/// pipeline and branch; with both set, either suffices. Runs already being deleted are skipped.
+pub fn select(runs: &[RunInfo], rule: &CleanupRule, now: Timestamp) -> Vec<Selected> {
+    let mut groups: BTreeMap<(&str, &str), Vec<&RunInfo>> = BTreeMap::new();
+    for run in runs {
+        if pipelines::is_finished(&run.phase) && run.deleting.is_none() {
+            groups
+                .entry((&run.pipeline, &run.branch))
+                .or_default()
+                .push(run);
+        }
+    }
+    let mut out = Vec::new();
+    for group in groups.values_mut() {
+        // newest first: by finish time, then creation, then name
+        group.sort_by(|a, b| {
+            (b.finished.or(b.created), &b.name).cmp(&(a.finished.or(a.created), &a.name))
+        });
+        for (index, run) in group.iter().enumerate() {
+            let too_many = rule.keep_last.is_some_and(|keep| index >= keep);
+            let age = run.finished.map(|f| now.duration_since(f));
+            let too_old = match (rule.older_than, age) {
+                (Some(limit), Some(age)) => {
+                    jiff::SignedDuration::try_from(limit).is_ok_and(|limit| age > limit)
+                }
+                _ => false,
+            };
+            let reason = match (too_many, too_old) {
+                (true, _) => format!(
+                    "beyond the newest {} of {}@{}",
+                    rule.keep_last.unwrap_or_default(),
+                    run.pipeline,
+                    run.branch
+                ),
+                (false, true) => format!(
+                    "finished {} ago, older than {}",
+                    human(age.unwrap_or_default()),
+                    human(
+                        jiff::SignedDuration::try_from(rule.older_than.unwrap_or_default())
+                            .unwrap_or_default()
+                    )
+                ),
+                (false, false) => continue,
+            };
+            out.push(Selected {
+                run: (*run).clone(),
+                reason,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.run.name.cmp(&b.run.name));
+    out
+}
+
+fn human(d: jiff::SignedDuration) -> String {
+    let s = d.as_secs().max(0);
+    match s {
+        s if s >= 86_400 => format!("{}d{}h", s / 86_400, s % 86_400 / 3600),
+        s if s >= 3600 => format!("{}h{}m", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// The label selector a rule lists runs with: its own, or every Workflow berth launched
+/// (optionally of one pipeline).
+pub fn selector(rule: &CleanupRule) -> String {
+    let mut parts = vec![match &rule.selector {
+        Some(s) => s.clone(),
+        None => format!(
+            "{}={},{PIPELINE_LABEL}",
+            status::MANAGED_BY,
+            status::MANAGER_VALUE
+        ),
+    }];
+    if let Some(p) = &rule.pipeline {
+        parts.push(format!("{PIPELINE_LABEL}={p}"));
+    }
+    parts.join(",")
+}
+
+/// What one rule run did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    /// When it ran (RFC 3339).
+    pub at: String,
+    /// Finished runs it looked at.
+    pub considered: usize,
+    /// `namespace/name: reason` of each run deleted (or, in a dry run, to be deleted).
+    pub deleted: Vec<String>,
+    /// Runs still present after [`STUCK_AFTER`] because a finalizer holds them.
+    pub stuck: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+/// Runs a rule once: list, select, delete (background propagation), wait a bounded time for
+/// the deletions, report runs a finalizer holds. In a dry run nothing is deleted or recorded.
+pub async fn sweep(ctx: &Context, rule: &CleanupRule, dry_run: bool) -> Outcome {
+    let now = Timestamp::now();
+    let mut outcome = Outcome {
+        at: status::now(),
+        ..Outcome::default()
+    };
+    let namespace = rule.namespace.as_deref().unwrap_or(&ctx.namespace);
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        ctx.client.clone(),
+        namespace,
+        &pipelines::workflow_resource(),
+    );
+    let runs: Vec<RunInfo> = match api
+        .list(&ListParams::default().labels(&selector(rule)))
+        .await
+    {
+        Ok(list) => list
+            .items
+            .iter()
+            .map(|o| RunInfo::from_object(&serde_json::to_value(o).expect("objects serialize")))
+            .collect(),
+        Err(e) => {
+            outcome.errors.push(format!(
+                "failed to list runs in {namespace}: {}",
+                status::api_message(&e)
+            ));
+            return outcome;
+        }
+    };
+    outcome.considered = runs
+        .iter()
+        .filter(|r| pipelines::is_finished(&r.phase))
+        .count();
+    // runs an earlier sweep asked to delete and a finalizer still holds
+    let held: Vec<RunInfo> = runs
+        .iter()
+        .filter(|r| r.deleting.is_some() && !r.finalizers.is_empty())
+        .cloned()
+        .collect();
+    let chosen = select(&runs, rule, now);
+    let line = |s: &Selected| format!("{}/{}: {}", s.run.namespace, s.run.name, s.reason);
+    if dry_run {
+        outcome.deleted = chosen.iter().map(line).collect();
+        return outcome;
+    }
+    let mut pending = Vec::new();
+    for s in &chosen {
+        match api.delete(&s.run.name, &DeleteParams::background()).await {
+            Ok(_) => {
+                outcome.deleted.push(line(s));
+                pending.push(s.run.name.clone());
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => outcome.deleted.push(line(s)),
+            Err(e) => outcome.errors.push(format!(
+                "failed to delete {namespace}/{}: {}",
+                s.run.name,
+                status::api_message(&e)
+            )),
+        }
+    }
+    // bounded wait: never a tight retry loop on runs a finalizer holds
+    let deadline = tokio::time::Instant::now() + STUCK_AFTER;
+    let mut remaining: Vec<RunInfo> = Vec::new();
+    while !pending.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        remaining.clear();
+        let mut still = Vec::new();
+        for name in pending {
+            if let Ok(Some(o)) = api.get_opt(&name).await {
+                remaining.push(RunInfo::from_object(
+                    &serde_json::to_value(&o).expect("objects serialize"),
+                ));
+                still.push(name);
+            }
+        }
+        pending = still;
+    }
+    outcome.stuck = remaining.iter().chain(&held).map(stuck_line).collect();
+    outcome
+}
+
+fn stuck_line(r: &RunInfo) -> String {
+    format!(
+        "{}/{} (finalizers: {})",
+        r.namespace,
+        r.name,
+        r.finalizers.join(", ")
+    )
+}
+
+// ---- status ---------------------------------------------------------------------------------
+
+pub fn config_map_name(rule: &str) -> String {
+    format!("{CLEANUP_PREFIX}{rule}")
+}
+
+/// A rule's recorded state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct State {
+    pub last_run: Option<Timestamp>,
+    pub status: String,
+    pub message: String,
+    pub last: Outcome,
+}
+
+/// Reads every cleanup rule's state in berth's namespace.
+///
+/// # Errors
+/// The API server cannot be read.
+pub async fn list_states(
+    client: &Client,
+    namespace: &str,
+) -> Result<BTreeMap<String, State>, kube::Error> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let cms = api
+        .list(&ListParams::default().labels(&format!("{}=cleanup", status::KIND_LABEL)))
+        .await?;
+    Ok(cms
+        .items
+        .iter()
+        .filter_map(|cm| {
+            let name = cm.metadata.name.as_deref()?.strip_prefix(CLEANUP_PREFIX)?;
+            Some((name.to_owned(), state_of(cm)))
+        })
+        .collect())
+}
+
+async fn load_state(client: &Client, namespace: &str, rule: &str) -> Option<State> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    api.get_opt(&config_map_name(rule))
+        .await
+        .ok()
+        .flatten()
+        .map(|cm| state_of(&cm))
+}
+
+fn state_of(cm: &ConfigMap) -> State {
+    let annotations = cm.metadata.annotations.clone().unwrap_or_default();
+    let get = |k: &str| annotations.get(k).cloned().unwrap_or_default();
+    State {
+        last_run: get(status::LAST_SYNC).parse().ok(),
+        status: get(status::STATUS),
+        message: get(status::MESSAGE),
+        last: cm
+            .data
+            .as_ref()
+            .and_then(|d| d.get("last"))
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default(),
+    }
+}
+
+/// A one-line summary of an outcome.
+pub fn summary(outcome: &Outcome, dry_run: bool) -> String {
+    let mut s = format!(
+        "{} {} of {} finished runs",
+        if dry_run { "would delete" } else { "deleted" },
+        outcome.deleted.len(),
+        outcome.considered
+    );
+    if !outcome.stuck.is_empty() {
+        s.push_str(&format!(
+            "; {} stuck in deletion: {}",
+            outcome.stuck.len(),
+            outcome.stuck.join(", ")
+        ));
+    }
+    if !outcome.errors.is_empty() {
+        s.push_str(&format!("; errors: {}", outcome.errors.join("; ")));
+    }
+    s
+}
+
+/// Records a rule run in `berth-cleanup-<rule>` and, when something happened, an Event.
+pub async fn record(
+    ctx: &Context,
+    rule: &CleanupRule,
+    outcome: &Outcome,
+    previous: Option<&State>,
+) {
+    let failed = !outcome.errors.is_empty() || !outcome.stuck.is_empty();
+    let message = summary(outcome, false);
+    let body = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": config_map_name(&rule.name),
+            "namespace": ctx.namespace,
+            "labels": {status::MANAGED_BY: status::MANAGER_VALUE, status::KIND_LABEL: "cleanup"},
+            "annotations": {
+                status::STATUS: if failed { "Failed" } else { "Succeeded" },
+                status::LAST_SYNC: outcome.at,
+                status::MESSAGE: message,
+            },
+        },
+        "data": {"last": serde_json::to_string(outcome).expect("outcomes serialize")},
+    });
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    if let Err(e) = api
+        .patch(
+            &config_map_name(&rule.name),
+            &PatchParams::apply(status::FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+    {
+        warn!(rule = %rule.name, error = %status::api_message(&e), "failed to record cleanup");
+    }
+    let cm = config_map_name(&rule.name);
+    let newly_stuck: Vec<&String> = outcome
+        .stuck
+        .iter()
+        .filter(|s| previous.is_none_or(|p| !p.last.stuck.contains(s)))
+        .collect();
+    if !newly_stuck.is_empty() {
+        let list: Vec<&str> = newly_stuck.iter().map(|s| s.as_str()).collect();
+        let text = format!(
+            "runs stuck in deletion after {}s (a finalizer holds them): {}",
+            STUCK_AFTER.as_secs(),
+            list.join(", ")
+        );
+        status::event(
+            &ctx.client,
+            &ctx.namespace,
+            &cm,
+            EventType::Warning,
+            "CleanupStuck",
+            &text,
+        )
+        .await;
+    }
+    if !outcome.errors.is_empty() {
+        status::event(
+            &ctx.client,
+            &ctx.namespace,
+            &cm,
+            EventType::Warning,
+            "CleanupFailed",
+            &outcome.errors.join("; "),
+        )
+        .await;
+    } else if !outcome.deleted.is_empty() {
+        status::event(
+            &ctx.client,
+            &ctx.namespace,
+            &cm,
+            EventType::Normal,
+            "CleanedUp",
+            &message,
+        )
+        .await;
+    }
+}
+
+/// Fires every rule at its schedule until `stop` flips; a fire missed while the agent was down
+/// runs once at start.
+pub async fn run_scheduled(
+    ctx: Context,
+    mapping: Mapping,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for rule in mapping.cleanup {
+        let (ctx, mut stop) = (ctx.clone(), stop.clone());
+        tasks.spawn(async move {
+            let (Ok(cron), Ok(tz)) = (parse_schedule(&rule.schedule), TimeZone::get(&rule.timezone)) else {
+                return;
+            };
+            let mut state = load_state(&ctx.client, &ctx.namespace, &rule.name).await;
+            loop {
+                let now = Timestamp::now();
+                let Some(at) = due(now, &cron, &tz, state.as_ref().and_then(|s| s.last_run)) else {
+                    warn!(rule = %rule.name, "schedule has no next time");
+                    return;
+                };
+                let wait = Duration::try_from(at.duration_since(now)).unwrap_or_default();
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                let outcome = sweep(&ctx, &rule, false).await;
+                info!(rule = %rule.name, deleted = outcome.deleted.len(), stuck = outcome.stuck.len(), errors = outcome.errors.len(), "cleanup finished");
+                record(&ctx, &rule, &outcome, state.as_ref()).await;
+                state = Some(State {
+                    last_run: outcome.at.parse().ok().or(Some(Timestamp::now())),
+                    last: outcome,
+                    ..State::default()
+                });
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Runs the named rules (all when empty) now, for `berth cleanup`.
+pub async fn run_now(
+    ctx: &Context,
+    rules: &[&CleanupRule],
+    dry_run: bool,
+) -> Vec<(String, Outcome)> {
+    let mut out = Vec::new();
+    for rule in rules {
+        let previous = load_state(&ctx.client, &ctx.namespace, &rule.name).await;
+        let outcome = sweep(ctx, rule, dry_run).await;
+        if !dry_run {
+            record(ctx, rule, &outcome, previous.as_ref()).await;
+        }
+        out.push((rule.name.clone(), outcome));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(keep_last: Option<usize>, older_than: Option<Duration>) -> CleanupRule {
+        CleanupRule {
+            name: "r".into(),
+            schedule: "@hourly".into(),
+            timezone: "UTC".into(),
+            namespace: None,
+            pipeline: None,
+            selector: None,
+            keep_last,
+            older_than,
+        }
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().expect("timestamp")
+    }
+
+    fn run(name: &str, phase: &str, finished_minutes_ago: Option<i64>, now: Timestamp) -> RunInfo {
+        RunInfo {
+            name: name.into(),
+            namespace: "argo".into(),
+            pipeline: "ci".into(),
+            branch: "main".into(),
+            phase: phase.into(),
+            finished: finished_minutes_ago.map(|m| now - jiff::SignedDuration::from_mins(m)),
+            created: None,
+            deleting: None,
+            finalizers: vec![],
+        }
+    }
+
+    fn names(s: &[Selected]) -> Vec<&str> {
+        s.iter().map(|s| s.run.name.as_str()).collect()
+    }
+
+    #[test]
+    fn keep_last_deletes_the_oldest_finished_and_never_running_ones() {
+        let now = ts("2026-11-25T12:00:00Z");
+        let mut runs: Vec<RunInfo> = (0..12)
+            .map(|i| {
+                run(
+                    &format!("r{i:02}"),
+                    if i % 3 == 0 { "Failed" } else { "Succeeded" },
+                    Some(100 - i),
+                    now,
+                )
+            })
+            .collect();
+        runs.push(run("running", "Running", None, now));
+        runs.push(run("pending", "Pending", None, now));
+        runs.push(run("new", "", None, now));
+        let chosen = select(&runs, &rule(Some(5), None), now);
+        assert_eq!(
+            names(&chosen),
+            ["r00", "r01", "r02", "r03", "r04", "r05", "r06"]
+        );
+        assert!(
+            chosen[0].reason.contains("beyond the newest 5 of ci@main"),
+            "{}",
+            chosen[0].reason
+        );
+    }
+
+    #[test]
+    fn keep_last_counts_per_pipeline_and_branch() {
+        let now = ts("2026-11-25T12:00:00Z");
+        let mut a = run("a", "Succeeded", Some(10), now);
+        a.branch = "dev".into();
+        let b = run("b", "Succeeded", Some(20), now);
+        let c = run("c", "Succeeded", Some(5), now);
+        let chosen = select(&[a, b, c], &rule(Some(1), None), now);
+        assert_eq!(names(&chosen), ["b"]);
+    }
+
+    #[test]
+    fn older_than_uses_finished_at_and_either_rule_suffices() {
+        let now = ts("2026-11-25T12:00:00Z");
+        let runs = vec![
+            run("old", "Succeeded", Some(61), now),
+            run("fresh", "Error", Some(59), now),
+            run("no-finish-time", "Failed", None, now),
+            run("old-running", "Running", None, now),
+        ];
+        let hour = Some(Duration::from_secs(3600));
+        assert_eq!(names(&select(&runs, &rule(None, hour), now)), ["old"]);
+        assert!(
+            select(&runs, &rule(None, hour), now)[0]
+                .reason
+                .starts_with("finished 1h1m ago")
+        );
+        let both = select(&runs, &rule(Some(1), hour), now);
+        assert_eq!(names(&both), ["no-finish-time", "old"]);
+    }
+
+    #[test]
+    fn runs_being_deleted_are_not_selected_again() {
+        let now = ts("2026-11-25T12:00:00Z");
+        let mut r = run("held", "Succeeded", Some(600), now);
+        r.deleting = Some(now);
+        assert!(select(&[r], &rule(Some(0), None), now).is_empty());
+    }
+
+    #[test]
+    fn schedules_accept_five_or_six_fields_and_macros() {
+        for s in ["*/15 * * * *", "*/2 * * * * *", "@hourly", "0 3 * * MON"] {
+            assert!(parse_schedule(s).is_ok(), "{s}");
+        }
+        for s in ["every day", "* * *", "61 * * * *"] {
+            assert!(parse_schedule(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn missed_fires_run_once_at_start() {
+        let cron = parse_schedule("0 * * * *").expect("hourly");
+        let utc = TimeZone::UTC;
+        let now = ts("2026-11-25T12:30:00Z");
+        // never ran: wait for the next tick
+        assert_eq!(
+            due(now, &cron, &utc, None),
+            Some(ts("2026-11-25T13:00:00Z"))
+        );
+        // last ran three hours ago: three ticks missed, one run now
+        assert_eq!(
+            due(now, &cron, &utc, Some(ts("2026-11-25T09:10:00Z"))),
+            Some(now)
+        );
+        // ran at the last tick: the next tick
+        assert_eq!(
+            due(now, &cron, &utc, Some(ts("2026-11-25T12:00:00Z"))),
+            Some(ts("2026-11-25T13:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn schedules_follow_the_time_zone() {
+        let cron = parse_schedule("0 3 * * *").expect("daily at 3");
+        let berlin = TimeZone::get("Europe/Berlin").expect("tz");
+        let next = next_fire(&cron, &berlin, ts("2026-11-25T12:00:00Z")).expect("next");
+        assert_eq!(
+            next,
+            ts("2026-11-26T02:00:00Z"),
+            "03:00 in Berlin is 02:00 UTC in winter"
+        );
+    }
+
+    #[test]
+    fn default_selector_only_matches_berth_runs() {
+        assert_eq!(
+            selector(&rule(Some(1), None)),
+            "app.kubernetes.io/managed-by=berth,berth.dev/pipeline"
+        );
+        let mut r = rule(Some(1), None);
+        r.pipeline = Some("ci".into());
+        assert_eq!(
+            selector(&r),
+            "app.kubernetes.io/managed-by=berth,berth.dev/pipeline,berth.dev/pipeline=ci"
+        );
+    }
+}
