@@ -391,6 +391,12 @@ pub async fn record(
     outcome: &Outcome,
     previous: Option<&State>,
 ) {
+    ctx.metrics
+        .cleanup_deletions
+        .get_or_create(&crate::telemetry::RuleLabels {
+            rule: rule.name.clone(),
+        })
+        .inc_by(outcome.deleted.len() as u64);
     let failed = !outcome.errors.is_empty() || !outcome.stuck.is_empty();
     let message = summary(outcome, false);
     let body = json!({

@@ -71,9 +71,17 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the agent: poll repositories at their interval and sync when the commit changes
-    /// (and, with selfHeal, re-apply drift). Stops cleanly on SIGTERM or Ctrl-C, after the
-    /// sync in progress.
-    Run,
+    /// (and, with selfHeal, re-apply drift), launch pipelines, fire cleanup rules, receive
+    /// webhooks, and apply edits of the mapping file live. Stops cleanly on SIGTERM or Ctrl-C,
+    /// after the passes in progress.
+    Run {
+        /// Address for webhooks (/webhooks/<provider>), /healthz, /readyz and /metrics.
+        #[arg(long, env = "BERTH_LISTEN", default_value = "0.0.0.0:8080")]
+        listen: std::net::SocketAddr,
+        /// Largest webhook body accepted; larger deliveries get 413.
+        #[arg(long, env = "BERTH_MAX_WEBHOOK_BYTES", default_value_t = 5 * 1024 * 1024)]
+        max_webhook_bytes: usize,
+    },
     /// Run one sync pass now and exit: 0 all synced, 1 a sync failed.
     Sync {
         /// Syncs to run (default: all).
@@ -147,6 +155,7 @@ impl Args {
             namespace: self.namespace.clone(),
             cache_dir: self.cache_dir(),
             concurrency: self.concurrency,
+            metrics: std::sync::Arc::new(crate::telemetry::Metrics::new()),
         })
     }
 }
@@ -171,13 +180,23 @@ pub async fn run(args: Args) -> ExitCode {
         Err(e) => return fail(USAGE, e),
     };
     match &args.command {
-        Command::Run => {
+        Command::Run {
+            listen,
+            max_webhook_bytes,
+        } => {
             let ctx = match args.context().await {
                 Ok(c) => c,
                 Err(e) => return fail(USAGE, e),
             };
-            agent::run(ctx, mapping, agent::shutdown_signal()).await;
-            ExitCode::SUCCESS
+            let options = agent::Options {
+                config: args.config.clone(),
+                listen: *listen,
+                max_webhook_bytes: *max_webhook_bytes,
+            };
+            match agent::run(ctx, mapping, options, agent::shutdown_signal()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(USAGE, format!("cannot listen on {listen}: {e}")),
+            }
         }
         Command::Sync { names, dry_run } => {
             let mode = if *dry_run { Mode::Plan } else { Mode::Apply };

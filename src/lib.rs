@@ -19,9 +19,11 @@ pub mod diff;
 pub mod git;
 pub mod pipelines;
 pub mod render;
+pub mod server;
 pub mod status;
 pub mod sync;
 pub mod telemetry;
+pub mod webhook;
 
 /// Any failure of a berth operation.
 #[derive(Debug, thiserror::Error)]

@@ -669,6 +669,20 @@ pub async fn launch_commit(
     manual: bool,
 ) -> Result<Launched, Error> {
     let result = launch_commit_inner(ctx, pipeline, repository, branch, commit, manual).await;
+    let outcome = match &result {
+        Ok(Launched::Created { .. }) => Some("launched"),
+        Ok(Launched::Existed { .. }) => None,
+        Err(_) => Some("failed"),
+    };
+    if let Some(outcome) = outcome {
+        ctx.metrics
+            .pipeline_launches
+            .get_or_create(&crate::telemetry::PipelineResult {
+                pipeline: pipeline.name.clone(),
+                result: outcome.to_owned(),
+            })
+            .inc();
+    }
     let cm = config_map_name(&pipeline.name);
     match &result {
         Ok(Launched::Created { name, queued }) => {

@@ -31,6 +31,7 @@ pub struct Context {
     pub cache_dir: PathBuf,
     /// Parallel API requests per sync.
     pub concurrency: usize,
+    pub metrics: std::sync::Arc<crate::telemetry::Metrics>,
 }
 
 /// Whether a pass writes to the cluster.
@@ -475,6 +476,28 @@ async fn finish(
         .await;
     }
     let r = report(plan, changes, status_error);
+    let labels = crate::telemetry::SyncLabels {
+        sync: sync.name.clone(),
+    };
+    ctx.metrics
+        .syncs
+        .get_or_create(&crate::telemetry::SyncResult {
+            sync: sync.name.clone(),
+            result: if r.failed() { "failed" } else { "synced" }.to_owned(),
+        })
+        .inc();
+    ctx.metrics
+        .sync_duration
+        .get_or_create(&labels)
+        .observe(r.duration.as_secs_f64());
+    ctx.metrics
+        .objects_applied
+        .get_or_create(&labels)
+        .inc_by((r.changes.created.len() + r.changes.configured.len()) as u64);
+    ctx.metrics
+        .objects_pruned
+        .get_or_create(&labels)
+        .inc_by(r.changes.pruned.len() as u64);
     info!(
         created = r.changes.created.len(),
         configured = r.changes.configured.len(),

@@ -33,3 +33,187 @@ pub fn init(format: LogFormat) {
     // A subscriber may already be set (tests); the first one stays.
     drop(result);
 }
+
+// ---- metrics --------------------------------------------------------------------------------
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyncLabels {
+    pub sync: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyncResult {
+    pub sync: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RepositoryLabels {
+    pub repository: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    pub provider: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PipelineResult {
+    pub pipeline: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    pub rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+fn duration_histogram() -> Histogram {
+    // 5 ms … ~82 s
+    Histogram::new(exponential_buckets(0.005, 2.0, 15))
+}
+
+/// Every metric berth exports at `/metrics`. Labels stay bounded: sync, repository, pipeline
+/// and rule names come from the mapping; object names never appear.
+pub struct Metrics {
+    pub registry: Registry,
+    pub syncs: Family<SyncResult, Counter>,
+    pub sync_duration: Family<SyncLabels, Histogram, fn() -> Histogram>,
+    pub objects_applied: Family<SyncLabels, Counter>,
+    pub objects_pruned: Family<SyncLabels, Counter>,
+    pub fetch_duration: Family<RepositoryLabels, Histogram, fn() -> Histogram>,
+    pub webhook_deliveries: Family<DeliveryLabels, Counter>,
+    pub pipeline_launches: Family<PipelineResult, Counter>,
+    pub cleanup_deletions: Family<RuleLabels, Counter>,
+    pub config_reloads: Family<ResultLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("berth");
+        let syncs = Family::<SyncResult, Counter>::default();
+        registry.register(
+            "syncs",
+            "Sync passes by sync and result (synced, failed)",
+            syncs.clone(),
+        );
+        let sync_duration =
+            Family::<SyncLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                duration_histogram,
+            );
+        registry.register(
+            "sync_duration_seconds",
+            "Duration of sync passes",
+            sync_duration.clone(),
+        );
+        let objects_applied = Family::<SyncLabels, Counter>::default();
+        registry.register(
+            "objects_applied",
+            "Objects created or updated by server-side apply",
+            objects_applied.clone(),
+        );
+        let objects_pruned = Family::<SyncLabels, Counter>::default();
+        registry.register(
+            "objects_pruned",
+            "Objects deleted because they left git",
+            objects_pruned.clone(),
+        );
+        let fetch_duration =
+            Family::<RepositoryLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                duration_histogram,
+            );
+        registry.register(
+            "git_fetch_duration_seconds",
+            "Duration of git fetches (its count is the number of fetches)",
+            fetch_duration.clone(),
+        );
+        let webhook_deliveries = Family::<DeliveryLabels, Counter>::default();
+        registry.register("webhook_deliveries", "Webhook deliveries by provider and result (accepted, ignored, unauthorized, invalid, ping)", webhook_deliveries.clone());
+        let pipeline_launches = Family::<PipelineResult, Counter>::default();
+        registry.register(
+            "pipeline_launches",
+            "Pipeline launches by pipeline and result (launched, failed)",
+            pipeline_launches.clone(),
+        );
+        let cleanup_deletions = Family::<RuleLabels, Counter>::default();
+        registry.register(
+            "cleanup_deletions",
+            "Pipeline runs deleted by cleanup rules",
+            cleanup_deletions.clone(),
+        );
+        let config_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Mapping reloads after a file change, by result (applied, invalid)",
+            config_reloads.clone(),
+        );
+        Self {
+            registry,
+            syncs,
+            sync_duration,
+            objects_applied,
+            objects_pruned,
+            fetch_duration,
+            webhook_deliveries,
+            pipeline_launches,
+            cleanup_deletions,
+            config_reloads,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_encode_with_labels() {
+        let m = Metrics::new();
+        m.syncs
+            .get_or_create(&SyncResult {
+                sync: "web".into(),
+                result: "synced".into(),
+            })
+            .inc();
+        m.fetch_duration
+            .get_or_create(&RepositoryLabels {
+                repository: "config".into(),
+            })
+            .observe(0.02);
+        let text = m.encode();
+        assert!(
+            text.contains("berth_syncs_total{sync=\"web\",result=\"synced\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("berth_git_fetch_duration_seconds_count{repository=\"config\"} 1"),
+            "{text}"
+        );
+    }
+}

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Berth, ChildGuard, client, namespace, text, unique, workflow_resource, workflows};
+use common::{Berth, client, namespace, text, unique, workflow_resource, workflows};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -214,7 +214,7 @@ async fn a_two_second_schedule_fires_in_berth_run() {
     )
     .await;
     run(&client, ns, "second", "Running", None, true).await;
-    let _agent = ChildGuard(berth.command(&["run"]).spawn().expect("berth run"));
+    let _agent = berth.agent().0;
     // nothing eligible yet: one finished run is within keepLast
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(workflows(&client, ns).await.len(), 2);

@@ -102,7 +102,7 @@ async fn expect_runs(client: &kube::Client, ns: &str, count: usize) -> Vec<Dynam
 }
 
 fn agent(berth: &Berth) -> ChildGuard {
-    ChildGuard(berth.command(&["run"]).spawn().expect("berth run starts"))
+    berth.agent().0
 }
 
 fn params(w: &DynamicObject) -> std::collections::BTreeMap<String, String> {

@@ -485,7 +485,7 @@ async fn self_heal_restores_a_hand_edit_while_running() {
         &berth_ns.name,
         &mapping(&repo.url(), "web", ".", &app_ns, "    selfHeal: true\n"),
     );
-    let mut agent = common::ChildGuard(berth.command(&["run"]).spawn().expect("berth run starts"));
+    let (mut agent, _) = berth.agent();
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &app_ns);
     let synced = common::eventually(Duration::from_secs(30), || async {
         cms.get_opt("settings").await.ok().flatten()

@@ -212,6 +212,21 @@ impl Berth {
         cmd
     }
 
+    /// Starts `berth run` on a free loopback port; returns the process and the base URL.
+    pub fn agent(&self) -> (ChildGuard, String) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let child = self
+            .command(&["run", "--listen", &listen])
+            .spawn()
+            .expect("berth run starts");
+        (ChildGuard(child), format!("http://{listen}"))
+    }
+
     /// Runs a one-shot verb and returns its output.
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("berth runs")

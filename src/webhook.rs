@@ -1,0 +1,526 @@
+//! Webhook deliveries: verify signatures (constant time), parse each provider's push payload,
+//! match its repository URLs against the mapping. Pure functions; the HTTP server that uses
+//! them is in `server`.
+
+use hmac::{KeyInit as _, Mac as _};
+use serde::Serialize;
+use serde_json::Value;
+
+/// Providers berth accepts deliveries from, by URL path segment.
+pub const PROVIDERS: [&str; 6] = [
+    "github",
+    "gitlab",
+    "bitbucket",
+    "bitbucket-server",
+    "gitea",
+    "generic",
+];
+
+/// What a delivery announces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// New commits on a branch.
+    Push,
+    /// A tag was pushed (ignored for syncs).
+    Tag,
+    /// A branch was deleted (ignored).
+    Delete,
+    /// A connectivity check.
+    Ping,
+    /// Any other event (ignored).
+    Other,
+}
+
+/// A parsed delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub provider: String,
+    pub id: String,
+    pub event: String,
+    pub kind: Kind,
+    /// Every URL the payload gives for the repository (clone, ssh, web).
+    pub repositories: Vec<String>,
+    pub branch: Option<String>,
+    pub commit: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    #[error("unknown provider {0:?}")]
+    UnknownProvider(String),
+    #[error("unparseable payload: {0}")]
+    Payload(String),
+}
+
+/// Request headers, lowercase names.
+pub type Headers = std::collections::HashMap<String, String>;
+
+fn header<'a>(headers: &'a Headers, name: &str) -> &'a str {
+    headers.get(name).map_or("", String::as_str)
+}
+
+const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
+
+/// Parses a delivery's body for a provider.
+///
+/// # Errors
+/// An unknown provider, or a body that is not the provider's JSON.
+pub fn parse(provider: &str, headers: &Headers, body: &[u8]) -> Result<Delivery, Error> {
+    if !PROVIDERS.contains(&provider) {
+        return Err(Error::UnknownProvider(provider.to_owned()));
+    }
+    let json: Value = serde_json::from_slice(body).map_err(|e| Error::Payload(e.to_string()))?;
+    if !json.is_object() {
+        return Err(Error::Payload("the body is not a JSON object".to_owned()));
+    }
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    let urls = |vals: &[&Value]| -> Vec<String> { vals.iter().filter_map(|v| text(v)).collect() };
+    let mut d = Delivery {
+        provider: provider.to_owned(),
+        id: String::new(),
+        event: String::new(),
+        kind: Kind::Other,
+        repositories: Vec::new(),
+        branch: None,
+        commit: None,
+    };
+    match provider {
+        "github" | "gitea" => {
+            let (event, id) = if provider == "github" {
+                ("x-github-event", "x-github-delivery")
+            } else {
+                ("x-gitea-event", "x-gitea-delivery")
+            };
+            d.event = header(headers, event).to_owned();
+            d.id = header(headers, id).to_owned();
+            let repo = &json["repository"];
+            d.repositories = urls(&[
+                &repo["clone_url"],
+                &repo["ssh_url"],
+                &repo["html_url"],
+                &repo["git_url"],
+            ]);
+            match d.event.as_str() {
+                "ping" => d.kind = Kind::Ping,
+                "push" => {
+                    let deleted = json["deleted"] == true || json["after"] == ZERO_SHA;
+                    ref_kind(
+                        &mut d,
+                        json["ref"].as_str(),
+                        json["after"].as_str(),
+                        deleted,
+                    );
+                }
+                _ => {}
+            }
+        }
+        "gitlab" => {
+            d.event = header(headers, "x-gitlab-event").to_owned();
+            d.id = header(headers, "x-gitlab-event-uuid").to_owned();
+            let project = &json["project"];
+            d.repositories = urls(&[
+                &project["git_http_url"],
+                &project["git_ssh_url"],
+                &project["web_url"],
+                &json["repository"]["git_http_url"],
+            ]);
+            match json["object_kind"].as_str().unwrap_or_default() {
+                "push" | "tag_push" => {
+                    let after = json["after"].as_str().or(json["checkout_sha"].as_str());
+                    ref_kind(
+                        &mut d,
+                        json["ref"].as_str(),
+                        after,
+                        json["after"] == ZERO_SHA,
+                    );
+                }
+                _ if d.event == "System Hook" => {}
+                _ => {}
+            }
+        }
+        "bitbucket" => {
+            d.event = header(headers, "x-event-key").to_owned();
+            d.id = headers
+                .get("x-request-uuid")
+                .or_else(|| headers.get("x-hook-uuid"))
+                .cloned()
+                .unwrap_or_default();
+            let repo = &json["repository"];
+            let mut repos = urls(&[&repo["links"]["html"]["href"]]);
+            if let Some(full) = repo["full_name"].as_str() {
+                repos.push(format!("https://bitbucket.org/{full}"));
+            }
+            d.repositories = repos;
+            if d.event == "repo:push" {
+                // one delivery may carry several changes; the last one wins, as it is newest
+                for change in json["push"]["changes"].as_array().into_iter().flatten() {
+                    let new = &change["new"];
+                    if new.is_null() || change["closed"] == true {
+                        let name = change["old"]["name"]
+                            .as_str()
+                            .map(|n| format!("refs/heads/{n}"));
+                        ref_kind(&mut d, name.as_deref(), None, true);
+                        continue;
+                    }
+                    let prefix = if new["type"] == "tag" {
+                        "refs/tags/"
+                    } else {
+                        "refs/heads/"
+                    };
+                    let name = new["name"].as_str().map(|n| format!("{prefix}{n}"));
+                    ref_kind(
+                        &mut d,
+                        name.as_deref(),
+                        new["target"]["hash"].as_str(),
+                        false,
+                    );
+                }
+            }
+        }
+        "bitbucket-server" => {
+            d.event = header(headers, "x-event-key").to_owned();
+            d.id = header(headers, "x-request-id").to_owned();
+            let repo = &json["repository"];
+            d.repositories = repo["links"]["clone"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|l| text(&l["href"]))
+                .collect();
+            match d.event.as_str() {
+                "diagnostics:ping" => d.kind = Kind::Ping,
+                "repo:refs_changed" => {
+                    for change in json["changes"].as_array().into_iter().flatten() {
+                        let deleted = change["type"] == "DELETE" || change["toHash"] == ZERO_SHA;
+                        ref_kind(
+                            &mut d,
+                            change["ref"]["id"].as_str(),
+                            change["toHash"].as_str(),
+                            deleted,
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        _ => {
+            // generic: {"repository": url, "branch": b, "revision": sha}
+            d.event = "push".to_owned();
+            d.id = header(headers, "x-berth-delivery").to_owned();
+            d.repositories = urls(&[&json["repository"]]);
+            if d.repositories.is_empty() {
+                return Err(Error::Payload(
+                    "generic deliveries need \"repository\"".to_owned(),
+                ));
+            }
+            let branch = json["branch"].as_str().map(|b| {
+                if b.starts_with("refs/") {
+                    b.to_owned()
+                } else {
+                    format!("refs/heads/{b}")
+                }
+            });
+            ref_kind(&mut d, branch.as_deref(), json["revision"].as_str(), false);
+            if d.branch.is_none() && d.kind == Kind::Other {
+                d.kind = Kind::Push;
+            }
+        }
+    }
+    if d.repositories.is_empty() && d.kind != Kind::Ping {
+        return Err(Error::Payload(
+            "no repository URL in the payload".to_owned(),
+        ));
+    }
+    Ok(d)
+}
+
+/// Sets kind, branch and commit from a ref name.
+fn ref_kind(d: &mut Delivery, reference: Option<&str>, commit: Option<&str>, deleted: bool) {
+    let Some(reference) = reference else { return };
+    if let Some(branch) = reference.strip_prefix("refs/heads/") {
+        d.branch = Some(branch.to_owned());
+        d.kind = if deleted { Kind::Delete } else { Kind::Push };
+    } else if reference.starts_with("refs/tags/") {
+        d.kind = if deleted { Kind::Delete } else { Kind::Tag };
+    }
+    d.commit = commit.filter(|c| *c != ZERO_SHA).map(str::to_owned);
+}
+
+/// Checks a delivery's signature against a repository's webhook secret, in constant time.
+/// GitHub and Gitea sign the raw body with HMAC-SHA256 (`X-Hub-Signature-256`,
+/// `X-Gitea-Signature`), Bitbucket Cloud and Server with `X-Hub-Signature`, the generic
+/// receiver with `X-Berth-Signature`; GitLab sends the secret itself as `X-Gitlab-Token`.
+pub fn verify(provider: &str, headers: &Headers, body: &[u8], secret: &[u8]) -> bool {
+    let signature = match provider {
+        "github" => header(headers, "x-hub-signature-256"),
+        "gitea" => header(headers, "x-gitea-signature"),
+        "bitbucket" | "bitbucket-server" => header(headers, "x-hub-signature"),
+        "generic" => header(headers, "x-berth-signature"),
+        "gitlab" => {
+            let token = header(headers, "x-gitlab-token").as_bytes();
+            return !token.is_empty() && subtle::ConstantTimeEq::ct_eq(token, secret).into();
+        }
+        _ => return false,
+    };
+    let hex_digest = signature.strip_prefix("sha256=").unwrap_or(signature);
+    let Ok(expected) = hex::decode(hex_digest) else {
+        return false;
+    };
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret) else {
+        return false;
+    };
+    mac.update(body);
+    // verify_slice compares in constant time
+    mac.verify_slice(&expected).is_ok()
+}
+
+/// The HMAC-SHA256 signature `sha256=<hex>` of a body, as providers send it.
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A repository URL reduced to `host/path`: scheme, credentials, port, `.git` and trailing
+/// slashes dropped and the host lowercased, so https, ssh and scp-like forms of one repository
+/// compare equal.
+pub fn normalize_url(url: &str) -> String {
+    let url = url.trim();
+    let (host, path) = if let Some((_, rest)) = url.split_once("://") {
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let host = authority.rsplit('@').next().unwrap_or(authority);
+        let host = host.split(':').next().unwrap_or(host);
+        (host, path)
+    } else if let Some((authority, path)) = url.split_once(':') {
+        // git@host:owner/repo
+        (authority.rsplit('@').next().unwrap_or(authority), path)
+    } else {
+        ("", url)
+    };
+    let path = path.trim_matches('/');
+    let path = path.strip_suffix(".git").unwrap_or(path);
+    let path = path.trim_end_matches('/');
+    format!("{}/{}", host.to_ascii_lowercase(), path)
+}
+
+/// Whether a mapping URL names one of a delivery's repository URLs. Bitbucket Server's https
+/// clone URLs carry a `/scm/` segment its ssh URLs lack, so that segment is ignored too.
+pub fn matches(mapping_url: &str, delivery_urls: &[String]) -> bool {
+    let strip = |u: String| u.replacen("/scm/", "/", 1);
+    let wanted = strip(normalize_url(mapping_url));
+    delivery_urls
+        .iter()
+        .any(|u| strip(normalize_url(u)) == wanted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn headers(pairs: &[(&str, &str)]) -> Headers {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn urls_normalize_across_forms() {
+        let forms = [
+            "https://github.com/acme/web.git",
+            "https://GitHub.com/acme/web/",
+            "git@github.com:acme/web.git",
+            "ssh://git@github.com:22/acme/web.git",
+            "https://user:token@github.com/acme/web",
+        ];
+        for f in forms {
+            assert_eq!(normalize_url(f), "github.com/acme/web", "{f}");
+        }
+        assert_ne!(
+            normalize_url("https://github.com/acme/web2"),
+            "github.com/acme/web"
+        );
+        assert!(matches(
+            "https://bitbucket.example.com/scm/proj/repo.git",
+            &["ssh://git@bitbucket.example.com:7999/proj/repo.git".to_owned()]
+        ));
+        assert_eq!(normalize_url("file:///tmp/x/repo"), "/tmp/x/repo");
+    }
+
+    #[test]
+    fn github_push_tag_delete_and_ping() {
+        let body = json!({"ref": "refs/heads/main", "after": "abc", "deleted": false,
+            "repository": {"clone_url": "https://github.com/acme/web.git", "ssh_url": "git@github.com:acme/web.git"}});
+        let h = headers(&[("x-github-event", "push"), ("x-github-delivery", "d-1")]);
+        let d = parse("github", &h, body.to_string().as_bytes()).expect("push");
+        assert_eq!(
+            (
+                d.kind.clone(),
+                d.branch.as_deref(),
+                d.commit.as_deref(),
+                d.id.as_str()
+            ),
+            (Kind::Push, Some("main"), Some("abc"), "d-1")
+        );
+        assert_eq!(d.repositories.len(), 2);
+        let tag = json!({"ref": "refs/tags/v1", "after": "abc", "repository": {"clone_url": "u"}});
+        assert_eq!(
+            parse("github", &h, tag.to_string().as_bytes())
+                .expect("tag")
+                .kind,
+            Kind::Tag
+        );
+        let del = json!({"ref": "refs/heads/old", "after": ZERO_SHA, "deleted": true, "repository": {"clone_url": "u"}});
+        assert_eq!(
+            parse("github", &h, del.to_string().as_bytes())
+                .expect("delete")
+                .kind,
+            Kind::Delete
+        );
+        let ping = headers(&[("x-github-event", "ping")]);
+        assert_eq!(
+            parse(
+                "github",
+                &ping,
+                br#"{"zen": "x", "repository": {"clone_url": "u"}}"#
+            )
+            .expect("ping")
+            .kind,
+            Kind::Ping
+        );
+    }
+
+    #[test]
+    fn gitlab_bitbucket_server_and_generic_payloads() {
+        let gitlab = json!({"object_kind": "push", "ref": "refs/heads/main", "after": "def", "checkout_sha": "def",
+            "project": {"git_http_url": "https://gitlab.com/acme/web.git", "git_ssh_url": "git@gitlab.com:acme/web.git"}});
+        let d = parse(
+            "gitlab",
+            &headers(&[("x-gitlab-event", "Push Hook")]),
+            gitlab.to_string().as_bytes(),
+        )
+        .expect("gitlab");
+        assert_eq!(
+            (d.kind, d.branch.as_deref(), d.commit.as_deref()),
+            (Kind::Push, Some("main"), Some("def"))
+        );
+
+        let cloud = json!({"repository": {"full_name": "acme/web", "links": {"html": {"href": "https://bitbucket.org/acme/web"}}},
+            "push": {"changes": [{"new": {"type": "branch", "name": "main", "target": {"hash": "123"}}, "old": {"name": "main"}, "closed": false}]}});
+        let d = parse(
+            "bitbucket",
+            &headers(&[("x-event-key", "repo:push")]),
+            cloud.to_string().as_bytes(),
+        )
+        .expect("cloud");
+        assert_eq!(
+            (d.kind, d.branch.as_deref(), d.commit.as_deref()),
+            (Kind::Push, Some("main"), Some("123"))
+        );
+
+        let server = json!({"repository": {"slug": "web", "links": {"clone": [
+                {"href": "https://bb.example.com/scm/acme/web.git", "name": "http"},
+                {"href": "ssh://git@bb.example.com:7999/acme/web.git", "name": "ssh"}]}},
+            "changes": [{"ref": {"id": "refs/heads/main", "displayId": "main", "type": "BRANCH"}, "fromHash": "a", "toHash": "b", "type": "UPDATE"}]});
+        let d = parse(
+            "bitbucket-server",
+            &headers(&[("x-event-key", "repo:refs_changed")]),
+            server.to_string().as_bytes(),
+        )
+        .expect("server");
+        assert_eq!(
+            (d.kind, d.branch.as_deref(), d.commit.as_deref()),
+            (Kind::Push, Some("main"), Some("b"))
+        );
+
+        let generic = json!({"repository": "https://git.example.com/acme/web.git", "branch": "main", "revision": "cafe"});
+        let d = parse("generic", &Headers::new(), generic.to_string().as_bytes()).expect("generic");
+        assert_eq!(
+            (d.kind, d.branch.as_deref(), d.commit.as_deref()),
+            (Kind::Push, Some("main"), Some("cafe"))
+        );
+    }
+
+    #[test]
+    fn bad_payloads_and_providers_are_errors() {
+        assert_eq!(
+            parse("svn", &Headers::new(), b"{}"),
+            Err(Error::UnknownProvider("svn".into()))
+        );
+        assert!(matches!(
+            parse("github", &Headers::new(), b"not json"),
+            Err(Error::Payload(_))
+        ));
+        assert!(matches!(
+            parse("generic", &Headers::new(), b"{\"branch\": \"main\"}"),
+            Err(Error::Payload(_))
+        ));
+    }
+
+    #[test]
+    fn signatures_verify_per_provider() {
+        let body = br#"{"ref":"refs/heads/main"}"#;
+        let secret = b"s3cret";
+        let sig = sign(secret, body);
+        assert!(verify(
+            "github",
+            &headers(&[("x-hub-signature-256", &sig)]),
+            body,
+            secret
+        ));
+        assert!(!verify(
+            "github",
+            &headers(&[("x-hub-signature-256", &sig)]),
+            body,
+            b"other"
+        ));
+        assert!(!verify(
+            "github",
+            &headers(&[("x-hub-signature-256", &sig)]),
+            b"tampered",
+            secret
+        ));
+        assert!(!verify("github", &Headers::new(), body, secret));
+        let bare = sig.trim_start_matches("sha256=");
+        assert!(verify(
+            "gitea",
+            &headers(&[("x-gitea-signature", bare)]),
+            body,
+            secret
+        ));
+        assert!(verify(
+            "bitbucket",
+            &headers(&[("x-hub-signature", &sig)]),
+            body,
+            secret
+        ));
+        assert!(verify(
+            "bitbucket-server",
+            &headers(&[("x-hub-signature", &sig)]),
+            body,
+            secret
+        ));
+        assert!(verify(
+            "generic",
+            &headers(&[("x-berth-signature", &sig)]),
+            body,
+            secret
+        ));
+        assert!(verify(
+            "gitlab",
+            &headers(&[("x-gitlab-token", "s3cret")]),
+            body,
+            secret
+        ));
+        assert!(!verify(
+            "gitlab",
+            &headers(&[("x-gitlab-token", "s3cre")]),
+            body,
+            secret
+        ));
+        assert!(!verify("gitlab", &Headers::new(), body, b""));
+    }
+}
