@@ -515,69 +515,6 @@ async fn self_heal_restores_a_hand_edit_while_running() {
     assert!(exit.success(), "berth run exit: {exit:?}");
 }
 
-/// A self-signed CA and a serving certificate for 127.0.0.1; returns (ca.crt, cert, key).
-fn tls_files(dir: &std::path::Path) -> (String, String, String) {
-    let run = |args: &[&str]| {
-        let ok = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl runs");
-        assert!(
-            ok.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&ok.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=test-ca",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "tls.key",
-        "-out",
-        "tls.csr",
-    ]);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write");
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "tls.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "san.ext",
-        "-out",
-        "tls.crt",
-    ]);
-    let p = |f: &str| dir.join(f).display().to_string();
-    (p("ca.crt"), p("tls.crt"), p("tls.key"))
-}
-
 #[tokio::test]
 async fn git_over_https_with_a_token_from_a_secret() {
     let client = client().await;
@@ -587,43 +524,9 @@ async fn git_over_https_with_a_token_from_a_secret() {
     repo.write("app.yaml", &app(&app_ns));
     repo.commit("first");
     // serve a bare clone over https, token required
-    let served = tempfile::tempdir().expect("tempdir");
-    let bare = served.path().join("config.git");
-    let out = std::process::Command::new("git")
-        .args(["clone", "-q", "--bare"])
-        .arg(repo.path())
-        .arg(&bare)
-        .output()
-        .expect("git clone");
-    assert!(out.status.success());
-    let tls = tempfile::tempdir().expect("tempdir");
-    let (ca, cert, key) = tls_files(tls.path());
     let token = "s3cr3t-t0ken";
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/git-https-server.py"
-    );
-    let mut server = common::ChildGuard(
-        std::process::Command::new("python3")
-            .args([
-                script,
-                &served.path().display().to_string(),
-                &cert,
-                &key,
-                "x-access-token",
-                token,
-            ])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("server starts"),
-    );
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(server.0.stdout.take().expect("stdout")),
-        &mut line,
-    )
-    .expect("port");
-    let url = format!("https://127.0.0.1:{}/config.git", line.trim());
+    let server = common::GitServer::start(&repo, "x-access-token", token);
+    let (url, ca) = (server.url.clone(), server.ca.clone());
 
     let mapping_text = mapping(&url, "web", ".", &app_ns, "").replace(
         "    interval: 1s\n",

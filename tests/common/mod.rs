@@ -340,3 +340,183 @@ pub async fn workflows(client: &Client, namespace: &str) -> Vec<kube::api::Dynam
     items.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     items
 }
+
+/// A self-signed CA and a serving certificate for 127.0.0.1; returns (ca.crt, cert, key).
+pub fn tls_files(dir: &std::path::Path) -> (String, String, String) {
+    let run = |args: &[&str]| {
+        let ok = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            ok.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "tls.key",
+        "-out",
+        "tls.csr",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "tls.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "tls.crt",
+    ]);
+    let p = |f: &str| dir.join(f).display().to_string();
+    (p("ca.crt"), p("tls.crt"), p("tls.key"))
+}
+
+/// A git repository served over HTTPS with token auth (`git http-backend` behind
+/// `tests/fixtures/git-https-server.py`), on a free loopback port.
+pub struct GitServer {
+    /// `https://127.0.0.1:<port>/config.git`
+    pub url: String,
+    /// CA bundle to trust (pass as `SSL_CERT_FILE`).
+    pub ca: String,
+    /// The bare repository being served; push to it with `push`.
+    pub bare: PathBuf,
+    _process: ChildGuard,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+impl GitServer {
+    pub fn start(repo: &Repo, user: &str, token: &str) -> Self {
+        let served = tempfile::tempdir().expect("tempdir");
+        let bare = served.path().join("config.git");
+        let out = Command::new("git")
+            .args(["clone", "-q", "--bare"])
+            .arg(repo.path())
+            .arg(&bare)
+            .output()
+            .expect("git clone");
+        assert!(out.status.success());
+        let tls = tempfile::tempdir().expect("tempdir");
+        let (ca, cert, key) = tls_files(tls.path());
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/git-https-server.py"
+        );
+        let mut process = ChildGuard(
+            Command::new("python3")
+                .args([
+                    script,
+                    &served.path().display().to_string(),
+                    &cert,
+                    &key,
+                    user,
+                    token,
+                ])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("server starts"),
+        );
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(process.0.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("port");
+        Self {
+            url: format!("https://127.0.0.1:{}/config.git", line.trim()),
+            ca,
+            bare,
+            _process: process,
+            _dirs: (served, tls),
+        }
+    }
+
+    /// Pushes the repository's `main` to the served copy.
+    pub fn push(&self, repo: &Repo) {
+        repo.git(&[
+            "push",
+            "-q",
+            "--force",
+            &self.bare.display().to_string(),
+            "main:main",
+        ]);
+    }
+}
+
+/// A minimal HTTP/1.1 request over loopback: (status, body).
+pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let mut stream = std::net::TcpStream::connect(host).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("write");
+    stream.write_all(body).expect("write body");
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response).to_string();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of one sample line of a Prometheus text exposition (0 when absent).
+pub fn metric(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(sample)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}

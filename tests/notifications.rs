@@ -1,0 +1,520 @@
+//! Notifications against a running `berth run`: real HTTP deliveries signed like each
+//! provider signs them, a git server over HTTPS, file events, and `/metrics`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{Berth, GitServer, Repo, client, http, metric, namespace, unique};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, PostParams};
+use serde_json::json;
+
+const WEBHOOK_SECRET: &str = "hook-s3cret";
+const TOKEN: &str = "t0ken";
+
+fn settings(ns: &str, value: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\n\
+apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings, namespace: {ns}}}\ndata: {{value: \"{value}\"}}\n"
+    )
+}
+
+/// Creates the credential and webhook Secrets in berth's namespace.
+async fn secrets(client: &kube::Client, ns: &str) {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    for (name, key, value) in [
+        ("git-creds", "token", TOKEN),
+        ("hooks", "secret", WEBHOOK_SECRET),
+    ] {
+        let s = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            string_data: Some(BTreeMap::from([(key.to_owned(), value.to_owned())])),
+            ..Default::default()
+        };
+        api.create(&PostParams::default(), &s)
+            .await
+            .expect("secret");
+    }
+}
+
+/// Waits until the app namespace's ConfigMap holds `value`.
+async fn applied(client: &kube::Client, ns: &str, value: &str) -> bool {
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    common::eventually(Duration::from_secs(20), || async {
+        let cm = cms.get_opt("settings").await.ok().flatten()?;
+        (cm.data?.get("value")? == value).then_some(())
+    })
+    .await
+    .is_some()
+}
+
+fn metrics(base: &str) -> String {
+    http("GET", &format!("{base}/metrics"), &[], b"").1
+}
+
+fn fetches(base: &str) -> f64 {
+    metric(
+        &metrics(base),
+        "berth_git_fetch_duration_seconds_count{repository=\"config\"}",
+    )
+}
+
+/// Waits until the agent answers on its port.
+async fn up(base: &str) {
+    let ready = common::eventually(Duration::from_secs(20), || async {
+        let base = base.to_owned();
+        tokio::task::spawn_blocking(move || {
+            std::net::TcpStream::connect(base.trim_start_matches("http://"))
+                .ok()
+                .map(drop)
+        })
+        .await
+        .ok()
+        .flatten()
+    })
+    .await;
+    assert!(ready.is_some(), "berth run did not listen");
+}
+
+fn github_push(url: &str, sha: &str) -> Vec<u8> {
+    json!({"ref": "refs/heads/main", "before": "0".repeat(40), "after": sha, "deleted": false,
+        "repository": {"full_name": "acme/config", "clone_url": url, "html_url": url.trim_end_matches(".git")},
+        "pusher": {"name": "dev"}, "head_commit": {"id": sha, "message": "change"}})
+    .to_string()
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn signed_deliveries_from_every_provider_apply_the_commit_and_bad_ones_do_nothing() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app_ns = unique("app");
+    secrets(&client, &berth_ns.name).await;
+    let repo = Repo::new();
+    repo.write("app.yaml", &settings(&app_ns, "v0"));
+    repo.commit("v0");
+    let server = GitServer::start(&repo, "x-access-token", TOKEN);
+    let mapping = format!(
+        "apiVersion: berth.dev/v1alpha1
+kind: Mapping
+repositories:
+  - name: config
+    url: {}
+    interval: 0
+    auth: {{secretRef: git-creds}}
+    webhookSecretRef: hooks
+syncs:
+  - name: app
+    repository: config
+    namespace: {app_ns}
+",
+        server.url
+    );
+    let mut berth = Berth::new(&berth_ns.name, &mapping);
+    berth.env.push(("SSL_CERT_FILE".into(), server.ca.clone()));
+    let (_agent, base) = berth.agent();
+    up(&base).await;
+    assert!(
+        applied(&client, &app_ns, "v0").await,
+        "the first pass runs at start"
+    );
+    let hooks = format!("{base}/webhooks");
+
+    // 1. a GitHub-signed push with polling off applies the new commit
+    repo.write("app.yaml", &settings(&app_ns, "v1"));
+    let sha = repo.commit("v1");
+    server.push(&repo);
+    let body = github_push(&server.url, &sha);
+    let sig = berth::webhook::sign(WEBHOOK_SECRET.as_bytes(), &body);
+    let (status, answer) = http(
+        "POST",
+        &format!("{hooks}/github"),
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-GitHub-Delivery", "gh-1"),
+            ("X-Hub-Signature-256", &sig),
+            ("Content-Type", "application/json"),
+        ],
+        &body,
+    );
+    assert_eq!(status, 202, "{answer}");
+    assert!(
+        applied(&client, &app_ns, "v1").await,
+        "the GitHub delivery was not applied"
+    );
+
+    // 2. a wrong signature: 401, nothing fetched, nothing applied
+    repo.write("app.yaml", &settings(&app_ns, "v2"));
+    let sha = repo.commit("v2");
+    server.push(&repo);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = fetches(&base);
+    let body = github_push(&server.url, &sha);
+    let wrong = berth::webhook::sign(b"not-the-secret", &body);
+    let (status, _) = http(
+        "POST",
+        &format!("{hooks}/github"),
+        &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &wrong)],
+        &body,
+    );
+    assert_eq!(status, 401);
+    let (status, _) = http(
+        "POST",
+        &format!("{hooks}/github"),
+        &[("X-GitHub-Event", "push")],
+        &body,
+    );
+    assert_eq!(status, 401, "a missing signature");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(fetches(&base), before, "a refused delivery fetched");
+    assert!(!applied_now(&client, &app_ns, "v2").await);
+
+    // 3. every other provider, with its real payload shape and signature scheme
+    let url = server.url.clone();
+    let web = url.trim_end_matches(".git").to_owned();
+    let cases: Vec<(&str, Box<dyn Fn(&str) -> (Vec<u8>, Vec<(String, String)>)>)> = vec![
+        (
+            "gitlab",
+            Box::new(|sha: &str| {
+                let body = json!({"object_kind": "push", "event_name": "push", "ref": "refs/heads/main", "before": "0".repeat(40), "after": sha, "checkout_sha": sha,
+                "project": {"path_with_namespace": "acme/config", "git_http_url": url, "git_ssh_url": "git@127.0.0.1:acme/config.git", "web_url": web}}).to_string().into_bytes();
+                (
+                    body,
+                    vec![
+                        ("X-Gitlab-Event".into(), "Push Hook".into()),
+                        ("X-Gitlab-Token".into(), WEBHOOK_SECRET.into()),
+                    ],
+                )
+            }),
+        ),
+        (
+            "bitbucket",
+            Box::new(|sha: &str| {
+                let body = json!({"actor": {"display_name": "dev"}, "repository": {"full_name": "acme/config", "links": {"html": {"href": web}}},
+                "push": {"changes": [{"new": {"type": "branch", "name": "main", "target": {"hash": sha}}, "old": {"type": "branch", "name": "main"}, "created": false, "closed": false}]}}).to_string().into_bytes();
+                let sig = berth::webhook::sign(WEBHOOK_SECRET.as_bytes(), &body);
+                (
+                    body,
+                    vec![
+                        ("X-Event-Key".into(), "repo:push".into()),
+                        ("X-Request-UUID".into(), "bb-1".into()),
+                        ("X-Hub-Signature".into(), sig),
+                    ],
+                )
+            }),
+        ),
+        (
+            "bitbucket-server",
+            Box::new(|sha: &str| {
+                let body = json!({"eventKey": "repo:refs_changed", "repository": {"slug": "config", "project": {"key": "ACME"},
+                "links": {"clone": [{"href": url, "name": "http"}, {"href": "ssh://git@127.0.0.1:7999/acme/config.git", "name": "ssh"}]}},
+                "changes": [{"ref": {"id": "refs/heads/main", "displayId": "main", "type": "BRANCH"}, "refId": "refs/heads/main", "fromHash": "0".repeat(40), "toHash": sha, "type": "UPDATE"}]}).to_string().into_bytes();
+                let sig = berth::webhook::sign(WEBHOOK_SECRET.as_bytes(), &body);
+                (
+                    body,
+                    vec![
+                        ("X-Event-Key".into(), "repo:refs_changed".into()),
+                        ("X-Request-Id".into(), "bbs-1".into()),
+                        ("X-Hub-Signature".into(), sig),
+                    ],
+                )
+            }),
+        ),
+        (
+            "gitea",
+            Box::new(|sha: &str| {
+                let body = json!({"ref": "refs/heads/main", "before": "0".repeat(40), "after": sha,
+                "repository": {"full_name": "acme/config", "clone_url": url, "ssh_url": "git@127.0.0.1:acme/config.git", "html_url": web}}).to_string().into_bytes();
+                let sig = berth::webhook::sign(WEBHOOK_SECRET.as_bytes(), &body);
+                (
+                    body,
+                    vec![
+                        ("X-Gitea-Event".into(), "push".into()),
+                        ("X-Gitea-Delivery".into(), "gt-1".into()),
+                        (
+                            "X-Gitea-Signature".into(),
+                            sig.trim_start_matches("sha256=").to_owned(),
+                        ),
+                    ],
+                )
+            }),
+        ),
+        (
+            "generic",
+            Box::new(|sha: &str| {
+                let body = json!({"repository": url, "branch": "main", "revision": sha})
+                    .to_string()
+                    .into_bytes();
+                let sig = berth::webhook::sign(WEBHOOK_SECRET.as_bytes(), &body);
+                (body, vec![("X-Berth-Signature".into(), sig)])
+            }),
+        ),
+    ];
+    for (i, (provider, delivery)) in cases.iter().enumerate() {
+        let value = format!("{provider}-{i}");
+        repo.write("app.yaml", &settings(&app_ns, &value));
+        let sha = repo.commit(&value);
+        server.push(&repo);
+        let (body, headers) = delivery(&sha);
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let (status, answer) = http("POST", &format!("{hooks}/{provider}"), &headers, &body);
+        assert_eq!(status, 202, "{provider}: {answer}");
+        assert!(
+            applied(&client, &app_ns, &value).await,
+            "{provider} delivery was not applied"
+        );
+    }
+
+    // 4. a burst of 50 deliveries: at most 2 fetches, and the final commit applied
+    repo.write("app.yaml", &settings(&app_ns, "burst"));
+    let sha = repo.commit("burst");
+    server.push(&repo);
+    let before = fetches(&base);
+    let body = github_push(&server.url, &sha);
+    let sig = berth::webhook::sign(WEBHOOK_SECRET.as_bytes(), &body);
+    let burst: Vec<_> = (0..50)
+        .map(|_| {
+            let (url, body, sig) = (format!("{hooks}/github"), body.clone(), sig.clone());
+            std::thread::spawn(move || {
+                http(
+                    "POST",
+                    &url,
+                    &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)],
+                    &body,
+                )
+                .0
+            })
+        })
+        .collect();
+    for t in burst {
+        assert_eq!(t.join().expect("thread"), 202);
+    }
+    assert!(
+        applied(&client, &app_ns, "burst").await,
+        "the burst's commit was not applied"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let burst_fetches = fetches(&base) - before;
+    assert!(
+        (1.0..=2.0).contains(&burst_fetches),
+        "{burst_fetches} fetches for a burst of 50"
+    );
+
+    // the other answers: ping, unknown provider, bad payload, too large, unmatched repository
+    let (status, _) = http(
+        "POST",
+        &format!("{hooks}/github"),
+        &[("X-GitHub-Event", "ping")],
+        br#"{"zen":"hi","hook_id":1}"#,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(http("POST", &format!("{hooks}/svn"), &[], b"{}").0, 404);
+    assert_eq!(
+        http(
+            "POST",
+            &format!("{hooks}/github"),
+            &[("X-GitHub-Event", "push")],
+            b"{not json"
+        )
+        .0,
+        400
+    );
+    let big = vec![b' '; 6 * 1024 * 1024];
+    assert_eq!(http("POST", &format!("{hooks}/github"), &[], &big).0, 413);
+    let other = github_push("https://github.com/someone/else.git", &sha);
+    assert_eq!(
+        http(
+            "POST",
+            &format!("{hooks}/github"),
+            &[("X-GitHub-Event", "push")],
+            &other
+        )
+        .0,
+        200
+    );
+
+    // the audit log: newest first, no payloads, no secrets
+    let (status, log) = http("GET", &format!("{hooks}/deliveries"), &[], b"");
+    assert_eq!(status, 200);
+    let log: serde_json::Value = serde_json::from_str(&log).expect("JSON");
+    let entries = log.as_array().expect("array");
+    assert!(
+        entries.len() <= 100 && entries.len() >= 60,
+        "{}",
+        entries.len()
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["id"] == "gh-1" && e["status"] == 202 && e["matched"][0] == "config")
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["provider"] == "bitbucket-server" && e["branch"] == "main")
+    );
+    let text = log.to_string();
+    assert!(!text.contains(WEBHOOK_SECRET) && !text.contains(TOKEN));
+
+    // 7. the counters add up
+    let m = metrics(&base);
+    assert_eq!(
+        metric(
+            &m,
+            "berth_webhook_deliveries_total{provider=\"github\",result=\"accepted\"}"
+        ),
+        51.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "berth_webhook_deliveries_total{provider=\"github\",result=\"unauthorized\"}"
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "berth_webhook_deliveries_total{provider=\"github\",result=\"ping\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "berth_webhook_deliveries_total{provider=\"github\",result=\"invalid\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "berth_webhook_deliveries_total{provider=\"github\",result=\"ignored\"}"
+        ),
+        1.0
+    );
+    for provider in [
+        "gitlab",
+        "bitbucket",
+        "bitbucket-server",
+        "gitea",
+        "generic",
+    ] {
+        let sample = format!(
+            "berth_webhook_deliveries_total{{provider=\"{provider}\",result=\"accepted\"}}"
+        );
+        assert_eq!(metric(&m, &sample), 1.0, "{provider}");
+    }
+    let synced = metric(&m, "berth_syncs_total{sync=\"app\",result=\"synced\"}");
+    assert!(synced >= 8.0, "{synced} syncs:\n{m}");
+    // v0, v1, 5 providers and the burst each changed one ConfigMap (plus the Namespace once)
+    assert_eq!(
+        metric(&m, "berth_objects_applied_total{sync=\"app\"}"),
+        9.0,
+        "{m}"
+    );
+    assert!(metric(&m, "berth_sync_duration_seconds_count{sync=\"app\"}") >= synced);
+    assert_eq!(http("GET", &format!("{base}/healthz"), &[], b"").0, 200);
+    assert_eq!(http("GET", &format!("{base}/readyz"), &[], b"").0, 200);
+}
+
+/// Whether the ConfigMap holds `value` right now.
+async fn applied_now(client: &kube::Client, ns: &str, value: &str) -> bool {
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    cms.get_opt("settings")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|cm| cm.data)
+        .is_some_and(|d| d.get("value").map(String::as_str) == Some(value))
+}
+
+#[tokio::test]
+async fn file_repositories_and_mapping_edits_apply_without_polling_or_restart() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app_ns = unique("app");
+    let other_ns = unique("other");
+    let repo = Repo::new();
+    repo.write("app/app.yaml", &settings(&app_ns, "one"))
+        .write("other/app.yaml", &settings(&other_ns, "other"));
+    repo.commit("one");
+    let mapping = format!(
+        "apiVersion: berth.dev/v1alpha1
+kind: Mapping
+repositories:
+  - name: config
+    url: {}
+    interval: 0
+syncs:
+  - name: app
+    repository: config
+    path: app
+",
+        repo.url()
+    );
+    let berth = Berth::new(&berth_ns.name, &mapping);
+    let (_agent, base) = berth.agent();
+    up(&base).await;
+    assert!(applied(&client, &app_ns, "one").await);
+
+    // 6. a commit to a file:// repository with polling off is applied from file events alone
+    repo.write("app/app.yaml", &settings(&app_ns, "two"));
+    repo.commit("two");
+    assert!(
+        applied(&client, &app_ns, "two").await,
+        "the file:// commit was not applied"
+    );
+
+    // 5. adding a sync to the mapping file syncs it without a restart
+    let added = format!("{mapping}  - name: other\n    repository: config\n    path: other\n");
+    std::fs::write(&berth.mapping, &added).expect("edit mapping");
+    assert!(
+        applied(&client, &other_ns, "other").await,
+        "the added sync did not run"
+    );
+
+    // a broken edit keeps the running mapping and is reported
+    std::fs::write(&berth.mapping, format!("{added}    colour: blue\n")).expect("break mapping");
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &berth_ns.name);
+    let reported = common::eventually(Duration::from_secs(20), || async {
+        let cm = cms.get_opt("berth-agent").await.ok().flatten()?;
+        let a = cm.metadata.annotations?;
+        (a.get("berth.dev/config-status")? == "Invalid").then(|| a["berth.dev/message"].clone())
+    })
+    .await
+    .expect("the invalid mapping was not reported");
+    assert!(
+        reported.contains("berth.yaml:14:5") && reported.contains("colour"),
+        "{reported}"
+    );
+    assert_eq!(
+        metric(
+            &metrics(&base),
+            "berth_config_reloads_total{result=\"invalid\"}"
+        ),
+        1.0
+    );
+    repo.write("other/app.yaml", &settings(&other_ns, "still running"));
+    repo.commit("after the broken edit");
+    assert!(
+        applied(&client, &other_ns, "still running").await,
+        "the old mapping stopped"
+    );
+    assert_eq!(
+        metric(
+            &metrics(&base),
+            "berth_config_reloads_total{result=\"applied\"}"
+        ),
+        1.0
+    );
+}
