@@ -90,7 +90,7 @@ fn github_push(url: &str, sha: &str) -> Vec<u8> {
 }
 
 /// Builds a provider's delivery (body, headers) for a commit.
-type DeliveryFor = dyn Fn(&str) -> (Vec<u8>, Vec<(String, String)>);
+type DeliveryFor<'a> = dyn Fn(&str) -> (Vec<u8>, Vec<(String, String)>) + 'a;
 
 #[tokio::test]
 async fn signed_deliveries_from_every_provider_apply_the_commit_and_bad_ones_do_nothing() {
@@ -180,7 +180,7 @@ syncs:
     // 3. every other provider, with its real payload shape and signature scheme
     let url = server.url.clone();
     let web = url.trim_end_matches(".git").to_owned();
-    let cases: Vec<(&str, Box<DeliveryFor>)> = vec![
+    let cases: Vec<(&str, Box<DeliveryFor<'_>>)> = vec![
         (
             "gitlab",
             Box::new(|sha: &str| {
