@@ -370,10 +370,12 @@ async fn poll(
                 repository: repo.name.clone(),
             })
             .observe(started.elapsed().as_secs_f64());
-        let mut failed = false;
-        match fetched {
+        let failed = match fetched {
             Ok(head) => {
-                if let Some(commit) = head {
+                // syncs and pipelines are independent: neither waits for the other
+                let syncs = async {
+                    let Some(commit) = head else { return false };
+                    let mut failed = false;
                     for s in &syncs {
                         let moved = done.get(&s.name) != Some(&commit.id);
                         if !moved && !s.self_heal {
@@ -387,17 +389,20 @@ async fn poll(
                             done.insert(s.name.clone(), commit.id.clone());
                         }
                     }
-                }
-                pipelines::pass(&ctx, &mapping, &repo, &mut evaluated).await;
+                    failed
+                };
+                let pipelines = pipelines::pass(&ctx, &mapping, &repo, &mut evaluated);
+                let (sync_failed, ()) = tokio::join!(syncs, pipelines);
+                sync_failed
             }
             Err(e) => {
                 warn!(error = %e, "fetch failed");
-                failed = true;
                 for s in &syncs {
                     sync::record_failure(&ctx, s, &e, Mode::Apply).await;
                 }
+                true
             }
-        }
+        };
         failures = if failed { failures + 1 } else { 0 };
         let delay = match (failed, repo.interval) {
             (true, _) => Some(backoff(failures)),

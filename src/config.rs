@@ -699,12 +699,13 @@ fn check_url(url: &str) -> Result<(), String> {
         || url.starts_with("http://")
         || url.starts_with("ssh://")
         || url.starts_with("file://")
+        || url.starts_with("git://")
         || scp_like
     {
         Ok(())
     } else {
         Err(format!(
-            "url {:?} must be https://, ssh://, git@host:path or file://",
+            "url {:?} must be https://, ssh://, git@host:path, git:// or file://",
             crate::git::redact(url)
         ))
     }

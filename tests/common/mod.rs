@@ -475,6 +475,72 @@ impl GitServer {
     }
 }
 
+/// A repository served read-only over the git protocol by `git daemon` on a free port.
+pub struct GitDaemon {
+    /// `git://127.0.0.1:<port>/config.git`
+    pub url: String,
+    pub bare: PathBuf,
+    _process: ChildGuard,
+    _dir: tempfile::TempDir,
+}
+
+impl GitDaemon {
+    pub fn start(repo: &Repo) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bare = dir.path().join("config.git");
+        let out = Command::new("git")
+            .args(["clone", "-q", "--bare"])
+            .arg(repo.path())
+            .arg(&bare)
+            .output()
+            .expect("git clone");
+        assert!(out.status.success());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let process = ChildGuard(
+            Command::new("git")
+                .args([
+                    "daemon",
+                    "--reuseaddr",
+                    "--export-all",
+                    "--listen=127.0.0.1",
+                ])
+                .arg(format!("--port={port}"))
+                .arg(format!("--base-path={}", dir.path().display()))
+                .arg(dir.path())
+                .spawn()
+                .expect("git daemon starts"),
+        );
+        let url = format!("git://127.0.0.1:{port}/config.git");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            url,
+            bare,
+            _process: process,
+            _dir: dir,
+        }
+    }
+
+    /// Pushes the repository's `main` to the served copy.
+    pub fn push(&self, repo: &Repo) {
+        repo.git(&[
+            "push",
+            "-q",
+            "--force",
+            &self.bare.display().to_string(),
+            "main:main",
+        ]);
+    }
+}
+
 /// A minimal HTTP/1.1 request over loopback: (status, body).
 pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
     use std::io::{Read as _, Write as _};

@@ -1,0 +1,160 @@
+//! Reaction latency of `berth run` (README "Performance", P4 and P5): a signed GitHub push
+//! delivery for a commit until the change is live in the API server (a 50-object sync), and
+//! until the pipeline's Workflow exists. Run with `cargo bench --bench latency`; it starts a
+//! local control plane unless `KUBECONFIG` names a cluster. Prints medians, never asserts.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{Berth, GitDaemon, Repo, client, http, namespace, unique};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, DynamicObject, PostParams};
+
+const ROUNDS: usize = 15;
+const SECRET: &str = "bench-secret";
+
+fn objects(ns: &str, round: usize) -> String {
+    let mut out = format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n");
+    for i in 0..49 {
+        let value = if i == 0 {
+            round.to_string()
+        } else {
+            "static".to_owned()
+        };
+        out.push_str(&format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i:02}, namespace: {ns}}}\ndata: {{value: \"{value}\"}}\n"
+        ));
+    }
+    out
+}
+
+const WORKFLOW: &str = "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {generateName: ci-}\nspec:\n  entrypoint: main\n  templates: [{name: main, container: {image: alpine}}]\n";
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn report(name: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    println!(
+        "{name}: p50 {:.0} ms, p90 {:.0} ms, max {:.0} ms over {} deliveries",
+        percentile(&samples, 0.5).as_secs_f64() * 1000.0,
+        percentile(&samples, 0.9).as_secs_f64() * 1000.0,
+        samples.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
+        samples.len()
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let client = client().await;
+    common::install_workflow_crds(&client).await;
+    let berth_ns = namespace(&client, &unique("bench")).await;
+    let wf_ns = namespace(&client, &unique("benchwf")).await;
+    let app_ns = unique("benchapp");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &berth_ns.name);
+    for (name, key, value) in [("hooks", "secret", SECRET)] {
+        let s = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            string_data: Some(BTreeMap::from([(key.to_owned(), value.to_owned())])),
+            ..Default::default()
+        };
+        secrets
+            .create(&PostParams::default(), &s)
+            .await
+            .expect("secret");
+    }
+    let repo = Repo::new();
+    repo.write("deploy/objects.yaml", &objects(&app_ns, 0))
+        .write(".argo/workflow.yaml", WORKFLOW);
+    repo.commit("round 0");
+    let server = GitDaemon::start(&repo);
+    let mapping = format!(
+        "apiVersion: berth.dev/v1alpha1\nkind: Mapping\nrepositories:\n  - name: config\n    url: {}\n    interval: 0\n    webhookSecretRef: hooks\nsyncs:\n  - name: app\n    repository: config\n    path: deploy\npipelines:\n  - name: ci\n    repository: config\n    namespace: {}\n",
+        server.url, wf_ns.name
+    );
+    let mut berth = Berth::new(&berth_ns.name, &mapping);
+    berth.env.push(("RUST_LOG".into(), "warn".into()));
+    let (_agent, base) = berth.agent();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &app_ns);
+    let workflows: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &wf_ns.name, &common::workflow_resource());
+    // wait for the first pass
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cms.get_opt("cm-00").await.ok().flatten().is_none() {
+        assert!(Instant::now() < deadline, "berth run did not sync");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let (mut applied, mut launched) = (Vec::new(), Vec::new());
+    for round in 1..=ROUNDS {
+        repo.write("deploy/objects.yaml", &objects(&app_ns, round));
+        let sha = repo.commit(&format!("round {round}"));
+        server.push(&repo);
+        let body = serde_json::json!({"ref": "refs/heads/main", "after": sha,
+            "repository": {"clone_url": server.url}})
+        .to_string()
+        .into_bytes();
+        let sig = berth::webhook::sign(SECRET.as_bytes(), &body);
+        let url = format!("{base}/webhooks/github");
+        let start = Instant::now();
+        let status = tokio::task::spawn_blocking(move || {
+            http(
+                "POST",
+                &url,
+                &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)],
+                &body,
+            )
+            .0
+        })
+        .await
+        .expect("delivery");
+        assert_eq!(status, 202);
+        let name = format!("ci-{}", &sha[..7]);
+        let (mut cm_done, mut wf_done) = (None, None);
+        while cm_done.is_none() || wf_done.is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "round {round} timed out"
+            );
+            if wf_done.is_none() && workflows.get_opt(&name).await.ok().flatten().is_some() {
+                wf_done = Some(start.elapsed());
+            }
+            if cm_done.is_none() {
+                let cm = cms.get("cm-00").await.expect("cm");
+                if cm.data.and_then(|d| d.get("value").cloned()) == Some(round.to_string()) {
+                    cm_done = Some(start.elapsed());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        applied.push(cm_done.expect("measured"));
+        launched.push(wf_done.expect("measured"));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    report(
+        "P4 webhook delivery -> change applied (50-object sync)",
+        applied,
+    );
+    report("P5 webhook delivery -> Workflow created", launched);
+    let metrics =
+        tokio::task::spawn_blocking(move || http("GET", &format!("{base}/metrics"), &[], b"").1)
+            .await
+            .expect("metrics");
+    let sample = |name: &str| common::metric(&metrics, &format!("{name}{{repository=\"config\"}}"));
+    let (sum, count) = (
+        sample("berth_git_fetch_duration_seconds_sum"),
+        sample("berth_git_fetch_duration_seconds_count"),
+    );
+    println!(
+        "   of which git fetch from the test server (git daemon): mean {:.0} ms over {count} fetches",
+        sum / count.max(1.0) * 1000.0
+    );
+}
