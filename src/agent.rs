@@ -76,6 +76,9 @@ pub struct Shared {
     pub deliveries: Mutex<VecDeque<DeliveryRecord>>,
     /// The last mapping reload error, if the file on disk is invalid.
     pub config_error: RwLock<Option<String>>,
+    /// Whether this replica works (always, without leader election). Readiness follows it,
+    /// so a Service sends webhooks to the leader.
+    pub leading: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -85,6 +88,7 @@ impl Shared {
             triggers: RwLock::new(HashMap::new()),
             deliveries: Mutex::new(VecDeque::new()),
             config_error: RwLock::new(None),
+            leading: std::sync::atomic::AtomicBool::new(true),
         };
         shared.reset_triggers();
         shared
@@ -133,6 +137,8 @@ pub struct Options {
     pub config: PathBuf,
     pub listen: std::net::SocketAddr,
     pub max_webhook_bytes: usize,
+    /// Lease duration when leader election is on.
+    pub leader_election: Option<Duration>,
 }
 
 /// What the file watcher reports.
@@ -170,11 +176,40 @@ pub async fn run(
     let mut files = FileWatch::new(changes_tx);
     files.watch(&options.config, &shared.mapping());
 
-    let mut tasks = Tasks::start(&ctx, &shared);
+    let mut elector = options.leader_election.map(|d| {
+        crate::lease::Elector::new(&ctx.client, &ctx.namespace, crate::lease::identity(), d)
+    });
+    let period = elector
+        .as_ref()
+        .map_or(Duration::from_secs(3600), |e| e.period());
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tasks = match &elector {
+        Some(e) => {
+            info!(identity = %e.identity(), "waiting for the lease");
+            shared
+                .leading
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+            None
+        }
+        None => Some(Tasks::start(&ctx, &shared)),
+    };
     tokio::pin!(shutdown);
     loop {
         let change = tokio::select! {
             () = &mut shutdown => break,
+            _ = tick.tick(), if elector.is_some() => {
+                let elector = elector.as_mut().expect("guarded");
+                let lead = elector.step().await;
+                match (lead, tasks.is_some()) {
+                    (true, false) => tasks = Some(Tasks::start(&ctx, &shared)),
+                    // lost or not renewed in time: stop at once, before the lease expires
+                    (false, true) => tasks.take().expect("running").abort().await,
+                    _ => {}
+                }
+                shared.leading.store(lead, std::sync::atomic::Ordering::SeqCst);
+                continue;
+            }
             change = changes.recv() => change,
         };
         let Some(first) = change else { break };
@@ -190,17 +225,28 @@ pub async fn run(
                 Change::Repository(name) => shared.refresh(&name),
                 Change::Config => {
                     if reload(&ctx, &shared, &options.config).await {
-                        tasks.stop().await;
+                        let running = tasks.take();
+                        let was_running = running.is_some();
+                        if let Some(t) = running {
+                            t.stop().await;
+                        }
                         shared.reset_triggers();
                         files.watch(&options.config, &shared.mapping());
-                        tasks = Tasks::start(&ctx, &shared);
+                        if was_running {
+                            tasks = Some(Tasks::start(&ctx, &shared));
+                        }
                     }
                 }
             }
         }
     }
     info!("shutting down after the passes in progress");
-    tasks.stop().await;
+    if let Some(t) = tasks {
+        t.stop().await;
+    }
+    if let Some(e) = elector.as_mut() {
+        e.release().await;
+    }
     let _ = server_stop.send(true);
     let _ = server.await;
     info!("agent stopped");
@@ -334,6 +380,12 @@ impl Tasks {
     /// Stops the tasks after their passes in progress.
     async fn stop(mut self) {
         let _ = self.stop.send(true);
+        while self.set.join_next().await.is_some() {}
+    }
+
+    /// Stops the tasks now, mid-pass if need be (the lease is gone).
+    async fn abort(mut self) {
+        self.set.abort_all();
         while self.set.join_next().await.is_some() {}
     }
 }

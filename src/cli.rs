@@ -81,6 +81,14 @@ pub enum Command {
         /// Largest webhook body accepted; larger deliveries get 413.
         #[arg(long, env = "BERTH_MAX_WEBHOOK_BYTES", default_value_t = 5 * 1024 * 1024)]
         max_webhook_bytes: usize,
+        /// Elect a leader among replicas with the Lease `berth` in berth's namespace: only the
+        /// holder works and reports ready. Use it whenever more than one replica runs.
+        #[arg(long, env = "BERTH_LEADER_ELECT")]
+        leader_elect: bool,
+        /// How long a lease lasts without renewal; a standby takes over within it. The
+        /// leader renews every third of it and stops working after two thirds unrenewed.
+        #[arg(long, env = "BERTH_LEASE_DURATION", default_value = "15s", value_parser = parse_duration_flag)]
+        lease_duration: std::time::Duration,
     },
     /// Run one sync pass now and exit: 0 all synced, 1 a sync failed.
     Sync {
@@ -160,6 +168,14 @@ impl Args {
     }
 }
 
+fn parse_duration_flag(text: &str) -> Result<std::time::Duration, String> {
+    let d = config::parse_duration(text)?;
+    if d < std::time::Duration::from_secs(3) {
+        return Err("must be at least 3s".to_owned());
+    }
+    Ok(d)
+}
+
 /// Exit code for usage and configuration errors.
 const USAGE: u8 = 2;
 
@@ -183,6 +199,8 @@ pub async fn run(args: Args) -> ExitCode {
         Command::Run {
             listen,
             max_webhook_bytes,
+            leader_elect,
+            lease_duration,
         } => {
             let ctx = match args.context().await {
                 Ok(c) => c,
@@ -192,6 +210,7 @@ pub async fn run(args: Args) -> ExitCode {
                 config: args.config.clone(),
                 listen: *listen,
                 max_webhook_bytes: *max_webhook_bytes,
+                leader_election: leader_elect.then_some(*lease_duration),
             };
             match agent::run(ctx, mapping, options, agent::shutdown_signal()).await {
                 Ok(()) => ExitCode::SUCCESS,

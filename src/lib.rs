@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod config;
 pub mod diff;
 pub mod git;
+pub mod lease;
 pub mod pipelines;
 pub mod render;
 pub mod server;

@@ -58,6 +58,17 @@ pub async fn serve(
 }
 
 async fn ready(Extract(state): Extract<State>) -> Response {
+    if !state
+        .shared
+        .leading
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "standby: another replica holds the lease\n",
+        )
+            .into_response();
+    }
     let reachable =
         tokio::time::timeout(Duration::from_secs(2), state.ctx.client.apiserver_version()).await;
     match reachable {

@@ -137,7 +137,11 @@ pub async fn fetch_branches(
     })
     .await
     .expect("fetch task does not panic")?;
-    tracing::debug!(ms = started.elapsed().as_millis() as u64, "fetched");
+    tracing::debug!(
+        repository = %repo.name,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "fetched"
+    );
     Ok(head)
 }
 
@@ -499,11 +503,15 @@ async fn finish(
         .get_or_create(&labels)
         .inc_by(r.changes.pruned.len() as u64);
     info!(
+        sync = %sync.name,
+        repository = %sync.repository,
+        commit = %r.revision,
+        status = %r.phase,
         created = r.changes.created.len(),
         configured = r.changes.configured.len(),
         unchanged = r.changes.unchanged,
         pruned = r.changes.pruned.len(),
-        ms = r.duration.as_millis() as u64,
+        duration_ms = r.duration.as_millis() as u64,
         "sync finished"
     );
     r
