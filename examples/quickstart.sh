@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # berth quick start: builds berth, starts a local Kubernetes control plane, creates a config
-# repository from examples/config-repo, syncs it, then commits a change and lets `berth run`
-# apply it. Everything it starts is stopped at the end; its files live in one temp dir.
+# repository and a source repository from examples/, runs `berth run` against them, commits to
+# each, and shows what happened: objects applied with berth's annotations, a Workflow launched
+# with its parameters, and `berth status`. Everything it starts is stopped at the end and its
+# files (one temp dir) are removed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+commit() { git -C "$1" -c user.name=quickstart -c user.email=qs@example.com commit -qam "$2" "${@:3}"; }
 
 step "installing Debian packages and building the control plane (first run: ~8 min)"
 bash tests/control-plane.sh install
@@ -16,7 +19,7 @@ berth_bin=$root/target/debug/berth
 work=$(mktemp -d)
 agent=""
 cleanup() {
-  [ -n "$agent" ] && kill "$agent" 2>/dev/null && wait "$agent" 2>/dev/null || true
+  if [ -n "$agent" ]; then kill "$agent" 2>/dev/null || true; wait "$agent" 2>/dev/null || true; fi
   bash "$root/tests/control-plane.sh" stop "$work/cp"
   rm -rf "$work"
 }
@@ -27,40 +30,63 @@ export KUBECONFIG
 server=$(awk '/server:/ {print $2}' "$KUBECONFIG")
 token=$(awk '/token:/ {print $2}' "$KUBECONFIG")
 api() { curl -fsS --cacert "$work/cp/ca.crt" -H "Authorization: Bearer $token" "$server$1"; }
+exists() { curl -fs -o /dev/null --cacert "$work/cp/ca.crt" -H "Authorization: Bearer $token" "$server$1"; }
+until_true() { # until_true SECONDS COMMAND...: retries COMMAND every 0.5 s
+  local tries=$(($1 * 2)); shift
+  for _ in $(seq "$tries"); do "$@" && return 0; sleep 0.5; done
+  echo "quick start: timed out waiting for: $*" >&2; return 1
+}
 
-step "creating the config repository from examples/config-repo"
+step "creating the config and source repositories from examples/"
 cp -r examples/config-repo "$work/config"
-git -C "$work/config" init -q -b main
-git -C "$work/config" -c user.name=quickstart -c user.email=qs@example.com add -A
-git -C "$work/config" -c user.name=quickstart -c user.email=qs@example.com commit -qm "demo app"
-sed "s|@CONFIG_URL@|file://$work/config|" examples/quickstart/berth.yaml >"$work/berth.yaml"
+cp manifests/argo-workflows-crds.yaml "$work/config/platform/"
+cp -r examples/source-repo "$work/web"
+for repo in config web; do
+  git -C "$work/$repo" init -q -b main
+  git -C "$work/$repo" add -A
+  commit "$work/$repo" "initial commit" --allow-empty
+done
+sed -e "s|@CONFIG_URL@|file://$work/config|" -e "s|@SOURCE_URL@|file://$work/web|" \
+  examples/quickstart/berth.yaml >"$work/berth.yaml"
 export BERTH_CONFIG=$work/berth.yaml BERTH_CACHE_DIR=$work/cache
 
 step "berth validate"
 "$berth_bin" validate
-step "berth diff (everything is new)"
-"$berth_bin" diff | head -40 || true
-step "berth sync"
-"$berth_bin" sync
-step "the Deployment carries berth's labels and annotations"
-api /apis/apps/v1/namespaces/demo/deployments/web | jq '.metadata | {labels, annotations}'
-step "berth status"
-"$berth_bin" status
 
-step "commit a change (greeting, replicas) and let 'berth run' apply it"
+step "berth run (syncs, launches, watches; logs below)"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$berth_bin" run --listen "127.0.0.1:$port" &
+agent=$!
+first_source=$(git -C "$work/web" rev-parse --short=7 HEAD)
+until_true 60 exists /apis/apps/v1/namespaces/demo/deployments/web
+until_true 60 exists "/apis/argoproj.io/v1alpha1/namespaces/ci/workflows/web-ci-$first_source"
+
+step "commit to each repository: the config repo scales web, the source repo changes code"
 sed -i 's/greeting: hello from git/greeting: hello again/' "$work/config/apps/demo/settings.yaml"
 sed -i 's/replicas: 2/replicas: 3/' "$work/config/apps/demo/web.yaml"
-git -C "$work/config" -c user.name=quickstart -c user.email=qs@example.com commit -qam "more replicas"
-"$berth_bin" diff || true
-"$berth_bin" run &
-agent=$!
-for _ in $(seq 60); do
-  replicas=$(api /apis/apps/v1/namespaces/demo/deployments/web | jq .spec.replicas)
-  [ "$replicas" = 3 ] && break
-  sleep 0.5
-done
-[ "$replicas" = 3 ] || { echo "quick start: the change was not applied" >&2; exit 1; }
-kill -TERM "$agent"; wait "$agent" || true; agent=""
-api /api/v1/namespaces/demo/configmaps/web-settings | jq '{data: .data, revision: .metadata.annotations["berth.dev/revision"]}'
+commit "$work/config" "web: 3 replicas"
+sed -i 's/hello from the example source repository/hello, berth/' "$work/web/src/main.rs"
+commit "$work/web" "say hello to berth"
+second_source=$(git -C "$work/web" rev-parse --short=7 HEAD)
+replicas3() { [ "$(api /apis/apps/v1/namespaces/demo/deployments/web | jq .spec.replicas)" = 3 ]; }
+until_true 60 replicas3
+until_true 60 exists "/apis/argoproj.io/v1alpha1/namespaces/ci/workflows/web-ci-$second_source"
+sleep 1
+
+step "the Deployment, applied by berth with its labels and annotations"
+api /apis/apps/v1/namespaces/demo/deployments/web \
+  | jq '{name: .metadata.name, replicas: .spec.replicas, labels: .metadata.labels, annotations: .metadata.annotations}'
+step "the sync status ConfigMap"
+api /api/v1/namespaces/berth-system/configmaps/berth-sync-demo | jq '.metadata.annotations'
+step "the Workflow launched for the new source commit, with its parameters"
+api "/apis/argoproj.io/v1alpha1/namespaces/ci/workflows/web-ci-$second_source" \
+  | jq '{name: .metadata.name, labels: .metadata.labels, annotations: .metadata.annotations,
+         parameters: .spec.arguments.parameters, serviceAccount: .spec.serviceAccountName,
+         ttlStrategy: .spec.ttlStrategy, artifactGC: .spec.artifactGC}'
+step "berth status"
 "$berth_bin" status
-step "done: the control plane is stopped and $work removed"
+step "metrics (excerpt)"
+curl -fsS "http://127.0.0.1:$port/metrics" | grep -E '^berth_(syncs|pipeline_launches|objects_applied)_total' || true
+
+kill -TERM "$agent"; wait "$agent" || true; agent=""
+step "done: berth stopped, the control plane stopped, $work removed"

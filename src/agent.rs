@@ -444,8 +444,8 @@ async fn poll(
                     failed
                 };
                 let pipelines = pipelines::pass(&ctx, &mapping, &repo, &mut evaluated);
-                let (sync_failed, ()) = tokio::join!(syncs, pipelines);
-                sync_failed
+                let (sync_failed, pipelines_ok) = tokio::join!(syncs, pipelines);
+                sync_failed || !pipelines_ok
             }
             Err(e) => {
                 warn!(error = %e, "fetch failed");

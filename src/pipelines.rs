@@ -880,23 +880,28 @@ async fn launched_before(
 pub type Evaluated = HashMap<(String, String), String>;
 
 /// One pass over a repository's pipelines after a fetch: every matching branch head that was
-/// not launched yet launches, once.
+/// not launched yet launches, once. Returns false when a pipeline could not be evaluated (the
+/// API server refused, or the Workflow kind is not installed yet), so the caller retries with
+/// back-off; a broken workflow file is recorded once, not retried.
 #[instrument(skip_all, fields(repository = %repository.name))]
 pub async fn pass(
     ctx: &Context,
     mapping: &Mapping,
     repository: &Repository,
     evaluated: &mut Evaluated,
-) {
+) -> bool {
+    let mut ok = true;
     for pipeline in mapping
         .pipelines
         .iter()
         .filter(|p| p.repository == repository.name)
     {
         if let Err(e) = pass_one(ctx, pipeline, repository, evaluated).await {
-            warn!(pipeline = %pipeline.name, error = %e, "pipeline pass failed");
+            warn!(pipeline = %pipeline.name, error = %e, "pipeline pass failed; retrying with back-off");
+            ok = false;
         }
     }
+    ok
 }
 
 async fn pass_one(
@@ -950,9 +955,9 @@ async fn pass_one(
         if evaluated.get(&key) == Some(&commit.id) {
             continue;
         }
-        evaluated.insert(key, commit.id.clone());
         if !wanted {
             info!(pipeline = %pipeline.name, branch, commit = %commit.short(), "no changed path matches; not launching");
+            evaluated.insert(key, commit.id.clone());
             continue;
         }
         // First sight of a branch: launch its head only if no run exists for it yet.
@@ -967,10 +972,17 @@ async fn pass_one(
                 Some((&branch, &commit.id)),
             )
             .await;
+            evaluated.insert(key, commit.id.clone());
             continue;
         }
-        // errors are recorded by launch_commit; the other branches and pipelines go on
-        let _ = launch_commit(ctx, pipeline, repository, &branch, &commit, false).await;
+        // errors are recorded by launch_commit; a broken workflow file waits for a new commit,
+        // an API error is retried
+        match launch_commit(ctx, pipeline, repository, &branch, &commit, false).await {
+            Ok(_) | Err(Error::MissingFile { .. } | Error::InvalidFile { .. }) => {
+                evaluated.insert(key, commit.id.clone());
+            }
+            Err(e) => return Err(e),
+        }
     }
     if pipeline.concurrency == Concurrency::Queue {
         for branch in state.launched.keys() {
