@@ -15,15 +15,30 @@ use crate::{agent, cleanup, cluster, pipelines, status};
 
 /// berth: GitOps for Kubernetes from one mapping file.
 ///
-/// berth fetches the git repositories a mapping file names, renders the plain YAML/JSON
-/// manifests under each sync's path, and keeps the cluster equal to them with server-side
-/// apply: it creates and updates what changed, prunes what left git, and records status in a
-/// `berth-sync-<name>` ConfigMap in its namespace.
+/// berth fetches the git repositories a mapping file names and
+///   - syncs: renders the plain YAML/JSON under each sync's path and keeps the cluster equal
+///     to it with server-side apply, pruning what left git (status: ConfigMap berth-sync-<name>);
+///   - pipelines: launches a source repository's Argo Workflow once per new commit
+///     (status: berth-pipeline-<name>);
+///   - cleanup: deletes old finished runs on cron schedules (status: berth-cleanup-<name>).
 ///
 /// Exit codes: 0 success, 1 the operation found a failure (or differences, for `diff`),
 /// 2 a usage or configuration error.
 #[derive(Debug, Parser)]
-#[command(name = "berth", version, propagate_version = true)]
+#[command(
+    name = "berth",
+    version,
+    propagate_version = true,
+    after_help = "Examples:
+  berth validate                      check berth.yaml and render every sync, offline
+  berth diff web-prod                 what a sync would change (exit 1 if anything)
+  berth sync --dry-run                plan every sync, write nothing
+  berth sync                          apply every sync once
+  berth run --listen 0.0.0.0:8080     the agent: polling, webhooks, file events, pipelines, cleanup
+  berth trigger web-ci --branch main  launch a pipeline now
+  berth cleanup --dry-run             list the runs cleanup rules would delete
+  berth status                        syncs, pipelines and cleanup rules as the cluster records them"
+)]
 pub struct Args {
     /// Mapping file, or a directory of *.yaml mapping files.
     #[arg(
@@ -109,7 +124,8 @@ pub enum Command {
         /// The sync to render.
         name: String,
     },
-    /// Show every sync's status from the cluster: revision, status, health, objects.
+    /// Show what the cluster records: syncs (revision, status, health, objects, last sync),
+    /// pipelines (last run, phase) and cleanup rules (last and next run, deletions).
     Status,
     /// Launch a pipeline now, for the head of a branch or a given commit. A commit that was
     /// launched before gets a second run with a suffixed name. Exit 0 launched, 1 failed.
@@ -134,8 +150,9 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Check the mapping file and render every sync from git, without touching the cluster
-    /// (except to read credential Secrets). Exit 0 valid, 1 invalid.
+    /// Check the mapping file, render every sync from git and parse every pipeline's workflow
+    /// file, without touching the cluster (except to read credential Secrets). Exit 0 valid,
+    /// 1 invalid.
     Validate,
 }
 
