@@ -397,7 +397,7 @@ async fn finish(
     let message = if problems.is_empty() {
         changes.summary()
     } else {
-        problems.join("; ")
+        summarize_problems(&problems)
     };
     let old_revision = old.as_ref().map(|o| o.revision.clone()).unwrap_or_default();
     let report = |plan, changes, status_error| Report {
@@ -517,6 +517,24 @@ async fn finish(
     r
 }
 
+/// How many problems a status message spells out; the rest are counted.
+const SHOWN_PROBLEMS: usize = 5;
+
+/// The first few problems and a count of the rest, so a pass where hundreds of objects fail
+/// still leaves a readable message (and a ConfigMap annotation within its size limit).
+fn summarize_problems(problems: &[String]) -> String {
+    let mut text = problems
+        .iter()
+        .take(SHOWN_PROBLEMS)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join("; ");
+    if problems.len() > SHOWN_PROBLEMS {
+        text.push_str(&format!("; and {} more", problems.len() - SHOWN_PROBLEMS));
+    }
+    text
+}
+
 /// Health after a pass: objects just created or changed are still rolling out; the rest are
 /// judged from their live state. A failed render keeps the previous health.
 fn health(plan: &Plan, old: Option<&SyncStatus>) -> status::Health {
@@ -537,4 +555,16 @@ fn health(plan: &Plan, old: Option<&SyncStatus>) -> status::Health {
 /// Distinct repositories used by a set of syncs, in mapping order.
 pub fn repositories_of<'a>(syncs: &[&'a Sync]) -> BTreeSet<&'a str> {
     syncs.iter().map(|s| s.repository.as_str()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_problem_lists_are_cut_with_a_count() {
+        let problems: Vec<String> = (0..8).map(|i| format!("p{i}")).collect();
+        assert_eq!(summarize_problems(&problems), "p0; p1; p2; p3; p4; and 3 more");
+        assert_eq!(summarize_problems(&problems[..2]), "p0; p1");
+    }
 }

@@ -116,7 +116,7 @@ start() {
   "$CACHE/kube-apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
     --tls-cert-file=apiserver.crt --tls-private-key-file=apiserver.key --client-ca-file=ca.crt \
-    --token-auth-file=tokens.csv --authorization-mode=RBAC --service-cluster-ip-range=10.0.0.0/24 \
+    --token-auth-file=tokens.csv --authorization-mode=RBAC --service-cluster-ip-range=10.0.0.0/16 \
     --service-account-key-file=sa.pub --service-account-signing-key-file=sa.key \
     --service-account-issuer=https://kubernetes.default.svc \
     --disable-admission-plugins=ServiceAccount --allow-privileged=true \

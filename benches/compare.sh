@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# berth's performance harness (README "Performance"): starts a local control plane, generates
+# the workloads, runs berth and the tool a user would use instead side by side, and prints a
+# table of medians and berth/reference ratios. Not part of the tests; nothing here asserts.
+#
+#   bash benches/compare.sh            # RUNS=5 by default
+#   RUNS=3 bash benches/compare.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+RUNS=${RUNS:-5}
+log() { printf 'compare: %s\n' "$*" >&2; }
+
+bash tests/control-plane.sh install
+if ! command -v kubectl >/dev/null; then
+  log "installing kubectl (Debian kubernetes-client)"
+  apt-get install -y -qq kubernetes-client >/dev/null
+fi
+log "building berth (release)"
+cargo build --release --quiet --bin berth --benches
+berth=$root/target/release/berth
+
+work=$(mktemp -d)
+agent=""
+cleanup() {
+  [ -n "$agent" ] && kill "$agent" 2>/dev/null; wait 2>/dev/null || true
+  bash "$root/tests/control-plane.sh" stop "$work/cp"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+KUBECONFIG=$(bash tests/control-plane.sh start "$work/cp")
+export KUBECONFIG
+export BERTH_CACHE_DIR=$work/cache BERTH_NAMESPACE=berth-bench RUST_LOG=warn NO_COLOR=1
+kubectl create namespace berth-bench >/dev/null
+
+now() { date +%s.%N; }
+elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.3f}')" "$1" "$2"; }
+median() { python3 -c "import statistics, sys; print(f'{statistics.median(map(float, sys.argv[1:])):.3f}')" "$@"; }
+rvs() { kubectl get configmaps,deployments,services -n "$1" -o json | jq -c '[.items[] | .metadata.resourceVersion] | sort'; }
+
+# ---- workload: 1000 objects, one file each, in a git repository ------------------------------
+log "generating 1000 objects (334 ConfigMaps, 333 Deployments, 333 Services)"
+repo=$work/config
+mkdir -p "$repo/apps"
+python3 - "$repo/apps" <<'PY'
+import sys, os
+out = sys.argv[1]
+for i in range(1000):
+    kind = ("cm", "deploy", "svc")[i % 3]
+    if kind == "cm":
+        doc = f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i:04d}\ndata:\n  value: \"{i}\"\n  greeting: hello\n"
+    elif kind == "deploy":
+        doc = (f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app-{i:04d}\nspec:\n  replicas: 0\n"
+               f"  selector:\n    matchLabels: {{app: app-{i:04d}}}\n  template:\n    metadata:\n      labels: {{app: app-{i:04d}}}\n"
+               f"    spec:\n      containers:\n      - name: app\n        image: nginx:1.27\n        ports:\n        - containerPort: 80\n")
+    else:
+        doc = (f"apiVersion: v1\nkind: Service\nmetadata:\n  name: svc-{i:04d}\nspec:\n  selector: {{app: app-{i:04d}}}\n"
+               f"  ports:\n  - port: 80\n    targetPort: 80\n")
+    with open(os.path.join(out, f"{i:04d}-{kind}.yaml"), "w") as f:
+        f.write(doc)
+PY
+git -C "$repo" init -q -b main
+git -C "$repo" add -A
+git -C "$repo" -c user.name=bench -c user.email=b@example.com commit -qm "1000 objects"
+
+mapping() { # mapping SYNC NAMESPACE
+  cat >"$work/$1.yaml" <<YAML
+apiVersion: berth.dev/v1alpha1
+kind: Mapping
+repositories: [{name: config, url: "file://$repo", interval: 0}]
+syncs: [{name: $1, repository: config, path: apps, namespace: $2}]
+YAML
+  echo "$work/$1.yaml"
+}
+
+declare -A B K
+p1b=(); p1k=(); p2b=(); p2k=(); p3b=(); p3k=(); writes=()
+for run in $(seq "$RUNS"); do
+  kubectl create namespace "b$run" >/dev/null
+  kubectl create namespace "k$run" >/dev/null
+  m=$(mapping "p$run" "b$run")
+  # P1: first sync into an empty namespace
+  t0=$(now); "$berth" -c "$m" sync >/dev/null; t1=$(now); p1b+=("$(elapsed "$t0" "$t1")")
+  t0=$(now); kubectl apply --server-side -n "k$run" -f "$repo/apps" >/dev/null; t1=$(now); p1k+=("$(elapsed "$t0" "$t1")")
+  sleep 2 # let the deployment controller settle, so its writes are not counted below
+  # P2: no-op resync
+  before=$(rvs "b$run")
+  t0=$(now); "$berth" -c "$m" sync >/dev/null; t1=$(now); p2b+=("$(elapsed "$t0" "$t1")")
+  after=$(rvs "b$run")
+  if [ "$before" = "$after" ]; then writes+=(0); else writes+=("$(python3 -c "import json,sys; a=set(json.loads(sys.argv[1])); b=set(json.loads(sys.argv[2])); print(len(b-a))" "$before" "$after")"); fi
+  t0=$(now); kubectl apply --server-side -n "k$run" -f "$repo/apps" >/dev/null; t1=$(now); p2k+=("$(elapsed "$t0" "$t1")")
+done
+
+# P3: diff with 10 of 1000 changed (against the last run's namespaces)
+for i in $(seq 0 3 27); do sed -i 's/greeting: hello/greeting: changed/' "$repo/apps/$(printf %04d "$i")-cm.yaml"; done
+git -C "$repo" -c user.name=bench -c user.email=b@example.com commit -qam "10 changes"
+m=$(mapping "p$RUNS" "b$RUNS")
+for run in $(seq "$RUNS"); do
+  t0=$(now); "$berth" -c "$m" diff >"$work/berth.diff" || true; t1=$(now); p3b+=("$(elapsed "$t0" "$t1")")
+  t0=$(now); kubectl diff --server-side -n "k$RUNS" -f "$repo/apps" >"$work/kubectl.diff" || true; t1=$(now); p3k+=("$(elapsed "$t0" "$t1")")
+done
+log "berth diff: $(grep -c '^+++ ' "$work/berth.diff") objects differ; kubectl diff: $(grep -c '^+++ ' "$work/kubectl.diff")"
+
+# ---- P6: incremental fetch of one new commit, repository of 5000 commits and 2000 files -------
+log "P6: building a repository with 5000 commits and 2000 files"
+big=$work/big
+python3 - "$big" <<'PY'
+import os, subprocess, sys
+path = sys.argv[1]
+os.makedirs(path)
+subprocess.run(["git", "init", "-q", "-b", "main", path], check=True)
+# a fast-import stream: 2000 files in the first commit, then 4999 commits touching one file each
+lines = []
+def blob(data):
+    return f"data {len(data.encode())}\n{data}\n"
+ts = 1700000000
+lines.append(f"commit refs/heads/main\ncommitter b <b@example.com> {ts} +0000\n" + blob("initial") )
+for i in range(2000):
+    lines.append(f"M 100644 inline files/{i // 100:02d}/f{i:04d}.yaml\n" + blob(f"value: {i}\n"))
+for c in range(1, 5000):
+    lines.append(f"commit refs/heads/main\ncommitter b <b@example.com> {ts + c} +0000\n" + blob(f"change {c}"))
+    lines.append(f"M 100644 inline files/{c % 20:02d}/f{c % 2000:04d}.yaml\n" + blob(f"value: {c}\n"))
+subprocess.run(["git", "-C", path, "fast-import", "--quiet"], input="".join(lines).encode(), check=True)
+subprocess.run(["git", "-C", path, "reset", "-q", "--hard", "main"], check=True)
+PY
+p6b=(); p6g=()
+for run in $(seq "$RUNS"); do
+  echo "change $run" >"$big/files/00/f0000.yaml"
+  git -C "$big" -c user.name=bench -c user.email=b@example.com commit -qam "bench $run"
+  if [ "$run" = 1 ]; then
+    cargo bench --quiet --bench fetch -- "file://$big" "$work/mirror" >/dev/null
+    git clone -q --bare "file://$big" "$work/clone.git"
+    echo "change warm" >"$big/files/00/f0000.yaml"
+    git -C "$big" -c user.name=bench -c user.email=b@example.com commit -qam "warm"
+  fi
+  p6b+=("$(cargo bench --quiet --bench fetch -- "file://$big" "$work/mirror")")
+  t0=$(now); git -C "$work/clone.git" fetch -q "file://$big" '+refs/heads/main:refs/heads/main'; t1=$(now); p6g+=("$(elapsed "$t0" "$t1")")
+  # the next round fetches one commit again, for both
+done
+
+# ---- P7: peak RSS of berth run with 10 syncs x 100 objects over 20 cycles --------------------
+log "P7: berth run with 10 syncs x 100 objects, selfHeal every second"
+rss=$work/rss
+mkdir -p "$rss/apps"
+python3 - "$rss/apps" <<'PY'
+import os, sys
+for s in range(10):
+    d = os.path.join(sys.argv[1], f"s{s}")
+    os.makedirs(d)
+    for i in range(100):
+        with open(os.path.join(d, f"cm-{i:03d}.yaml"), "w") as f:
+            f.write(f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i:03d}\ndata:\n  value: \"{i}\"\n  payload: \"{'x' * 200}\"\n")
+PY
+git -C "$rss" init -q -b main; git -C "$rss" add -A; git -C "$rss" -c user.name=b -c user.email=b@example.com commit -qm rss
+{
+  echo "apiVersion: berth.dev/v1alpha1"; echo "kind: Mapping"
+  echo "repositories: [{name: config, url: \"file://$rss\", interval: 1s}]"
+  echo "syncs:"
+  for s in $(seq 0 9); do kubectl create namespace "rss$s" >/dev/null; echo "  - {name: rss$s, repository: config, path: apps/s$s, namespace: rss$s, selfHeal: true}"; done
+} >"$work/rss.yaml"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$berth" -c "$work/rss.yaml" run --listen "127.0.0.1:$port" 2>/dev/null &
+agent=$!
+cycles() { curl -fs "http://127.0.0.1:$port/metrics" | awk '/^berth_syncs_total/ {s += $2} END {print int(s / 10)}'; }
+peak=0; rss5=0; rss20=0
+until [ "$(cycles 2>/dev/null || echo 0)" -ge 20 ]; do
+  kb=$(awk '/VmRSS/ {print $2}' "/proc/$agent/status")
+  [ "$kb" -gt "$peak" ] && peak=$kb
+  c=$(cycles 2>/dev/null || echo 0)
+  [ "$c" -ge 5 ] && [ "$rss5" = 0 ] && rss5=$kb
+  sleep 0.2
+done
+rss20=$(awk '/VmRSS/ {print $2}' "/proc/$agent/status")
+hwm=$(awk '/VmHWM/ {print $2}' "/proc/$agent/status")
+kill "$agent"; wait "$agent" 2>/dev/null || true; agent=""
+
+# ---- P4/P5: reaction latency ------------------------------------------------------------------
+latency=$(cargo bench --quiet --bench latency 2>/dev/null | grep -E '^P[45]' || true)
+
+ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
+b1=$(median "${p1b[@]}"); k1=$(median "${p1k[@]}")
+b2=$(median "${p2b[@]}"); k2=$(median "${p2k[@]}")
+b3=$(median "${p3b[@]}"); k3=$(median "${p3k[@]}")
+b6=$(median "${p6b[@]}"); g6=$(median "${p6g[@]}")
+echo
+echo "berth vs reference on $(nproc) cores, $(uname -m), kube-apiserver 1.20 on loopback; medians of $RUNS runs (seconds)"
+printf '%-4s %-58s %9s %9s %7s %s\n' id workload berth ref ratio target
+printf '%-4s %-58s %9s %9s %7s %s\n' P1 "first sync, 1000 objects (kubectl apply --server-side)" "$b1" "$k1" "$(ratio "$b1" "$k1")" "<= 0.5"
+printf '%-4s %-58s %9s %9s %7s %s\n' P2 "no-op resync, 1000 objects (kubectl apply --server-side)" "$b2" "$k2" "$(ratio "$b2" "$k2")" "<= 0.1, writes per run: ${writes[*]}"
+printf '%-4s %-58s %9s %9s %7s %s\n' P3 "diff, 10 of 1000 changed (kubectl diff --server-side)" "$b3" "$k3" "$(ratio "$b3" "$k3")" "<= 0.5"
+printf '%-4s %-58s %9s %9s %7s %s\n' P6 "fetch 1 new commit, 5000 commits/2000 files (git fetch)" "$b6" "$g6" "$(ratio "$b6" "$g6")" "<= 1.0"
+echo "P7 berth run, 10 syncs x 100 objects, 20 cycles: peak RSS $((hwm / 1024)) MiB; RSS after 5 cycles $((rss5 / 1024)) MiB, after 20 $((rss20 / 1024)) MiB (target <= 40 MiB, flat)"
+echo "$latency" | sed 's/^/    /'
