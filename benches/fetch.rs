@@ -5,7 +5,10 @@
 use std::time::Instant;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let [url, cache] = args.as_slice() else {
         eprintln!("usage: fetch URL MIRROR_DIR");
         std::process::exit(2);

@@ -68,7 +68,7 @@ pub struct Args {
     #[arg(long, global = true, env = "BERTH_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Parallel API requests per sync.
-    #[arg(long, global = true, env = "BERTH_CONCURRENCY", default_value_t = 16)]
+    #[arg(long, global = true, env = "BERTH_CONCURRENCY", default_value_t = 32)]
     pub concurrency: usize,
     /// Log format (logs go to stderr; filter with RUST_LOG, e.g. RUST_LOG=berth=debug).
     #[arg(

@@ -517,16 +517,8 @@ async fn active_runs(
         "{PIPELINE_LABEL}={pipeline},{BRANCH_LABEL}={}",
         label_value(branch)
     ));
-    let list = workflows(client, namespace)
-        .list(&params)
-        .await
-        .map_err(|e| Error::Api {
-            action: "list runs of",
-            name: pipeline.to_owned(),
-            message: status::api_message(&e),
-        })?;
-    let mut runs: Vec<Value> = list
-        .items
+    let mut runs: Vec<Value> = list_runs(client, namespace, pipeline, &params)
+        .await?
         .into_iter()
         .map(|o| serde_json::to_value(o).expect("objects serialize"))
         .filter(|v| !is_finished(v["status"]["phase"].as_str().unwrap_or_default()))
@@ -863,15 +855,27 @@ async fn launched_before(
             status::REVISION
         ))
         .limit(1);
+    Ok(!list_runs(client, namespace, pipeline, &params)
+        .await?
+        .is_empty())
+}
+
+/// The Workflows of a pipeline that a label selector picks.
+async fn list_runs(
+    client: &Client,
+    namespace: &str,
+    pipeline: &str,
+    params: &ListParams,
+) -> Result<Vec<DynamicObject>, Error> {
     let list = workflows(client, namespace)
-        .list(&params)
+        .list(params)
         .await
         .map_err(|e| Error::Api {
             action: "list runs of",
             name: pipeline.to_owned(),
             message: status::api_message(&e),
         })?;
-    Ok(!list.items.is_empty())
+    Ok(list.items)
 }
 
 /// What a pipeline pass remembers between polls: the last commit it evaluated per

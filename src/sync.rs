@@ -564,7 +564,10 @@ mod tests {
     #[test]
     fn long_problem_lists_are_cut_with_a_count() {
         let problems: Vec<String> = (0..8).map(|i| format!("p{i}")).collect();
-        assert_eq!(summarize_problems(&problems), "p0; p1; p2; p3; p4; and 3 more");
+        assert_eq!(
+            summarize_problems(&problems),
+            "p0; p1; p2; p3; p4; and 3 more"
+        );
         assert_eq!(summarize_problems(&problems[..2]), "p0; p1");
     }
 }

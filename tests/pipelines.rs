@@ -255,23 +255,35 @@ async fn set_phase(client: &kube::Client, ns: &str, name: &str, phase: &str) {
         .expect("patch status");
 }
 
-#[tokio::test]
-async fn cancel_in_progress_terminates_the_running_run() {
-    let s = setup().await;
+/// A pipeline with `concurrency` whose first run is Running when a second commit lands.
+/// Returns the agent (keep it alive), the first run's name and both runs.
+async fn second_commit_while_running(
+    s: &Setup,
+    concurrency: &str,
+) -> (ChildGuard, String, Vec<DynamicObject>) {
     let repo = source();
-    let pipelines = format!("{BASIC}    concurrency: cancel-in-progress\n");
+    let pipelines = format!("{BASIC}    concurrency: {concurrency}\n");
     let berth = Berth::new(
         &s._berth_ns.name,
         &mapping(&repo.url(), &s.wf_ns.name, &pipelines),
     );
-    let _agent = agent(&berth);
+    let agent = agent(&berth);
     let runs = expect_runs(&s.client, &s.wf_ns.name, 1).await;
     let first = runs[0].metadata.name.clone().expect("name");
     set_phase(&s.client, &s.wf_ns.name, &first, "Running").await;
-
-    repo.write("src/main.rs", "fn main() { /* v2 */ }\n");
-    repo.commit("v2");
+    repo.write(
+        "src/main.rs",
+        &format!("fn main() {{ /* {concurrency} */ }}\n"),
+    );
+    repo.commit("second");
     let runs = expect_runs(&s.client, &s.wf_ns.name, 2).await;
+    (agent, first, runs)
+}
+
+#[tokio::test]
+async fn cancel_in_progress_terminates_the_running_run() {
+    let s = setup().await;
+    let (_agent, first, runs) = second_commit_while_running(&s, "cancel-in-progress").await;
     let old = runs
         .iter()
         .find(|w| w.metadata.name.as_deref() == Some(first.as_str()))
@@ -287,19 +299,7 @@ async fn cancel_in_progress_terminates_the_running_run() {
 #[tokio::test]
 async fn queue_suspends_the_new_run_until_the_previous_finishes_and_runs_are_recorded() {
     let s = setup().await;
-    let repo = source();
-    let pipelines = format!("{BASIC}    concurrency: queue\n");
-    let berth = Berth::new(
-        &s._berth_ns.name,
-        &mapping(&repo.url(), &s.wf_ns.name, &pipelines),
-    );
-    let _agent = agent(&berth);
-    let runs = expect_runs(&s.client, &s.wf_ns.name, 1).await;
-    let first = runs[0].metadata.name.clone().expect("name");
-    set_phase(&s.client, &s.wf_ns.name, &first, "Running").await;
-    repo.write("src/main.rs", "fn main() { /* queued */ }\n");
-    repo.commit("queued");
-    let runs = expect_runs(&s.client, &s.wf_ns.name, 2).await;
+    let (_agent, first, runs) = second_commit_while_running(&s, "queue").await;
     let queued = runs
         .iter()
         .find(|w| w.metadata.name.as_deref() != Some(first.as_str()))

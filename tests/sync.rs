@@ -58,6 +58,28 @@ spec:
       targetPort: 80
 ";
 
+/// Adds `<prefix>/<name>` → resourceVersion for every object of a kind in a namespace.
+async fn collect_versions<K>(
+    client: &kube::Client,
+    ns: &str,
+    prefix: &str,
+    out: &mut BTreeMap<String, String>,
+) where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    for o in api.list(&ListParams::default()).await.expect("list").items {
+        let meta = o.meta();
+        out.insert(
+            format!("{prefix}/{}", meta.name.clone().unwrap_or_default()),
+            meta.resource_version.clone().unwrap_or_default(),
+        );
+    }
+}
+
 /// Resource versions of every object in a namespace, once the deployment controller has
 /// stopped writing the Deployment's status (its writes are not berth's): the version must hold
 /// still for a second.
@@ -86,37 +108,9 @@ async fn versions(client: &kube::Client, app_ns: &str) -> BTreeMap<String, Strin
     }
     assert!(settled, "the deployment controller kept writing web");
     let mut out = BTreeMap::new();
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), app_ns);
-    for cm in cms.list(&ListParams::default()).await.expect("list").items {
-        out.insert(
-            format!("cm/{}", cm.metadata.name.clone().unwrap_or_default()),
-            cm.metadata.resource_version.clone().unwrap_or_default(),
-        );
-    }
-    let deploys: Api<Deployment> = Api::namespaced(client.clone(), app_ns);
-    for d in deploys
-        .list(&ListParams::default())
-        .await
-        .expect("list")
-        .items
-    {
-        out.insert(
-            format!("deploy/{}", d.metadata.name.clone().unwrap_or_default()),
-            d.metadata.resource_version.clone().unwrap_or_default(),
-        );
-    }
-    let services: Api<Service> = Api::namespaced(client.clone(), app_ns);
-    for s in services
-        .list(&ListParams::default())
-        .await
-        .expect("list")
-        .items
-    {
-        out.insert(
-            format!("svc/{}", s.metadata.name.clone().unwrap_or_default()),
-            s.metadata.resource_version.clone().unwrap_or_default(),
-        );
-    }
+    collect_versions::<ConfigMap>(client, app_ns, "cm", &mut out).await;
+    collect_versions::<Deployment>(client, app_ns, "deploy", &mut out).await;
+    collect_versions::<Service>(client, app_ns, "svc", &mut out).await;
     out
 }
 

@@ -404,6 +404,34 @@ pub fn tls_files(dir: &std::path::Path) -> (String, String, String) {
     (p("ca.crt"), p("tls.crt"), p("tls.key"))
 }
 
+/// A bare clone of `repo` at `<dir>/config.git`, the copy a server serves.
+fn bare_clone(repo: &Repo, dir: &Path) -> PathBuf {
+    let bare = dir.join("config.git");
+    let out = Command::new("git")
+        .args(["clone", "-q", "--bare"])
+        .arg(repo.path())
+        .arg(&bare)
+        .output()
+        .expect("git clone");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bare
+}
+
+/// Pushes `main` of `repo` to a served bare copy.
+fn push_main(repo: &Repo, bare: &Path) {
+    repo.git(&[
+        "push",
+        "-q",
+        "--force",
+        &bare.display().to_string(),
+        "main:main",
+    ]);
+}
+
 /// A git repository served over HTTPS with token auth (`git http-backend` behind
 /// `tests/fixtures/git-https-server.py`), on a free loopback port.
 pub struct GitServer {
@@ -420,14 +448,7 @@ pub struct GitServer {
 impl GitServer {
     pub fn start(repo: &Repo, user: &str, token: &str) -> Self {
         let served = tempfile::tempdir().expect("tempdir");
-        let bare = served.path().join("config.git");
-        let out = Command::new("git")
-            .args(["clone", "-q", "--bare"])
-            .arg(repo.path())
-            .arg(&bare)
-            .output()
-            .expect("git clone");
-        assert!(out.status.success());
+        let bare = bare_clone(repo, served.path());
         let tls = tempfile::tempdir().expect("tempdir");
         let (ca, cert, key) = tls_files(tls.path());
         let script = concat!(
@@ -465,13 +486,7 @@ impl GitServer {
 
     /// Pushes the repository's `main` to the served copy.
     pub fn push(&self, repo: &Repo) {
-        repo.git(&[
-            "push",
-            "-q",
-            "--force",
-            &self.bare.display().to_string(),
-            "main:main",
-        ]);
+        push_main(repo, &self.bare);
     }
 }
 
@@ -480,6 +495,7 @@ pub struct GitDaemon {
     /// `git://127.0.0.1:<port>/config.git`
     pub url: String,
     pub bare: PathBuf,
+    pid_file: PathBuf,
     _process: ChildGuard,
     _dir: tempfile::TempDir,
 }
@@ -487,19 +503,14 @@ pub struct GitDaemon {
 impl GitDaemon {
     pub fn start(repo: &Repo) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let bare = dir.path().join("config.git");
-        let out = Command::new("git")
-            .args(["clone", "-q", "--bare"])
-            .arg(repo.path())
-            .arg(&bare)
-            .output()
-            .expect("git clone");
-        assert!(out.status.success());
+        let bare = bare_clone(repo, dir.path());
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("bind")
             .local_addr()
             .expect("addr")
             .port();
+        // `git daemon` runs git-daemon as a child: its pid file names the process to stop
+        let pid_file = dir.path().join("daemon.pid");
         let process = ChildGuard(
             Command::new("git")
                 .args([
@@ -510,7 +521,10 @@ impl GitDaemon {
                 ])
                 .arg(format!("--port={port}"))
                 .arg(format!("--base-path={}", dir.path().display()))
+                .arg(format!("--pid-file={}", pid_file.display()))
                 .arg(dir.path())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
                 .spawn()
                 .expect("git daemon starts"),
         );
@@ -524,6 +538,7 @@ impl GitDaemon {
         Self {
             url,
             bare,
+            pid_file,
             _process: process,
             _dir: dir,
         }
@@ -531,13 +546,15 @@ impl GitDaemon {
 
     /// Pushes the repository's `main` to the served copy.
     pub fn push(&self, repo: &Repo) {
-        repo.git(&[
-            "push",
-            "-q",
-            "--force",
-            &self.bare.display().to_string(),
-            "main:main",
-        ]);
+        push_main(repo, &self.bare);
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(&self.pid_file) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
     }
 }
 
