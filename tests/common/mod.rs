@@ -1,7 +1,10 @@
 //! Shared scaffolding for integration tests: the local control plane (or the cluster
 //! `KUBECONFIG` names), real git repositories in temp dirs, and the `berth` binary.
 
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test binary and bench uses a different part of this shared module"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
