@@ -6,12 +6,11 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::{Berth, GitDaemon, Repo, client, http, namespace, unique};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, DynamicObject, PostParams};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DynamicObject};
 
 const ROUNDS: usize = 15;
 const SECRET: &str = "bench-secret";
@@ -55,21 +54,7 @@ async fn main() {
     let berth_ns = namespace(&client, &unique("bench")).await;
     let wf_ns = namespace(&client, &unique("benchwf")).await;
     let app_ns = unique("benchapp");
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &berth_ns.name);
-    for (name, key, value) in [("hooks", "secret", SECRET)] {
-        let s = Secret {
-            metadata: kube::api::ObjectMeta {
-                name: Some(name.into()),
-                ..Default::default()
-            },
-            string_data: Some(BTreeMap::from([(key.to_owned(), value.to_owned())])),
-            ..Default::default()
-        };
-        secrets
-            .create(&PostParams::default(), &s)
-            .await
-            .expect("secret");
-    }
+    common::put_secret(&client, &berth_ns.name, "hooks", "secret", SECRET).await;
     let repo = Repo::new();
     repo.write("deploy/objects.yaml", &objects(&app_ns, 0))
         .write(".argo/workflow.yaml", WORKFLOW);

@@ -114,13 +114,7 @@ async fn deploy_applies_with_server_side_dry_run_and_berth_syncs_its_own_deploy_
         repo.url()
     );
     let berth = Berth::new(&berth_ns.name, &mapping);
-    let out = berth.run(&["sync"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("Synced"),
-        "{}",
-        text(&out)
-    );
+    common::succeeds(&berth, &["sync"], "Synced");
     let out = berth.run(&["diff"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }

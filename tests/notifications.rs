@@ -3,12 +3,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{Berth, GitServer, Repo, client, http, metric, namespace, unique};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
 use serde_json::json;
 
 const WEBHOOK_SECRET: &str = "hook-s3cret";
@@ -23,23 +22,8 @@ apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings, namespace: {ns}}}\n
 
 /// Creates the credential and webhook Secrets in berth's namespace.
 async fn secrets(client: &kube::Client, ns: &str) {
-    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    for (name, key, value) in [
-        ("git-creds", "token", TOKEN),
-        ("hooks", "secret", WEBHOOK_SECRET),
-    ] {
-        let s = Secret {
-            metadata: kube::api::ObjectMeta {
-                name: Some(name.into()),
-                ..Default::default()
-            },
-            string_data: Some(BTreeMap::from([(key.to_owned(), value.to_owned())])),
-            ..Default::default()
-        };
-        api.create(&PostParams::default(), &s)
-            .await
-            .expect("secret");
-    }
+    common::put_secret(client, ns, "git-creds", "token", TOKEN).await;
+    common::put_secret(client, ns, "hooks", "secret", WEBHOOK_SECRET).await;
 }
 
 /// Waits until the app namespace's ConfigMap holds `value`.

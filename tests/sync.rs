@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use common::{Berth, Repo, client, mapping, namespace, status, text, unique};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 
 fn app(ns: &str) -> String {
@@ -129,13 +129,7 @@ async fn first_sync_applies_labels_annotations_and_status_then_resync_writes_not
         &mapping(&repo.url(), "web", "apps/web", &app_ns, ""),
     );
 
-    let out = berth.run(&["sync"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("4 created"),
-        "{}",
-        text(&out)
-    );
+    common::succeeds(&berth, &["sync"], "4 created");
 
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), &app_ns);
     let d = deploys.get("web").await.expect("deployment applied");
@@ -193,13 +187,7 @@ async fn first_sync_applies_labels_annotations_and_status_then_resync_writes_not
         "status".into(),
         st.metadata.resource_version.clone().unwrap_or_default(),
     );
-    let out = berth.run(&["sync"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("0 created, 0 configured, 4 unchanged"),
-        "{}",
-        text(&out)
-    );
+    common::succeeds(&berth, &["sync"], "0 created, 0 configured, 4 unchanged");
     let mut after = versions(&client, &app_ns).await;
     let st = status(&client, &berth_ns.name, "web").await;
     after.insert(
@@ -329,13 +317,7 @@ spec:
         &berth_ns.name,
         &mapping(&repo.url(), "widgets", ".", &app_ns, ""),
     );
-    let out = berth.run(&["sync"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("3 created"),
-        "{}",
-        text(&out)
-    );
+    common::succeeds(&berth, &["sync"], "3 created");
     let ar = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk(&group, "v1", "Widget"),
         "widgets",
@@ -539,27 +521,12 @@ async fn git_over_https_with_a_token_from_a_secret() {
     );
 
     // a wrong token is refused, and the token never appears in output or status
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &berth_ns.name);
-    let secret = |value: &str| Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some("git-creds".into()),
-            ..Default::default()
-        },
-        string_data: Some(BTreeMap::from([("token".to_owned(), value.to_owned())])),
-        ..Default::default()
-    };
-    secrets
-        .create(&PostParams::default(), &secret("wrong-token"))
-        .await
-        .expect("secret");
+    common::put_secret(&client, &berth_ns.name, "git-creds", "token", "wrong-token").await;
     let out = berth.run(&["sync"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(!text(&out).contains("wrong-token"), "{}", text(&out));
 
-    secrets
-        .replace("git-creds", &PostParams::default(), &secret(token))
-        .await
-        .expect("secret");
+    common::put_secret(&client, &berth_ns.name, "git-creds", "token", token).await;
     let out = berth.run(&["sync"]);
     drop(server);
     assert!(out.status.success(), "{}", text(&out));

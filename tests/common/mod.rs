@@ -236,6 +236,18 @@ impl Berth {
     }
 }
 
+/// Runs `berth ARGS`, asserts it succeeded and that its output contains `needle`.
+pub fn succeeds(berth: &Berth, args: &[&str], needle: &str) -> Output {
+    let out = berth.run(args);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(needle),
+        "{}",
+        text(&out)
+    );
+    out
+}
+
 pub fn text(out: &Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",
@@ -270,6 +282,36 @@ pub async fn status(client: &Client, namespace: &str, sync: &str) -> ConfigMap {
     api.get(&format!("berth-sync-{sync}"))
         .await
         .expect("status ConfigMap")
+}
+
+/// Creates or replaces a Secret with one key.
+pub async fn put_secret(client: &Client, namespace: &str, name: &str, key: &str, value: &str) {
+    use k8s_openapi::api::core::v1::Secret;
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        string_data: Some(std::collections::BTreeMap::from([(
+            key.to_owned(),
+            value.to_owned(),
+        )])),
+        ..Default::default()
+    };
+    match api.get_opt(name).await.expect("read secret") {
+        Some(existing) => {
+            secret.metadata.resource_version = existing.metadata.resource_version;
+            api.replace(name, &PostParams::default(), &secret)
+                .await
+                .expect("replace secret");
+        }
+        None => {
+            api.create(&PostParams::default(), &secret)
+                .await
+                .expect("create secret");
+        }
+    }
 }
 
 /// Polls `check` every 200ms until it returns `Some` or `timeout` passes.
