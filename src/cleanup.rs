@@ -324,18 +324,7 @@ pub async fn list_states(
     client: &Client,
     namespace: &str,
 ) -> Result<BTreeMap<String, State>, kube::Error> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let cms = api
-        .list(&ListParams::default().labels(&format!("{}=cleanup", status::KIND_LABEL)))
-        .await?;
-    Ok(cms
-        .items
-        .iter()
-        .filter_map(|cm| {
-            let name = cm.metadata.name.as_deref()?.strip_prefix(CLEANUP_PREFIX)?;
-            Some((name.to_owned(), state_of(cm)))
-        })
-        .collect())
+    status::records(client, namespace, "cleanup", CLEANUP_PREFIX, state_of).await
 }
 
 async fn load_state(client: &Client, namespace: &str, rule: &str) -> Option<State> {

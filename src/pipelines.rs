@@ -404,21 +404,13 @@ pub async fn list_states(
     client: &Client,
     namespace: &str,
 ) -> Result<BTreeMap<String, State>, Error> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let params = ListParams::default().labels(&format!("{}=pipeline", status::KIND_LABEL));
-    let cms = api.list(&params).await.map_err(|e| Error::Api {
-        action: "list",
-        name: format!("{namespace}/{PIPELINE_PREFIX}*"),
-        message: status::api_message(&e),
-    })?;
-    Ok(cms
-        .items
-        .iter()
-        .filter_map(|cm| {
-            let name = cm.metadata.name.as_deref()?.strip_prefix(PIPELINE_PREFIX)?;
-            Some((name.to_owned(), state_of(cm)))
+    status::records(client, namespace, "pipeline", PIPELINE_PREFIX, state_of)
+        .await
+        .map_err(|e| Error::Api {
+            action: "list",
+            name: format!("{namespace}/{PIPELINE_PREFIX}*"),
+            message: status::api_message(&e),
         })
-        .collect())
 }
 
 /// Merge-patches some keys of a pipeline's ConfigMap (creating it first if needed), so the

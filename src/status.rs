@@ -271,18 +271,35 @@ pub async fn load(
 /// # Errors
 /// The API server cannot be read.
 pub async fn list(client: &Client, namespace: &str) -> Result<BTreeMap<String, SyncStatus>, Error> {
+    records(client, namespace, "sync", SYNC_PREFIX, from_config_map)
+        .await
+        .map_err(|e| Error::Read {
+            name: format!("{namespace}/{SYNC_PREFIX}*"),
+            message: api_message(&e),
+        })
+}
+
+/// berth's status ConfigMaps of one kind (`sync`, `pipeline`, `cleanup`), parsed and keyed by
+/// the name after their prefix.
+///
+/// # Errors
+/// The API server cannot be read.
+pub async fn records<T>(
+    client: &Client,
+    namespace: &str,
+    kind: &str,
+    prefix: &str,
+    parse: fn(&ConfigMap) -> T,
+) -> Result<BTreeMap<String, T>, kube::Error> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let params = kube::api::ListParams::default().labels(&format!("{KIND_LABEL}=sync"));
-    let cms = api.list(&params).await.map_err(|e| Error::Read {
-        name: format!("{namespace}/{SYNC_PREFIX}*"),
-        message: api_message(&e),
-    })?;
+    let params = kube::api::ListParams::default().labels(&format!("{KIND_LABEL}={kind}"));
+    let cms = api.list(&params).await?;
     Ok(cms
         .items
         .iter()
         .filter_map(|cm| {
-            let name = cm.metadata.name.as_deref()?.strip_prefix(SYNC_PREFIX)?;
-            Some((name.to_owned(), from_config_map(cm)))
+            let name = cm.metadata.name.as_deref()?.strip_prefix(prefix)?;
+            Some((name.to_owned(), parse(cm)))
         })
         .collect())
 }

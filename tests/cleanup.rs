@@ -55,6 +55,15 @@ fn mapping(rules: &str) -> String {
     format!("apiVersion: berth.dev/v1alpha1\nkind: Mapping\ncleanup:\n{rules}")
 }
 
+/// The names of the runs in `ns` once exactly `count` remain (within 20 s).
+async fn runs_left(client: &kube::Client, ns: &str, count: usize) -> Option<Vec<String>> {
+    common::eventually(Duration::from_secs(20), || async {
+        let left = names(&workflows(client, ns).await);
+        (left.len() == count).then_some(left)
+    })
+    .await
+}
+
 fn names(list: &[DynamicObject]) -> Vec<String> {
     list.iter()
         .filter_map(|w| w.metadata.name.clone())
@@ -122,12 +131,7 @@ async fn keep_last_deletes_the_oldest_finished_runs_and_never_running_or_foreign
 
     let out = berth.run(&["cleanup", "keep-five"]);
     assert!(out.status.success(), "{}", text(&out));
-    let left = common::eventually(Duration::from_secs(20), || async {
-        let left = names(&workflows(&client, ns).await);
-        (left.len() == 8).then_some(left)
-    })
-    .await
-    .expect("7 runs deleted");
+    let left = runs_left(&client, ns, 8).await.expect("7 runs deleted");
     let mut expected: Vec<String> = (7..12).map(|i| format!("ci-{i:02}")).collect();
     expected.extend(["ci-running-a", "ci-running-b", "foreign-old"].map(String::from));
     expected.sort();
@@ -183,11 +187,7 @@ async fn older_than_deletes_runs_finished_before_the_limit() {
     );
     let out = berth.run(&["cleanup"]);
     assert!(out.status.success(), "{}", text(&out));
-    let left = common::eventually(Duration::from_secs(20), || async {
-        let left = names(&workflows(&client, ns).await);
-        (left.len() == 2).then_some(left)
-    })
-    .await;
+    let left = runs_left(&client, ns, 2).await;
     assert_eq!(
         left,
         Some(vec!["still-running".to_owned(), "ten-minutes".to_owned()])
@@ -225,11 +225,7 @@ async fn a_two_second_schedule_fires_in_berth_run() {
     api.patch_status("second", &PatchParams::default(), &Patch::Merge(&status))
         .await
         .expect("finish");
-    let left = common::eventually(Duration::from_secs(20), || async {
-        let left = names(&workflows(&client, ns).await);
-        (left.len() == 1).then_some(left)
-    })
-    .await;
+    let left = runs_left(&client, ns, 1).await;
     assert_eq!(left, Some(vec!["second".to_owned()]));
 }
 

@@ -101,6 +101,18 @@ async fn expect_runs(client: &kube::Client, ns: &str, count: usize) -> Vec<Dynam
     runs
 }
 
+/// Whether one of the runs was launched for this commit.
+fn has_revision(runs: &[DynamicObject], sha: &str) -> bool {
+    runs.iter().any(|w| {
+        w.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("berth.dev/revision"))
+            .map(String::as_str)
+            == Some(sha)
+    })
+}
+
 fn agent(berth: &Berth) -> ChildGuard {
     berth.agent().0
 }
@@ -205,13 +217,7 @@ async fn a_restart_launches_nothing_new_and_the_next_commit_exactly_one() {
     repo.write("src/main.rs", "fn main() { println!(); }\n");
     let next = repo.commit("next");
     let runs = expect_runs(&s.client, &s.wf_ns.name, 2).await;
-    assert!(runs.iter().any(|w| {
-        w.metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get("berth.dev/revision"))
-            == Some(&next)
-    }));
+    assert!(has_revision(&runs, &next), "no run for {next}");
 }
 
 #[tokio::test]
@@ -232,13 +238,7 @@ async fn a_paths_filter_skips_docs_only_commits() {
     repo.write("src/main.rs", "fn main() { todo!() }\n");
     let code = repo.commit("code");
     let runs = expect_runs(&s.client, &s.wf_ns.name, 2).await;
-    assert!(runs.iter().any(|w| {
-        w.metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get("berth.dev/revision"))
-            == Some(&code)
-    }));
+    assert!(has_revision(&runs, &code), "no run for {code}");
 }
 
 /// Sets a run's `status.phase` the way Argo's controller would.
