@@ -5,108 +5,31 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use croner::Cron;
-use croner::parser::{CronParser, Seconds};
 use jiff::Timestamp;
-use jiff::tz::TimeZone;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::Client;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use tracing::{info, warn};
 
+use crate::cluster::{api_message, is_not_found};
 use crate::config::{CleanupRule, Mapping};
-use crate::pipelines::{self, BRANCH_ANNOTATION, PIPELINE_LABEL};
-use crate::status::{self, EventType};
-use crate::sync::Context;
+use crate::context::Context;
+use crate::events;
+use crate::pipelines::{RunInfo, is_finished, workflows};
+use crate::store::{self, Fields, Store};
+use crate::telemetry::RuleLabels;
+use crate::vocab::{
+    FIELD_MANAGER, LAST_SYNC, MANAGED_BY, MANAGER_VALUE, MESSAGE, PIPELINE_LABEL, Reason,
+    RecordKind, STATUS,
+};
 
-/// Prefix of cleanup status ConfigMaps.
-pub const CLEANUP_PREFIX: &str = "berth-cleanup-";
 /// How long deleted runs may take to disappear before they count as stuck (a finalizer, such as
 /// Argo's artifact garbage collection, holding them).
-pub const STUCK_AFTER: Duration = Duration::from_secs(10);
-
-/// Parses a schedule: 5 fields, 6 with seconds first, or a macro such as `@hourly`.
-///
-/// # Errors
-/// Not a valid schedule.
-pub fn parse_schedule(text: &str) -> Result<Cron, String> {
-    CronParser::builder()
-        .seconds(Seconds::Optional)
-        .build()
-        .parse(text)
-        .map_err(|e| format!("invalid schedule {text:?}: {e}"))
-}
-
-/// The first fire time of `cron` strictly after `after`, read in `tz`.
-pub fn next_fire(cron: &Cron, tz: &TimeZone, after: Timestamp) -> Option<Timestamp> {
-    cron.find_next_occurrence(&after.to_zoned(tz.clone()), false)
-        .ok()
-        .map(|z| z.timestamp())
-}
-
-/// When a rule fires next. A fire missed since `last_run` (the agent was down) is due at once,
-/// and only once however many ticks were missed; a rule that never ran waits for its first tick.
-pub fn due(
-    now: Timestamp,
-    cron: &Cron,
-    tz: &TimeZone,
-    last_run: Option<Timestamp>,
-) -> Option<Timestamp> {
-    match last_run {
-        Some(last) => next_fire(cron, tz, last).map(|next| next.max(now)),
-        None => next_fire(cron, tz, now),
-    }
-}
-
-/// A pipeline run as cleanup sees it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunInfo {
-    pub name: String,
-    pub namespace: String,
-    pub pipeline: String,
-    pub branch: String,
-    pub phase: String,
-    pub finished: Option<Timestamp>,
-    pub created: Option<Timestamp>,
-    /// Deletion was requested already (`metadata.deletionTimestamp`).
-    pub deleting: Option<Timestamp>,
-    pub finalizers: Vec<String>,
-}
-
-impl RunInfo {
-    pub fn from_object(o: &Value) -> Self {
-        let meta = &o["metadata"];
-        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-        let time = |v: &Value| v.as_str().and_then(|s| s.parse::<Timestamp>().ok());
-        Self {
-            name: text(&meta["name"]),
-            namespace: text(&meta["namespace"]),
-            pipeline: text(&meta["labels"][PIPELINE_LABEL]),
-            branch: meta["annotations"][BRANCH_ANNOTATION].as_str().map_or_else(
-                || text(&meta["labels"][pipelines::BRANCH_LABEL]),
-                str::to_owned,
-            ),
-            phase: text(&o["status"]["phase"]),
-            finished: time(&o["status"]["finishedAt"]),
-            created: time(&meta["creationTimestamp"]),
-            deleting: time(&meta["deletionTimestamp"]),
-            finalizers: meta["finalizers"]
-                .as_array()
-                .map(|f| {
-                    f.iter()
-                        .filter_map(|v| v.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        }
-    }
-}
+pub(crate) const STUCK_AFTER: Duration = Duration::from_secs(10);
 
 /// A run chosen for deletion and why.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Selected {
+pub(crate) struct Selected {
     pub run: RunInfo,
     pub reason: String,
 }
@@ -115,10 +38,10 @@ pub struct Selected {
 /// candidates; Running, Pending and phase-less runs never are. A run goes when it finished
 /// longer than `olderThan` ago, or when it is beyond the newest `keepLast` finished runs of its
 /// pipeline and branch; with both set, either suffices. Runs already being deleted are skipped.
-pub fn select(runs: &[RunInfo], rule: &CleanupRule, now: Timestamp) -> Vec<Selected> {
+pub(crate) fn select(runs: &[RunInfo], rule: &CleanupRule, now: Timestamp) -> Vec<Selected> {
     let mut groups: BTreeMap<(&str, &str), Vec<&RunInfo>> = BTreeMap::new();
     for run in runs {
-        if pipelines::is_finished(&run.phase) && run.deleting.is_none() {
+        if is_finished(&run.phase) && run.deleting.is_none() {
             groups
                 .entry((&run.pipeline, &run.branch))
                 .or_default()
@@ -179,14 +102,10 @@ fn human(d: jiff::SignedDuration) -> String {
 
 /// The label selector a rule lists runs with: its own, or every Workflow berth launched
 /// (optionally of one pipeline).
-pub fn selector(rule: &CleanupRule) -> String {
+pub(crate) fn selector(rule: &CleanupRule) -> String {
     let mut parts = vec![match &rule.selector {
         Some(s) => s.clone(),
-        None => format!(
-            "{}={},{PIPELINE_LABEL}",
-            status::MANAGED_BY,
-            status::MANAGER_VALUE
-        ),
+        None => format!("{MANAGED_BY}={MANAGER_VALUE},{PIPELINE_LABEL}"),
     }];
     if let Some(p) = &rule.pipeline {
         parts.push(format!("{PIPELINE_LABEL}={p}"));
@@ -197,7 +116,7 @@ pub fn selector(rule: &CleanupRule) -> String {
 /// What one rule run did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// When it ran (RFC 3339).
     pub at: String,
     /// Finished runs it looked at.
@@ -211,18 +130,14 @@ pub struct Outcome {
 
 /// Runs a rule once: list, select, delete (background propagation), wait a bounded time for
 /// the deletions, report runs a finalizer holds. In a dry run nothing is deleted or recorded.
-pub async fn sweep(ctx: &Context, rule: &CleanupRule, dry_run: bool) -> Outcome {
+pub(crate) async fn sweep(ctx: &Context, rule: &CleanupRule, dry_run: bool) -> Outcome {
     let now = Timestamp::now();
     let mut outcome = Outcome {
-        at: status::now(),
+        at: store::now(),
         ..Outcome::default()
     };
     let namespace = rule.namespace.as_deref().unwrap_or(&ctx.namespace);
-    let api: Api<DynamicObject> = Api::namespaced_with(
-        ctx.client.clone(),
-        namespace,
-        &pipelines::workflow_resource(),
-    );
+    let api = workflows(&ctx.client, namespace);
     let runs: Vec<RunInfo> = match api
         .list(&ListParams::default().labels(&selector(rule)))
         .await
@@ -235,15 +150,12 @@ pub async fn sweep(ctx: &Context, rule: &CleanupRule, dry_run: bool) -> Outcome 
         Err(e) => {
             outcome.errors.push(format!(
                 "failed to list runs in {namespace}: {}",
-                status::api_message(&e)
+                api_message(&e)
             ));
             return outcome;
         }
     };
-    outcome.considered = runs
-        .iter()
-        .filter(|r| pipelines::is_finished(&r.phase))
-        .count();
+    outcome.considered = runs.iter().filter(|r| is_finished(&r.phase)).count();
     // runs an earlier sweep asked to delete and a finalizer still holds
     let held: Vec<RunInfo> = runs
         .iter()
@@ -263,11 +175,11 @@ pub async fn sweep(ctx: &Context, rule: &CleanupRule, dry_run: bool) -> Outcome 
                 outcome.deleted.push(line(s));
                 pending.push(s.run.name.clone());
             }
-            Err(kube::Error::Api(e)) if e.code == 404 => outcome.deleted.push(line(s)),
+            Err(e) if is_not_found(&e) => outcome.deleted.push(line(s)),
             Err(e) => outcome.errors.push(format!(
                 "failed to delete {namespace}/{}: {}",
                 s.run.name,
-                status::api_message(&e)
+                api_message(&e)
             )),
         }
     }
@@ -303,13 +215,12 @@ fn stuck_line(r: &RunInfo) -> String {
 
 // ---- status ---------------------------------------------------------------------------------
 
-pub fn config_map_name(rule: &str) -> String {
-    format!("{CLEANUP_PREFIX}{rule}")
-}
+/// Data key of a rule's record: its last outcome (JSON).
+const LAST: &str = "last";
 
 /// A rule's recorded state.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct State {
+pub(crate) struct State {
     pub last_run: Option<Timestamp>,
     pub status: String,
     pub message: String,
@@ -320,16 +231,19 @@ pub struct State {
 ///
 /// # Errors
 /// The API server cannot be read.
-pub async fn list_states(
-    client: &Client,
-    namespace: &str,
-) -> Result<BTreeMap<String, State>, kube::Error> {
-    status::records(client, namespace, "cleanup", CLEANUP_PREFIX, state_of).await
+pub(crate) async fn list_states(store: &Store) -> Result<BTreeMap<String, State>, store::Error> {
+    Ok(store
+        .list(RecordKind::Cleanup)
+        .await?
+        .iter()
+        .map(|(name, cm)| (name.clone(), state_of(cm)))
+        .collect())
 }
 
-async fn load_state(client: &Client, namespace: &str, rule: &str) -> Option<State> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    api.get_opt(&config_map_name(rule))
+/// A rule's state; `None` when it never ran or cannot be read (then the rule runs as if new).
+async fn load_state(store: &Store, rule: &str) -> Option<State> {
+    store
+        .get(RecordKind::Cleanup, rule)
         .await
         .ok()
         .flatten()
@@ -337,23 +251,18 @@ async fn load_state(client: &Client, namespace: &str, rule: &str) -> Option<Stat
 }
 
 fn state_of(cm: &ConfigMap) -> State {
-    let annotations = cm.metadata.annotations.clone().unwrap_or_default();
+    let annotations = store::annotations(cm);
     let get = |k: &str| annotations.get(k).cloned().unwrap_or_default();
     State {
-        last_run: get(status::LAST_SYNC).parse().ok(),
-        status: get(status::STATUS),
-        message: get(status::MESSAGE),
-        last: cm
-            .data
-            .as_ref()
-            .and_then(|d| d.get("last"))
-            .and_then(|t| serde_json::from_str(t).ok())
-            .unwrap_or_default(),
+        last_run: get(LAST_SYNC).parse().ok(),
+        status: get(STATUS),
+        message: get(MESSAGE),
+        last: store::data_json(cm, LAST).unwrap_or_default(),
     }
 }
 
 /// A one-line summary of an outcome.
-pub fn summary(outcome: &Outcome, dry_run: bool) -> String {
+pub(crate) fn summary(outcome: &Outcome, dry_run: bool) -> String {
     let mut s = format!(
         "{} {} of {} finished runs",
         if dry_run { "would delete" } else { "deleted" },
@@ -374,7 +283,7 @@ pub fn summary(outcome: &Outcome, dry_run: bool) -> String {
 }
 
 /// Records a rule run in `berth-cleanup-<rule>` and, when something happened, an Event.
-pub async fn record(
+pub(crate) async fn record(
     ctx: &Context,
     rule: &CleanupRule,
     outcome: &Outcome,
@@ -382,87 +291,62 @@ pub async fn record(
 ) {
     ctx.metrics
         .cleanup_deletions
-        .get_or_create(&crate::telemetry::RuleLabels {
+        .get_or_create(&RuleLabels {
             rule: rule.name.clone(),
         })
         .inc_by(outcome.deleted.len() as u64);
     let failed = !outcome.errors.is_empty() || !outcome.stuck.is_empty();
     let message = summary(outcome, false);
-    let body = json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": config_map_name(&rule.name),
-            "namespace": ctx.namespace,
-            "labels": {status::MANAGED_BY: status::MANAGER_VALUE, status::KIND_LABEL: "cleanup"},
-            "annotations": {
-                status::STATUS: if failed { "Failed" } else { "Succeeded" },
-                status::LAST_SYNC: outcome.at,
-                status::MESSAGE: message,
-            },
-        },
-        "data": {"last": serde_json::to_string(outcome).expect("outcomes serialize")},
-    });
-    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    if let Err(e) = api
-        .patch(
-            &config_map_name(&rule.name),
-            &PatchParams::apply(status::FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
+    let fields = Fields {
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::from([
+            (
+                STATUS.to_owned(),
+                if failed { "Failed" } else { "Succeeded" }.to_owned(),
+            ),
+            (LAST_SYNC.to_owned(), outcome.at.clone()),
+            (MESSAGE.to_owned(), message.clone()),
+        ]),
+        data: Some(BTreeMap::from([(
+            LAST.to_owned(),
+            serde_json::to_string(outcome).expect("outcomes serialize"),
+        )])),
+    };
+    if let Err(e) = ctx
+        .store()
+        .write(RecordKind::Cleanup, &rule.name, FIELD_MANAGER, fields)
         .await
     {
-        warn!(rule = %rule.name, error = %status::api_message(&e), "failed to record cleanup");
+        warn!(rule = %rule.name, error = %e, "failed to record cleanup");
     }
-    let cm = config_map_name(&rule.name);
-    let newly_stuck: Vec<&String> = outcome
+    let publish = |reason, text: String| async move {
+        let record = (RecordKind::Cleanup, rule.name.as_str());
+        events::publish(&ctx.client, &ctx.namespace, record, reason, &text).await;
+    };
+    let newly_stuck: Vec<&str> = outcome
         .stuck
         .iter()
         .filter(|s| previous.is_none_or(|p| !p.last.stuck.contains(s)))
+        .map(String::as_str)
         .collect();
     if !newly_stuck.is_empty() {
-        let list: Vec<&str> = newly_stuck.iter().map(|s| s.as_str()).collect();
         let text = format!(
             "runs stuck in deletion after {}s (a finalizer holds them): {}",
             STUCK_AFTER.as_secs(),
-            list.join(", ")
+            newly_stuck.join(", ")
         );
-        status::event(
-            &ctx.client,
-            &ctx.namespace,
-            &cm,
-            EventType::Warning,
-            "CleanupStuck",
-            &text,
-        )
-        .await;
+        publish(Reason::CleanupStuck, text).await;
     }
     if !outcome.errors.is_empty() {
-        status::event(
-            &ctx.client,
-            &ctx.namespace,
-            &cm,
-            EventType::Warning,
-            "CleanupFailed",
-            &outcome.errors.join("; "),
-        )
-        .await;
+        publish(Reason::CleanupFailed, outcome.errors.join("; ")).await;
     } else if !outcome.deleted.is_empty() {
-        status::event(
-            &ctx.client,
-            &ctx.namespace,
-            &cm,
-            EventType::Normal,
-            "CleanedUp",
-            &message,
-        )
-        .await;
+        publish(Reason::CleanedUp, message).await;
     }
 }
 
 /// Fires every rule at its schedule until `stop` flips; a fire missed while the agent was down
 /// runs once at start.
-pub async fn run_scheduled(
+pub(crate) async fn run_scheduled(
     ctx: Context,
     mapping: Mapping,
     stop: tokio::sync::watch::Receiver<bool>,
@@ -471,13 +355,10 @@ pub async fn run_scheduled(
     for rule in mapping.cleanup {
         let (ctx, mut stop) = (ctx.clone(), stop.clone());
         tasks.spawn(async move {
-            let (Ok(cron), Ok(tz)) = (parse_schedule(&rule.schedule), TimeZone::get(&rule.timezone)) else {
-                return;
-            };
-            let mut state = load_state(&ctx.client, &ctx.namespace, &rule.name).await;
+            let mut state = load_state(&ctx.store(), &rule.name).await;
             loop {
                 let now = Timestamp::now();
-                let Some(at) = due(now, &cron, &tz, state.as_ref().and_then(|s| s.last_run)) else {
+                let Some(at) = rule.schedule.due(now, state.as_ref().and_then(|s| s.last_run)) else {
                     warn!(rule = %rule.name, "schedule has no next time");
                     return;
                 };
@@ -501,14 +382,14 @@ pub async fn run_scheduled(
 }
 
 /// Runs the named rules (all when empty) now, for `berth cleanup`.
-pub async fn run_now(
+pub(crate) async fn run_now(
     ctx: &Context,
     rules: &[&CleanupRule],
     dry_run: bool,
 ) -> Vec<(String, Outcome)> {
     let mut out = Vec::new();
     for rule in rules {
-        let previous = load_state(&ctx.client, &ctx.namespace, &rule.name).await;
+        let previous = load_state(&ctx.store(), &rule.name).await;
         let outcome = sweep(ctx, rule, dry_run).await;
         if !dry_run {
             record(ctx, rule, &outcome, previous.as_ref()).await;
@@ -525,8 +406,7 @@ mod tests {
     fn rule(keep_last: Option<usize>, older_than: Option<Duration>) -> CleanupRule {
         CleanupRule {
             name: "r".into(),
-            schedule: "@hourly".into(),
-            timezone: "UTC".into(),
+            schedule: crate::schedule::Schedule::new("@hourly", "UTC").expect("hourly"),
             namespace: None,
             pipeline: None,
             selector: None,
@@ -622,50 +502,6 @@ mod tests {
         let mut r = run("held", "Succeeded", Some(600), now);
         r.deleting = Some(now);
         assert!(select(&[r], &rule(Some(0), None), now).is_empty());
-    }
-
-    #[test]
-    fn schedules_accept_five_or_six_fields_and_macros() {
-        for s in ["*/15 * * * *", "*/2 * * * * *", "@hourly", "0 3 * * MON"] {
-            assert!(parse_schedule(s).is_ok(), "{s}");
-        }
-        for s in ["every day", "* * *", "61 * * * *"] {
-            assert!(parse_schedule(s).is_err(), "{s}");
-        }
-    }
-
-    #[test]
-    fn missed_fires_run_once_at_start() {
-        let cron = parse_schedule("0 * * * *").expect("hourly");
-        let utc = TimeZone::UTC;
-        let now = ts("2026-11-25T12:30:00Z");
-        // never ran: wait for the next tick
-        assert_eq!(
-            due(now, &cron, &utc, None),
-            Some(ts("2026-11-25T13:00:00Z"))
-        );
-        // last ran three hours ago: three ticks missed, one run now
-        assert_eq!(
-            due(now, &cron, &utc, Some(ts("2026-11-25T09:10:00Z"))),
-            Some(now)
-        );
-        // ran at the last tick: the next tick
-        assert_eq!(
-            due(now, &cron, &utc, Some(ts("2026-11-25T12:00:00Z"))),
-            Some(ts("2026-11-25T13:00:00Z"))
-        );
-    }
-
-    #[test]
-    fn schedules_follow_the_time_zone() {
-        let cron = parse_schedule("0 3 * * *").expect("daily at 3");
-        let berlin = TimeZone::get("Europe/Berlin").expect("tz");
-        let next = next_fire(&cron, &berlin, ts("2026-11-25T12:00:00Z")).expect("next");
-        assert_eq!(
-            next,
-            ts("2026-11-26T02:00:00Z"),
-            "03:00 in Berlin is 02:00 UTC in winter"
-        );
     }
 
     #[test]

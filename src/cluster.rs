@@ -10,10 +10,10 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::{Discovery, Scope as KubeScope};
 use kube::{Client, Config};
 
-use crate::render::Scope;
+use crate::object::Scope;
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("failed to load kubeconfig: {0}")]
     Config(String),
     #[error("failed to reach the API server: {0}")]
@@ -24,7 +24,7 @@ pub enum Error {
 
 /// How to reach the cluster.
 #[derive(Debug, Clone, Default)]
-pub struct Target<'a> {
+pub(crate) struct Target<'a> {
     pub kubeconfig: Option<&'a Path>,
     pub context: Option<&'a str>,
 }
@@ -34,7 +34,7 @@ pub struct Target<'a> {
 ///
 /// # Errors
 /// No usable configuration.
-pub async fn connect(target: &Target<'_>) -> Result<Client, Error> {
+pub(crate) async fn connect(target: &Target<'_>) -> Result<Client, Error> {
     let options = KubeConfigOptions {
         context: target.context.map(str::to_owned),
         ..KubeConfigOptions::default()
@@ -60,14 +60,14 @@ pub async fn connect(target: &Target<'_>) -> Result<Client, Error> {
 
 /// A discovered resource type.
 #[derive(Debug, Clone)]
-pub struct Resource {
+pub(crate) struct Resource {
     pub api: ApiResource,
     pub namespaced: bool,
 }
 
 /// Resource types of the groups a sync uses, found through discovery.
 #[derive(Debug, Clone, Default)]
-pub struct Resources {
+pub(crate) struct Resources {
     /// (group, version, kind) → resource, plus (group, "", kind) for the preferred version.
     by_kind: HashMap<(String, String, String), Resource>,
 }
@@ -78,7 +78,10 @@ impl Resources {
     ///
     /// # Errors
     /// The API server cannot be reached.
-    pub async fn discover(client: &Client, groups: &BTreeSet<String>) -> Result<Self, Error> {
+    pub(crate) async fn discover(
+        client: &Client,
+        groups: &BTreeSet<String>,
+    ) -> Result<Self, Error> {
         let allow: Vec<&str> = groups.iter().map(String::as_str).collect();
         let discovery = Discovery::new(client.clone())
             .filter(&allow)
@@ -113,7 +116,7 @@ impl Resources {
     }
 
     /// The resource for an object's apiVersion and kind.
-    pub fn get(&self, api_version: &str, kind: &str) -> Option<&Resource> {
+    pub(crate) fn get(&self, api_version: &str, kind: &str) -> Option<&Resource> {
         let (group, version) = match api_version.rsplit_once('/') {
             Some((g, v)) => (g, v),
             None => ("", api_version),
@@ -123,7 +126,7 @@ impl Resources {
     }
 
     /// The preferred version of a group and kind (for inventory entries whose version moved).
-    pub fn preferred(&self, group: &str, kind: &str) -> Option<&Resource> {
+    pub(crate) fn preferred(&self, group: &str, kind: &str) -> Option<&Resource> {
         self.by_kind
             .get(&(group.to_owned(), String::new(), kind.to_owned()))
     }
@@ -136,9 +139,31 @@ impl Scope for Resources {
 }
 
 /// A dynamic handle for a resource, scoped to `namespace` when namespaced.
-pub fn api(client: &Client, resource: &Resource, namespace: Option<&str>) -> Api<DynamicObject> {
+pub(crate) fn api(
+    client: &Client,
+    resource: &Resource,
+    namespace: Option<&str>,
+) -> Api<DynamicObject> {
     match (resource.namespaced, namespace) {
         (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &resource.api),
         _ => Api::all_with(client.clone(), &resource.api),
     }
+}
+
+/// The message of an API error: the server's own text for rejected requests.
+pub(crate) fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether an API error is the server's 404 Not Found.
+pub(crate) fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// Whether an API error is the server's 409 Conflict (on create: the object exists).
+pub(crate) fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
 }

@@ -12,11 +12,13 @@ use serde_json::{Map, Value};
 use sha2::Digest as _;
 
 use crate::cluster::{self, Resources};
-use crate::render::{Manifest, ObjectId};
-use crate::status::{self, Record};
+use crate::object::ObjectId;
+use crate::render::Manifest;
+use crate::status::Record;
+use crate::vocab;
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("{origin}: no API resource serves {kind} in {api_version}")]
     UnknownKind {
         origin: String,
@@ -41,7 +43,7 @@ pub enum Error {
 
 /// What a sync's pass does with one desired object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     Create,
     Update,
     Unchanged,
@@ -49,7 +51,7 @@ pub enum Action {
 
 /// One desired object with its decision.
 #[derive(Debug, Clone)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub id: ObjectId,
     /// The object to apply: the rendered manifest with berth's labels and annotations.
     pub manifest: Manifest,
@@ -66,7 +68,7 @@ pub struct Entry {
 
 /// An inventory entry missing from the desired set.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Orphan {
+pub(crate) struct Orphan {
     pub id: ObjectId,
     pub record: Record,
     pub live: Option<Value>,
@@ -74,25 +76,21 @@ pub struct Orphan {
 
 /// The plan of one sync pass.
 #[derive(Debug, Clone, Default)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub entries: Vec<Entry>,
     pub prune: Vec<Orphan>,
 }
 
 impl Plan {
-    pub fn count(&self, action: Action) -> usize {
-        self.entries.iter().filter(|e| e.action == action).count()
-    }
-
     /// True when applying would change nothing (creates, updates or prunes).
-    pub fn is_noop(&self) -> bool {
+    pub(crate) fn is_noop(&self) -> bool {
         self.entries.iter().all(|e| e.action == Action::Unchanged) && self.prune.is_empty()
     }
 }
 
 /// Who owns the objects: the sync, its source and the commit being synced.
 #[derive(Debug, Clone)]
-pub struct Owner<'a> {
+pub(crate) struct Owner<'a> {
     pub sync: &'a str,
     /// `<repo-url>#<path>`, credentials removed.
     pub source: &'a str,
@@ -100,7 +98,7 @@ pub struct Owner<'a> {
 }
 
 /// Adds berth's labels and source annotation (not the revision) to a rendered object.
-pub fn stamp(manifest: &Manifest, owner: &Owner<'_>) -> Manifest {
+pub(crate) fn stamp(manifest: &Manifest, owner: &Owner<'_>) -> Manifest {
     let mut m = manifest.clone();
     let metadata = m.object["metadata"]
         .as_object_mut()
@@ -111,20 +109,20 @@ pub fn stamp(manifest: &Manifest, owner: &Owner<'_>) -> Manifest {
     if !labels.is_object() {
         *labels = Value::Object(Map::new());
     }
-    labels[status::MANAGED_BY] = Value::from(status::MANAGER_VALUE);
-    labels[status::SYNC_LABEL] = Value::from(owner.sync);
+    labels[vocab::MANAGED_BY] = Value::from(vocab::MANAGER_VALUE);
+    labels[vocab::SYNC_LABEL] = Value::from(owner.sync);
     let annotations = metadata
         .entry("annotations")
         .or_insert_with(|| Value::Object(Map::new()));
     if !annotations.is_object() {
         *annotations = Value::Object(Map::new());
     }
-    annotations[status::SOURCE] = Value::from(owner.source);
+    annotations[vocab::SOURCE] = Value::from(owner.source);
     m
 }
 
 /// A stable fingerprint of an object's desired content.
-pub fn fingerprint(object: &Value) -> String {
+pub(crate) fn fingerprint(object: &Value) -> String {
     // serde_json maps are sorted (no preserve_order feature), so this text is canonical.
     let text = serde_json::to_string(object).expect("a JSON value always serializes");
     let digest = sha2::Sha256::digest(text.as_bytes());
@@ -133,7 +131,7 @@ pub fn fingerprint(object: &Value) -> String {
 
 fn with_revision(manifest: &Manifest, revision: &str) -> Manifest {
     let mut m = manifest.clone();
-    m.object["metadata"]["annotations"][status::REVISION] = Value::from(revision);
+    m.object["metadata"]["annotations"][vocab::REVISION] = Value::from(revision);
     m
 }
 
@@ -144,7 +142,7 @@ fn with_revision(manifest: &Manifest, revision: &str) -> Manifest {
 /// either its live resourceVersion is the one recorded after berth last applied or checked it,
 /// or only its status moved since: same `metadata.generation` (which every spec change bumps)
 /// and the labels and annotations berth declares still hold their desired values.
-pub fn presume(
+pub(crate) fn presume(
     live: Option<&Value>,
     record: Option<&Record>,
     desired: &Value,
@@ -168,7 +166,7 @@ pub fn presume(
 }
 
 /// Compares the live object with the dry-run result, ignoring server bookkeeping.
-pub fn decide(live: &Value, predicted: &Value) -> Action {
+pub(crate) fn decide(live: &Value, predicted: &Value) -> Action {
     if normalize(live) == normalize(predicted) {
         Action::Unchanged
     } else {
@@ -188,7 +186,7 @@ const NOISE: [&str; 7] = [
 ];
 
 /// The object without status and server bookkeeping, as compared and shown in diffs.
-pub fn normalize(object: &Value) -> Value {
+pub(crate) fn normalize(object: &Value) -> Value {
     let mut o = object.clone();
     if let Some(map) = o.as_object_mut() {
         map.remove("status");
@@ -209,14 +207,14 @@ pub fn normalize(object: &Value) -> Value {
 
 /// Live objects, keyed by identity, for every (resource, namespace) the desired set and
 /// the inventory touch.
-pub type LiveSet = HashMap<ObjectId, Value>;
+pub(crate) type LiveSet = HashMap<ObjectId, Value>;
 
 /// Lists the live objects of the types and namespaces that `ids` use: one paginated list per
 /// (resource, namespace) instead of a request per object.
 ///
 /// # Errors
 /// A list request fails.
-pub async fn observe(
+pub(crate) async fn observe(
     client: &Client,
     resources: &Resources,
     targets: &[(String, ObjectId)],
@@ -295,7 +293,7 @@ pub async fn observe(
 ///
 /// # Errors
 /// An object's kind is not served, or a dry-run is rejected.
-pub async fn plan(
+pub(crate) async fn plan(
     client: &Client,
     resources: &Resources,
     desired: &[Manifest],
@@ -350,14 +348,14 @@ async fn dry_run(
 ) -> Result<Value, Error> {
     let resource = resource_for(resources, manifest)?;
     let api = cluster::api(client, resource, manifest.namespace());
-    let params = PatchParams::apply(status::FIELD_MANAGER).force().dry_run();
+    let params = PatchParams::apply(vocab::FIELD_MANAGER).force().dry_run();
     let result = api
         .patch(manifest.name(), &params, &Patch::Apply(&manifest.object))
         .await
         .map_err(|e| Error::DryRun {
             origin: manifest.origin(),
             id: manifest.id().to_string(),
-            message: status::api_message(&e),
+            message: cluster::api_message(&e),
         })?;
     Ok(serde_json::to_value(&result).expect("objects from the API serialize"))
 }
@@ -366,7 +364,7 @@ async fn dry_run(
 ///
 /// # Errors
 /// The kind is not served by the cluster.
-pub fn resource_for<'r>(
+pub(crate) fn resource_for<'r>(
     resources: &'r Resources,
     manifest: &Manifest,
 ) -> Result<&'r cluster::Resource, Error> {
@@ -380,7 +378,7 @@ pub fn resource_for<'r>(
 }
 
 /// Orphans: inventory entries no longer desired, with their live object when it exists.
-pub fn orphans(
+pub(crate) fn orphans(
     inventory: &BTreeMap<ObjectId, Record>,
     desired: &[Manifest],
     live: &LiveSet,
@@ -400,7 +398,7 @@ pub fn orphans(
 // ---- text diffs --------------------------------------------------------------------------
 
 /// A unified diff between two texts, the one format berth shows diffs in.
-pub fn text_diff(name: &str, live: &str, desired: &str) -> String {
+pub(crate) fn text_diff(name: &str, live: &str, desired: &str) -> String {
     let diff = similar::TextDiff::from_lines(live, desired);
     diff.unified_diff()
         .context_radius(3)
@@ -409,7 +407,7 @@ pub fn text_diff(name: &str, live: &str, desired: &str) -> String {
 }
 
 /// The diff text for one plan entry or orphan, with Secret values masked.
-pub fn entry_diff(id: &ObjectId, live: Option<&Value>, desired: Option<&Value>) -> String {
+pub(crate) fn entry_diff(id: &ObjectId, live: Option<&Value>, desired: Option<&Value>) -> String {
     let mut live = live.map(normalize);
     let mut desired = desired.map(normalize);
     if id.kind == "Secret" && id.group.is_empty() {
@@ -459,7 +457,7 @@ fn mask_secrets(live: Option<&mut Value>, desired: Option<&mut Value>) {
 }
 
 /// Colors a unified diff for a terminal: additions green, removals red, hunks cyan.
-pub fn colorize(diff: &str) -> String {
+pub(crate) fn colorize(diff: &str) -> String {
     if !std::io::stdout().is_terminal() || std::env::var_os("NO_COLOR").is_some() {
         return diff.to_owned();
     }
@@ -509,13 +507,10 @@ mod tests {
         let s = stamp(&m, &owner());
         let meta = &s.object["metadata"];
         assert_eq!(meta["labels"]["app"], "x");
-        assert_eq!(meta["labels"][status::MANAGED_BY], "berth");
-        assert_eq!(meta["labels"][status::SYNC_LABEL], "web");
-        assert_eq!(
-            meta["annotations"][status::SOURCE],
-            "https://git/x.git#apps"
-        );
-        assert!(meta["annotations"].get(status::REVISION).is_none());
+        assert_eq!(meta["labels"][vocab::MANAGED_BY], "berth");
+        assert_eq!(meta["labels"][vocab::SYNC_LABEL], "web");
+        assert_eq!(meta["annotations"][vocab::SOURCE], "https://git/x.git#apps");
+        assert!(meta["annotations"].get(vocab::REVISION).is_none());
     }
 
     #[test]

@@ -7,28 +7,43 @@
 //!                                                       status::next ─► status::save ◄┘
 //! ```
 //!
-//! `sync` runs one pass of those steps; `agent` runs them on timers for `berth run`.
+//! `sync` runs one pass of those steps; `pipelines` launches Workflows and `cleanup` deletes old
+//! runs; `agent` runs all of them on timers, webhooks and file events for `berth run`; `cli`
+//! is the command line. ARCHITECTURE.md draws the layers: every module imports only modules
+//! below it.
 
-pub mod agent;
-pub mod apply;
-pub mod cleanup;
-pub mod cli;
-pub mod cluster;
-pub mod config;
-pub mod diff;
+// the vocabulary and values everything else is written in
+mod object;
+mod repo_url;
+mod schedule;
+mod vocab;
+
+// the outside world: git, the API server, status records, Events, metrics
+mod cluster;
+mod context;
+mod events;
 pub mod git;
-pub mod lease;
-pub mod pipelines;
-pub mod render;
-pub mod server;
-pub mod status;
-pub mod sync;
+mod store;
 pub mod telemetry;
+
+// the steps of a sync, in data-flow order
+mod apply;
+mod config;
+mod diff;
+mod render;
+mod status;
+mod sync;
+
+// the other jobs, the agent and the command line
+mod agent;
+mod cleanup;
+pub mod cli;
+mod pipelines;
 pub mod webhook;
 
 /// Any failure of a berth operation.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error(transparent)]
     Config(#[from] config::Error),
     #[error(transparent)]
@@ -42,26 +57,9 @@ pub enum Error {
     #[error(transparent)]
     Apply(#[from] apply::Error),
     #[error(transparent)]
-    Status(#[from] status::Error),
+    Status(#[from] store::Error),
     #[error(transparent)]
     Pipeline(#[from] pipelines::Error),
-    #[error("failed to read secret {name}: {message}")]
-    Secret { name: String, message: String },
-}
-
-impl Error {
-    /// A stable PascalCase reason, for Events and metrics labels.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::Config(_) => "InvalidMapping",
-            Self::Git(_) => "GitError",
-            Self::Render(_) => "RenderError",
-            Self::Cluster(_) => "ClusterUnreachable",
-            Self::Diff(_) => "PlanError",
-            Self::Apply(_) => "ApplyError",
-            Self::Status(_) => "StatusError",
-            Self::Pipeline(_) => "PipelineError",
-            Self::Secret { .. } => "SecretError",
-        }
-    }
+    #[error(transparent)]
+    Context(#[from] context::Error),
 }

@@ -3,15 +3,15 @@
 //! would reject if missing. Pure: no cluster, no network.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use serde_json::Value;
 use serde_saphyr::Spanned;
 
-use crate::git::SourceFile;
+use crate::git::{self, SourceFile};
+use crate::object::{ObjectId, Scope, group_of};
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("{file}:{line}: {message}")]
     Invalid {
         file: String,
@@ -34,53 +34,9 @@ fn invalid(file: &str, line: u64, message: impl Into<String>) -> Error {
     }
 }
 
-/// Identity of a Kubernetes object, independent of API version.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ObjectId {
-    pub group: String,
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
-}
-
-impl ObjectId {
-    /// The inventory key `<group>_<kind>_<namespace>_<name>`.
-    pub fn key(&self) -> String {
-        format!(
-            "{}_{}_{}_{}",
-            self.group, self.kind, self.namespace, self.name
-        )
-    }
-
-    /// Parses an inventory key.
-    pub fn from_key(key: &str) -> Option<Self> {
-        let mut parts = key.splitn(4, '_');
-        Some(Self {
-            group: parts.next()?.to_owned(),
-            kind: parts.next()?.to_owned(),
-            namespace: parts.next()?.to_owned(),
-            name: parts.next()?.to_owned(),
-        })
-    }
-}
-
-impl fmt::Display for ObjectId {
-    /// `Kind/name`, `Kind.group/name` or with `namespace/` in front, as kubectl prints them.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if !self.namespace.is_empty() {
-            write!(f, "{}/", self.namespace)?;
-        }
-        if self.group.is_empty() {
-            write!(f, "{}/{}", self.kind, self.name)
-        } else {
-            write!(f, "{}.{}/{}", self.kind, self.group, self.name)
-        }
-    }
-}
-
 /// One desired object and where it came from.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Manifest {
+pub(crate) struct Manifest {
     pub object: Value,
     /// Repository-relative file.
     pub file: String,
@@ -89,28 +45,28 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    pub fn api_version(&self) -> &str {
+    pub(crate) fn api_version(&self) -> &str {
         self.object["apiVersion"].as_str().unwrap_or_default()
     }
 
-    pub fn kind(&self) -> &str {
+    pub(crate) fn kind(&self) -> &str {
         self.object["kind"].as_str().unwrap_or_default()
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         self.object["metadata"]["name"].as_str().unwrap_or_default()
     }
 
-    pub fn namespace(&self) -> Option<&str> {
+    pub(crate) fn namespace(&self) -> Option<&str> {
         self.object["metadata"]["namespace"].as_str()
     }
 
     /// API group (empty for the core group).
-    pub fn group(&self) -> &str {
+    pub(crate) fn group(&self) -> &str {
         group_of(self.api_version())
     }
 
-    pub fn id(&self) -> ObjectId {
+    pub(crate) fn id(&self) -> ObjectId {
         ObjectId {
             group: self.group().to_owned(),
             kind: self.kind().to_owned(),
@@ -120,110 +76,28 @@ impl Manifest {
     }
 
     /// `file:line`, for messages.
-    pub fn origin(&self) -> String {
+    pub(crate) fn origin(&self) -> String {
         format!("{}:{}", self.file, self.line)
     }
 
-    pub fn is_crd(&self) -> bool {
+    pub(crate) fn is_crd(&self) -> bool {
         self.kind() == "CustomResourceDefinition" && self.group() == "apiextensions.k8s.io"
     }
 
-    pub fn is_namespace(&self) -> bool {
+    pub(crate) fn is_namespace(&self) -> bool {
         self.kind() == "Namespace" && self.group().is_empty()
-    }
-}
-
-/// The group part of an apiVersion (`apps/v1` → `apps`, `v1` → ``).
-pub fn group_of(api_version: &str) -> &str {
-    api_version.rsplit_once('/').map_or("", |(g, _)| g)
-}
-
-/// Whether a kind is namespaced; `None` when unknown.
-pub trait Scope {
-    fn namespaced(&self, group: &str, kind: &str) -> Option<bool>;
-}
-
-/// Scopes known without a cluster: the built-in cluster-scoped kinds; everything else in a
-/// well-known group is namespaced.
-pub struct BuiltinScope;
-
-const CLUSTER_SCOPED: &[(&str, &str)] = &[
-    ("", "Namespace"),
-    ("", "Node"),
-    ("", "PersistentVolume"),
-    ("", "ComponentStatus"),
-    ("rbac.authorization.k8s.io", "ClusterRole"),
-    ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
-    ("apiextensions.k8s.io", "CustomResourceDefinition"),
-    ("apiregistration.k8s.io", "APIService"),
-    ("storage.k8s.io", "StorageClass"),
-    ("storage.k8s.io", "CSIDriver"),
-    ("storage.k8s.io", "CSINode"),
-    ("storage.k8s.io", "VolumeAttachment"),
-    ("scheduling.k8s.io", "PriorityClass"),
-    ("node.k8s.io", "RuntimeClass"),
-    ("networking.k8s.io", "IngressClass"),
-    ("policy", "PodSecurityPolicy"),
-    (
-        "admissionregistration.k8s.io",
-        "MutatingWebhookConfiguration",
-    ),
-    (
-        "admissionregistration.k8s.io",
-        "ValidatingWebhookConfiguration",
-    ),
-    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"),
-    (
-        "admissionregistration.k8s.io",
-        "ValidatingAdmissionPolicyBinding",
-    ),
-    ("certificates.k8s.io", "CertificateSigningRequest"),
-    ("flowcontrol.apiserver.k8s.io", "FlowSchema"),
-    ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"),
-];
-
-const BUILTIN_GROUPS: &[&str] = &[
-    "",
-    "apps",
-    "batch",
-    "autoscaling",
-    "policy",
-    "networking.k8s.io",
-    "rbac.authorization.k8s.io",
-    "storage.k8s.io",
-    "scheduling.k8s.io",
-    "node.k8s.io",
-    "coordination.k8s.io",
-    "discovery.k8s.io",
-    "events.k8s.io",
-    "apiextensions.k8s.io",
-    "apiregistration.k8s.io",
-    "admissionregistration.k8s.io",
-    "certificates.k8s.io",
-    "flowcontrol.apiserver.k8s.io",
-];
-
-impl Scope for BuiltinScope {
-    fn namespaced(&self, group: &str, kind: &str) -> Option<bool> {
-        if CLUSTER_SCOPED.contains(&(group, kind)) {
-            Some(false)
-        } else if BUILTIN_GROUPS.contains(&group) {
-            Some(true)
-        } else {
-            None
-        }
     }
 }
 
 /// Scopes declared by the CustomResourceDefinitions among the desired objects, in front of
 /// another scope (built-in or discovered).
-pub struct WithCrds<'a, S: Scope + ?Sized> {
+pub(crate) struct WithCrds<'a, S: Scope + ?Sized> {
     crds: BTreeMap<(String, String), bool>,
     inner: &'a S,
 }
 
 impl<'a, S: Scope + ?Sized> WithCrds<'a, S> {
-    pub fn new(manifests: &[Manifest], inner: &'a S) -> Self {
+    pub(crate) fn new(manifests: &[Manifest], inner: &'a S) -> Self {
         let crds = manifests
             .iter()
             .filter(|m| m.is_crd())
@@ -249,7 +123,7 @@ impl<S: Scope + ?Sized> Scope for WithCrds<'_, S> {
 
 /// What a sync's render needs besides its files.
 #[derive(Debug, Default)]
-pub struct Options<'a> {
+pub(crate) struct Options<'a> {
     /// `${NAME}` values; when empty, files are not substituted at all.
     pub vars: Option<&'a BTreeMap<String, String>>,
     /// Namespace for namespaced objects that name none.
@@ -261,7 +135,7 @@ pub struct Options<'a> {
 /// # Errors
 /// Unparseable documents, unset variables, objects without apiVersion/kind/metadata.name and
 /// duplicates, each naming file and line.
-pub fn directory(
+pub(crate) fn directory(
     files: &[SourceFile],
     options: &Options<'_>,
     scope: &dyn Scope,
@@ -287,18 +161,14 @@ pub fn directory(
 
 /// Parses one file into objects; `List` kinds are expanded into their items.
 fn parse_file(path: &str, text: &str) -> Result<Vec<Manifest>, Error> {
-    let documents: Vec<(u64, Value)> = if path.ends_with(".json") {
+    let documents: Vec<(u64, Value)> = if git::has_extension(path, &["json"]) {
         let value: Value = serde_json::from_str(text)
             .map_err(|e| invalid(path, e.line() as u64, format!("invalid JSON: {e}")))?;
         vec![(1, value)]
     } else {
         let docs: Vec<Spanned<Value>> = serde_saphyr::from_multiple(text).map_err(|e| {
             let line = e.location().map_or(1, |l| l.line());
-            invalid(
-                path,
-                line,
-                format!("invalid YAML: {}", crate::config::yaml_message(&e)),
-            )
+            invalid(path, line, format!("invalid YAML: {}", yaml_message(&e)))
         })?;
         docs.into_iter()
             .map(|d| (d.referenced.line().max(1), d.value))
@@ -387,7 +257,8 @@ fn substitute(text: &str, vars: &BTreeMap<String, String>, path: &str) -> Result
     Ok(out)
 }
 
-fn is_var_name(name: &str) -> bool {
+/// Whether `name` may be a `${NAME}` variable: `[A-Za-z_][A-Za-z0-9_]*`.
+pub(crate) fn is_var_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -395,7 +266,7 @@ fn is_var_name(name: &str) -> bool {
 
 /// Sets the sync's namespace on namespaced objects that name none, and removes a namespace
 /// from kinds known to be cluster-scoped. Unknown kinds are left for discovery to decide.
-pub fn default_namespace(m: &mut Manifest, namespace: Option<&str>, scope: &dyn Scope) {
+pub(crate) fn default_namespace(m: &mut Manifest, namespace: Option<&str>, scope: &dyn Scope) {
     let (group, kind) = (m.group().to_owned(), m.kind().to_owned());
     let metadata = &mut m.object["metadata"];
     match scope.namespaced(&group, &kind) {
@@ -469,13 +340,31 @@ fn check_duplicates(manifests: &[Manifest]) -> Result<(), Error> {
 }
 
 /// Groups used by a set of manifests, for a discovery limited to them.
-pub fn groups(manifests: &[Manifest]) -> BTreeSet<String> {
+pub(crate) fn groups(manifests: &[Manifest]) -> BTreeSet<String> {
     manifests.iter().map(|m| m.group().to_owned()).collect()
+}
+
+/// A YAML error's message without the position and snippet serde-saphyr renders around it;
+/// callers (manifests, mapping files, workflow files) print the position themselves.
+pub(crate) fn yaml_message(e: &serde_saphyr::Error) -> String {
+    let full = e.to_string();
+    let first = full.lines().next().unwrap_or("invalid YAML").trim();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    if first.starts_with("line ")
+        && let Some((_, message)) = first.split_once(": ")
+    {
+        return message.to_owned();
+    }
+    match first.rfind(" at line ") {
+        Some(i) => first[..i].to_owned(),
+        None => first.to_owned(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::object::BuiltinScope;
     use serde_json::json;
 
     fn file(path: &str, text: &str) -> SourceFile {

@@ -1,57 +1,23 @@
-//! What berth records on the cluster: the labels and annotations on synced objects, the
-//! `berth-sync-<name>` status ConfigMap (status annotations + inventory) and Events.
-//! The next status is computed purely ([`next`]); one server-side apply writes it.
+//! A sync's status: its phase and health, the synced revision and the inventory of what it
+//! applied, kept in the `berth-sync-<name>` record. The next status is computed purely
+//! ([`next`]); [`save`] writes it through the status store.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Event, ObjectReference};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
-use k8s_openapi::jiff::Timestamp;
-use kube::Client;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::ConfigMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::render::ObjectId;
-
-/// Field manager of every server-side apply berth makes.
-pub const FIELD_MANAGER: &str = "berth";
-/// Label marking objects berth manages, with value [`MANAGER_VALUE`].
-pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-pub const MANAGER_VALUE: &str = "berth";
-/// Label naming the sync that owns an object.
-pub const SYNC_LABEL: &str = "berth.dev/sync";
-/// Annotation `<repo-url>#<path>` on synced objects.
-pub const SOURCE: &str = "berth.dev/source";
-/// Annotation: the commit of the last change (on objects) or the synced commit (on status).
-pub const REVISION: &str = "berth.dev/revision";
-/// Annotation that keeps an object when it leaves git (`disabled`).
-pub const PRUNE: &str = "berth.dev/prune";
-/// Argo CD's sync options annotation; `Prune=false` is honored like [`PRUNE`].
-pub const ARGOCD_SYNC_OPTIONS: &str = "argocd.argoproj.io/sync-options";
-/// Status ConfigMap annotations.
-pub const STATUS: &str = "berth.dev/status";
-pub const HEALTH: &str = "berth.dev/health";
-pub const LAST_SYNC: &str = "berth.dev/last-sync";
-pub const MESSAGE: &str = "berth.dev/message";
-/// Label on status ConfigMaps, so `berth status` finds them all.
-pub const KIND_LABEL: &str = "berth.dev/kind";
-
-/// Prefix of status ConfigMap names.
-pub const SYNC_PREFIX: &str = "berth-sync-";
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("failed to read status {name}: {message}")]
-    Read { name: String, message: String },
-    #[error("failed to write status {name}: {message}")]
-    Write { name: String, message: String },
-}
+use crate::object::ObjectId;
+use crate::store::{self, Error, Fields, Store};
+use crate::vocab::{
+    FIELD_MANAGER, HEALTH, LAST_SYNC, MESSAGE, REVISION, RecordKind, STATUS, SYNC_LABEL,
+};
 
 /// A sync's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Phase {
+pub(crate) enum Phase {
     Synced,
     OutOfSync,
     #[default]
@@ -80,7 +46,7 @@ impl Phase {
 
 /// Health of a sync's objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Health {
+pub(crate) enum Health {
     Healthy,
     Progressing,
     Degraded,
@@ -114,7 +80,7 @@ impl Health {
 /// unchanged without asking the API server.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Record {
+pub(crate) struct Record {
     pub api_version: String,
     /// The resourceVersion berth last saw after applying or checking the object.
     pub resource_version: String,
@@ -147,7 +113,7 @@ impl Record {
 
 /// The content of a status ConfigMap.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct SyncStatus {
+pub(crate) struct SyncStatus {
     pub phase: Phase,
     pub health: Health,
     pub revision: String,
@@ -159,7 +125,7 @@ pub struct SyncStatus {
 /// The status to write after a pass, or `None` when nothing would change. `last-sync` moves
 /// only when status, health, revision, message or inventory change (resourceVersions alone do
 /// not count), so a no-op resync writes nothing.
-pub fn next(old: Option<&SyncStatus>, mut new: SyncStatus, now: &str) -> Option<SyncStatus> {
+pub(crate) fn next(old: Option<&SyncStatus>, mut new: SyncStatus, now: &str) -> Option<SyncStatus> {
     if let Some(old) = old {
         let same_inventory = old.inventory.len() == new.inventory.len()
             && old
@@ -181,7 +147,7 @@ pub fn next(old: Option<&SyncStatus>, mut new: SyncStatus, now: &str) -> Option<
 
 /// Health from live objects: workloads that have not rolled out are Progressing, ones whose
 /// rollout exceeded its deadline are Degraded; everything else counts as Healthy.
-pub fn health<'a>(objects: impl IntoIterator<Item = &'a Value>) -> Health {
+pub(crate) fn health<'a>(objects: impl IntoIterator<Item = &'a Value>) -> Health {
     let mut result = Health::Healthy;
     for o in objects {
         let h = object_health(o);
@@ -235,77 +201,32 @@ fn object_health(o: &Value) -> Health {
     }
 }
 
-/// Name of a sync's status ConfigMap.
-pub fn config_map_name(sync: &str) -> String {
-    format!("{SYNC_PREFIX}{sync}")
-}
-
-/// The message of an API error (the server's own text for rejected requests).
-pub fn api_message(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(status) => status.message.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// Reads a sync's status ConfigMap; `None` when the sync never ran.
+/// Reads a sync's status; `None` when the sync never ran.
 ///
 /// # Errors
 /// The API server cannot be read.
-pub async fn load(
-    client: &Client,
-    namespace: &str,
-    sync: &str,
-) -> Result<Option<SyncStatus>, Error> {
-    let name = config_map_name(sync);
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let cm = api.get_opt(&name).await.map_err(|e| Error::Read {
-        name: format!("{namespace}/{name}"),
-        message: api_message(&e),
-    })?;
-    Ok(cm.map(|cm| from_config_map(&cm)))
+pub(crate) async fn load(store: &Store, sync: &str) -> Result<Option<SyncStatus>, Error> {
+    Ok(store
+        .get(RecordKind::Sync, sync)
+        .await?
+        .map(|cm| from_config_map(&cm)))
 }
 
-/// Every sync status ConfigMap in berth's namespace, by sync name.
+/// Every sync's status in berth's namespace, by sync name.
 ///
 /// # Errors
 /// The API server cannot be read.
-pub async fn list(client: &Client, namespace: &str) -> Result<BTreeMap<String, SyncStatus>, Error> {
-    records(client, namespace, "sync", SYNC_PREFIX, from_config_map)
-        .await
-        .map_err(|e| Error::Read {
-            name: format!("{namespace}/{SYNC_PREFIX}*"),
-            message: api_message(&e),
-        })
-}
-
-/// berth's status ConfigMaps of one kind (`sync`, `pipeline`, `cleanup`), parsed and keyed by
-/// the name after their prefix.
-///
-/// # Errors
-/// The API server cannot be read.
-pub async fn records<T>(
-    client: &Client,
-    namespace: &str,
-    kind: &str,
-    prefix: &str,
-    parse: fn(&ConfigMap) -> T,
-) -> Result<BTreeMap<String, T>, kube::Error> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let params = kube::api::ListParams::default().labels(&format!("{KIND_LABEL}={kind}"));
-    let cms = api.list(&params).await?;
-    Ok(cms
-        .items
+pub(crate) async fn list(store: &Store) -> Result<BTreeMap<String, SyncStatus>, Error> {
+    Ok(store
+        .list(RecordKind::Sync)
+        .await?
         .iter()
-        .filter_map(|cm| {
-            let name = cm.metadata.name.as_deref()?.strip_prefix(prefix)?;
-            Some((name.to_owned(), parse(cm)))
-        })
+        .map(|(name, cm)| (name.clone(), from_config_map(cm)))
         .collect())
 }
 
 fn from_config_map(cm: &ConfigMap) -> SyncStatus {
-    let annotations = cm.metadata.annotations.clone().unwrap_or_default();
+    let annotations = store::annotations(cm);
     let get = |k: &str| annotations.get(k).cloned().unwrap_or_default();
     let inventory = cm
         .data
@@ -325,151 +246,40 @@ fn from_config_map(cm: &ConfigMap) -> SyncStatus {
     }
 }
 
-/// Writes a sync's status ConfigMap with server-side apply.
+/// Writes a sync's status record.
 ///
 /// # Errors
 /// The write is rejected.
-pub async fn save(
-    client: &Client,
-    namespace: &str,
-    sync: &str,
-    status: &SyncStatus,
-) -> Result<(), Error> {
-    let name = config_map_name(sync);
-    let annotations = BTreeMap::from([
-        (STATUS.to_owned(), status.phase.to_string()),
-        (HEALTH.to_owned(), status.health.to_string()),
-        (REVISION.to_owned(), status.revision.clone()),
-        (LAST_SYNC.to_owned(), status.last_sync.clone()),
-        (MESSAGE.to_owned(), status.message.clone()),
-    ]);
-    let labels = BTreeMap::from([
-        (MANAGED_BY.to_owned(), MANAGER_VALUE.to_owned()),
-        (KIND_LABEL.to_owned(), "sync".to_owned()),
-        (SYNC_LABEL.to_owned(), sync.to_owned()),
-    ]);
-    let data = status
-        .inventory
-        .iter()
-        .map(|(id, record)| {
-            let value = serde_json::to_string(record).expect("records serialize");
-            (id.key(), value)
-        })
-        .collect();
-    let cm = ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            namespace: Some(namespace.to_owned()),
-            labels: Some(labels),
-            annotations: Some(annotations),
-            ..ObjectMeta::default()
-        },
-        data: Some(data),
-        ..ConfigMap::default()
+pub(crate) async fn save(store: &Store, sync: &str, status: &SyncStatus) -> Result<(), Error> {
+    let fields = Fields {
+        labels: BTreeMap::from([(SYNC_LABEL.to_owned(), sync.to_owned())]),
+        annotations: BTreeMap::from([
+            (STATUS.to_owned(), status.phase.to_string()),
+            (HEALTH.to_owned(), status.health.to_string()),
+            (REVISION.to_owned(), status.revision.clone()),
+            (LAST_SYNC.to_owned(), status.last_sync.clone()),
+            (MESSAGE.to_owned(), status.message.clone()),
+        ]),
+        data: Some(
+            status
+                .inventory
+                .iter()
+                .map(|(id, record)| {
+                    let value = serde_json::to_string(record).expect("records serialize");
+                    (id.key(), value)
+                })
+                .collect(),
+        ),
     };
-    let mut object = serde_json::to_value(&cm).expect("ConfigMaps serialize");
-    object["apiVersion"] = Value::from("v1");
-    object["kind"] = Value::from("ConfigMap");
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    // force: berth is the only writer of its own status objects.
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let fail = |e: &kube::Error| Error::Write {
-        name: format!("{namespace}/{name}"),
-        message: api_message(e),
-    };
-    match api.patch(&name, &params, &Patch::Apply(&object)).await {
-        Ok(_) => Ok(()),
-        // berth run from a laptop: its namespace may not exist yet, so make it once.
-        Err(kube::Error::Api(s)) if s.code == 404 => {
-            create_namespace(client, namespace)
-                .await
-                .map_err(|e| fail(&e))?;
-            api.patch(&name, &params, &Patch::Apply(&object))
-                .await
-                .map_err(|e| fail(&e))?;
-            Ok(())
-        }
-        Err(e) => Err(fail(&e)),
-    }
-}
-
-async fn create_namespace(client: &Client, namespace: &str) -> Result<(), kube::Error> {
-    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    let ns = k8s_openapi::api::core::v1::Namespace {
-        metadata: ObjectMeta {
-            name: Some(namespace.to_owned()),
-            ..ObjectMeta::default()
-        },
-        ..Default::default()
-    };
-    match api.create(&PostParams::default(), &ns).await {
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        other => other.map(|_| tracing::info!(namespace, "created berth's namespace")),
-    }
-}
-
-/// Kind of an Event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventType {
-    Normal,
-    Warning,
-}
-
-/// Records a Kubernetes Event on one of berth's status ConfigMaps (`berth-sync-<name>`,
-/// `berth-pipeline-<name>`). Failures are logged, not raised: an Event is a courtesy, never a
-/// reason to fail a pass.
-pub async fn event(
-    client: &Client,
-    namespace: &str,
-    config_map: &str,
-    kind: EventType,
-    reason: &str,
-    message: &str,
-) {
-    let now = Timestamp::now();
-    let name = config_map.to_owned();
-    let event = Event {
-        metadata: ObjectMeta {
-            name: Some(format!("{name}.{:x}", now.as_nanosecond())),
-            namespace: Some(namespace.to_owned()),
-            ..ObjectMeta::default()
-        },
-        involved_object: ObjectReference {
-            api_version: Some("v1".to_owned()),
-            kind: Some("ConfigMap".to_owned()),
-            name: Some(name),
-            namespace: Some(namespace.to_owned()),
-            ..ObjectReference::default()
-        },
-        reason: Some(reason.to_owned()),
-        message: Some(message.chars().take(1024).collect()),
-        type_: Some(format!("{kind:?}")),
-        first_timestamp: Some(Time(now)),
-        last_timestamp: Some(Time(now)),
-        event_time: None::<MicroTime>,
-        count: Some(1),
-        reporting_component: Some(FIELD_MANAGER.to_owned()),
-        source: Some(k8s_openapi::api::core::v1::EventSource {
-            component: Some(FIELD_MANAGER.to_owned()),
-            host: None,
-        }),
-        ..Event::default()
-    };
-    let api: Api<Event> = Api::namespaced(client.clone(), namespace);
-    if let Err(e) = api.create(&PostParams::default(), &event).await {
-        tracing::warn!(error = %api_message(&e), reason, "failed to record event");
-    }
-}
-
-/// Current time as RFC 3339, second precision.
-pub fn now() -> String {
-    Timestamp::now()
-        .round(k8s_openapi::jiff::Unit::Second)
-        .map_or_else(|_| Timestamp::now().to_string(), |t| t.to_string())
+    store
+        .write(RecordKind::Sync, sync, FIELD_MANAGER, fields)
+        .await
 }
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
     use super::*;
     use serde_json::json;
 

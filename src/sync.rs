@@ -1,42 +1,31 @@
 //! One sync pass: read the commit, render, plan, apply in stages, prune, record status. The
 //! steps run in order here and nowhere else.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::Client;
-use kube::api::Api;
 use tracing::{info, instrument, warn};
 
 use crate::Error;
 use crate::apply::{self, ChangeSet};
 use crate::cluster::Resources;
 use crate::config::{Repository, Sync};
+use crate::context::Context;
 use crate::diff::{self, Action, Owner, Plan};
-use crate::git::{self, Commit, Credentials, Mirror};
-use crate::render::{self, BuiltinScope, Manifest, Scope as _, WithCrds};
-use crate::status::{self, EventType, Phase, SyncStatus};
+use crate::git::{self, Commit, Credentials};
+use crate::object::{BuiltinScope, ObjectId, Scope as _};
+use crate::render::{self, Manifest, WithCrds};
+use crate::status::{self, Phase, SyncStatus};
+use crate::vocab::{Reason, RecordKind};
+use crate::{events, store};
 
 /// How long a CRD may take to become Established before its stage fails.
 const CRD_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What every pass needs.
-#[derive(Clone)]
-pub struct Context {
-    pub client: Client,
-    /// berth's own namespace: status ConfigMaps, Events, credential Secrets.
-    pub namespace: String,
-    pub cache_dir: PathBuf,
-    /// Parallel API requests per sync.
-    pub concurrency: usize,
-    pub metrics: std::sync::Arc<crate::telemetry::Metrics>,
-}
-
 /// Whether a pass writes to the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Apply, prune and record status.
     Apply,
     /// Plan only (for `sync --dry-run` and `diff`): nothing is written.
@@ -45,7 +34,7 @@ pub enum Mode {
 
 /// The result of one pass.
 #[derive(Debug)]
-pub struct Report {
+pub(crate) struct Report {
     pub sync: String,
     pub revision: String,
     pub plan: Plan,
@@ -58,40 +47,23 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn failed(&self) -> bool {
+    pub(crate) fn failed(&self) -> bool {
         self.phase == Phase::Failed || self.status_error.is_some()
     }
 }
 
-/// Reads a repository's credentials from its `auth.secretRef` Secret.
+/// Reads a repository's credentials and fetches `branches` (names or globs) into its mirror.
+/// Returns the head of the repository's own `branch` when `branches` names it.
 ///
 /// # Errors
-/// The Secret cannot be read.
-pub async fn credentials(ctx: &Context, repo: &Repository) -> Result<Option<Credentials>, Error> {
-    let Some(name) = &repo.auth_secret else {
-        return Ok(None);
-    };
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    let secret = api.get(name).await.map_err(|e| Error::Secret {
-        name: format!("{}/{name}", ctx.namespace),
-        message: status::api_message(&e),
-    })?;
-    let data = secret.data.unwrap_or_default();
-    let get = |k: &str| {
-        data.get(k).map(|v| {
-            String::from_utf8_lossy(&v.0)
-                .trim_end_matches('\n')
-                .to_owned()
-        })
-    };
-    Ok(Some(Credentials {
-        secret: name.clone(),
-        username: get("username"),
-        password: get("password"),
-        token: get("token"),
-        identity: get("identity"),
-        known_hosts: get("known_hosts"),
-    }))
+/// Credentials, network, or the repository's branch missing.
+pub(crate) async fn refresh(
+    ctx: &Context,
+    repo: &Repository,
+    branches: Vec<String>,
+) -> Result<Option<Commit>, Error> {
+    let creds = ctx.credentials(repo.auth_secret.as_deref()).await?;
+    fetch_branches(&ctx.cache_dir, repo, creds, branches).await
 }
 
 /// Fetches a repository's branch into its mirror and resolves the head commit.
@@ -99,7 +71,7 @@ pub async fn credentials(ctx: &Context, repo: &Repository) -> Result<Option<Cred
 /// # Errors
 /// Credentials, network or a missing branch.
 #[instrument(skip_all, fields(repository = %repo.name))]
-pub async fn fetch(
+pub(crate) async fn fetch(
     cache_dir: &Path,
     repo: &Repository,
     creds: Option<Credentials>,
@@ -113,30 +85,24 @@ pub async fn fetch(
 ///
 /// # Errors
 /// Credentials, network, or the repository's branch missing.
-pub async fn fetch_branches(
+pub(crate) async fn fetch_branches(
     cache_dir: &Path,
     repo: &Repository,
     creds: Option<Credentials>,
     branches: Vec<String>,
 ) -> Result<Option<Commit>, Error> {
     let started = Instant::now();
-    let (cache, url, branch) = (
-        cache_dir.to_path_buf(),
-        repo.url.clone(),
-        repo.branch.clone(),
-    );
-    let head = tokio::task::spawn_blocking(move || {
-        let mirror = Mirror::open(&cache, &url)?;
+    let branch = repo.branch.clone();
+    let head = git::with_mirror(cache_dir, repo.url.as_str(), move |mirror| {
         let patterns: Vec<&str> = branches.iter().map(String::as_str).collect();
         mirror.fetch(&patterns, creds.as_ref())?;
         if branches.contains(&branch) {
             mirror.resolve(&branch).map(Some)
         } else {
-            Ok(None)
+            Ok::<_, git::Error>(None)
         }
     })
-    .await
-    .expect("fetch task does not panic")?;
+    .await?;
     tracing::debug!(
         repository = %repo.name,
         duration_ms = started.elapsed().as_millis() as u64,
@@ -149,24 +115,17 @@ pub async fn fetch_branches(
 ///
 /// # Errors
 /// Git read or render errors, naming file and line.
-pub async fn render(
+pub(crate) async fn render(
     cache_dir: &Path,
     repo: &Repository,
     sync: &Sync,
     commit: &str,
 ) -> Result<Vec<Manifest>, Error> {
-    let (cache, url, path, rev) = (
-        cache_dir.to_path_buf(),
-        repo.url.clone(),
-        sync.path.clone(),
-        commit.to_owned(),
-    );
-    let files = tokio::task::spawn_blocking(move || {
-        let mirror = Mirror::open(&cache, &url)?;
-        git::read_path(mirror.repository(), &url, &rev, &path)
+    let (path, rev) = (sync.path.clone(), commit.to_owned());
+    let files = git::with_mirror(cache_dir, repo.url.as_str(), move |mirror| {
+        git::read_path(mirror.repository(), &mirror.display_url(), &rev, &path)
     })
-    .await
-    .expect("read task does not panic")?;
+    .await?;
     let options = render::Options {
         vars: Some(&sync.vars),
         namespace: sync.namespace.as_deref(),
@@ -175,15 +134,15 @@ pub async fn render(
 }
 
 /// `<repo-url>#<path>` with credentials removed.
-pub fn source(repo: &Repository, sync: &Sync) -> String {
-    format!("{}#{}", git::redact(&repo.url), sync.path)
+pub(crate) fn source(repo: &Repository, sync: &Sync) -> String {
+    format!("{}#{}", repo.url.redacted(), sync.path)
 }
 
 /// Runs one pass of a sync at `commit`: render, plan, and in [`Mode::Apply`] apply, prune and
 /// record status and Events. Failures are reported in the returned [`Report`] (and status),
 /// never by skipping the status write.
 #[instrument(skip_all, fields(sync = %sync.name, commit = %commit.short()))]
-pub async fn run_once(
+pub(crate) async fn run_once(
     ctx: &Context,
     repo: &Repository,
     sync: &Sync,
@@ -191,7 +150,7 @@ pub async fn run_once(
     mode: Mode,
 ) -> Report {
     let started = Instant::now();
-    let old = match status::load(&ctx.client, &ctx.namespace, &sync.name).await {
+    let old = match status::load(&ctx.store(), &sync.name).await {
         Ok(old) => old,
         Err(e) => {
             return finish(
@@ -218,12 +177,14 @@ pub async fn run_once(
 
 /// Records a failure that happened before a pass could start (a failed fetch, say): status
 /// Failed, the last synced revision kept.
-pub async fn record_failure(ctx: &Context, sync: &Sync, error: &Error, mode: Mode) -> Report {
+pub(crate) async fn record_failure(
+    ctx: &Context,
+    sync: &Sync,
+    error: &Error,
+    mode: Mode,
+) -> Report {
     let started = Instant::now();
-    let old = status::load(&ctx.client, &ctx.namespace, &sync.name)
-        .await
-        .ok()
-        .flatten();
+    let old = status::load(&ctx.store(), &sync.name).await.ok().flatten();
     finish(ctx, sync, None, mode, old, started, Err(error.to_string())).await
 }
 
@@ -233,7 +194,7 @@ async fn pass(
     sync: &Sync,
     commit: &Commit,
     mode: Mode,
-    inventory: &BTreeMap<render::ObjectId, status::Record>,
+    inventory: &BTreeMap<ObjectId, status::Record>,
 ) -> Result<(Plan, ChangeSet), Error> {
     let mut manifests = render(&ctx.cache_dir, repo, sync, &commit.id).await?;
     let mut groups = render::groups(&manifests);
@@ -448,20 +409,19 @@ async fn finish(
     };
     let flipped = old.as_ref().is_none_or(|o| o.phase != phase);
     let mut status_error = None;
-    if let Some(next) = status::next(old.as_ref(), new, &status::now())
-        && let Err(e) = status::save(&ctx.client, &ctx.namespace, &sync.name, &next).await
+    if let Some(next) = status::next(old.as_ref(), new, &store::now())
+        && let Err(e) = status::save(&ctx.store(), &sync.name, &next).await
     {
         warn!(error = %e, "failed to record status");
         status_error = Some(e.to_string());
     }
     if phase == Phase::Failed {
         if flipped || changes.changed() {
-            status::event(
+            events::publish(
                 &ctx.client,
                 &ctx.namespace,
-                &status::config_map_name(&sync.name),
-                EventType::Warning,
-                "SyncFailed",
+                (RecordKind::Sync, &sync.name),
+                Reason::SyncFailed,
                 &message,
             )
             .await;
@@ -469,12 +429,11 @@ async fn finish(
         warn!(message = %message, "sync failed");
     } else if changes.changed() || flipped {
         let text = format!("{at}{}", changes.summary());
-        status::event(
+        events::publish(
             &ctx.client,
             &ctx.namespace,
-            &status::config_map_name(&sync.name),
-            EventType::Normal,
-            "Synced",
+            (RecordKind::Sync, &sync.name),
+            Reason::Synced,
             &text,
         )
         .await;
@@ -550,11 +509,6 @@ fn health(plan: &Plan, old: Option<&SyncStatus>) -> status::Health {
         return status::Health::Progressing;
     }
     status::health(plan.entries.iter().filter_map(|e| e.live.as_ref()))
-}
-
-/// Distinct repositories used by a set of syncs, in mapping order.
-pub fn repositories_of<'a>(syncs: &[&'a Sync]) -> BTreeSet<&'a str> {
-    syncs.iter().map(|s| s.repository.as_str()).collect()
 }
 
 #[cfg(test)]

@@ -43,40 +43,40 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SyncLabels {
+pub(crate) struct SyncLabels {
     pub sync: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SyncResult {
+pub(crate) struct SyncResult {
     pub sync: String,
     pub result: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RepositoryLabels {
+pub(crate) struct RepositoryLabels {
     pub repository: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DeliveryLabels {
+pub(crate) struct DeliveryLabels {
     pub provider: String,
     pub result: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PipelineResult {
+pub(crate) struct PipelineResult {
     pub pipeline: String,
     pub result: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RuleLabels {
+pub(crate) struct RuleLabels {
     pub rule: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResultLabels {
+pub(crate) struct ResultLabels {
     pub result: String,
 }
 
@@ -87,7 +87,7 @@ fn duration_histogram() -> Histogram {
 
 /// Every metric berth exports at `/metrics`. Labels stay bounded: sync, repository, pipeline
 /// and rule names come from the mapping; object names never appear.
-pub struct Metrics {
+pub(crate) struct Metrics {
     pub registry: Registry,
     pub syncs: Family<SyncResult, Counter>,
     pub sync_duration: Family<SyncLabels, Histogram, fn() -> Histogram>,
@@ -107,7 +107,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("berth");
         let syncs = Family::<SyncResult, Counter>::default();
         registry.register(
@@ -180,7 +180,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");

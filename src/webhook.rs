@@ -1,5 +1,5 @@
 //! Webhook deliveries: verify signatures (constant time), parse each provider's push payload,
-//! match its repository URLs against the mapping. Pure functions; the HTTP server that uses
+//! match their repository URLs against the mapping (`RepoUrl::matches`). Pure functions; the HTTP server that uses
 //! them is in `server`.
 
 use hmac::{KeyInit as _, Mac as _};
@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// Providers berth accepts deliveries from, by URL path segment.
-pub const PROVIDERS: [&str; 6] = [
+pub(crate) const PROVIDERS: [&str; 6] = [
     "github",
     "gitlab",
     "bitbucket",
@@ -19,7 +19,7 @@ pub const PROVIDERS: [&str; 6] = [
 /// What a delivery announces.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Kind {
+pub(crate) enum Kind {
     /// New commits on a branch.
     Push,
     /// A tag was pushed (ignored for syncs).
@@ -34,7 +34,7 @@ pub enum Kind {
 
 /// A parsed delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     pub provider: String,
     pub id: String,
     pub event: String,
@@ -46,7 +46,7 @@ pub struct Delivery {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("unknown provider {0:?}")]
     UnknownProvider(String),
     #[error("unparseable payload: {0}")]
@@ -54,7 +54,7 @@ pub enum Error {
 }
 
 /// Request headers, lowercase names.
-pub type Headers = std::collections::HashMap<String, String>;
+pub(crate) type Headers = std::collections::HashMap<String, String>;
 
 fn header<'a>(headers: &'a Headers, name: &str) -> &'a str {
     headers.get(name).map_or("", String::as_str)
@@ -66,7 +66,7 @@ const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
 ///
 /// # Errors
 /// An unknown provider, or a body that is not the provider's JSON.
-pub fn parse(provider: &str, headers: &Headers, body: &[u8]) -> Result<Delivery, Error> {
+pub(crate) fn parse(provider: &str, headers: &Headers, body: &[u8]) -> Result<Delivery, Error> {
     if !PROVIDERS.contains(&provider) {
         return Err(Error::UnknownProvider(provider.to_owned()));
     }
@@ -251,7 +251,7 @@ fn ref_kind(d: &mut Delivery, reference: Option<&str>, commit: Option<&str>, del
 /// GitHub and Gitea sign the raw body with HMAC-SHA256 (`X-Hub-Signature-256`,
 /// `X-Gitea-Signature`), Bitbucket Cloud and Server with `X-Hub-Signature`, the generic
 /// receiver with `X-Berth-Signature`; GitLab sends the secret itself as `X-Gitlab-Token`.
-pub fn verify(provider: &str, headers: &Headers, body: &[u8], secret: &[u8]) -> bool {
+pub(crate) fn verify(provider: &str, headers: &Headers, body: &[u8], secret: &[u8]) -> bool {
     let signature = match provider {
         "github" => header(headers, "x-hub-signature-256"),
         "gitea" => header(headers, "x-gitea-signature"),
@@ -283,38 +283,6 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// A repository URL reduced to `host/path`: scheme, credentials, port, `.git` and trailing
-/// slashes dropped and the host lowercased, so https, ssh and scp-like forms of one repository
-/// compare equal.
-pub fn normalize_url(url: &str) -> String {
-    let url = url.trim();
-    let (host, path) = if let Some((_, rest)) = url.split_once("://") {
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let host = authority.rsplit('@').next().unwrap_or(authority);
-        let host = host.split(':').next().unwrap_or(host);
-        (host, path)
-    } else if let Some((authority, path)) = url.split_once(':') {
-        // git@host:owner/repo
-        (authority.rsplit('@').next().unwrap_or(authority), path)
-    } else {
-        ("", url)
-    };
-    let path = path.trim_matches('/');
-    let path = path.strip_suffix(".git").unwrap_or(path);
-    let path = path.trim_end_matches('/');
-    format!("{}/{}", host.to_ascii_lowercase(), path)
-}
-
-/// Whether a mapping URL names one of a delivery's repository URLs. Bitbucket Server's https
-/// clone URLs carry a `/scm/` segment its ssh URLs lack, so that segment is ignored too.
-pub fn matches(mapping_url: &str, delivery_urls: &[String]) -> bool {
-    let strip = |u: String| u.replacen("/scm/", "/", 1);
-    let wanted = strip(normalize_url(mapping_url));
-    delivery_urls
-        .iter()
-        .any(|u| strip(normalize_url(u)) == wanted)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,29 +293,6 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
-    }
-
-    #[test]
-    fn urls_normalize_across_forms() {
-        let forms = [
-            "https://github.com/acme/web.git",
-            "https://GitHub.com/acme/web/",
-            "git@github.com:acme/web.git",
-            "ssh://git@github.com:22/acme/web.git",
-            "https://user:token@github.com/acme/web",
-        ];
-        for f in forms {
-            assert_eq!(normalize_url(f), "github.com/acme/web", "{f}");
-        }
-        assert_ne!(
-            normalize_url("https://github.com/acme/web2"),
-            "github.com/acme/web"
-        );
-        assert!(matches(
-            "https://bitbucket.example.com/scm/proj/repo.git",
-            &["ssh://git@bitbucket.example.com:7999/proj/repo.git".to_owned()]
-        ));
-        assert_eq!(normalize_url("file:///tmp/x/repo"), "/tmp/x/repo");
     }
 
     #[test]

@@ -4,14 +4,14 @@
 mod prune;
 mod ssa;
 
-pub use prune::{Decision, decide, prune};
-pub use ssa::{apply, wait_established};
+pub(crate) use prune::{Decision, decide, prune};
+pub(crate) use ssa::{apply, wait_established};
 
-use crate::render::ObjectId;
+use crate::object::ObjectId;
 use crate::status::Record;
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("{origin}: failed to apply {id}: {message}")]
     Apply {
         origin: String,
@@ -26,7 +26,7 @@ pub enum Error {
 
 /// What a sync pass did to the cluster.
 #[derive(Debug, Default)]
-pub struct ChangeSet {
+pub(crate) struct ChangeSet {
     pub created: Vec<ObjectId>,
     pub configured: Vec<ObjectId>,
     pub unchanged: usize,
@@ -40,12 +40,12 @@ pub struct ChangeSet {
 
 impl ChangeSet {
     /// True when the pass wrote anything.
-    pub fn changed(&self) -> bool {
+    pub(crate) fn changed(&self) -> bool {
         !self.created.is_empty() || !self.configured.is_empty() || !self.pruned.is_empty()
     }
 
     /// One line for logs, events and status: `2 created, 1 configured, 5 unchanged, 1 pruned`.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let mut parts = vec![
             format!("{} created", self.created.len()),
             format!("{} configured", self.configured.len()),

@@ -8,11 +8,11 @@ use kube::api::DeleteParams;
 use super::{ChangeSet, Error};
 use crate::cluster::{self, Resources};
 use crate::diff::Orphan;
-use crate::status;
+use crate::vocab;
 
 /// What happens to an orphan.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     Delete,
     /// Left in place, with the reason.
     Keep(String),
@@ -22,23 +22,23 @@ pub enum Decision {
 
 /// Decides an orphan's fate. Prune never deletes an object without this sync's labels, nor
 /// one annotated `berth.dev/prune: disabled` or Argo CD's `Prune=false`.
-pub fn decide(orphan: &Orphan, sync: &str) -> Decision {
+pub(crate) fn decide(orphan: &Orphan, sync: &str) -> Decision {
     let Some(live) = &orphan.live else {
         return Decision::Gone;
     };
     let meta = &live["metadata"];
     let labels = &meta["labels"];
-    if labels[status::MANAGED_BY] != status::MANAGER_VALUE || labels[status::SYNC_LABEL] != sync {
+    if labels[vocab::MANAGED_BY] != vocab::MANAGER_VALUE || labels[vocab::SYNC_LABEL] != sync {
         return Decision::Keep("no longer carries this sync's labels".to_owned());
     }
-    if meta["annotations"][status::PRUNE] == "disabled" {
-        return Decision::Keep(format!("{}: disabled", status::PRUNE));
+    if meta["annotations"][vocab::PRUNE] == "disabled" {
+        return Decision::Keep(format!("{}: disabled", vocab::PRUNE));
     }
-    let argo = meta["annotations"][status::ARGOCD_SYNC_OPTIONS]
+    let argo = meta["annotations"][vocab::ARGOCD_SYNC_OPTIONS]
         .as_str()
         .unwrap_or_default();
     if argo.split(',').any(|o| o.trim() == "Prune=false") {
-        return Decision::Keep(format!("{}: Prune=false", status::ARGOCD_SYNC_OPTIONS));
+        return Decision::Keep(format!("{}: Prune=false", vocab::ARGOCD_SYNC_OPTIONS));
     }
     if !meta["deletionTimestamp"].is_null() {
         return Decision::Gone;
@@ -48,7 +48,7 @@ pub fn decide(orphan: &Orphan, sync: &str) -> Decision {
 
 /// Deletes the orphans `decide` allows, with background propagation; the plan holds only
 /// those, and the check repeats here so nothing else can reach a delete call.
-pub async fn prune(
+pub(crate) async fn prune(
     client: &Client,
     resources: &Resources,
     orphans: &[Orphan],
@@ -88,7 +88,7 @@ pub async fn prune(
                 Err(kube::Error::Api(s)) if s.code == 404 => Ok(o.id.clone()),
                 Err(e) => Err(Error::Prune {
                     id: o.id.to_string(),
-                    message: status::api_message(&e),
+                    message: cluster::api_message(&e),
                 }),
             }
         })
@@ -108,20 +108,20 @@ pub async fn prune(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::ObjectId;
+    use crate::object::ObjectId;
     use serde_json::Value;
     use serde_json::json;
 
     fn orphan(live: Option<Value>) -> Orphan {
         Orphan {
             id: ObjectId::from_key("_ConfigMap_n_a").expect("key"),
-            record: status::Record::default(),
+            record: crate::status::Record::default(),
             live,
         }
     }
 
     fn labeled(annotations: Value) -> Value {
-        json!({"metadata": {"labels": {status::MANAGED_BY: "berth", status::SYNC_LABEL: "web"},
+        json!({"metadata": {"labels": {vocab::MANAGED_BY: "berth", vocab::SYNC_LABEL: "web"},
                             "annotations": annotations}})
     }
 
@@ -145,13 +145,13 @@ mod tests {
 
     #[test]
     fn prune_keeps_objects_marked_to_stay() {
-        let berth = labeled(json!({status::PRUNE: "disabled"}));
+        let berth = labeled(json!({vocab::PRUNE: "disabled"}));
         assert_eq!(
             decide(&orphan(Some(berth)), "web"),
             Decision::Keep("berth.dev/prune: disabled".into())
         );
         let argo =
-            labeled(json!({status::ARGOCD_SYNC_OPTIONS: "ServerSideApply=true, Prune=false"}));
+            labeled(json!({vocab::ARGOCD_SYNC_OPTIONS: "ServerSideApply=true, Prune=false"}));
         assert!(matches!(
             decide(&orphan(Some(argo)), "web"),
             Decision::Keep(_)

@@ -10,11 +10,12 @@ use serde_json::Value;
 use super::{ChangeSet, Error};
 use crate::cluster::{self, Resources};
 use crate::diff::{self, Action, Entry};
-use crate::status::{self, Record};
+use crate::status::Record;
+use crate::vocab;
 
 /// Applies the entries whose action is create or update; unchanged ones are only recorded.
 /// Results land in `changes`; one failure does not stop the others.
-pub async fn apply(
+pub(crate) async fn apply(
     client: &Client,
     resources: &Resources,
     entries: &[Entry],
@@ -77,11 +78,11 @@ async fn apply_one(client: &Client, resources: &Resources, entry: &Entry) -> Res
     // force: git is the source of truth, so berth takes over fields another manager (a hand
     // edit with kubectl, say) set on what it declares, as Flux and `kubectl apply
     // --force-conflicts` do.
-    let params = PatchParams::apply(status::FIELD_MANAGER).force();
+    let params = PatchParams::apply(vocab::FIELD_MANAGER).force();
     let applied = api
         .patch(m.name(), &params, &Patch::Apply(&m.object))
         .await
-        .map_err(|e| fail(status::api_message(&e)))?;
+        .map_err(|e| fail(cluster::api_message(&e)))?;
     Ok(serde_json::to_value(&applied).expect("objects from the API serialize"))
 }
 
@@ -89,7 +90,7 @@ async fn apply_one(client: &Client, resources: &Resources, entry: &Entry) -> Res
 ///
 /// # Errors
 /// A CRD that is not established within `timeout`.
-pub async fn wait_established(
+pub(crate) async fn wait_established(
     client: &Client,
     resources: &Resources,
     names: &[String],

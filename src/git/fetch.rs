@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use git2::{CertificateCheckStatus, Cred, CredentialType, FetchOptions, RemoteCallbacks};
 
+use crate::repo_url::redact;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("failed to prepare mirror {} for {url}: {message}", .path.display())]
@@ -60,7 +62,7 @@ pub struct Commit {
 
 impl Commit {
     /// The 7-character short sha.
-    pub fn short(&self) -> &str {
+    pub(crate) fn short(&self) -> &str {
         &self.id[..self.id.len().min(7)]
     }
 }
@@ -69,18 +71,6 @@ impl Commit {
 pub struct Mirror {
     url: String,
     repo: git2::Repository,
-}
-
-/// Strips userinfo from a URL, so `https://user:token@host/x` prints as `https://***@host/x`.
-pub fn redact(url: &str) -> String {
-    if let Some(scheme_end) = url.find("://") {
-        let rest = &url[scheme_end + 3..];
-        let host_end = rest.find('/').unwrap_or(rest.len());
-        if let Some(at) = rest[..host_end].rfind('@') {
-            return format!("{}://***@{}", &url[..scheme_end], &rest[at + 1..]);
-        }
-    }
-    url.to_owned()
 }
 
 /// Mirror directory for a URL: readable prefix plus a hash, so distinct URLs never collide.
@@ -124,12 +114,12 @@ impl Mirror {
     }
 
     /// The underlying repository, for reading trees.
-    pub fn repository(&self) -> &git2::Repository {
+    pub(crate) fn repository(&self) -> &git2::Repository {
         &self.repo
     }
 
     /// The URL with credentials removed, for messages.
-    pub fn display_url(&self) -> String {
+    pub(crate) fn display_url(&self) -> String {
         redact(&self.url)
     }
 
@@ -222,7 +212,7 @@ impl Mirror {
     ///
     /// # Errors
     /// The mirror cannot be read.
-    pub fn heads(&self) -> Result<Vec<(String, Commit)>, Error> {
+    pub(crate) fn heads(&self) -> Result<Vec<(String, Commit)>, Error> {
         let fail = |e: git2::Error| Error::Read {
             url: redact(&self.url),
             revision: "refs/heads/*".to_owned(),
@@ -251,7 +241,7 @@ impl Mirror {
     ///
     /// # Errors
     /// Unknown revision.
-    pub fn commit(&self, revision: &str) -> Result<Commit, Error> {
+    pub(crate) fn commit(&self, revision: &str) -> Result<Commit, Error> {
         let object = self
             .repo
             .revparse_single(revision)
@@ -346,22 +336,6 @@ fn known_hosts_contains(known_hosts: &str, host: &str, port: Option<u16>, key: &
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redact_removes_userinfo_only() {
-        assert_eq!(
-            redact("https://user:s3cret@git.example.com/a/b.git"),
-            "https://***@git.example.com/a/b.git"
-        );
-        assert_eq!(
-            redact("https://git.example.com/a@b.git"),
-            "https://git.example.com/a@b.git"
-        );
-        assert_eq!(
-            redact("git@github.com:acme/x.git"),
-            "git@github.com:acme/x.git"
-        );
-    }
 
     #[test]
     fn mirror_dirs_differ_per_url_and_hide_credentials() {

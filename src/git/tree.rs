@@ -3,15 +3,16 @@
 use git2::{ObjectType, Oid, Repository, Tree};
 
 use super::fetch::Error;
+use crate::repo_url::redact;
 
 /// A file read from a commit: repository-relative path and content.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceFile {
+pub(crate) struct SourceFile {
     pub path: String,
     pub content: Vec<u8>,
 }
 
-const MANIFEST_EXTENSIONS: [&str; 3] = [".yaml", ".yml", ".json"];
+const MANIFEST_EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
 /// Symlink hops allowed while resolving one entry, against link cycles.
 const MAX_LINK_HOPS: usize = 16;
 
@@ -20,14 +21,14 @@ const MAX_LINK_HOPS: usize = 16;
 ///
 /// # Errors
 /// Unknown revision, a missing path, or a symlink leading outside `path`.
-pub fn read_path(
+pub(crate) fn read_path(
     repo: &Repository,
     url: &str,
     revision: &str,
     path: &str,
 ) -> Result<Vec<SourceFile>, Error> {
     let fail = |message: String| Error::Read {
-        url: super::redact(url),
+        url: redact(url),
         revision: revision.to_owned(),
         message,
     };
@@ -131,14 +132,14 @@ impl Reader<'_> {
 ///
 /// # Errors
 /// Unknown revision.
-pub fn read_file(
+pub(crate) fn read_file(
     repo: &Repository,
     url: &str,
     revision: &str,
     path: &str,
 ) -> Result<Option<Vec<u8>>, Error> {
     let fail = |e: git2::Error| Error::Read {
-        url: super::redact(url),
+        url: redact(url),
         revision: revision.to_owned(),
         message: e.message().to_owned(),
     };
@@ -160,14 +161,14 @@ pub fn read_file(
 ///
 /// # Errors
 /// Unknown `to` revision.
-pub fn changed_paths(
+pub(crate) fn changed_paths(
     repo: &Repository,
     url: &str,
     from: Option<&str>,
     to: &str,
 ) -> Result<Vec<String>, Error> {
     let fail = |e: git2::Error| Error::Read {
-        url: super::redact(url),
+        url: redact(url),
         revision: to.to_owned(),
         message: e.message().to_owned(),
     };
@@ -199,7 +200,16 @@ pub fn changed_paths(
 }
 
 fn is_manifest(path: &str) -> bool {
-    MANIFEST_EXTENSIONS.iter().any(|ext| path.ends_with(ext))
+    has_extension(path, MANIFEST_EXTENSIONS)
+}
+
+/// Whether a file name ends in `.<ext>` for one of `extensions`, in any letter case (`.YAML`
+/// counts as `.yaml`).
+pub(crate) fn has_extension(path: &str, extensions: &[&str]) -> bool {
+    std::path::Path::new(path)
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| extensions.iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
 
 fn join(dir: &str, name: &str) -> String {

@@ -12,11 +12,11 @@ use kube::api::{Api, PostParams};
 use tracing::{debug, info, warn};
 
 /// Name of the Lease.
-pub const LEASE_NAME: &str = "berth";
+pub(crate) const LEASE_NAME: &str = "berth";
 
 /// What to do with the Lease as it is now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// We hold it: renew.
     Renew,
     /// Nobody holds it, or the holder let it expire: take it.
@@ -26,7 +26,7 @@ pub enum Decision {
 }
 
 /// The rule: renew our own lease; take a free or expired one; otherwise wait.
-pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: Timestamp) -> Decision {
+pub(crate) fn decide(spec: Option<&LeaseSpec>, me: &str, now: Timestamp) -> Decision {
     let Some(spec) = spec else {
         return Decision::Acquire;
     };
@@ -50,7 +50,7 @@ pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: Timestamp) -> Decision {
 }
 
 /// Holds or waits for the Lease.
-pub struct Elector {
+pub(crate) struct Elector {
     api: Api<Lease>,
     identity: String,
     duration: Duration,
@@ -59,7 +59,12 @@ pub struct Elector {
 }
 
 impl Elector {
-    pub fn new(client: &Client, namespace: &str, identity: String, duration: Duration) -> Self {
+    pub(crate) fn new(
+        client: &Client,
+        namespace: &str,
+        identity: String,
+        duration: Duration,
+    ) -> Self {
         Self {
             api: Api::namespaced(client.clone(), namespace),
             identity,
@@ -69,7 +74,7 @@ impl Elector {
     }
 
     /// How often [`Elector::step`] should run.
-    pub fn period(&self) -> Duration {
+    pub(crate) fn period(&self) -> Duration {
         self.duration / 3
     }
 
@@ -79,12 +84,12 @@ impl Elector {
         self.duration * 2 / 3
     }
 
-    pub fn identity(&self) -> &str {
+    pub(crate) fn identity(&self) -> &str {
         &self.identity
     }
 
     /// Acquires or renews. Returns whether this replica may work now.
-    pub async fn step(&mut self) -> bool {
+    pub(crate) async fn step(&mut self) -> bool {
         match self.try_hold().await {
             Ok(true) => {
                 if self.renewed.is_none() {
@@ -170,7 +175,7 @@ impl Elector {
     }
 
     /// Gives the lease up on shutdown so a standby takes over at its next step.
-    pub async fn release(&mut self) {
+    pub(crate) async fn release(&mut self) {
         if self.renewed.take().is_none() {
             return;
         }
@@ -197,7 +202,7 @@ impl Elector {
 }
 
 /// This replica's identity: the pod name when set, else host name and process id.
-pub fn identity() -> String {
+pub(crate) fn identity() -> String {
     std::env::var("POD_NAME")
         .ok()
         .filter(|n| !n.is_empty())

@@ -1,17 +1,20 @@
-//! Flags and verbs of the `berth` command; each verb does its work through the library and
-//! turns the outcome into output and an exit code.
+//! Flags and verbs of the `berth` command. Each verb does its work through the library and
+//! hands the outcome to [`output`], which formats it; the verb picks the exit code.
 
-use std::collections::BTreeMap;
+mod output;
+
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, Mapping};
-use crate::diff::{self, Action};
-use crate::sync::{self, Context, Mode, Report};
+use crate::config::{self, Mapping, Repository};
+use crate::context::Context;
+use crate::git::Credentials;
+use crate::sync::{self, Mode, Report};
 use crate::telemetry::LogFormat;
-use crate::{agent, cleanup, cluster, pipelines, status};
+use crate::{agent, cleanup, cluster, diff, pipelines, status};
 
 /// berth: GitOps for Kubernetes from one mapping file.
 ///
@@ -201,6 +204,38 @@ fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// Writes a verb's output to stdout. A closed pipe (`berth status | head`) is not a failure of
+/// the verb, so a write error ends the output quietly.
+fn print(write: impl FnOnce(&mut std::io::StdoutLock<'static>) -> std::io::Result<()>) {
+    let mut out = std::io::stdout().lock();
+    let _ = write(&mut out).and_then(|()| out.flush());
+}
+
+/// Exit 1 when the verb found a failure, else 0.
+fn exit(failed: bool) -> ExitCode {
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The entry of `list` named `name`, or a usage error listing the known names.
+fn find<'a, T>(
+    what: &str,
+    list: &'a [T],
+    name: &str,
+    name_of: fn(&T) -> &str,
+) -> Result<&'a T, ExitCode> {
+    list.iter().find(|t| name_of(t) == name).ok_or_else(|| {
+        let known: Vec<&str> = list.iter().map(name_of).collect();
+        fail(
+            USAGE,
+            format!("no {what} named {name:?} (known: {})", known.join(", ")),
+        )
+    })
+}
+
 /// Runs the verb.
 pub async fn run(args: Args) -> ExitCode {
     match &args.command {
@@ -238,20 +273,25 @@ pub async fn run(args: Args) -> ExitCode {
             let mode = if *dry_run { Mode::Plan } else { Mode::Apply };
             match passes(&args, &mapping, names, mode).await {
                 Ok(reports) => {
-                    for r in &reports {
-                        print_report(r, mode);
-                    }
-                    if reports.iter().any(Report::failed) {
-                        ExitCode::from(1)
-                    } else {
-                        ExitCode::SUCCESS
-                    }
+                    print(|w| reports.iter().try_for_each(|r| output::report(w, r, mode)));
+                    exit(reports.iter().any(Report::failed))
                 }
                 Err(code) => code,
             }
         }
         Command::Diff { names } => match passes(&args, &mapping, names, Mode::Plan).await {
-            Ok(reports) => print_diffs(&reports),
+            Ok(reports) => {
+                let mut found = output::Diffs::default();
+                print(|w| {
+                    found = output::diffs(w, &mut std::io::stderr(), &reports, diff::colorize)?;
+                    Ok(())
+                });
+                if found.failed {
+                    ExitCode::from(USAGE)
+                } else {
+                    exit(found.differ)
+                }
+            }
             Err(code) => code,
         },
         Command::Render { name } => render(&args, &mapping, name).await,
@@ -289,99 +329,17 @@ async fn passes(
         if of_repo.is_empty() {
             continue;
         }
-        let fetched = match sync::credentials(&ctx, repo).await {
-            Ok(creds) => sync::fetch(&ctx.cache_dir, repo, creds).await,
-            Err(e) => Err(e),
-        };
+        let fetched = sync::refresh(&ctx, repo, vec![repo.branch.clone()]).await;
         for s in of_repo {
             let report = match &fetched {
-                Ok(commit) => sync::run_once(&ctx, repo, s, commit, mode).await,
+                Ok(Some(commit)) => sync::run_once(&ctx, repo, s, commit, mode).await,
+                Ok(None) => unreachable!("the repository's own branch was fetched"),
                 Err(e) => sync::record_failure(&ctx, s, e, mode).await,
             };
             reports.push(report);
         }
     }
     Ok(reports)
-}
-
-fn print_report(r: &Report, mode: Mode) {
-    let short = &r.revision[..r.revision.len().min(7)];
-    let at = if short.is_empty() {
-        String::new()
-    } else {
-        format!(" at {short}")
-    };
-    if r.failed() {
-        let message = r.status_error.as_deref().unwrap_or(&r.message);
-        println!("{}: Failed{at}: {message}", r.sync);
-        return;
-    }
-    if mode == Mode::Plan {
-        let verb = |a: Action| match a {
-            Action::Create => "create",
-            Action::Update => "update",
-            Action::Unchanged => "unchanged",
-        };
-        println!("{}: {}{at} (dry run)", r.sync, r.phase);
-        for e in r
-            .plan
-            .entries
-            .iter()
-            .filter(|e| e.action != Action::Unchanged)
-        {
-            println!("  {:<9} {}", verb(e.action), e.id);
-        }
-        for o in &r.plan.prune {
-            println!("  {:<9} {}", "prune", o.id);
-        }
-        return;
-    }
-    println!(
-        "{}: {}{at} ({}) in {:.1}s",
-        r.sync,
-        r.phase,
-        r.changes.summary(),
-        r.duration.as_secs_f64()
-    );
-}
-
-fn print_diffs(reports: &[Report]) -> ExitCode {
-    let mut differ = false;
-    let mut failed = false;
-    for r in reports {
-        if r.failed() {
-            eprintln!("error: {}: {}", r.sync, r.message);
-            failed = true;
-            continue;
-        }
-        for e in r
-            .plan
-            .entries
-            .iter()
-            .filter(|e| e.action != Action::Unchanged)
-        {
-            differ = true;
-            let desired = e.predicted.as_ref().unwrap_or(&e.manifest.object);
-            print!(
-                "{}",
-                diff::colorize(&diff::entry_diff(&e.id, e.live.as_ref(), Some(desired)))
-            );
-        }
-        for o in &r.plan.prune {
-            differ = true;
-            print!(
-                "{}",
-                diff::colorize(&diff::entry_diff(&o.id, o.live.as_ref(), None))
-            );
-        }
-    }
-    if failed {
-        ExitCode::from(USAGE)
-    } else if differ {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
 }
 
 async fn trigger(
@@ -391,12 +349,9 @@ async fn trigger(
     branch: Option<&str>,
     revision: Option<&str>,
 ) -> ExitCode {
-    let Some(pipeline) = mapping.pipelines.iter().find(|p| p.name == name) else {
-        let known: Vec<_> = mapping.pipelines.iter().map(|p| p.name.as_str()).collect();
-        return fail(
-            USAGE,
-            format!("no pipeline named {name:?} (known: {})", known.join(", ")),
-        );
+    let pipeline = match find("pipeline", &mapping.pipelines, name, |p| &p.name) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
     let repo = mapping
         .repository(&pipeline.repository)
@@ -407,8 +362,7 @@ async fn trigger(
         Err(e) => return fail(USAGE, e),
     };
     let result = async {
-        let creds = sync::credentials(&ctx, repo).await?;
-        sync::fetch_branches(&ctx.cache_dir, repo, creds, vec![branch.clone()]).await?;
+        sync::refresh(&ctx, repo, vec![branch.clone()]).await?;
         let commit = pipelines::resolve(&ctx.cache_dir, repo, &branch, revision).await?;
         Ok::<_, crate::Error>(
             pipelines::launch_commit(&ctx, pipeline, repo, &branch, &commit, true).await?,
@@ -417,17 +371,8 @@ async fn trigger(
     .await;
     let namespace = pipeline.namespace.as_deref().unwrap_or(&ctx.namespace);
     match result {
-        Ok(pipelines::Launched::Created { name, queued }) => {
-            let queued = if queued {
-                " (queued behind a running run)"
-            } else {
-                ""
-            };
-            println!("launched {namespace}/{name} for {branch}{queued}");
-            ExitCode::SUCCESS
-        }
-        Ok(pipelines::Launched::Existed { name }) => {
-            println!("{namespace}/{name} exists already");
+        Ok(launched) => {
+            print(|w| output::launched(w, namespace, &branch, &launched));
             ExitCode::SUCCESS
         }
         Err(e) => fail(1, e),
@@ -437,18 +382,9 @@ async fn trigger(
 async fn run_cleanup(args: &Args, mapping: &Mapping, names: &[String], dry_run: bool) -> ExitCode {
     let mut rules = Vec::new();
     for name in names {
-        match mapping.cleanup.iter().find(|r| &r.name == name) {
-            Some(r) => rules.push(r),
-            None => {
-                let known: Vec<_> = mapping.cleanup.iter().map(|r| r.name.as_str()).collect();
-                return fail(
-                    USAGE,
-                    format!(
-                        "no cleanup rule named {name:?} (known: {})",
-                        known.join(", ")
-                    ),
-                );
-            }
+        match find("cleanup rule", &mapping.cleanup, name, |r| &r.name) {
+            Ok(r) => rules.push(r),
+            Err(code) => return code,
         }
     }
     if names.is_empty() {
@@ -460,33 +396,16 @@ async fn run_cleanup(args: &Args, mapping: &Mapping, names: &[String], dry_run: 
     };
     let mut failed = false;
     for (rule, outcome) in cleanup::run_now(&ctx, &rules, dry_run).await {
-        let verb = if dry_run { "would delete" } else { "deleted" };
-        for line in &outcome.deleted {
-            println!("{rule}: {verb} {line}");
-        }
-        for line in &outcome.stuck {
-            println!("{rule}: stuck in deletion {line}");
-        }
-        for line in &outcome.errors {
-            println!("{rule}: error: {line}");
-        }
-        println!("{rule}: {}", cleanup::summary(&outcome, dry_run));
+        print(|w| output::cleanup_outcome(w, &rule, &outcome, dry_run));
         failed |= !outcome.errors.is_empty() || !outcome.stuck.is_empty();
     }
-    if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
+    exit(failed)
 }
 
 async fn render(args: &Args, mapping: &Mapping, name: &str) -> ExitCode {
-    let Some(s) = mapping.syncs.iter().find(|s| s.name == name) else {
-        let known: Vec<_> = mapping.syncs.iter().map(|s| s.name.as_str()).collect();
-        return fail(
-            USAGE,
-            format!("no sync named {name:?} (known: {})", known.join(", ")),
-        );
+    let s = match find("sync", &mapping.syncs, name, |s| &s.name) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let repo = mapping
         .repository(&s.repository)
@@ -500,11 +419,7 @@ async fn render(args: &Args, mapping: &Mapping, name: &str) -> ExitCode {
     .await;
     match result {
         Ok(manifests) => {
-            for m in manifests {
-                let yaml =
-                    serde_saphyr::to_string(&m.object).unwrap_or_else(|_| m.object.to_string());
-                print!("---\n# Source: {}\n{yaml}", m.origin());
-            }
+            print(|w| output::manifests(w, &manifests));
             ExitCode::SUCCESS
         }
         Err(e) => fail(USAGE, e),
@@ -515,21 +430,26 @@ async fn render(args: &Args, mapping: &Mapping, name: &str) -> ExitCode {
 /// the repository names one. `ctx` caches the connection across repositories.
 async fn offline_credentials(
     args: &Args,
-    repo: &crate::config::Repository,
+    repo: &Repository,
     ctx: &mut Option<Context>,
-) -> Result<Option<crate::git::Credentials>, crate::Error> {
-    if repo.auth_secret.is_none() {
+) -> Result<Option<Credentials>, crate::Error> {
+    let Some(secret) = repo.auth_secret.as_deref() else {
         return Ok(None);
-    }
+    };
     if ctx.is_none() {
-        let secret = repo.auth_secret.as_deref().unwrap_or_default();
-        *ctx = Some(args.context().await.map_err(|e| crate::Error::Secret {
-            name: secret.to_owned(),
-            message: format!("credentials come from this Secret, which needs the cluster: {e}"),
-        })?);
+        *ctx = Some(
+            args.context()
+                .await
+                .map_err(|e| crate::context::Error::Secret {
+                    name: secret.to_owned(),
+                    message: format!(
+                        "credentials come from this Secret, which needs the cluster: {e}"
+                    ),
+                })?,
+        );
     }
     let ctx = ctx.as_ref().expect("set above");
-    sync::credentials(ctx, repo).await
+    Ok(ctx.credentials(Some(secret)).await?)
 }
 
 async fn validate(args: &Args) -> ExitCode {
@@ -540,6 +460,10 @@ async fn validate(args: &Args) -> ExitCode {
     let cache = args.cache_dir();
     let mut ok = true;
     let mut ctx: Option<Context> = None;
+    let mut check = |passed: bool, what: String| {
+        ok &= passed;
+        print(|w| output::check(w, passed, &what));
+    };
     for repo in &mapping.repositories {
         let fetched = match offline_credentials(args, repo, &mut ctx).await {
             Ok(creds) => sync::fetch_branches(&cache, repo, creds, mapping.branches(repo)).await,
@@ -548,8 +472,7 @@ async fn validate(args: &Args) -> ExitCode {
         let head = match fetched {
             Ok(c) => c,
             Err(e) => {
-                println!("error  repository {}: {e}", repo.name);
-                ok = false;
+                check(false, format!("repository {}: {e}", repo.name));
                 continue;
             }
         };
@@ -560,272 +483,80 @@ async fn validate(args: &Args) -> ExitCode {
         {
             match pipelines::check(&cache, p, repo).await {
                 Ok(heads) if heads.is_empty() => {
-                    println!("ok     pipeline {} (no matching branch yet)", p.name);
+                    check(
+                        true,
+                        format!("pipeline {} (no matching branch yet)", p.name),
+                    );
                 }
                 Ok(heads) => {
                     for (branch, short, problem) in heads {
                         match problem {
-                            None => println!("ok     pipeline {} ({branch}@{short})", p.name),
-                            Some(e) => {
-                                println!("error  pipeline {} ({branch}): {e}", p.name);
-                                ok = false;
-                            }
+                            None => check(true, format!("pipeline {} ({branch}@{short})", p.name)),
+                            Some(e) => check(false, format!("pipeline {} ({branch}): {e}", p.name)),
                         }
                     }
                 }
-                Err(e) => {
-                    println!("error  pipeline {}: {e}", p.name);
-                    ok = false;
-                }
+                Err(e) => check(false, format!("pipeline {}: {e}", p.name)),
             }
         }
         let Some(commit) = head else { continue };
         for s in mapping.syncs.iter().filter(|s| s.repository == repo.name) {
             match sync::render(&cache, repo, s, &commit.id).await {
-                Ok(m) => println!(
-                    "ok     sync {} ({} objects at {})",
-                    s.name,
-                    m.len(),
-                    commit.short()
+                Ok(m) => check(
+                    true,
+                    format!(
+                        "sync {} ({} objects at {})",
+                        s.name,
+                        m.len(),
+                        commit.short()
+                    ),
                 ),
-                Err(e) => {
-                    println!("error  sync {}: {e}", s.name);
-                    ok = false;
-                }
+                Err(e) => check(false, format!("sync {}: {e}", s.name)),
             }
         }
     }
     if ok {
-        println!("{}: valid", args.config.display());
+        print(|w| writeln!(w, "{}: valid", args.config.display()));
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     }
 }
 
+/// `berth status`: reads berth's records from the cluster and prints them joined with the
+/// mapping (when it loads).
 async fn show_status(args: &Args) -> ExitCode {
     let mapping = config::load(&args.config).ok();
     let ctx = match args.context().await {
         Ok(c) => c,
         Err(e) => return fail(USAGE, e),
     };
-    let statuses = match status::list(&ctx.client, &ctx.namespace).await {
-        Ok(s) => s,
+    let store = ctx.store();
+    let records = async {
+        Ok::<_, crate::store::Error>((
+            status::list(&store).await?,
+            pipelines::list_states(&store).await?,
+            cleanup::list_states(&store).await?,
+        ))
+    };
+    let (syncs, pipelines, rules) = match records.await {
+        Ok(r) => r,
         Err(e) => return fail(USAGE, e),
     };
-    let mut rows: BTreeMap<String, (String, Option<&status::SyncStatus>)> = BTreeMap::new();
-    if let Some(m) = &mapping {
-        for s in &m.syncs {
-            rows.insert(
-                s.name.clone(),
-                (s.repository.clone(), statuses.get(&s.name)),
-            );
-        }
-    }
-    for (name, st) in &statuses {
-        rows.entry(name.clone())
-            .or_insert_with(|| (String::new(), Some(st)));
-    }
-    let mut table = vec![[
-        "SYNC".to_owned(),
-        "REVISION".to_owned(),
-        "STATUS".to_owned(),
-        "HEALTH".to_owned(),
-        "OBJECTS".to_owned(),
-        "LAST SYNC".to_owned(),
-        "MESSAGE".to_owned(),
-    ]];
-    for (name, (repo, st)) in rows {
-        let revision = st
-            .map(|s| s.revision[..s.revision.len().min(7)].to_owned())
-            .unwrap_or_default();
-        let at = if repo.is_empty() {
-            revision
-        } else {
-            format!("{repo}@{revision}")
-        };
-        table.push(match st {
-            Some(s) => [
-                name,
-                at,
-                s.phase.to_string(),
-                s.health.to_string(),
-                s.inventory.len().to_string(),
-                s.last_sync.clone(),
-                s.message.chars().take(80).collect(),
-            ],
-            None => [
-                name,
-                at,
-                "Unknown".into(),
-                "Unknown".into(),
-                "0".into(),
-                "never".into(),
-                "not synced yet".into(),
-            ],
-        });
-    }
-    print!("{}", format_table(&table));
-
-    let states = match pipelines::list_states(&ctx.client, &ctx.namespace).await {
-        Ok(s) => s,
-        Err(e) => return fail(USAGE, e),
+    let view = output::StatusView {
+        mapping: mapping.as_ref(),
+        syncs: &syncs,
+        pipelines: &pipelines,
+        rules: &rules,
+        now: jiff::Timestamp::now(),
     };
-    let mut names: Vec<(String, String)> = mapping
-        .iter()
-        .flat_map(|m| {
-            m.pipelines
-                .iter()
-                .map(|p| (p.name.clone(), p.repository.clone()))
-        })
-        .collect();
-    for name in states.keys() {
-        if !names.iter().any(|(n, _)| n == name) {
-            names.push((name.clone(), String::new()));
-        }
-    }
-    if !names.is_empty() {
-        print_pipelines(&names, &states);
-    }
-
-    let rules = match cleanup::list_states(&ctx.client, &ctx.namespace).await {
-        Ok(s) => s,
-        Err(e) => return fail(USAGE, status::api_message(&e)),
-    };
-    let mut rule_names: Vec<(String, String, String)> = mapping
-        .iter()
-        .flat_map(|m| {
-            m.cleanup
-                .iter()
-                .map(|r| (r.name.clone(), r.schedule.clone(), r.timezone.clone()))
-        })
-        .collect();
-    for name in rules.keys() {
-        if !rule_names.iter().any(|(n, _, _)| n == name) {
-            rule_names.push((name.clone(), String::new(), String::new()));
-        }
-    }
-    if !rule_names.is_empty() {
-        let mut table = vec![[
-            "CLEANUP".to_owned(),
-            "SCHEDULE".to_owned(),
-            "LAST RUN".to_owned(),
-            "NEXT RUN".to_owned(),
-            "DELETED".to_owned(),
-            "STUCK".to_owned(),
-            "MESSAGE".to_owned(),
-        ]];
-        for (name, schedule, tz) in rule_names {
-            let state = rules.get(&name).cloned().unwrap_or_default();
-            let next = match (
-                cleanup::parse_schedule(&schedule),
-                jiff::tz::TimeZone::get(&tz),
-            ) {
-                (Ok(cron), Ok(tz)) => {
-                    cleanup::due(jiff::Timestamp::now(), &cron, &tz, state.last_run)
-                        .map(|t| t.round(jiff::Unit::Second).unwrap_or(t).to_string())
-                        .unwrap_or_default()
-                }
-                _ => String::new(),
-            };
-            table.push([
-                name,
-                schedule,
-                state
-                    .last_run
-                    .map(|t| t.to_string())
-                    .unwrap_or_else(|| "never".into()),
-                next,
-                state.last.deleted.len().to_string(),
-                state.last.stuck.len().to_string(),
-                state.message.chars().take(80).collect(),
-            ]);
-        }
-        println!();
-        print!("{}", format_table(&table));
-    }
+    print(|w| output::status(w, &view));
     ExitCode::SUCCESS
-}
-
-fn print_pipelines(names: &[(String, String)], states: &BTreeMap<String, pipelines::State>) {
-    let mut table = vec![[
-        "PIPELINE".to_owned(),
-        "REPOSITORY".to_owned(),
-        "LAST RUN".to_owned(),
-        "BRANCH@REVISION".to_owned(),
-        "PHASE".to_owned(),
-        "STARTED".to_owned(),
-        "FINISHED".to_owned(),
-        "MESSAGE".to_owned(),
-    ]];
-    for (name, repo) in names {
-        let state = states.get(name).cloned().unwrap_or_default();
-        let run = state.runs.first().cloned().unwrap_or_default();
-        let at = if run.name.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "{}@{}",
-                run.branch,
-                &run.revision[..run.revision.len().min(7)]
-            )
-        };
-        let phase = match (run.name.is_empty(), run.phase.is_empty()) {
-            (true, _) => "-".to_owned(),
-            (false, true) => "Pending".to_owned(),
-            (false, false) => run.phase.clone(),
-        };
-        table.push([
-            name.clone(),
-            repo.clone(),
-            run.name,
-            at,
-            phase,
-            run.started,
-            run.finished,
-            state.message.chars().take(80).collect(),
-        ]);
-    }
-    println!();
-    print!("{}", format_table(&table));
-}
-
-/// Left-aligned columns separated by three spaces, like kubectl's tables.
-fn format_table<const N: usize>(rows: &[[String; N]]) -> String {
-    let mut widths = [0; N];
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        out.push_str(line.join("   ").trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tables_align_columns() {
-        let rows = [
-            ["SYNC".to_owned(), "STATUS".to_owned()],
-            ["web-prod".to_owned(), "Synced".to_owned()],
-        ];
-        assert_eq!(
-            format_table(&rows),
-            "SYNC       STATUS\nweb-prod   Synced\n"
-        );
-    }
 
     #[test]
     fn help_is_complete() {

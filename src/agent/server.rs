@@ -15,24 +15,25 @@ use serde_json::json;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::agent::{DeliveryRecord, Shared};
+use super::shared::{DeliveryRecord, Shared};
+use crate::cluster::api_message;
 use crate::config::Repository;
+use crate::context::Context;
 use crate::pipelines::branch_matches;
-use crate::status;
-use crate::sync::Context;
+use crate::store;
 use crate::telemetry::DeliveryLabels;
 use crate::webhook::{self, Kind};
 
 /// What the handlers share.
 #[derive(Clone)]
-pub struct State {
+pub(super) struct State {
     pub shared: Arc<Shared>,
     pub ctx: Context,
     pub max_webhook_bytes: usize,
 }
 
 /// Serves until `stop` flips.
-pub async fn serve(
+pub(super) async fn serve(
     listener: tokio::net::TcpListener,
     state: State,
     mut stop: watch::Receiver<bool>,
@@ -58,11 +59,7 @@ pub async fn serve(
 }
 
 async fn ready(Extract(state): Extract<State>) -> Response {
-    if !state
-        .shared
-        .leading
-        .load(std::sync::atomic::Ordering::SeqCst)
-    {
+    if !state.shared.is_leading() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "standby: another replica holds the lease\n",
@@ -157,7 +154,7 @@ async fn receive(
         id: parsed.as_ref().map(|d| d.id.clone()).unwrap_or_default(),
         provider: provider.clone(),
         event: parsed.as_ref().map(|d| d.event.clone()).unwrap_or_default(),
-        received: status::now(),
+        received: store::now(),
         repositories: parsed
             .as_ref()
             .map(|d| d.repositories.clone())
@@ -209,7 +206,7 @@ async fn decide(
     let candidates: Vec<&Repository> = mapping
         .repositories
         .iter()
-        .filter(|r| webhook::matches(&r.url, &d.repositories))
+        .filter(|r| r.url.matches(&d.repositories))
         .collect();
     if candidates.is_empty() {
         return Verdict::new(
@@ -291,7 +288,7 @@ async fn webhook_secret(ctx: &Context, name: &str) -> Result<Vec<u8>, String> {
     let secret = api
         .get(name)
         .await
-        .map_err(|e| format!("cannot read secret {name}: {}", status::api_message(&e)))?;
+        .map_err(|e| format!("cannot read secret {name}: {}", api_message(&e)))?;
     secret
         .data
         .and_then(|d| d.get("secret").map(|v| v.0.clone()))

@@ -1,0 +1,145 @@
+//! The mapping file's format, as serde reads it: every key with its position, unknown keys
+//! refused. [`super::parse`] turns it into the validated types.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct File {
+    pub api_version: Spanned<String>,
+    pub kind: Spanned<String>,
+    #[serde(default)]
+    pub repositories: Vec<RepositoryFile>,
+    #[serde(default)]
+    pub syncs: Vec<SyncFile>,
+    #[serde(default)]
+    pub pipelines: Vec<PipelineFile>,
+    #[serde(default)]
+    pub cleanup: Vec<CleanupFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RepositoryFile {
+    /// Unique name, used by syncs and in status.
+    pub name: Spanned<String>,
+    /// `https://…`, `ssh://…`, `git@host:path` or `file://…`.
+    pub url: Spanned<String>,
+    /// Branch to follow.
+    #[serde(default = "default_branch")]
+    pub branch: String,
+    /// Poll interval (`30s`, `5m`, `1h`); `0` = webhook/notify only.
+    #[serde(default = "default_interval")]
+    pub interval: Spanned<String>,
+    /// Credentials: a Secret in berth's namespace.
+    #[serde(default)]
+    pub auth: Option<AuthFile>,
+    /// Secret in berth's namespace with key `secret` for webhook verification.
+    #[serde(default)]
+    pub webhook_secret_ref: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct AuthFile {
+    pub secret_ref: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct SyncFile {
+    pub name: Spanned<String>,
+    pub repository: Spanned<String>,
+    #[serde(default = "default_path")]
+    pub path: Spanned<String>,
+    #[serde(default)]
+    pub namespace: Option<Spanned<String>>,
+    #[serde(default = "default_true")]
+    pub prune: bool,
+    #[serde(default)]
+    pub self_heal: bool,
+    #[serde(default)]
+    pub vars: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct PipelineFile {
+    pub name: Spanned<String>,
+    pub repository: Spanned<String>,
+    /// Branch names or globs; default: the repository's branch.
+    #[serde(default)]
+    pub branches: Vec<Spanned<String>>,
+    /// Path globs a changed file must match.
+    #[serde(default)]
+    pub paths: Vec<Spanned<String>>,
+    /// Workflow manifest in the source repository; default `.argo/workflow.yaml`.
+    #[serde(default)]
+    pub workflow: Option<Spanned<String>>,
+    /// Name of a WorkflowTemplate to run instead of a file.
+    #[serde(default)]
+    pub workflow_template_ref: Option<Spanned<String>>,
+    #[serde(default)]
+    pub namespace: Option<Spanned<String>>,
+    #[serde(default)]
+    pub service_account: Option<String>,
+    #[serde(default)]
+    pub parameters: BTreeMap<String, String>,
+    /// `allow` | `queue` | `cancel-in-progress`.
+    #[serde(default)]
+    pub concurrency: Option<Spanned<String>>,
+    #[serde(default)]
+    pub ttl_strategy: Option<serde_json::Value>,
+    #[serde(default, rename = "podGC")]
+    pub pod_gc: Option<serde_json::Value>,
+    #[serde(default, rename = "artifactGC")]
+    pub artifact_gc: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct CleanupFile {
+    pub name: Spanned<String>,
+    /// `*/15 * * * *`, `0 */5 * * * *` (with seconds) or `@hourly`.
+    pub schedule: Spanned<String>,
+    /// IANA zone, default UTC.
+    #[serde(default)]
+    pub timezone: Option<Spanned<String>>,
+    #[serde(default)]
+    pub namespace: Option<Spanned<String>>,
+    #[serde(default)]
+    pub pipeline: Option<Spanned<String>>,
+    #[serde(default)]
+    pub selector: Option<String>,
+    #[serde(default)]
+    pub keep_last: Option<usize>,
+    #[serde(default)]
+    pub older_than: Option<Spanned<String>>,
+}
+
+fn default_branch() -> String {
+    "main".to_owned()
+}
+
+fn default_interval() -> Spanned<String> {
+    unspanned("1m".to_owned())
+}
+
+fn default_path() -> Spanned<String> {
+    unspanned(String::new())
+}
+
+fn unspanned(value: String) -> Spanned<String> {
+    Spanned::new(
+        value,
+        serde_saphyr::Location::UNKNOWN,
+        serde_saphyr::Location::UNKNOWN,
+    )
+}
+
+fn default_true() -> bool {
+    true
+}

@@ -1,0 +1,551 @@
+//! Mapping files → a validated [`Mapping`]: which repositories berth follows and what it
+//! syncs from them. Unknown keys, bad values and dangling references are errors that name the
+//! file, line and column.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+mod file;
+mod sections;
+mod values;
+
+use file::File;
+use sections::Registry;
+use values::Source;
+pub(crate) use values::parse_duration;
+
+use crate::git::has_extension;
+use crate::render::yaml_message;
+use crate::repo_url::RepoUrl;
+use crate::schedule::Schedule;
+
+/// The only `apiVersion` a mapping file may declare.
+pub(crate) const API_VERSION: &str = "berth.dev/v1alpha1";
+/// The only `kind` a mapping file may declare.
+pub(crate) const KIND: &str = "Mapping";
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    #[error("failed to read mapping {}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: {message}", .path.display())]
+    Invalid {
+        path: PathBuf,
+        line: u64,
+        column: u64,
+        message: String,
+    },
+    #[error("{}: no mapping files (*.yaml, *.yml) in this directory", .path.display())]
+    Empty { path: PathBuf },
+}
+
+/// A position in a mapping file, for errors that point at the offending key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Origin {
+    pub path: PathBuf,
+    pub line: u64,
+    pub column: u64,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.path.display(), self.line, self.column)
+    }
+}
+
+/// The merged, validated content of every mapping file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Mapping {
+    pub repositories: Vec<Repository>,
+    pub syncs: Vec<Sync>,
+    pub pipelines: Vec<Pipeline>,
+    pub cleanup: Vec<CleanupRule>,
+}
+
+impl Mapping {
+    /// The repository a sync reads from; validation guarantees it exists.
+    pub(crate) fn repository(&self, name: &str) -> Option<&Repository> {
+        self.repositories.iter().find(|r| r.name == name)
+    }
+
+    /// The branches (names or globs) a repository's syncs and pipelines follow.
+    pub(crate) fn branches(&self, repo: &Repository) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.syncs.iter().any(|s| s.repository == repo.name) {
+            out.push(repo.branch.clone());
+        }
+        for p in self.pipelines.iter().filter(|p| p.repository == repo.name) {
+            out.extend(p.branches.iter().cloned());
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The syncs named on the command line, or all of them when `names` is empty.
+    ///
+    /// # Errors
+    /// A name that is not a sync of this mapping.
+    pub(crate) fn select_syncs(&self, names: &[String]) -> Result<Vec<&Sync>, String> {
+        if names.is_empty() {
+            return Ok(self.syncs.iter().collect());
+        }
+        names
+            .iter()
+            .map(|n| {
+                self.syncs.iter().find(|s| &s.name == n).ok_or_else(|| {
+                    let known: Vec<_> = self.syncs.iter().map(|s| s.name.as_str()).collect();
+                    format!("no sync named {n:?} (known: {})", known.join(", "))
+                })
+            })
+            .collect()
+    }
+}
+
+/// Where a pipeline's Workflow comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum WorkflowSource {
+    /// A Workflow manifest at this path in the source repository, read at the commit.
+    File(String),
+    /// An Argo WorkflowTemplate of this name in the pipeline's namespace.
+    Template(String),
+}
+
+/// What happens to a branch's earlier runs when a new one launches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Concurrency {
+    /// Runs overlap freely.
+    #[default]
+    Allow,
+    /// The new run waits (suspended) until the earlier ones finish.
+    Queue,
+    /// Earlier running runs are terminated.
+    CancelInProgress,
+}
+
+/// A source repository whose new commits launch an Argo Workflow.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Pipeline {
+    pub name: String,
+    pub repository: String,
+    /// Branch names or globs (`release/*`); never empty after loading.
+    pub branches: Vec<String>,
+    /// Path globs; when set, a commit launches only if a changed file matches one.
+    pub paths: Vec<String>,
+    pub source: WorkflowSource,
+    /// Namespace of the Workflows; `None` means berth's own.
+    pub namespace: Option<String>,
+    pub service_account: Option<String>,
+    pub parameters: BTreeMap<String, String>,
+    pub concurrency: Concurrency,
+    /// Copied onto each Workflow unless its file sets its own.
+    pub ttl_strategy: Option<serde_json::Value>,
+    pub pod_gc: Option<serde_json::Value>,
+    pub artifact_gc: Option<serde_json::Value>,
+}
+
+/// A scheduled deletion of old finished pipeline runs.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CleanupRule {
+    pub name: String,
+    /// Crontab (5 fields, or 6 with seconds first) or a macro such as `@hourly`, in an IANA
+    /// time zone (UTC unless `timezone` names one).
+    pub schedule: Schedule,
+    /// Namespace of the runs; `None` means berth's own.
+    pub namespace: Option<String>,
+    /// Only runs of this pipeline.
+    pub pipeline: Option<String>,
+    /// A label selector that replaces the default (every Workflow berth launched).
+    pub selector: Option<String>,
+    /// Keep this many newest finished runs per pipeline and branch.
+    pub keep_last: Option<usize>,
+    /// Delete finished runs that finished longer ago than this.
+    pub older_than: Option<Duration>,
+}
+
+/// A git repository berth fetches.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Repository {
+    pub name: String,
+    pub url: RepoUrl,
+    pub branch: String,
+    /// Poll interval; `None` means webhook/notify only.
+    pub interval: Option<Duration>,
+    /// Secret in berth's namespace holding credentials.
+    pub auth_secret: Option<String>,
+    /// Secret in berth's namespace whose key `secret` verifies webhook deliveries.
+    pub webhook_secret: Option<String>,
+}
+
+/// Manifests under a path of a repository, applied to the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Sync {
+    pub name: String,
+    pub repository: String,
+    /// Path inside the repository, normalized: no leading `./` or `/`, no trailing `/`; empty
+    /// for the repository root.
+    pub path: String,
+    pub namespace: Option<String>,
+    pub prune: bool,
+    pub self_heal: bool,
+    pub vars: BTreeMap<String, String>,
+}
+
+// ---- loading -----------------------------------------------------------------------------
+
+/// Loads a mapping file, or every `*.yaml`/`*.yml` file of a directory (sorted, merged; the
+/// extension in any letter case). Hidden files and directories (such as a mounted ConfigMap's
+/// `..data`) are skipped.
+///
+/// # Errors
+/// Unreadable files, YAML or schema errors, and invalid values, each with file and position.
+pub(crate) fn load(path: &Path) -> Result<Mapping, Error> {
+    let read_error = |p: &Path| {
+        let path = p.to_path_buf();
+        move |source| Error::Read { path, source }
+    };
+    let read = |p: &Path| std::fs::read_to_string(p).map_err(read_error(p));
+    let meta = std::fs::metadata(path).map_err(read_error(path))?;
+    let mut sources = Vec::new();
+    if meta.is_dir() {
+        let entries = std::fs::read_dir(path).map_err(read_error(path))?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                !name.starts_with('.') && has_extension(name, &["yaml", "yml"]) && p.is_file()
+            })
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(Error::Empty {
+                path: path.to_path_buf(),
+            });
+        }
+        for f in files {
+            let text = read(&f)?;
+            sources.push((f, text));
+        }
+    } else {
+        sources.push((path.to_path_buf(), read(path)?));
+    }
+    parse(&sources)
+}
+
+/// Parses and validates mapping sources given as (path, text) pairs.
+///
+/// # Errors
+/// See [`load`].
+pub(crate) fn parse(sources: &[(PathBuf, String)]) -> Result<Mapping, Error> {
+    let mut mapping = Mapping::default();
+    let mut reg = Registry::default();
+    for (path, text) in sources {
+        let src = Source { path };
+        let file: File = serde_saphyr::from_str(text).map_err(|e| {
+            let loc = e.location().unwrap_or(serde_saphyr::Location::UNKNOWN);
+            src.invalid(loc, yaml_message(&e))
+        })?;
+        if file.api_version.value != API_VERSION {
+            return Err(src.invalid(
+                file.api_version.referenced,
+                format!(
+                    "apiVersion must be {API_VERSION}, not {:?}",
+                    file.api_version.value
+                ),
+            ));
+        }
+        if file.kind.value != KIND {
+            return Err(src.invalid(
+                file.kind.referenced,
+                format!("kind must be {KIND}, not {:?}", file.kind.value),
+            ));
+        }
+        for r in file.repositories {
+            mapping
+                .repositories
+                .push(sections::repository(src, r, &mut reg)?);
+        }
+        for s in file.syncs {
+            mapping.syncs.push(sections::sync(src, s, &mut reg)?);
+        }
+        for p in file.pipelines {
+            mapping
+                .pipelines
+                .push(sections::pipeline(src, p, &mut reg)?);
+        }
+        for c in file.cleanup {
+            mapping
+                .cleanup
+                .push(sections::cleanup_rule(src, c, &mut reg)?);
+        }
+    }
+    reg.pipeline_refs.resolve(&reg.pipelines, |name, _| {
+        format!("unknown pipeline {name:?}")
+    })?;
+    for pipeline in &mut mapping.pipelines {
+        if pipeline.branches.is_empty()
+            && let Some(repo) = mapping
+                .repositories
+                .iter()
+                .find(|r| r.name == pipeline.repository)
+        {
+            pipeline.branches.push(repo.branch.clone());
+        }
+    }
+    reg.repository_refs
+        .resolve(&reg.repositories, |name, names| {
+            let known = names.known();
+            format!(
+                "unknown repository {name:?} (defined: {})",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            )
+        })?;
+    Ok(mapping)
+}
+
+/// The Workflow file a pipeline reads when the mapping names none.
+pub(crate) const DEFAULT_WORKFLOW: &str = ".argo/workflow.yaml";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_one(text: &str) -> Result<Mapping, Error> {
+        parse(&[(PathBuf::from("berth.yaml"), text.to_owned())])
+    }
+
+    const GOOD: &str = "apiVersion: berth.dev/v1alpha1
+kind: Mapping
+repositories:
+  - name: config
+    url: https://git.example.com/acme/config.git
+    interval: 30s
+    auth: {secretRef: creds}
+syncs:
+  - name: web
+    repository: config
+    path: ./apps/web/
+    namespace: web
+    vars: {ENV: prod}
+";
+
+    #[test]
+    fn good_mapping_parses_with_defaults() {
+        let m = parse_one(GOOD).expect("valid");
+        let r = &m.repositories[0];
+        assert_eq!(r.branch, "main");
+        assert_eq!(r.interval, Some(Duration::from_secs(30)));
+        assert_eq!(r.auth_secret.as_deref(), Some("creds"));
+        let s = &m.syncs[0];
+        assert_eq!(s.path, "apps/web");
+        assert!(s.prune);
+        assert!(!s.self_heal);
+        assert_eq!(s.vars["ENV"], "prod");
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_column() {
+        let text = GOOD.replace("    interval: 30s", "    intreval: 30s");
+        let err = parse_one(&text).expect_err("unknown key").to_string();
+        assert!(err.starts_with("berth.yaml:6:"), "{err}");
+        assert!(err.contains("intreval"), "{err}");
+    }
+
+    #[test]
+    fn unknown_repository_points_at_the_sync() {
+        let text = GOOD.replace("    repository: config", "    repository: nope");
+        let err = parse_one(&text).expect_err("dangling").to_string();
+        assert!(err.starts_with("berth.yaml:10:17"), "{err}");
+        assert!(err.contains("unknown repository \"nope\""), "{err}");
+    }
+
+    #[test]
+    fn duplicate_sync_names_the_first_definition() {
+        let text = format!("{GOOD}  - name: web\n    repository: config\n");
+        let err = parse_one(&text).expect_err("duplicate").to_string();
+        assert!(err.contains("already defined at berth.yaml:9"), "{err}");
+    }
+
+    #[test]
+    fn zero_interval_means_no_polling() {
+        let text = GOOD.replace("interval: 30s", "interval: 0");
+        assert_eq!(
+            parse_one(&text).expect("valid").repositories[0].interval,
+            None
+        );
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        for (from, to, needle) in [
+            ("interval: 30s", "interval: soon", "invalid duration"),
+            ("name: web", "name: Web_App", "lowercase"),
+            ("path: ./apps/web/", "path: ../x", "inside the repository"),
+            ("url: https://", "url: ftp://", "must be https"),
+            ("kind: Mapping", "kind: Other", "kind must be"),
+        ] {
+            let err = parse_one(&GOOD.replace(from, to))
+                .expect_err(to)
+                .to_string();
+            assert!(err.contains(needle), "{to}: {err}");
+        }
+    }
+
+    #[test]
+    fn pipelines_parse_with_defaults() {
+        let text = format!(
+            "{GOOD}pipelines:
+  - name: web-ci
+    repository: config
+  - name: release
+    repository: config
+    branches: [\"release/*\"]
+    paths: [\"src/**\"]
+    workflowTemplateRef: build
+    concurrency: cancel-in-progress
+    artifactGC: {{strategy: OnWorkflowDeletion}}
+"
+        );
+        let m = parse_one(&text).expect("valid");
+        let (a, b) = (&m.pipelines[0], &m.pipelines[1]);
+        assert_eq!(a.branches, ["main"], "defaults to the repository's branch");
+        assert_eq!(a.source, WorkflowSource::File(DEFAULT_WORKFLOW.into()));
+        assert_eq!(a.concurrency, Concurrency::Allow);
+        assert_eq!(b.source, WorkflowSource::Template("build".into()));
+        assert_eq!(b.concurrency, Concurrency::CancelInProgress);
+        assert_eq!(
+            b.artifact_gc,
+            Some(serde_json::json!({"strategy": "OnWorkflowDeletion"}))
+        );
+        assert_eq!(m.branches(&m.repositories[0]), ["main", "release/*"]);
+    }
+
+    #[test]
+    fn bad_pipelines_are_rejected_at_the_key() {
+        let base = format!("{GOOD}pipelines:\n  - name: ci\n    repository: config\n");
+        for (extra, needle) in [
+            (
+                "    concurrency: sometimes\n",
+                "berth.yaml:17:18: concurrency \"sometimes\"",
+            ),
+            (
+                "    workflow: a.yaml\n    workflowTemplateRef: t\n",
+                "not both",
+            ),
+            ("    branches: [\"release/[\"]\n", "invalid glob"),
+        ] {
+            let err = parse_one(&format!("{base}{extra}"))
+                .expect_err(extra)
+                .to_string();
+            assert!(err.contains(needle), "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn cleanup_rules_parse_and_bad_schedules_name_the_rule() {
+        let text = format!(
+            "{GOOD}cleanup:
+  - name: old-runs
+    schedule: \"*/15 * * * *\"
+    keepLast: 5
+    olderThan: 7d
+  - name: secondly
+    schedule: \"*/2 * * * * *\"
+    timezone: Europe/Berlin
+    olderThan: 1h
+  - name: hourly
+    schedule: \"@hourly\"
+    keepLast: 1
+"
+        );
+        let m = parse_one(&text).expect("valid");
+        assert_eq!(m.cleanup.len(), 3);
+        assert_eq!(m.cleanup[0].keep_last, Some(5));
+        assert_eq!(
+            m.cleanup[0].older_than,
+            Some(Duration::from_secs(7 * 86400))
+        );
+        assert_eq!(
+            m.cleanup[0].schedule,
+            Schedule::new("*/15 * * * *", "UTC").expect("valid")
+        );
+        assert_eq!(
+            m.cleanup[1].schedule,
+            Schedule::new("*/2 * * * * *", "Europe/Berlin").expect("valid")
+        );
+
+        let bad = text.replace("\"*/15 * * * *\"", "\"every day\"");
+        let err = parse_one(&bad).expect_err("bad schedule").to_string();
+        assert!(
+            err.starts_with("berth.yaml:16:15: cleanup rule \"old-runs\""),
+            "{err}"
+        );
+        for (from, to, needle) in [
+            (
+                "    keepLast: 5\n    olderThan: 7d\n",
+                "",
+                "needs keepLast, olderThan",
+            ),
+            (
+                "timezone: Europe/Berlin",
+                "timezone: Mars/Base",
+                "unknown time zone",
+            ),
+            (
+                "    keepLast: 1\n",
+                "    keepLast: 1\n    pipeline: nope\n",
+                "unknown pipeline",
+            ),
+        ] {
+            let err = parse_one(&text.replace(from, to))
+                .expect_err(needle)
+                .to_string();
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5").is_err());
+    }
+
+    #[test]
+    fn directory_merges_files_and_skips_hidden_entries() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (repo, sync) = GOOD.split_at(GOOD.find("syncs:").expect("syncs"));
+        std::fs::write(dir.path().join("a.yaml"), repo).expect("write");
+        std::fs::write(
+            dir.path().join("b.yml"),
+            format!("apiVersion: berth.dev/v1alpha1\nkind: Mapping\n{sync}"),
+        )
+        .expect("write");
+        std::fs::create_dir(dir.path().join("..data")).expect("mkdir");
+        std::fs::write(dir.path().join(".hidden.yaml"), "garbage: [").expect("write");
+        let m = load(dir.path()).expect("valid directory");
+        assert_eq!(m.repositories.len(), 1);
+        assert_eq!(m.syncs.len(), 1);
+    }
+
+    #[test]
+    fn directory_reads_extensions_in_any_case() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("MAPPING.YAML"), GOOD).expect("write");
+        std::fs::write(dir.path().join("notes.txt"), "not a mapping").expect("write");
+        let m = load(dir.path()).expect("an upper-case .YAML file is a mapping file");
+        assert_eq!(m.syncs.len(), 1);
+    }
+}

@@ -1,0 +1,75 @@
+//! What every pass of a sync, pipeline or cleanup rule needs: the API client, berth's own
+//! namespace, the git cache, the request parallelism and the metrics, plus the one reader of
+//! repository credentials.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::Api;
+
+use crate::cluster::api_message;
+use crate::git::Credentials;
+use crate::store::Store;
+use crate::telemetry::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    #[error("failed to read secret {name}: {message}")]
+    Secret { name: String, message: String },
+}
+
+/// What every pass needs.
+#[derive(Clone)]
+pub(crate) struct Context {
+    pub client: Client,
+    /// berth's own namespace: status ConfigMaps, Events, credential Secrets.
+    pub namespace: String,
+    pub cache_dir: PathBuf,
+    /// Parallel API requests per sync.
+    pub concurrency: usize,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Context {
+    /// berth's status records.
+    pub(crate) fn store(&self) -> Store {
+        Store::new(&self.client, &self.namespace)
+    }
+
+    /// Reads a repository's credentials from the Secret its `auth.secretRef` names, in
+    /// berth's namespace; `None` without one.
+    ///
+    /// # Errors
+    /// The Secret cannot be read.
+    pub(crate) async fn credentials(
+        &self,
+        secret: Option<&str>,
+    ) -> Result<Option<Credentials>, Error> {
+        let Some(name) = secret else {
+            return Ok(None);
+        };
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        let secret = api.get(name).await.map_err(|e| Error::Secret {
+            name: format!("{}/{name}", self.namespace),
+            message: api_message(&e),
+        })?;
+        let data = secret.data.unwrap_or_default();
+        let get = |k: &str| {
+            data.get(k).map(|v| {
+                String::from_utf8_lossy(&v.0)
+                    .trim_end_matches('\n')
+                    .to_owned()
+            })
+        };
+        Ok(Some(Credentials {
+            secret: name.to_owned(),
+            username: get("username"),
+            password: get("password"),
+            token: get("token"),
+            identity: get("identity"),
+            known_hosts: get("known_hosts"),
+        }))
+    }
+}

@@ -1,0 +1,373 @@
+//! Launching: reading a pipeline's Workflow file at a commit, creating the Workflow under the
+//! pipeline's concurrency policy, recording the outcome, and resuming queued runs.
+
+use std::path::Path;
+
+use kube::Client;
+use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use super::Error;
+use super::run::{is_finished, workflows};
+use super::state::{self, Outcome};
+use super::workflow::{
+    Launch, branch_matches, label_value, parse_workflow, workflow, workflow_name,
+};
+use crate::cluster::{api_message, is_conflict};
+use crate::config::{Concurrency, Pipeline, Repository, WorkflowSource};
+use crate::context::Context;
+use crate::events;
+use crate::git::{self, Commit, Mirror};
+use crate::telemetry::PipelineResult;
+use crate::vocab::{BRANCH_LABEL, PIPELINE_LABEL, QUEUED_ANNOTATION, REVISION, Reason, RecordKind};
+
+/// The outcome of a launch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Launched {
+    Created {
+        name: String,
+        queued: bool,
+    },
+    /// A Workflow of that name exists: launched before, which counts as success.
+    Existed {
+        name: String,
+    },
+}
+
+/// Runs of a pipeline's branch that have not finished, oldest first.
+async fn active_runs(
+    client: &Client,
+    namespace: &str,
+    pipeline: &str,
+    branch: &str,
+) -> Result<Vec<Value>, Error> {
+    let params = ListParams::default().labels(&format!(
+        "{PIPELINE_LABEL}={pipeline},{BRANCH_LABEL}={}",
+        label_value(branch)
+    ));
+    let mut runs: Vec<Value> = list_runs(client, namespace, pipeline, &params)
+        .await?
+        .into_iter()
+        .map(|o| serde_json::to_value(o).expect("objects serialize"))
+        .filter(|v| !is_finished(v["status"]["phase"].as_str().unwrap_or_default()))
+        .collect();
+    runs.sort_by(|a, b| {
+        let key = |v: &Value| {
+            v["metadata"]["creationTimestamp"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        key(a).cmp(&key(b))
+    });
+    Ok(runs)
+}
+
+/// Creates the Workflow, applying the pipeline's concurrency policy to the branch's earlier
+/// runs first.
+///
+/// # Errors
+/// The API server rejects the list, patch or create.
+pub(crate) async fn launch(
+    client: &Client,
+    launch: &Launch<'_>,
+    object: Value,
+) -> Result<Launched, Error> {
+    let p = launch.pipeline;
+    let api = workflows(client, launch.namespace);
+    let mut object = object;
+    let mut queued = false;
+    if p.concurrency != Concurrency::Allow {
+        let active: Vec<Value> = active_runs(client, launch.namespace, &p.name, launch.branch)
+            .await?
+            .into_iter()
+            .filter(|v| v["metadata"]["name"] != launch.name.as_str())
+            .collect();
+        match p.concurrency {
+            Concurrency::CancelInProgress => {
+                for run in &active {
+                    let name = run["metadata"]["name"].as_str().unwrap_or_default();
+                    // Argo's own mechanism: the controller stops the run's pods.
+                    let patch = json!({"spec": {"shutdown": "Terminate"}});
+                    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                        .map_err(|e| Error::Api {
+                            action: "terminate",
+                            name: name.to_owned(),
+                            message: api_message(&e),
+                        })?;
+                    info!(pipeline = %p.name, run = name, "terminated earlier run");
+                }
+            }
+            Concurrency::Queue if !active.is_empty() => {
+                object["spec"]["suspend"] = Value::Bool(true);
+                object["metadata"]["annotations"][QUEUED_ANNOTATION] = Value::from("true");
+                queued = true;
+            }
+            _ => {}
+        }
+    }
+    let dynamic: DynamicObject =
+        serde_json::from_value(object).expect("a built Workflow is an object");
+    match api.create(&PostParams::default(), &dynamic).await {
+        Ok(_) => Ok(Launched::Created {
+            name: launch.name.clone(),
+            queued,
+        }),
+        Err(e) if is_conflict(&e) => Ok(Launched::Existed {
+            name: launch.name.clone(),
+        }),
+        Err(e) => Err(Error::Api {
+            action: "create Workflow",
+            name: format!("{}/{}", launch.namespace, launch.name),
+            message: api_message(&e),
+        }),
+    }
+}
+
+/// Resumes the oldest queued run of a branch when nothing else of it is running.
+pub(super) async fn resume_queued(
+    client: &Client,
+    namespace: &str,
+    pipeline: &str,
+    branch: &str,
+) -> Result<(), Error> {
+    let active = active_runs(client, namespace, pipeline, branch).await?;
+    let suspended = |v: &Value| v["spec"]["suspend"] == true;
+    if active.iter().any(|v| !suspended(v)) {
+        return Ok(());
+    }
+    let Some(next) = active
+        .iter()
+        .find(|v| suspended(v) && v["metadata"]["annotations"][QUEUED_ANNOTATION] == "true")
+    else {
+        return Ok(());
+    };
+    let name = next["metadata"]["name"].as_str().unwrap_or_default();
+    let patch = json!({"spec": {"suspend": null}});
+    workflows(client, namespace)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| Error::Api {
+            action: "resume",
+            name: name.to_owned(),
+            message: api_message(&e),
+        })?;
+    info!(pipeline, run = name, "resumed queued run");
+    Ok(())
+}
+
+/// Reads the workflow file at the commit (for file-based pipelines).
+fn workflow_file(
+    mirror: &Mirror,
+    pipeline: &Pipeline,
+    commit: &Commit,
+) -> Result<Option<Value>, Error> {
+    let WorkflowSource::File(path) = &pipeline.source else {
+        return Ok(None);
+    };
+    let content = git::read_file(mirror.repository(), &mirror.display_url(), &commit.id, path)?
+        .ok_or_else(|| Error::MissingFile {
+            file: path.clone(),
+            revision: commit.short().to_owned(),
+        })?;
+    parse_workflow(path, commit.short(), &content).map(Some)
+}
+
+/// Launches one commit of a pipeline now and records it: the deterministic name, or with
+/// `manual` a suffixed one when that name is taken. Errors are recorded in the pipeline's
+/// status and an Event.
+///
+/// # Errors
+/// The workflow file is missing or invalid, or the API server refuses.
+pub(crate) async fn launch_commit(
+    ctx: &Context,
+    pipeline: &Pipeline,
+    repository: &Repository,
+    branch: &str,
+    commit: &Commit,
+    manual: bool,
+) -> Result<Launched, Error> {
+    let result = launch_commit_inner(ctx, pipeline, repository, branch, commit, manual).await;
+    let outcome = match &result {
+        Ok(Launched::Created { .. }) => Some("launched"),
+        Ok(Launched::Existed { .. }) => None,
+        Err(_) => Some("failed"),
+    };
+    if let Some(outcome) = outcome {
+        ctx.metrics
+            .pipeline_launches
+            .get_or_create(&PipelineResult {
+                pipeline: pipeline.name.clone(),
+                result: outcome.to_owned(),
+            })
+            .inc();
+    }
+    let record = (RecordKind::Pipeline, pipeline.name.as_str());
+    match &result {
+        Ok(Launched::Created { name, queued }) => {
+            let namespace = pipeline.namespace.as_deref().unwrap_or(&ctx.namespace);
+            let message = format!(
+                "launched {namespace}/{name} for {branch}@{}{}",
+                commit.short(),
+                if *queued { " (queued)" } else { "" }
+            );
+            info!(pipeline = %pipeline.name, run = %name, branch, commit = %commit.short(), "launched");
+            state::record_status(
+                ctx,
+                &pipeline.name,
+                Outcome::Launched,
+                &message,
+                Some((branch, &commit.id)),
+            )
+            .await;
+            events::publish(
+                &ctx.client,
+                &ctx.namespace,
+                record,
+                Reason::Launched,
+                &message,
+            )
+            .await;
+        }
+        Ok(Launched::Existed { name }) => {
+            state::record_status(
+                ctx,
+                &pipeline.name,
+                Outcome::Launched,
+                &format!("{name} exists"),
+                Some((branch, &commit.id)),
+            )
+            .await;
+        }
+        Err(e) => {
+            let message = format!("{branch}@{}: {e}", commit.short());
+            warn!(pipeline = %pipeline.name, error = %message, "launch failed");
+            state::record_status(ctx, &pipeline.name, Outcome::Failed, &message, None).await;
+            events::publish(
+                &ctx.client,
+                &ctx.namespace,
+                record,
+                Reason::LaunchFailed,
+                &message,
+            )
+            .await;
+        }
+    }
+    result
+}
+
+async fn launch_commit_inner(
+    ctx: &Context,
+    pipeline: &Pipeline,
+    repository: &Repository,
+    branch: &str,
+    commit: &Commit,
+    manual: bool,
+) -> Result<Launched, Error> {
+    let (p, c) = (pipeline.clone(), commit.clone());
+    let file = git::with_mirror(&ctx.cache_dir, repository.url.as_str(), move |mirror| {
+        workflow_file(mirror, &p, &c)
+    })
+    .await?;
+    let namespace = pipeline.namespace.as_deref().unwrap_or(&ctx.namespace);
+    let mut launch = Launch {
+        pipeline,
+        repository,
+        branch,
+        commit,
+        namespace,
+        name: workflow_name(&pipeline.name, commit, None),
+    };
+    let outcome = self::launch(&ctx.client, &launch, workflow(&launch, file.as_ref())).await?;
+    match outcome {
+        Launched::Existed { .. } if manual => {
+            let suffix = format!("{:05x}", rand::random::<u32>() & 0xfffff);
+            launch.name = workflow_name(&pipeline.name, commit, Some(&suffix));
+            self::launch(&ctx.client, &launch, workflow(&launch, file.as_ref())).await
+        }
+        other => Ok(other),
+    }
+}
+
+/// The commit to launch: `revision` when given, else the fetched head of `branch`.
+///
+/// # Errors
+/// Unknown branch or revision.
+pub(crate) async fn resolve(
+    cache_dir: &Path,
+    repository: &Repository,
+    branch: &str,
+    revision: Option<&str>,
+) -> Result<Commit, Error> {
+    let (branch, revision) = (branch.to_owned(), revision.map(str::to_owned));
+    git::with_mirror(cache_dir, repository.url.as_str(), move |mirror| {
+        Ok(match revision {
+            Some(r) => mirror.commit(&r)?,
+            None => mirror.resolve(&branch)?,
+        })
+    })
+    .await
+}
+
+/// Checks a file-based pipeline offline: the workflow file parses as a Workflow at the head
+/// of every matching branch in the mirror. Returns (branch, short sha, problem) per head.
+///
+/// # Errors
+/// The mirror cannot be read.
+pub(crate) async fn check(
+    cache_dir: &Path,
+    pipeline: &Pipeline,
+    repository: &Repository,
+) -> Result<Vec<(String, String, Option<String>)>, Error> {
+    let p = pipeline.clone();
+    git::with_mirror(cache_dir, repository.url.as_str(), move |mirror| {
+        Ok(mirror
+            .heads()?
+            .into_iter()
+            .filter(|(b, _)| branch_matches(&p.branches, b))
+            .map(|(b, c)| {
+                let problem = workflow_file(mirror, &p, &c).err().map(|e| e.to_string());
+                (b, c.short().to_owned(), problem)
+            })
+            .collect())
+    })
+    .await
+}
+
+/// Whether any Workflow of the pipeline exists for this commit (under any name).
+pub(super) async fn launched_before(
+    client: &Client,
+    namespace: &str,
+    pipeline: &str,
+    commit: &str,
+) -> Result<bool, Error> {
+    let params = ListParams::default()
+        .labels(&format!(
+            "{PIPELINE_LABEL}={pipeline},{}={commit}",
+            REVISION
+        ))
+        .limit(1);
+    Ok(!list_runs(client, namespace, pipeline, &params)
+        .await?
+        .is_empty())
+}
+
+/// The Workflows of a pipeline that a label selector picks.
+async fn list_runs(
+    client: &Client,
+    namespace: &str,
+    pipeline: &str,
+    params: &ListParams,
+) -> Result<Vec<DynamicObject>, Error> {
+    let list = workflows(client, namespace)
+        .list(params)
+        .await
+        .map_err(|e| Error::Api {
+            action: "list runs of",
+            name: pipeline.to_owned(),
+            message: api_message(&e),
+        })?;
+    Ok(list.items)
+}

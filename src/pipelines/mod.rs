@@ -1,0 +1,161 @@
+//! Pipelines: a new commit on a mapped branch of a source repository launches the Argo
+//! Workflow defined in that repository, exactly once per commit. [`workflow`] builds the object
+//! (pure); [`launch`] creates it; [`pass`] decides which heads launch; [`watch`] records how
+//! runs end; [`state`] keeps the pipeline's record; [`run`] is the view of runs that cleanup
+//! shares.
+
+mod launch;
+mod run;
+mod state;
+mod watch;
+mod workflow;
+
+use std::collections::HashMap;
+
+use tracing::{info, instrument, warn};
+
+pub(crate) use launch::{Launched, check, launch_commit, resolve};
+use launch::{launched_before, resume_queued};
+#[cfg(test)]
+pub(crate) use run::Run;
+pub(crate) use run::{RunInfo, is_finished, workflows};
+pub(crate) use state::{Outcome, State, list as list_states};
+pub(crate) use watch::watch_runs;
+use workflow::paths_match;
+pub(crate) use workflow::{branch_matches, default_branch};
+
+use crate::config::{Concurrency, Mapping, Pipeline, Repository};
+use crate::context::Context;
+use crate::git::{self, Commit};
+use crate::store;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    #[error("{file} not found at commit {revision}")]
+    MissingFile { file: String, revision: String },
+    #[error("{file} at commit {revision}: {message}")]
+    InvalidFile {
+        file: String,
+        revision: String,
+        message: String,
+    },
+    #[error("failed to {action} {name}: {message}")]
+    Api {
+        action: &'static str,
+        name: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Git(#[from] git::Error),
+    #[error(transparent)]
+    Status(#[from] store::Error),
+}
+
+/// What a pipeline pass remembers between polls: the last commit it evaluated per
+/// (pipeline, branch), so a commit that did not launch (paths filter, broken workflow file) is
+/// judged once, not at every poll.
+pub(crate) type Evaluated = HashMap<(String, String), String>;
+
+/// One pass over a repository's pipelines after a fetch: every matching branch head that was
+/// not launched yet launches, once. Returns false when a pipeline could not be evaluated (the
+/// API server refused, or the Workflow kind is not installed yet), so the caller retries with
+/// back-off; a broken workflow file is recorded once, not retried.
+#[instrument(skip_all, fields(repository = %repository.name))]
+pub(crate) async fn pass(
+    ctx: &Context,
+    mapping: &Mapping,
+    repository: &Repository,
+    evaluated: &mut Evaluated,
+) -> bool {
+    let mut ok = true;
+    for pipeline in mapping
+        .pipelines
+        .iter()
+        .filter(|p| p.repository == repository.name)
+    {
+        if let Err(e) = pass_one(ctx, pipeline, repository, evaluated).await {
+            warn!(pipeline = %pipeline.name, error = %e, "pipeline pass failed; retrying with back-off");
+            ok = false;
+        }
+    }
+    ok
+}
+
+async fn pass_one(
+    ctx: &Context,
+    pipeline: &Pipeline,
+    repository: &Repository,
+    evaluated: &mut Evaluated,
+) -> Result<(), Error> {
+    let state = state::load(&ctx.store(), &pipeline.name).await?;
+    let namespace = pipeline
+        .namespace
+        .as_deref()
+        .unwrap_or(&ctx.namespace)
+        .to_owned();
+    let (branches, paths) = (pipeline.branches.clone(), pipeline.paths.clone());
+    let launched = state.launched.clone();
+    // heads of matching branches that are new, with whether their changes match `paths`
+    let candidates = git::with_mirror(&ctx.cache_dir, repository.url.as_str(), move |mirror| {
+        let mut out = Vec::new();
+        for (branch, commit) in mirror.heads()? {
+            if !branch_matches(&branches, &branch) || launched.get(&branch) == Some(&commit.id) {
+                continue;
+            }
+            let changed = if paths.is_empty() {
+                Vec::new()
+            } else {
+                git::changed_paths(
+                    mirror.repository(),
+                    &mirror.display_url(),
+                    launched.get(&branch).map(String::as_str),
+                    &commit.id,
+                )?
+            };
+            out.push((branch, commit, paths_match(&paths, &changed)));
+        }
+        Ok::<Vec<(String, Commit, bool)>, Error>(out)
+    })
+    .await?;
+
+    for (branch, commit, wanted) in candidates {
+        let key = (pipeline.name.clone(), branch.clone());
+        if evaluated.get(&key) == Some(&commit.id) {
+            continue;
+        }
+        if !wanted {
+            info!(pipeline = %pipeline.name, branch, commit = %commit.short(), "no changed path matches; not launching");
+            evaluated.insert(key, commit.id.clone());
+            continue;
+        }
+        // First sight of a branch: launch its head only if no run exists for it yet.
+        if !state.launched.contains_key(&branch)
+            && launched_before(&ctx.client, &namespace, &pipeline.name, &commit.id).await?
+        {
+            state::record_status(
+                ctx,
+                &pipeline.name,
+                Outcome::Launched,
+                &format!("{branch}@{} launched before", commit.short()),
+                Some((&branch, &commit.id)),
+            )
+            .await;
+            evaluated.insert(key, commit.id.clone());
+            continue;
+        }
+        // errors are recorded by launch_commit; a broken workflow file waits for a new commit,
+        // an API error is retried
+        match launch_commit(ctx, pipeline, repository, &branch, &commit, false).await {
+            Ok(_) | Err(Error::MissingFile { .. } | Error::InvalidFile { .. }) => {
+                evaluated.insert(key, commit.id.clone());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if pipeline.concurrency == Concurrency::Queue {
+        for branch in state.launched.keys() {
+            resume_queued(&ctx.client, &namespace, &pipeline.name, branch).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,167 @@
+//! Runs as berth sees them: the Argo Workflow resource, a run's record in the pipeline's
+//! status ([`Run`]) and the view cleanup judges runs by ([`RunInfo`]). Pure.
+
+use jiff::Timestamp;
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::core::GroupVersionKind;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::vocab::{BRANCH_ANNOTATION, BRANCH_LABEL, PIPELINE_LABEL, REVISION};
+
+/// How many runs a pipeline's status keeps.
+const KEEP_RUNS: usize = 10;
+
+/// The Argo Workflow resource (argoproj.io/v1alpha1), for dynamic handles.
+pub(crate) fn workflow_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Workflow"),
+        "workflows",
+    )
+}
+
+pub(crate) fn workflows(client: &Client, namespace: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), namespace, &workflow_resource())
+}
+
+/// A run as berth records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Run {
+    pub name: String,
+    pub branch: String,
+    pub revision: String,
+    /// Argo's `status.phase`; empty until the controller picks the run up.
+    pub phase: String,
+    pub started: String,
+    pub finished: String,
+}
+
+/// Whether an Argo phase is final.
+pub(crate) fn is_finished(phase: &str) -> bool {
+    matches!(phase, "Succeeded" | "Failed" | "Error")
+}
+
+/// The run a Workflow object describes.
+pub(crate) fn run_of(object: &Value) -> Run {
+    let meta = &object["metadata"];
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    Run {
+        name: text(&meta["name"]),
+        branch: text(&meta["annotations"][BRANCH_ANNOTATION]),
+        revision: text(&meta["labels"][REVISION]),
+        phase: text(&object["status"]["phase"]),
+        started: text(&object["status"]["startedAt"]),
+        finished: text(&object["status"]["finishedAt"]),
+    }
+}
+
+/// Merges a run into the recorded list (newest first, at most [`KEEP_RUNS`]). Returns the new
+/// list and whether the run just finished: it was recorded unfinished, or it enters the list
+/// already finished.
+pub(crate) fn record_run(runs: &[Run], run: Run, created: &str) -> (Vec<Run>, bool) {
+    let previous = runs.iter().find(|r| r.name == run.name);
+    let finished_now = is_finished(&run.phase) && previous.is_none_or(|p| !is_finished(&p.phase));
+    let mut out: Vec<(String, Run)> = runs
+        .iter()
+        .filter(|r| r.name != run.name)
+        .map(|r| (sort_key(r), r.clone()))
+        .collect();
+    let mut run = run;
+    if run.started.is_empty() {
+        run.started = previous.map(|p| p.started.clone()).unwrap_or_default();
+    }
+    let key = if run.started.is_empty() {
+        created.to_owned()
+    } else {
+        run.started.clone()
+    };
+    out.push((key, run.clone()));
+    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.truncate(KEEP_RUNS);
+    let kept = out.iter().any(|(_, r)| r.name == run.name);
+    (
+        out.into_iter().map(|(_, r)| r).collect(),
+        finished_now && kept,
+    )
+}
+
+fn sort_key(r: &Run) -> String {
+    r.started.clone()
+}
+
+/// A run as cleanup judges it: its pipeline and branch, phase, times and finalizers.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RunInfo {
+    pub name: String,
+    pub namespace: String,
+    pub pipeline: String,
+    pub branch: String,
+    pub phase: String,
+    pub finished: Option<Timestamp>,
+    pub created: Option<Timestamp>,
+    /// Deletion was requested already (`metadata.deletionTimestamp`).
+    pub deleting: Option<Timestamp>,
+    pub finalizers: Vec<String>,
+}
+
+impl RunInfo {
+    pub(crate) fn from_object(o: &Value) -> Self {
+        let meta = &o["metadata"];
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        let time = |v: &Value| v.as_str().and_then(|s| s.parse::<Timestamp>().ok());
+        Self {
+            name: text(&meta["name"]),
+            namespace: text(&meta["namespace"]),
+            pipeline: text(&meta["labels"][PIPELINE_LABEL]),
+            branch: meta["annotations"][BRANCH_ANNOTATION]
+                .as_str()
+                .map_or_else(|| text(&meta["labels"][BRANCH_LABEL]), str::to_owned),
+            phase: text(&o["status"]["phase"]),
+            finished: time(&o["status"]["finishedAt"]),
+            created: time(&meta["creationTimestamp"]),
+            deleting: time(&meta["deletionTimestamp"]),
+            finalizers: meta["finalizers"]
+                .as_array()
+                .map(|f| {
+                    f.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_are_recorded_newest_first_and_finish_once() {
+        let run = |name: &str, phase: &str, started: &str| Run {
+            name: name.into(),
+            phase: phase.into(),
+            started: started.into(),
+            ..Run::default()
+        };
+        let (runs, done) = record_run(&[], run("a", "Running", "t1"), "t1");
+        assert!(!done);
+        let (runs, done) = record_run(&runs, run("b", "", ""), "t2");
+        assert!(!done);
+        assert_eq!(
+            runs.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["b", "a"]
+        );
+        let (runs, done) = record_run(&runs, run("a", "Succeeded", "t1"), "t1");
+        assert!(done, "a run that was running finished");
+        let (_, again) = record_run(&runs, run("a", "Succeeded", "t1"), "t1");
+        assert!(!again, "the same finish is reported once");
+        let many: Vec<Run> = (0..KEEP_RUNS)
+            .map(|i| run(&format!("r{i}"), "Succeeded", &format!("t5{i}")))
+            .collect();
+        let (kept, done) = record_run(&many, run("old", "Failed", "t0"), "t0");
+        assert!(!done && kept.len() == KEEP_RUNS && kept.iter().all(|r| r.name != "old"));
+    }
+}

@@ -1,0 +1,124 @@
+//! The run watcher: follows the Workflows berth launched, records each pipeline's recent runs,
+//! publishes an Event when a run finishes and resumes queued runs.
+
+use std::collections::{BTreeSet, HashMap};
+
+use futures::StreamExt as _;
+use kube::runtime::{WatchStreamExt as _, watcher};
+use serde_json::Value;
+use tracing::{info, warn};
+
+use super::launch::resume_queued;
+use super::run::{Run, record_run, run_of, workflows};
+use super::state;
+use crate::config::{Concurrency, Mapping, Pipeline};
+use crate::context::Context;
+use crate::events;
+use crate::vocab::{MANAGED_BY, MANAGER_VALUE, PIPELINE_LABEL, Reason, RecordKind};
+
+/// Watches the Workflows berth launched in the pipelines' namespaces, records each pipeline's
+/// last runs, emits an Event when a run finishes, and resumes queued runs. Returns when `stop`
+/// flips.
+pub(crate) async fn watch_runs(
+    ctx: Context,
+    mapping: Mapping,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let namespaces: BTreeSet<String> = mapping
+        .pipelines
+        .iter()
+        .map(|p| p.namespace.clone().unwrap_or_else(|| ctx.namespace.clone()))
+        .collect();
+    let selector = format!("{MANAGED_BY}={MANAGER_VALUE},{PIPELINE_LABEL}");
+    let streams = namespaces.into_iter().map(|ns| {
+        let config = watcher::Config::default().labels(&selector);
+        watcher(workflows(&ctx.client, &ns), config)
+            .default_backoff()
+            .applied_objects()
+            .boxed()
+    });
+    let mut events = futures::stream::select_all(streams);
+    let mut runs: HashMap<String, Vec<Run>> = HashMap::new();
+    loop {
+        let next = tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            next = events.next() => next,
+        };
+        let Some(event) = next else { return };
+        let object = match event {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::debug!(error = %e, "workflow watch error (retrying)");
+                continue;
+            }
+        };
+        let Some(pipeline) = mapping.pipelines.iter().find(|p| {
+            object
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(PIPELINE_LABEL))
+                == Some(&p.name)
+        }) else {
+            continue;
+        };
+        let value = serde_json::to_value(&object).expect("objects serialize");
+        observe_run(&ctx, pipeline, &value, &mut runs).await;
+    }
+}
+
+async fn observe_run(
+    ctx: &Context,
+    pipeline: &Pipeline,
+    value: &Value,
+    cache: &mut HashMap<String, Vec<Run>>,
+) {
+    let known = match cache.get(&pipeline.name) {
+        Some(r) => r.clone(),
+        None => state::load(&ctx.store(), &pipeline.name)
+            .await
+            .map(|s| s.runs)
+            .unwrap_or_default(),
+    };
+    let run = run_of(value);
+    let created = value["metadata"]["creationTimestamp"]
+        .as_str()
+        .unwrap_or_default();
+    let (updated, finished_now) = record_run(&known, run.clone(), created);
+    if updated == known {
+        cache.insert(pipeline.name.clone(), updated);
+        return;
+    }
+    if let Err(e) = state::record_runs(ctx, &pipeline.name, &updated).await {
+        warn!(pipeline = %pipeline.name, error = %e, "failed to record run");
+        return;
+    }
+    cache.insert(pipeline.name.clone(), updated);
+    if finished_now {
+        let message = format!(
+            "{} {} ({}@{})",
+            run.name,
+            run.phase,
+            run.branch,
+            &run.revision[..run.revision.len().min(7)]
+        );
+        info!(pipeline = %pipeline.name, run = %run.name, phase = %run.phase, "run finished");
+        if let Some(reason) = Reason::of_run(&run.phase) {
+            events::publish(
+                &ctx.client,
+                &ctx.namespace,
+                (RecordKind::Pipeline, &pipeline.name),
+                reason,
+                &message,
+            )
+            .await;
+        }
+        if pipeline.concurrency == Concurrency::Queue {
+            let namespace = pipeline.namespace.as_deref().unwrap_or(&ctx.namespace);
+            if let Err(e) = resume_queued(&ctx.client, namespace, &pipeline.name, &run.branch).await
+            {
+                warn!(pipeline = %pipeline.name, error = %e, "failed to resume queued run");
+            }
+        }
+    }
+}

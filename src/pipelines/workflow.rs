@@ -1,0 +1,438 @@
+//! The pure part of a pipeline: which branches and changed paths launch, the names of runs, and
+//! the Workflow object a launch creates ([`workflow`]) from the file in the source repository.
+
+use serde_json::{Value, json};
+use sha2::Digest as _;
+
+use super::Error;
+use crate::config::{Pipeline, Repository, WorkflowSource};
+use crate::git::Commit;
+use crate::render::yaml_message;
+use crate::vocab::{
+    BRANCH_ANNOTATION, BRANCH_LABEL, MANAGED_BY, MANAGER_VALUE, PIPELINE_LABEL, REPOSITORY_LABEL,
+    REVISION, SUBJECT_ANNOTATION,
+};
+
+/// What one launch needs to know.
+#[derive(Debug, Clone)]
+pub(crate) struct Launch<'a> {
+    pub pipeline: &'a Pipeline,
+    pub repository: &'a Repository,
+    pub branch: &'a str,
+    pub commit: &'a Commit,
+    /// Namespace the Workflow goes to.
+    pub namespace: &'a str,
+    /// The Workflow's name.
+    pub name: String,
+}
+
+/// A DNS-label name of at most 63 characters: the parts joined with `-`, shortened with a hash
+/// of the whole when too long, so distinct inputs keep distinct names.
+pub(crate) fn dns_name(parts: &[&str]) -> String {
+    let full = parts.join("-");
+    if full.len() <= 63 {
+        return full;
+    }
+    let digest = sha2::Sha256::digest(full.as_bytes());
+    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("{}-{hash}", full[..54].trim_end_matches('-'))
+}
+
+/// The deterministic name of a pipeline's run for a commit; a manual re-launch adds a suffix.
+pub(crate) fn workflow_name(pipeline: &str, commit: &Commit, suffix: Option<&str>) -> String {
+    match suffix {
+        Some(s) => dns_name(&[pipeline, commit.short(), s]),
+        None => dns_name(&[pipeline, commit.short()]),
+    }
+}
+
+/// A label value for any string: invalid characters become `-`, and long values are cut with a
+/// hash.
+pub(crate) fn label_value(s: &str) -> String {
+    let cleaned: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let cleaned = cleaned
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_owned();
+    if cleaned.len() <= 63 && cleaned == s {
+        return cleaned;
+    }
+    let digest = sha2::Sha256::digest(s.as_bytes());
+    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let head: String = cleaned.chars().take(54).collect();
+    let head = head.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+    if head.is_empty() {
+        hash
+    } else {
+        format!("{head}-{hash}")
+    }
+}
+
+/// Whether a branch is one of the pipeline's (names or globs).
+pub(crate) fn branch_matches(patterns: &[String], branch: &str) -> bool {
+    patterns.iter().any(|p| {
+        p == branch
+            || globset::Glob::new(p)
+                .map(|g| g.compile_matcher().is_match(branch))
+                .unwrap_or(false)
+    })
+}
+
+/// Whether any changed path matches the pipeline's `paths` (always true without `paths`).
+pub(crate) fn paths_match(patterns: &[String], changed: &[String]) -> bool {
+    if patterns.is_empty() {
+        return true;
+    }
+    let mut builder = globset::GlobSetBuilder::new();
+    for p in patterns {
+        if let Ok(g) = globset::GlobBuilder::new(p).literal_separator(true).build() {
+            builder.add(g);
+        }
+    }
+    let Ok(set) = builder.build() else {
+        return false;
+    };
+    changed.iter().any(|c| set.is_match(c))
+}
+
+/// Parses a workflow file; it must be one `argoproj.io/v1alpha1` `Workflow`.
+///
+/// # Errors
+/// Unparseable, or not a Workflow.
+pub(crate) fn parse_workflow(file: &str, revision: &str, content: &[u8]) -> Result<Value, Error> {
+    let invalid = |message: String| Error::InvalidFile {
+        file: file.to_owned(),
+        revision: revision.to_owned(),
+        message,
+    };
+    let text = std::str::from_utf8(content).map_err(|_| invalid("not UTF-8".to_owned()))?;
+    let value: Value = serde_saphyr::from_str(text).map_err(|e| {
+        let line = e.location().map_or(1, |l| l.line());
+        invalid(format!("line {line}: {}", yaml_message(&e)))
+    })?;
+    let kind = value["kind"].as_str().unwrap_or_default();
+    let api_version = value["apiVersion"].as_str().unwrap_or_default();
+    if kind != "Workflow" || !api_version.starts_with("argoproj.io/") {
+        return Err(invalid(format!(
+            "expected an argoproj.io/v1alpha1 Workflow, found {}",
+            if kind.is_empty() {
+                "no kind".to_owned()
+            } else {
+                format!("{api_version} {kind}")
+            }
+        )));
+    }
+    if !value["spec"].is_object() {
+        return Err(invalid("the Workflow has no spec".to_owned()));
+    }
+    Ok(value)
+}
+
+/// Builds the Workflow to create: the file's spec (or a `workflowTemplateRef`), berth's name,
+/// labels and annotations, and the commit facts as `spec.arguments.parameters`. Parameters the
+/// file declares keep their values unless the mapping overrides them; `repo`, `revision`,
+/// `short-sha` and `branch` always describe the commit. Nothing is substituted into text.
+pub(crate) fn workflow(launch: &Launch<'_>, file: Option<&Value>) -> Value {
+    let p = launch.pipeline;
+    let mut spec = match (&p.source, file) {
+        (WorkflowSource::Template(name), _) => json!({"workflowTemplateRef": {"name": name}}),
+        (WorkflowSource::File(_), Some(f)) => f["spec"].clone(),
+        (WorkflowSource::File(_), None) => json!({}),
+    };
+    let file_meta = file.map(|f| f["metadata"].clone()).unwrap_or(Value::Null);
+
+    let mut params: Vec<Value> = spec["arguments"]["parameters"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut set = |name: &str, value: &str| match params.iter_mut().find(|v| v["name"] == name) {
+        Some(existing) => {
+            existing["value"] = Value::from(value);
+            if let Some(o) = existing.as_object_mut() {
+                o.remove("valueFrom");
+            }
+        }
+        None => params.push(json!({"name": name, "value": value})),
+    };
+    for (name, value) in &p.parameters {
+        set(name, value);
+    }
+    set("repo", launch.repository.url.as_str());
+    set("revision", &launch.commit.id);
+    set("short-sha", launch.commit.short());
+    set("branch", launch.branch);
+    spec["arguments"]["parameters"] = Value::Array(params);
+
+    if let Some(sa) = &p.service_account {
+        spec["serviceAccountName"] = Value::from(sa.clone());
+    }
+    for (key, value) in [
+        ("ttlStrategy", &p.ttl_strategy),
+        ("podGC", &p.pod_gc),
+        ("artifactGC", &p.artifact_gc),
+    ] {
+        if let Some(v) = value
+            && spec.get(key).is_none_or(Value::is_null)
+        {
+            spec[key] = v.clone();
+        }
+    }
+
+    let mut labels = file_meta["labels"].as_object().cloned().unwrap_or_default();
+    labels.insert(MANAGED_BY.into(), Value::from(MANAGER_VALUE));
+    labels.insert(PIPELINE_LABEL.into(), Value::from(p.name.clone()));
+    labels.insert(
+        REPOSITORY_LABEL.into(),
+        Value::from(launch.repository.name.clone()),
+    );
+    labels.insert(REVISION.into(), Value::from(launch.commit.id.clone()));
+    labels.insert(BRANCH_LABEL.into(), Value::from(label_value(launch.branch)));
+    let mut annotations = file_meta["annotations"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    annotations.insert(BRANCH_ANNOTATION.into(), Value::from(launch.branch));
+    annotations.insert(
+        SUBJECT_ANNOTATION.into(),
+        Value::from(launch.commit.subject.clone()),
+    );
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {
+            "name": launch.name,
+            "namespace": launch.namespace,
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "spec": spec,
+    })
+}
+
+/// The branch `berth trigger` launches when none is given: the pipeline's first branch that
+/// is a plain name, else the repository's branch.
+/// The branch `berth trigger` launches when none is given: the pipeline's first branch that
+/// is a plain name, else the repository's branch.
+pub(crate) fn default_branch(pipeline: &Pipeline, repository: &Repository) -> String {
+    pipeline
+        .branches
+        .iter()
+        .find(|b| !b.contains(['*', '?', '[', '{']))
+        .cloned()
+        .unwrap_or_else(|| repository.branch.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::Concurrency;
+
+    fn pipeline() -> Pipeline {
+        Pipeline {
+            name: "web-ci".into(),
+            repository: "web".into(),
+            branches: vec!["main".into(), "release/*".into()],
+            paths: vec![],
+            source: WorkflowSource::File(".argo/workflow.yaml".into()),
+            namespace: Some("argo".into()),
+            service_account: Some("ci".into()),
+            parameters: BTreeMap::from([("image".into(), "registry/web".into())]),
+            concurrency: Concurrency::Allow,
+            ttl_strategy: Some(json!({"secondsAfterCompletion": 3600})),
+            pod_gc: None,
+            artifact_gc: Some(json!({"strategy": "OnWorkflowDeletion"})),
+        }
+    }
+
+    fn repository() -> Repository {
+        Repository {
+            name: "web".into(),
+            url: crate::repo_url::RepoUrl::parse("https://git.example.com/acme/web.git")
+                .expect("url"),
+            branch: "main".into(),
+            interval: None,
+            auth_secret: None,
+            webhook_secret: None,
+        }
+    }
+
+    fn commit() -> Commit {
+        Commit {
+            id: "0123456789abcdef0123456789abcdef01234567".into(),
+            subject: "fix: the thing".into(),
+        }
+    }
+
+    const FILE: &str = "apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata:
+  generateName: ci-
+  labels: {team: web}
+spec:
+  entrypoint: main
+  ttlStrategy: {secondsAfterSuccess: 60}
+  arguments:
+    parameters:
+      - {name: image, value: from-file}
+      - {name: registry, value: docker.io}
+      - {name: revision, value: stale}
+  templates:
+    - name: main
+      container: {image: alpine, args: ['{{workflow.parameters.revision}}']}
+";
+
+    #[test]
+    fn workflow_carries_name_labels_annotations_and_parameters() {
+        let (p, r, c) = (pipeline(), repository(), commit());
+        let launch = Launch {
+            pipeline: &p,
+            repository: &r,
+            branch: "release/1.2",
+            commit: &c,
+            namespace: "argo",
+            name: workflow_name(&p.name, &c, None),
+        };
+        let file =
+            parse_workflow(".argo/workflow.yaml", "0123456", FILE.as_bytes()).expect("valid");
+        let w = workflow(&launch, Some(&file));
+        let meta = &w["metadata"];
+        assert_eq!(meta["name"], "web-ci-0123456");
+        assert!(meta.get("generateName").is_none());
+        assert_eq!(meta["namespace"], "argo");
+        assert_eq!(meta["labels"]["team"], "web");
+        assert_eq!(meta["labels"][PIPELINE_LABEL], "web-ci");
+        assert_eq!(meta["labels"][REPOSITORY_LABEL], "web");
+        assert_eq!(meta["labels"]["berth.dev/revision"], c.id);
+        assert_eq!(meta["labels"][BRANCH_LABEL], label_value("release/1.2"));
+        assert!(label_value("release/1.2").starts_with("release-1.2-"));
+        assert_eq!(meta["annotations"][BRANCH_ANNOTATION], "release/1.2");
+        assert_eq!(meta["annotations"][SUBJECT_ANNOTATION], "fix: the thing");
+        let params: BTreeMap<String, String> = w["spec"]["arguments"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].as_str().expect("name").into(),
+                    p["value"].as_str().expect("value").into(),
+                )
+            })
+            .collect();
+        assert_eq!(params["repo"], "https://git.example.com/acme/web.git");
+        assert_eq!(params["revision"], c.id);
+        assert_eq!(params["short-sha"], "0123456");
+        assert_eq!(params["branch"], "release/1.2");
+        assert_eq!(
+            params["image"], "registry/web",
+            "the mapping overrides the file"
+        );
+        assert_eq!(
+            params["registry"], "docker.io",
+            "the file's own values stay"
+        );
+        assert_eq!(w["spec"]["serviceAccountName"], "ci");
+        assert_eq!(
+            w["spec"]["ttlStrategy"],
+            json!({"secondsAfterSuccess": 60}),
+            "the file's own wins"
+        );
+        assert_eq!(
+            w["spec"]["artifactGC"],
+            json!({"strategy": "OnWorkflowDeletion"})
+        );
+        assert_eq!(
+            w["spec"]["templates"][0]["container"]["args"][0],
+            "{{workflow.parameters.revision}}"
+        );
+    }
+
+    #[test]
+    fn template_pipelines_reference_the_template() {
+        let mut p = pipeline();
+        p.source = WorkflowSource::Template("build".into());
+        let (r, c) = (repository(), commit());
+        let launch = Launch {
+            pipeline: &p,
+            repository: &r,
+            branch: "main",
+            commit: &c,
+            namespace: "argo",
+            name: "x".into(),
+        };
+        let w = workflow(&launch, None);
+        assert_eq!(w["spec"]["workflowTemplateRef"]["name"], "build");
+        assert_eq!(
+            w["spec"]["arguments"]["parameters"]
+                .as_array()
+                .map(Vec::len),
+            Some(5)
+        );
+    }
+
+    #[test]
+    fn non_workflow_files_are_rejected_with_file_and_commit() {
+        let err = parse_workflow("ci.yaml", "abc1234", b"apiVersion: v1\nkind: ConfigMap\n")
+            .expect_err("not a workflow")
+            .to_string();
+        assert_eq!(
+            err,
+            "ci.yaml at commit abc1234: expected an argoproj.io/v1alpha1 Workflow, found v1 ConfigMap"
+        );
+        let err = parse_workflow("ci.yaml", "abc1234", b"kind: [")
+            .expect_err("yaml")
+            .to_string();
+        assert!(
+            err.starts_with("ci.yaml at commit abc1234: line 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn names_are_dns_labels_even_when_long() {
+        let c = commit();
+        assert_eq!(workflow_name("web-ci", &c, None), "web-ci-0123456");
+        assert_eq!(
+            workflow_name("web-ci", &c, Some("a1b2c")),
+            "web-ci-0123456-a1b2c"
+        );
+        let long = "p".repeat(52);
+        let n = workflow_name(&long, &c, Some("a1b2c"));
+        assert!(n.len() <= 63, "{n}");
+        assert_ne!(n, workflow_name(&long, &c, Some("zzzzz")));
+        assert_eq!(label_value("main"), "main");
+        let l = label_value("feature/Ünïcode branch");
+        assert!(
+            l.len() <= 63
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
+            "{l}"
+        );
+    }
+
+    #[test]
+    fn branches_and_paths_match_globs() {
+        let branches = vec!["main".to_owned(), "release/*".to_owned()];
+        assert!(branch_matches(&branches, "main"));
+        assert!(branch_matches(&branches, "release/1.0"));
+        assert!(!branch_matches(&branches, "feature/x"));
+        let paths = vec!["src/**".to_owned(), "Dockerfile".to_owned()];
+        assert!(paths_match(&paths, &["src/main.rs".to_owned()]));
+        assert!(paths_match(
+            &paths,
+            &["docs/a.md".to_owned(), "Dockerfile".to_owned()]
+        ));
+        assert!(!paths_match(&paths, &["docs/a.md".to_owned()]));
+        assert!(!paths_match(&paths, &["sub/Dockerfile".to_owned()]));
+        assert!(paths_match(&[], &[]));
+    }
+}

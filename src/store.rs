@@ -1,0 +1,187 @@
+//! berth's status records: one ConfigMap per sync, pipeline, cleanup rule and for the agent, in
+//! berth's namespace, labelled by [`RecordKind`]. Every record is read, listed and written
+//! here, and written one way: a server-side apply of the fields its writer owns.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::Client;
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use serde_json::Value;
+
+use crate::cluster::{api_message, is_conflict, is_not_found};
+use crate::vocab::{KIND_LABEL, MANAGED_BY, MANAGER_VALUE, RecordKind};
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    #[error("failed to read status {name}: {message}")]
+    Read { name: String, message: String },
+    #[error("failed to write status {name}: {message}")]
+    Write { name: String, message: String },
+}
+
+/// The fields of a record one writer owns: the labels besides berth's own, annotations and
+/// data keys. A writer always applies all of its fields; what it leaves out is removed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Fields {
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// `None` leaves `data` to other writers.
+    pub data: Option<BTreeMap<String, String>>,
+}
+
+/// The status records in one namespace.
+#[derive(Clone)]
+pub(crate) struct Store {
+    client: Client,
+    namespace: String,
+}
+
+impl Store {
+    pub(crate) fn new(client: &Client, namespace: &str) -> Self {
+        Self {
+            client: client.clone(),
+            namespace: namespace.to_owned(),
+        }
+    }
+
+    fn api(&self) -> Api<ConfigMap> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn full_name(&self, config_map: &str) -> String {
+        format!("{}/{config_map}", self.namespace)
+    }
+
+    /// One record; `None` when it was never written.
+    ///
+    /// # Errors
+    /// The API server cannot be read.
+    pub(crate) async fn get(
+        &self,
+        kind: RecordKind,
+        name: &str,
+    ) -> Result<Option<ConfigMap>, Error> {
+        let config_map = kind.config_map(name);
+        self.api()
+            .get_opt(&config_map)
+            .await
+            .map_err(|e| Error::Read {
+                name: self.full_name(&config_map),
+                message: api_message(&e),
+            })
+    }
+
+    /// Every record of a kind, keyed by the name after its prefix.
+    ///
+    /// # Errors
+    /// The API server cannot be read.
+    pub(crate) async fn list(
+        &self,
+        kind: RecordKind,
+    ) -> Result<BTreeMap<String, ConfigMap>, Error> {
+        let params = ListParams::default().labels(&format!("{KIND_LABEL}={}", kind.label()));
+        let list = self.api().list(&params).await.map_err(|e| Error::Read {
+            name: self.full_name(&format!("{}*", kind.prefix())),
+            message: api_message(&e),
+        })?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter_map(|cm| {
+                let name = cm.metadata.name.as_deref()?.strip_prefix(kind.prefix())?;
+                Some((name.to_owned(), cm))
+            })
+            .collect())
+    }
+
+    /// Writes `fields` of a record as `manager`, creating berth's namespace first when it does
+    /// not exist yet (`berth` run from a laptop).
+    ///
+    /// # Errors
+    /// The write is rejected.
+    pub(crate) async fn write(
+        &self,
+        kind: RecordKind,
+        name: &str,
+        manager: &str,
+        fields: Fields,
+    ) -> Result<(), Error> {
+        let config_map = kind.config_map(name);
+        let mut labels = fields.labels;
+        labels.insert(MANAGED_BY.to_owned(), MANAGER_VALUE.to_owned());
+        labels.insert(KIND_LABEL.to_owned(), kind.label().to_owned());
+        let cm = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(config_map.clone()),
+                namespace: Some(self.namespace.clone()),
+                labels: Some(labels),
+                annotations: (!fields.annotations.is_empty()).then_some(fields.annotations),
+                ..ObjectMeta::default()
+            },
+            data: fields.data,
+            ..ConfigMap::default()
+        };
+        let mut object = serde_json::to_value(&cm).expect("ConfigMaps serialize");
+        object["apiVersion"] = Value::from("v1");
+        object["kind"] = Value::from("ConfigMap");
+        // force: berth is the only writer of its own status records.
+        let params = PatchParams::apply(manager).force();
+        let api = self.api();
+        let fail = |e: &kube::Error| Error::Write {
+            name: self.full_name(&config_map),
+            message: api_message(e),
+        };
+        match api
+            .patch(&config_map, &params, &Patch::Apply(&object))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => {
+                self.create_namespace().await.map_err(|e| fail(&e))?;
+                api.patch(&config_map, &params, &Patch::Apply(&object))
+                    .await
+                    .map(drop)
+                    .map_err(|e| fail(&e))
+            }
+            Err(e) => Err(fail(&e)),
+        }
+    }
+
+    async fn create_namespace(&self) -> Result<(), kube::Error> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(self.namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        match api.create(&PostParams::default(), &ns).await {
+            Err(e) if is_conflict(&e) => Ok(()),
+            other => other
+                .map(|_| tracing::info!(namespace = %self.namespace, "created berth's namespace")),
+        }
+    }
+}
+
+/// The annotations of a record, empty when it has none.
+pub(crate) fn annotations(cm: &ConfigMap) -> BTreeMap<String, String> {
+    cm.metadata.annotations.clone().unwrap_or_default()
+}
+
+/// One data key of a record, parsed as JSON; `None` when absent or unreadable.
+pub(crate) fn data_json<T: serde::de::DeserializeOwned>(cm: &ConfigMap, key: &str) -> Option<T> {
+    cm.data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .and_then(|t| serde_json::from_str(t).ok())
+}
+
+/// Current time as RFC 3339, second precision: the timestamps in records and logs.
+pub(crate) fn now() -> String {
+    let now = Timestamp::now();
+    now.round(jiff::Unit::Second)
+        .map_or_else(|_| now.to_string(), |t| t.to_string())
+}
