@@ -7,8 +7,8 @@ mod tree;
 
 use std::path::Path;
 
-pub use fetch::{Commit, Credentials, Mirror};
 pub(crate) use fetch::Error;
+pub use fetch::{Commit, Credentials, Mirror};
 pub(crate) use tree::{SourceFile, changed_paths, has_extension, read_file, read_path};
 
 /// Opens the mirror of `url` under `cache_dir` and runs `work` on it on the blocking thread
