@@ -232,12 +232,7 @@ pub(crate) struct State {
 /// # Errors
 /// The API server cannot be read.
 pub(crate) async fn list_states(store: &Store) -> Result<BTreeMap<String, State>, store::Error> {
-    Ok(store
-        .list(RecordKind::Cleanup)
-        .await?
-        .iter()
-        .map(|(name, cm)| (name.clone(), state_of(cm)))
-        .collect())
+    store.list(RecordKind::Cleanup, state_of).await
 }
 
 /// A rule's state; `None` when it never ran or cannot be read (then the rule runs as if new).

@@ -497,6 +497,13 @@ apiVersion: other.io/v1\nkind: Gadget\nmetadata: {name: g}\n";
     }
 
     #[test]
+    fn upper_case_json_files_parse_as_json() {
+        let json = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"}}"#;
+        let m = render(&[file("A.JSON", json)], None).expect("render");
+        assert_eq!(m.iter().map(Manifest::name).collect::<Vec<_>>(), ["a"]);
+    }
+
+    #[test]
     fn ports_get_tcp_when_protocol_is_missing() {
         let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  template:\n    spec:\n      containers:\n      - name: c\n        ports: [{containerPort: 80}, {containerPort: 53, protocol: UDP}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}\n";
         let m = render(&[file("d.yaml", text)], None).expect("render");

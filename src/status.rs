@@ -217,12 +217,7 @@ pub(crate) async fn load(store: &Store, sync: &str) -> Result<Option<SyncStatus>
 /// # Errors
 /// The API server cannot be read.
 pub(crate) async fn list(store: &Store) -> Result<BTreeMap<String, SyncStatus>, Error> {
-    Ok(store
-        .list(RecordKind::Sync)
-        .await?
-        .iter()
-        .map(|(name, cm)| (name.clone(), from_config_map(cm)))
-        .collect())
+    store.list(RecordKind::Sync, from_config_map).await
 }
 
 fn from_config_map(cm: &ConfigMap) -> SyncStatus {

@@ -73,14 +73,15 @@ impl Store {
             })
     }
 
-    /// Every record of a kind, keyed by the name after its prefix.
+    /// Every record of a kind, read by `parse` and keyed by the name after its prefix.
     ///
     /// # Errors
     /// The API server cannot be read.
-    pub(crate) async fn list(
+    pub(crate) async fn list<T>(
         &self,
         kind: RecordKind,
-    ) -> Result<BTreeMap<String, ConfigMap>, Error> {
+        parse: fn(&ConfigMap) -> T,
+    ) -> Result<BTreeMap<String, T>, Error> {
         let params = ListParams::default().labels(&format!("{KIND_LABEL}={}", kind.label()));
         let list = self.api().list(&params).await.map_err(|e| Error::Read {
             name: self.full_name(&format!("{}*", kind.prefix())),
@@ -91,7 +92,7 @@ impl Store {
             .into_iter()
             .filter_map(|cm| {
                 let name = cm.metadata.name.as_deref()?.strip_prefix(kind.prefix())?;
-                Some((name.to_owned(), cm))
+                Some((name.to_owned(), parse(&cm)))
             })
             .collect())
     }

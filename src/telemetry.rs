@@ -106,76 +106,83 @@ impl Default for Metrics {
     }
 }
 
+/// Registers a metric and hands back a handle to it.
+fn register<M>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M
+where
+    M: prometheus_client::registry::Metric + Clone,
+{
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// A family of duration histograms (5 ms … ~82 s).
+fn durations<L>() -> Family<L, Histogram, fn() -> Histogram>
+where
+    L: Clone + std::hash::Hash + Eq,
+{
+    Family::new_with_constructor(duration_histogram)
+}
+
 impl Metrics {
     pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("berth");
-        let syncs = Family::<SyncResult, Counter>::default();
-        registry.register(
-            "syncs",
-            "Sync passes by sync and result (synced, failed)",
-            syncs.clone(),
-        );
-        let sync_duration =
-            Family::<SyncLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-                duration_histogram,
-            );
-        registry.register(
-            "sync_duration_seconds",
-            "Duration of sync passes",
-            sync_duration.clone(),
-        );
-        let objects_applied = Family::<SyncLabels, Counter>::default();
-        registry.register(
-            "objects_applied",
-            "Objects created or updated by server-side apply",
-            objects_applied.clone(),
-        );
-        let objects_pruned = Family::<SyncLabels, Counter>::default();
-        registry.register(
-            "objects_pruned",
-            "Objects deleted because they left git",
-            objects_pruned.clone(),
-        );
-        let fetch_duration =
-            Family::<RepositoryLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-                duration_histogram,
-            );
-        registry.register(
-            "git_fetch_duration_seconds",
-            "Duration of git fetches (its count is the number of fetches)",
-            fetch_duration.clone(),
-        );
-        let webhook_deliveries = Family::<DeliveryLabels, Counter>::default();
-        registry.register("webhook_deliveries", "Webhook deliveries by provider and result (accepted, ignored, unauthorized, invalid, ping)", webhook_deliveries.clone());
-        let pipeline_launches = Family::<PipelineResult, Counter>::default();
-        registry.register(
-            "pipeline_launches",
-            "Pipeline launches by pipeline and result (launched, failed)",
-            pipeline_launches.clone(),
-        );
-        let cleanup_deletions = Family::<RuleLabels, Counter>::default();
-        registry.register(
-            "cleanup_deletions",
-            "Pipeline runs deleted by cleanup rules",
-            cleanup_deletions.clone(),
-        );
-        let config_reloads = Family::<ResultLabels, Counter>::default();
-        registry.register(
-            "config_reloads",
-            "Mapping reloads after a file change, by result (applied, invalid)",
-            config_reloads.clone(),
-        );
+        let r = &mut registry;
         Self {
+            syncs: register(
+                r,
+                "syncs",
+                "Sync passes by sync and result (synced, failed)",
+                Family::default(),
+            ),
+            sync_duration: register(
+                r,
+                "sync_duration_seconds",
+                "Duration of sync passes",
+                durations(),
+            ),
+            objects_applied: register(
+                r,
+                "objects_applied",
+                "Objects created or updated by server-side apply",
+                Family::default(),
+            ),
+            objects_pruned: register(
+                r,
+                "objects_pruned",
+                "Objects deleted because they left git",
+                Family::default(),
+            ),
+            fetch_duration: register(
+                r,
+                "git_fetch_duration_seconds",
+                "Duration of git fetches (its count is the number of fetches)",
+                durations(),
+            ),
+            webhook_deliveries: register(
+                r,
+                "webhook_deliveries",
+                "Webhook deliveries by provider and result (accepted, ignored, unauthorized, invalid, ping)",
+                Family::default(),
+            ),
+            pipeline_launches: register(
+                r,
+                "pipeline_launches",
+                "Pipeline launches by pipeline and result (launched, failed)",
+                Family::default(),
+            ),
+            cleanup_deletions: register(
+                r,
+                "cleanup_deletions",
+                "Pipeline runs deleted by cleanup rules",
+                Family::default(),
+            ),
+            config_reloads: register(
+                r,
+                "config_reloads",
+                "Mapping reloads after a file change, by result (applied, invalid)",
+                Family::default(),
+            ),
             registry,
-            syncs,
-            sync_duration,
-            objects_applied,
-            objects_pruned,
-            fetch_duration,
-            webhook_deliveries,
-            pipeline_launches,
-            cleanup_deletions,
-            config_reloads,
         }
     }
 

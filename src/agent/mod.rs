@@ -188,13 +188,7 @@ async fn reload(ctx: &Context, shared: &Shared, path: &Path) -> bool {
                 }
                 return false;
             }
-            info!(
-                repositories = new.repositories.len(),
-                syncs = new.syncs.len(),
-                pipelines = new.pipelines.len(),
-                cleanup_rules = new.cleanup.len(),
-                "mapping changed; applying it"
-            );
+            log_mapping(&new, "mapping changed; applying it");
             *shared.mapping.write().expect("mapping lock") = Arc::new(new);
             ctx.metrics
                 .config_reloads
@@ -263,6 +257,17 @@ async fn record_config(ctx: &Context, state: ConfigState, message: &str) {
     .await;
 }
 
+/// Logs what a mapping holds.
+fn log_mapping(mapping: &Mapping, message: &str) {
+    info!(
+        repositories = mapping.repositories.len(),
+        syncs = mapping.syncs.len(),
+        pipelines = mapping.pipelines.len(),
+        cleanup_rules = mapping.cleanup.len(),
+        "{message}"
+    );
+}
+
 /// The running tasks of one mapping generation.
 struct Tasks {
     stop: watch::Sender<bool>,
@@ -289,13 +294,7 @@ impl Tasks {
             let (ctx, mapping, stop) = (ctx.clone(), (*mapping).clone(), stop_rx.clone());
             set.spawn(async move { cleanup::run_scheduled(ctx, mapping, stop).await });
         }
-        info!(
-            repositories = mapping.repositories.len(),
-            syncs = mapping.syncs.len(),
-            pipelines = mapping.pipelines.len(),
-            cleanup_rules = mapping.cleanup.len(),
-            "agent started"
-        );
+        log_mapping(&mapping, "agent started");
         Self { stop, set }
     }
 

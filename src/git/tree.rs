@@ -27,15 +27,8 @@ pub(crate) fn read_path(
     revision: &str,
     path: &str,
 ) -> Result<Vec<SourceFile>, Error> {
-    let fail = |message: String| Error::Read {
-        url: redact(url),
-        revision: revision.to_owned(),
-        message,
-    };
-    let commit = Oid::from_str(revision)
-        .and_then(|oid| repo.find_commit(oid))
-        .map_err(|e| fail(e.message().to_owned()))?;
-    let root = commit.tree().map_err(|e| fail(e.message().to_owned()))?;
+    let fail = |message: String| read_error(url, revision, message);
+    let root = commit_tree(repo, url, revision)?;
     let mut reader = Reader {
         repo,
         root: &root,
@@ -138,15 +131,7 @@ pub(crate) fn read_file(
     revision: &str,
     path: &str,
 ) -> Result<Option<Vec<u8>>, Error> {
-    let fail = |e: git2::Error| Error::Read {
-        url: redact(url),
-        revision: revision.to_owned(),
-        message: e.message().to_owned(),
-    };
-    let commit = Oid::from_str(revision)
-        .and_then(|oid| repo.find_commit(oid))
-        .map_err(fail)?;
-    let tree = commit.tree().map_err(fail)?;
+    let tree = commit_tree(repo, url, revision)?;
     let Ok(entry) = tree.get_path(std::path::Path::new(path)) else {
         return Ok(None);
     };
@@ -167,11 +152,7 @@ pub(crate) fn changed_paths(
     from: Option<&str>,
     to: &str,
 ) -> Result<Vec<String>, Error> {
-    let fail = |e: git2::Error| Error::Read {
-        url: redact(url),
-        revision: to.to_owned(),
-        message: e.message().to_owned(),
-    };
+    let fail = |e: git2::Error| read_error(url, to, e.message().to_owned());
     let new = Oid::from_str(to)
         .and_then(|oid| repo.find_commit(oid))
         .map_err(fail)?;
@@ -197,6 +178,22 @@ pub(crate) fn changed_paths(
     paths.sort();
     paths.dedup();
     Ok(paths)
+}
+
+fn read_error(url: &str, revision: &str, message: String) -> Error {
+    Error::Read {
+        url: redact(url),
+        revision: revision.to_owned(),
+        message,
+    }
+}
+
+/// The tree of the commit `revision` names.
+fn commit_tree<'r>(repo: &'r Repository, url: &str, revision: &str) -> Result<Tree<'r>, Error> {
+    Oid::from_str(revision)
+        .and_then(|oid| repo.find_commit(oid))
+        .and_then(|commit| commit.tree())
+        .map_err(|e| read_error(url, revision, e.message().to_owned()))
 }
 
 fn is_manifest(path: &str) -> bool {
@@ -300,6 +297,19 @@ mod tests {
             ["apps/web/a/b.json", "apps/web/c.yml", "apps/web/z.yaml"]
         );
         assert_eq!(files[0].content, b"b");
+    }
+
+    #[test]
+    fn manifest_extensions_match_in_any_case() {
+        let (_d, repo, rev) = repo_with(&[
+            ("p/A.YAML", "a", false),
+            ("p/b.Yml", "b", false),
+            ("p/c.JSON", "c", false),
+            ("p/d.yaml.txt", "d", false),
+            ("p/yaml", "e", false),
+        ]);
+        let files = read_path(&repo, "file:///r", &rev, "p").expect("read");
+        assert_eq!(paths(&files), ["p/A.YAML", "p/b.Yml", "p/c.JSON"]);
     }
 
     #[test]

@@ -189,7 +189,32 @@ pub(crate) async fn launch_commit(
     commit: &Commit,
     manual: bool,
 ) -> Result<Launched, Error> {
-    let result = launch_commit_inner(ctx, pipeline, repository, branch, commit, manual).await;
+    let result = async {
+        let (p, c) = (pipeline.clone(), commit.clone());
+        let file = git::with_mirror(&ctx.cache_dir, repository.url.as_str(), move |mirror| {
+            workflow_file(mirror, &p, &c)
+        })
+        .await?;
+        let namespace = pipeline.namespace.as_deref().unwrap_or(&ctx.namespace);
+        let mut launch = Launch {
+            pipeline,
+            repository,
+            branch,
+            commit,
+            namespace,
+            name: workflow_name(&pipeline.name, commit, None),
+        };
+        let outcome = self::launch(&ctx.client, &launch, workflow(&launch, file.as_ref())).await?;
+        match outcome {
+            Launched::Existed { .. } if manual => {
+                let suffix = format!("{:05x}", rand::random::<u32>() & 0xfffff);
+                launch.name = workflow_name(&pipeline.name, commit, Some(&suffix));
+                self::launch(&ctx.client, &launch, workflow(&launch, file.as_ref())).await
+            }
+            other => Ok(other),
+        }
+    }
+    .await;
     let outcome = match &result {
         Ok(Launched::Created { .. }) => Some("launched"),
         Ok(Launched::Existed { .. }) => None,
@@ -256,39 +281,6 @@ pub(crate) async fn launch_commit(
         }
     }
     result
-}
-
-async fn launch_commit_inner(
-    ctx: &Context,
-    pipeline: &Pipeline,
-    repository: &Repository,
-    branch: &str,
-    commit: &Commit,
-    manual: bool,
-) -> Result<Launched, Error> {
-    let (p, c) = (pipeline.clone(), commit.clone());
-    let file = git::with_mirror(&ctx.cache_dir, repository.url.as_str(), move |mirror| {
-        workflow_file(mirror, &p, &c)
-    })
-    .await?;
-    let namespace = pipeline.namespace.as_deref().unwrap_or(&ctx.namespace);
-    let mut launch = Launch {
-        pipeline,
-        repository,
-        branch,
-        commit,
-        namespace,
-        name: workflow_name(&pipeline.name, commit, None),
-    };
-    let outcome = self::launch(&ctx.client, &launch, workflow(&launch, file.as_ref())).await?;
-    match outcome {
-        Launched::Existed { .. } if manual => {
-            let suffix = format!("{:05x}", rand::random::<u32>() & 0xfffff);
-            launch.name = workflow_name(&pipeline.name, commit, Some(&suffix));
-            self::launch(&ctx.client, &launch, workflow(&launch, file.as_ref())).await
-        }
-        other => Ok(other),
-    }
 }
 
 /// The commit to launch: `revision` when given, else the fetched head of `branch`.

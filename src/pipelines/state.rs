@@ -62,12 +62,7 @@ pub(crate) async fn load(store: &Store, pipeline: &str) -> Result<State, Error> 
 /// # Errors
 /// The API server cannot be read.
 pub(crate) async fn list(store: &Store) -> Result<BTreeMap<String, State>, Error> {
-    Ok(store
-        .list(RecordKind::Pipeline)
-        .await?
-        .iter()
-        .map(|(name, cm)| (name.clone(), state_of(cm)))
-        .collect())
+    store.list(RecordKind::Pipeline, state_of).await
 }
 
 fn state_of(cm: &ConfigMap) -> State {
