@@ -441,7 +441,7 @@ fn mask_secrets(live: Option<&mut Value>, desired: Option<&mut Value>) {
             .unwrap_or_default();
         if let Some(v) = live.as_deref_mut().and_then(|v| v[field].as_object_mut()) {
             for value in v.values_mut() {
-                *value = Value::from("++++++++");
+                *value = Value::from(crate::render::MASK);
             }
         }
         if let Some(v) = desired

@@ -3,6 +3,12 @@
 
 use std::fmt;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// Marks, after the kind, an inventory key whose name is base64url-encoded.
+const ENCODED: &str = ".b64";
+
 /// Identity of a Kubernetes object, independent of API version.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct ObjectId {
@@ -13,22 +19,46 @@ pub(crate) struct ObjectId {
 }
 
 impl ObjectId {
-    /// The inventory key `<group>_<kind>_<namespace>_<name>`.
+    /// The inventory key `<group>_<kind>_<namespace>_<name>`, a valid ConfigMap data key for
+    /// every legal object name: a name with other characters than letters, digits, `-`, `.`
+    /// and `_` (RBAC's `system:metrics-server`) is stored base64url-encoded, marked by `.b64`
+    /// after the kind. Group, kind and namespace never hold such characters.
     pub(crate) fn key(&self) -> String {
-        format!(
-            "{}_{}_{}_{}",
-            self.group, self.kind, self.namespace, self.name
-        )
+        let plain = self
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+        if plain {
+            format!(
+                "{}_{}_{}_{}",
+                self.group, self.kind, self.namespace, self.name
+            )
+        } else {
+            let name = URL_SAFE_NO_PAD.encode(&self.name);
+            format!(
+                "{}_{}{ENCODED}_{}_{name}",
+                self.group, self.kind, self.namespace
+            )
+        }
     }
 
     /// Parses an inventory key.
     pub(crate) fn from_key(key: &str) -> Option<Self> {
         let mut parts = key.splitn(4, '_');
+        let (group, kind, namespace, name) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let (kind, name) = match kind.strip_suffix(ENCODED) {
+            Some(kind) => {
+                let bytes = URL_SAFE_NO_PAD.decode(name).ok()?;
+                (kind, String::from_utf8(bytes).ok()?)
+            }
+            None => (kind, name.to_owned()),
+        };
         Some(Self {
-            group: parts.next()?.to_owned(),
-            kind: parts.next()?.to_owned(),
-            namespace: parts.next()?.to_owned(),
-            name: parts.next()?.to_owned(),
+            group: group.to_owned(),
+            kind: kind.to_owned(),
+            namespace: namespace.to_owned(),
+            name,
         })
     }
 }
@@ -126,5 +156,48 @@ impl Scope for BuiltinScope {
         } else {
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(group: &str, kind: &str, namespace: &str, name: &str) -> ObjectId {
+        ObjectId {
+            group: group.into(),
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn every_legal_name_makes_a_valid_config_map_key_that_round_trips() {
+        let valid = |k: &str| {
+            k.len() <= 253
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        };
+        for original in [
+            id("", "ConfigMap", "app", "settings"),
+            id(
+                "rbac.authorization.k8s.io",
+                "ClusterRole",
+                "",
+                "system:metrics-server",
+            ),
+            id("rbac.authorization.k8s.io", "Role", "app", "a_b:c@d é"),
+            id("", "Secret", "app", "name_with_underscores"),
+        ] {
+            let key = original.key();
+            assert!(valid(&key), "{key}");
+            assert_eq!(ObjectId::from_key(&key), Some(original), "{key}");
+        }
+        assert_eq!(
+            id("", "ConfigMap", "app", "settings").key(),
+            "_ConfigMap_app_settings",
+            "plain names keep the key they always had"
+        );
     }
 }

@@ -344,6 +344,29 @@ pub(crate) fn groups(manifests: &[Manifest]) -> BTreeSet<String> {
     manifests.iter().map(|m| m.group().to_owned()).collect()
 }
 
+/// What a masked Secret value shows instead of the value (as in `berth diff`).
+pub(crate) const MASK: &str = "++++++++";
+
+/// Whether an object is a core/v1 Secret.
+pub(crate) fn is_secret(object: &Value) -> bool {
+    object["kind"] == "Secret"
+        && group_of(object["apiVersion"].as_str().unwrap_or_default()).is_empty()
+}
+
+/// The object with every value of a Secret's `data` and `stringData` replaced by [`MASK`];
+/// other objects unchanged.
+pub(crate) fn masked(object: &Value) -> Value {
+    let mut o = object.clone();
+    if is_secret(object) {
+        for field in ["data", "stringData"] {
+            if let Some(values) = o[field].as_object_mut() {
+                values.values_mut().for_each(|v| *v = Value::from(MASK));
+            }
+        }
+    }
+    o
+}
+
 /// A YAML error's message without the position and snippet serde-saphyr renders around it;
 /// callers (manifests, mapping files, workflow files) print the position themselves.
 pub(crate) fn yaml_message(e: &serde_saphyr::Error) -> String {

@@ -37,6 +37,12 @@ impl RepoUrl {
         redact(&self.0)
     }
 
+    /// The URL with its user info removed (`https://host/x`): the form berth passes on, to
+    /// Workflow parameters for example, where a `***` would break a clone.
+    pub(crate) fn without_userinfo(&self) -> String {
+        redact(&self.0).replacen("://***@", "://", 1)
+    }
+
     /// The directory of a `file://` repository.
     pub(crate) fn local_path(&self) -> Option<&str> {
         self.0.strip_prefix("file://")
@@ -127,6 +133,11 @@ mod tests {
         assert!(!u.to_string().contains("s3cret"));
         assert!(!format!("{u:?}").contains("s3cret"));
         assert_eq!(u.as_str(), "https://user:s3cret@git.example.com/a/b.git");
+        assert_eq!(u.without_userinfo(), "https://git.example.com/a/b.git");
+        assert_eq!(
+            url("git@github.com:acme/x.git").without_userinfo(),
+            "git@github.com:acme/x.git"
+        );
         let err = RepoUrl::parse("ftp://user:s3cret@host/x").expect_err("ftp");
         assert!(
             err.contains("must be https") && !err.contains("s3cret"),

@@ -122,10 +122,13 @@ pub enum Command {
         /// Syncs to diff (default: all).
         names: Vec<String>,
     },
-    /// Print the manifests a sync would apply, as YAML.
+    /// Print the manifests a sync would apply, as YAML. Secret values are masked.
     Render {
         /// The sync to render.
         name: String,
+        /// Print Secret `data` and `stringData` values as they are.
+        #[arg(long)]
+        show_secrets: bool,
     },
     /// Show what the cluster records: syncs (revision, status, health, objects, last sync),
     /// pipelines (last run, phase) and cleanup rules (last and next run, deletions).
@@ -294,7 +297,9 @@ pub async fn run(args: Args) -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Render { name } => render(&args, &mapping, name).await,
+        Command::Render { name, show_secrets } => {
+            render(&args, &mapping, name, *show_secrets).await
+        }
         Command::Cleanup { names, dry_run } => run_cleanup(&args, &mapping, names, *dry_run).await,
         Command::Trigger {
             pipeline,
@@ -402,7 +407,7 @@ async fn run_cleanup(args: &Args, mapping: &Mapping, names: &[String], dry_run: 
     exit(failed)
 }
 
-async fn render(args: &Args, mapping: &Mapping, name: &str) -> ExitCode {
+async fn render(args: &Args, mapping: &Mapping, name: &str, show_secrets: bool) -> ExitCode {
     let s = match find("sync", &mapping.syncs, name, |s| &s.name) {
         Ok(s) => s,
         Err(code) => return code,
@@ -419,7 +424,7 @@ async fn render(args: &Args, mapping: &Mapping, name: &str) -> ExitCode {
     .await;
     match result {
         Ok(manifests) => {
-            print(|w| output::manifests(w, &manifests));
+            print(|w| output::manifests(w, &manifests, show_secrets));
             ExitCode::SUCCESS
         }
         Err(e) => fail(USAGE, e),

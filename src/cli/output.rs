@@ -10,7 +10,7 @@ use crate::cleanup;
 use crate::config::Mapping;
 use crate::diff::{self, Action};
 use crate::pipelines;
-use crate::render::Manifest;
+use crate::render::{self, Manifest};
 use crate::status::SyncStatus;
 use crate::sync::{Mode, Report};
 
@@ -147,10 +147,20 @@ pub(super) fn cleanup_outcome(
     writeln!(w, "{rule}: {}", cleanup::summary(outcome, dry_run))
 }
 
-/// `berth render`: each manifest as a YAML document headed by its source.
-pub(super) fn manifests(w: &mut impl Write, manifests: &[Manifest]) -> io::Result<()> {
+/// `berth render`: each manifest as a YAML document headed by its source; Secret values
+/// masked unless `show_secrets`.
+pub(super) fn manifests(
+    w: &mut impl Write,
+    manifests: &[Manifest],
+    show_secrets: bool,
+) -> io::Result<()> {
     for m in manifests {
-        let yaml = serde_saphyr::to_string(&m.object).unwrap_or_else(|_| m.object.to_string());
+        let object = if show_secrets {
+            m.object.clone()
+        } else {
+            render::masked(&m.object)
+        };
+        let yaml = serde_saphyr::to_string(&object).unwrap_or_else(|_| object.to_string());
         write!(w, "---\n# Source: {}\n{yaml}", m.origin())?;
     }
     Ok(())

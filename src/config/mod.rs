@@ -524,6 +524,28 @@ syncs:
     }
 
     #[test]
+    fn overflowing_tiny_and_huge_intervals_are_errors_at_the_key() {
+        for (interval, needle) in [
+            ("18446744073709551615s1s", "is too long"),
+            ("213503982334602d", "is too long"),
+            ("99999999999999999999s", "is too long"),
+            ("18446744073709551615s", "at most 24h"),
+            ("25h", "at most 24h"),
+            ("1ms", "at least 1s"),
+            ("-5s", "invalid duration"),
+        ] {
+            let text = GOOD.replace("interval: 30s", &format!("interval: {interval}"));
+            let err = parse_one(&text).expect_err(interval).to_string();
+            assert!(err.starts_with("berth.yaml:6:15: "), "{interval}: {err}");
+            assert!(err.contains(needle), "{interval}: {err}");
+        }
+        for ok in ["1s", "24h", "0", "90m"] {
+            let text = GOOD.replace("interval: 30s", &format!("interval: {ok}"));
+            assert!(parse_one(&text).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
     fn directory_merges_files_and_skips_hidden_entries() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (repo, sync) = GOOD.split_at(GOOD.find("syncs:").expect("syncs"));

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::file::{CleanupFile, PipelineFile, RepositoryFile, SyncFile};
 use super::values::{
     Names, References, Source, check_glob, namespace, normalize_path, parse_duration,
+    parse_interval,
 };
 use super::{
     CleanupRule, Concurrency, DEFAULT_WORKFLOW, Error, Pipeline, Repository, Sync, WorkflowSource,
@@ -46,7 +47,7 @@ pub(super) fn repository(
 ) -> Result<Repository, Error> {
     let name = reg.repositories.claim(src, &r.name)?;
     let url = src.check(&r.url, RepoUrl::parse)?;
-    let interval = src.check(&r.interval, parse_duration)?;
+    let interval = src.check(&r.interval, parse_interval)?;
     Ok(Repository {
         name,
         url,

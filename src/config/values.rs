@@ -161,12 +161,13 @@ pub(super) fn normalize_path(path: &str) -> Result<String, String> {
     Ok(parts.join("/"))
 }
 
-/// Parses `0`, `90s`, `5m`, `1h30m`, `7d`, `250ms`.
+/// Parses `0`, `90s`, `5m`, `1h30m`, `7d`, `250ms`, with checked arithmetic.
 ///
 /// # Errors
-/// A value that is not a sequence of number+unit pairs.
+/// A value that is not a sequence of number+unit pairs, or one too long to represent.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("invalid duration {text:?} (examples: 30s, 5m, 1h30m, 7d, 0)");
+    let too_long = || format!("duration {text:?} is too long");
     let text = text.trim();
     if text == "0" {
         return Ok(Duration::ZERO);
@@ -181,20 +182,38 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         if digits == 0 {
             return Err(bad());
         }
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        let n: u64 = rest[..digits].parse().map_err(|_| too_long())?;
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
+        let seconds = |factor: u64| n.checked_mul(factor).map(Duration::from_secs);
         let d = match unit {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
-            "d" => Duration::from_secs(n * 86400),
+            "ms" => Some(Duration::from_millis(n)),
+            "s" => seconds(1),
+            "m" => seconds(60),
+            "h" => seconds(3600),
+            "d" => seconds(86400),
             _ => return Err(bad()),
         };
-        total += d;
+        total = d.and_then(|d| total.checked_add(d)).ok_or_else(too_long)?;
     }
     Ok(total)
+}
+
+/// The shortest poll interval: more often would hammer the git server.
+pub(super) const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest poll interval.
+pub(super) const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
+/// A poll interval: `0` (webhooks and file events only), or between 1s and 24h.
+pub(super) fn parse_interval(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d.is_zero() || (MIN_INTERVAL..=MAX_INTERVAL).contains(&d) {
+        Ok(d)
+    } else if d < MIN_INTERVAL {
+        Err(format!("interval {text:?} must be 0 or at least 1s"))
+    } else {
+        Err(format!("interval {text:?} must be at most 24h"))
+    }
 }

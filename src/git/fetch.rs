@@ -1,6 +1,8 @@
 //! Fetching into bare mirrors with git2, with credentials that never reach logs or errors.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use git2::{CertificateCheckStatus, Cred, CredentialType, FetchOptions, RemoteCallbacks};
@@ -73,6 +75,41 @@ pub struct Mirror {
     repo: git2::Repository,
 }
 
+/// When this process first opened a mirror: a lock file older than that cannot belong to a
+/// fetch of this process, and berth serializes the fetches of each mirror it opens.
+static FIRST_USE: OnceLock<SystemTime> = OnceLock::new();
+
+/// Removes the `*.lock` files of a mirror (at its top and under `refs/`) that are older than
+/// this process's first use of any mirror: a crash mid-fetch leaves them, and libgit2 then
+/// refuses every later fetch. Returns the files removed.
+fn remove_stale_locks(git_dir: &Path) -> Vec<PathBuf> {
+    let Some(&since) = FIRST_USE.get() else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    let mut dirs = vec![git_dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                if path.starts_with(git_dir.join("refs")) || path == git_dir.join("refs") {
+                    dirs.push(path);
+                }
+            } else if path.extension().is_some_and(|e| e == "lock")
+                && meta.modified().is_ok_and(|m| m < since)
+                && std::fs::remove_file(&path).is_ok()
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
 /// Mirror directory for a URL: readable prefix plus a hash, so distinct URLs never collide.
 fn mirror_dir(cache_dir: &Path, url: &str) -> PathBuf {
     use std::hash::{Hash, Hasher};
@@ -96,6 +133,7 @@ impl Mirror {
     /// # Errors
     /// The cache directory cannot be created or the mirror is corrupt.
     pub fn open(cache_dir: &Path, url: &str) -> Result<Self, Error> {
+        FIRST_USE.get_or_init(SystemTime::now);
         let path = mirror_dir(cache_dir, url);
         let fail = |e: &dyn std::fmt::Display| Error::Mirror {
             path: path.clone(),
@@ -129,6 +167,24 @@ impl Mirror {
     /// # Errors
     /// Network, authentication or repository errors, with credentials removed.
     pub fn fetch(&self, branches: &[&str], creds: Option<&Credentials>) -> Result<(), Error> {
+        match self.fetch_once(branches, creds) {
+            Err(Error::Fetch { message, .. }) if message.contains(".lock") => {
+                let removed = remove_stale_locks(self.repo.path());
+                if removed.is_empty() {
+                    return Err(self.fetch_error_text(&message));
+                }
+                tracing::warn!(
+                    repository = %self.display_url(),
+                    locks = ?removed,
+                    "removed stale lock files a crashed fetch left in the mirror; fetching again"
+                );
+                self.fetch_once(branches, creds)
+            }
+            other => other,
+        }
+    }
+
+    fn fetch_once(&self, branches: &[&str], creds: Option<&Credentials>) -> Result<(), Error> {
         let simple = |b: &&str| b.matches('*').count() <= 1 && !b.contains(['?', '[', '{', '\\']);
         let refspecs: Vec<String> = if branches.iter().all(simple) {
             branches
@@ -185,9 +241,13 @@ impl Mirror {
     }
 
     fn fetch_error(&self, e: &git2::Error) -> Error {
+        self.fetch_error_text(e.message())
+    }
+
+    fn fetch_error_text(&self, message: &str) -> Error {
         Error::Fetch {
             url: redact(&self.url),
-            message: scrub(e.message(), &self.url),
+            message: scrub(message, &self.url),
         }
     }
 
@@ -401,5 +461,50 @@ mod tests {
             .expect_err("no such branch")
             .to_string();
         assert!(err.contains("\"dev\""), "{err}");
+    }
+
+    #[test]
+    fn a_stale_ref_lock_is_removed_and_the_fetch_retried() {
+        let work = tempfile::tempdir().expect("tempdir");
+        let src = git2::Repository::init(work.path().join("src")).expect("init");
+        let sig = git2::Signature::now("t", "t@example.com").expect("sig");
+        let commit = |message: &str| {
+            let tree_id = src.index().expect("index").write_tree().expect("tree");
+            let tree = src.find_tree(tree_id).expect("tree");
+            let parent = src.head().ok().and_then(|h| h.peel_to_commit().ok());
+            let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+            src.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+                .expect("commit")
+        };
+        commit("one");
+        let url = format!("file://{}", work.path().join("src").display());
+        let mirror = Mirror::open(&work.path().join("cache"), &url).expect("mirror");
+        let branch = src
+            .head()
+            .expect("head")
+            .shorthand()
+            .expect("name")
+            .to_owned();
+        mirror.fetch(&[&branch], None).expect("first fetch");
+        let lock = mirror
+            .repository()
+            .path()
+            .join(format!("refs/heads/{branch}.lock"));
+        std::fs::write(&lock, "x").expect("plant a lock");
+        std::fs::File::options()
+            .write(true)
+            .open(&lock)
+            .expect("open")
+            .set_modified(SystemTime::UNIX_EPOCH)
+            .expect("age it");
+        let second = commit("two");
+        mirror
+            .fetch(&[&branch], None)
+            .expect("the stale lock does not stop the fetch");
+        assert_eq!(
+            mirror.resolve(&branch).expect("resolve").id,
+            second.to_string()
+        );
+        assert!(!lock.exists());
     }
 }

@@ -165,7 +165,8 @@ pub(crate) fn workflow(launch: &Launch<'_>, file: Option<&Value>) -> Value {
     for (name, value) in &p.parameters {
         set(name, value);
     }
-    set("repo", launch.repository.url.as_str());
+    // never the credentials a mapping URL may carry
+    set("repo", &launch.repository.url.without_userinfo());
     set("revision", &launch.commit.id);
     set("short-sha", launch.commit.short());
     set("branch", launch.branch);
@@ -257,7 +258,7 @@ mod tests {
     fn repository() -> Repository {
         Repository {
             name: "web".into(),
-            url: crate::repo_url::RepoUrl::parse("https://git.example.com/acme/web.git")
+            url: crate::repo_url::RepoUrl::parse("https://user:token@git.example.com/acme/web.git")
                 .expect("url"),
             branch: "main".into(),
             interval: None,

@@ -1,0 +1,555 @@
+//! What berth promises a platform team that hands it cluster-admin, tried against a real API
+//! server: it deletes only what it owns, adopts nothing silently, never prunes to empty by
+//! accident, reports the state it is in, refuses hostile values without panicking, repairs its
+//! own mirrors and leaks no credentials.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Berth, Repo, client, mapping, namespace, status, text, unique};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+fn config_map(name: &str, value: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: {value}\n")
+}
+
+fn annotations(cm: &ConfigMap) -> std::collections::BTreeMap<String, String> {
+    cm.metadata.annotations.clone().unwrap_or_default()
+}
+
+async fn reasons(client: &kube::Client, ns: &str) -> Vec<(String, String)> {
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ns);
+    events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_object_named_with_a_colon_syncs_prunes_and_keeps_status_true() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app_ns = unique("app");
+    let role = format!("system:{}", unique("test"));
+    let repo = Repo::new();
+    repo.write("apps/ns.yaml", &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {app_ns}\n"))
+        .write("apps/cm.yaml", &config_map("settings", "a"))
+        .write(
+            "apps/role.yaml",
+            &format!(
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: \"{role}\"\nrules: []\n"
+            ),
+        );
+    repo.commit("with a colon");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &mapping(&repo.url(), "web", "apps", &app_ns, ""),
+    );
+    common::succeeds(&berth, &["sync"], "3 created");
+    let roles: Api<ClusterRole> = Api::all(client.clone());
+    assert!(roles.get_opt(&role).await.expect("get").is_some());
+    let st = status(&client, &berth_ns.name, "web").await;
+    assert_eq!(annotations(&st)["berth.dev/status"], "Synced");
+    assert_eq!(
+        st.data.unwrap_or_default().len(),
+        3,
+        "all three in the inventory"
+    );
+
+    repo.remove("apps/role.yaml");
+    let sha = repo.commit("drop the role");
+    common::succeeds(&berth, &["sync"], "1 pruned");
+    let gone = common::eventually(Duration::from_secs(10), || async {
+        roles
+            .get_opt(&role)
+            .await
+            .expect("get")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "{role} was not pruned");
+    let st = status(&client, &berth_ns.name, "web").await;
+    assert_eq!(annotations(&st)["berth.dev/status"], "Synced");
+    assert_eq!(annotations(&st)["berth.dev/revision"], sha);
+    let _ = client_cleanup_namespace(&client, &app_ns).await;
+}
+
+async fn client_cleanup_namespace(client: &kube::Client, ns: &str) -> Option<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    api.delete(ns, &DeleteParams::background())
+        .await
+        .ok()
+        .map(drop)
+}
+
+/// A mapping with one repository and the given syncs (name, path) in one namespace.
+fn two_syncs(url: &str, namespace: &str, syncs: &[(&str, &str)], extra: &str) -> String {
+    let mut m = format!(
+        "apiVersion: berth.dev/v1alpha1
+kind: Mapping
+repositories:
+  - name: config
+    url: {url}
+    branch: main
+    interval: 1s
+syncs:
+"
+    );
+    for (name, path) in syncs {
+        m.push_str(&format!(
+            "  - name: {name}\n    repository: config\n    path: {path}\n    namespace: {namespace}\n{extra}"
+        ));
+    }
+    m
+}
+
+#[tokio::test]
+async fn a_second_sync_declaring_an_owned_object_fails_and_a_move_keeps_the_uid() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app = namespace(&client, &unique("app")).await;
+    let repo = Repo::new();
+    repo.write("a/shared.yaml", &config_map("shared", "from-a"))
+        .write("a/own.yaml", &config_map("own-a", "a"))
+        .write("b/shared.yaml", &config_map("shared", "from-b"))
+        .write("b/own.yaml", &config_map("own-b", "b"));
+    repo.commit("both declare shared");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &two_syncs(
+            &repo.url(),
+            &app.name,
+            &[("first", "a"), ("second", "b")],
+            "    selfHeal: true\n",
+        ),
+    );
+    let out = berth.run(&["sync"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        stdout.contains("second: Failed")
+            && stdout.contains(&format!("{}/ConfigMap/shared", app.name))
+            && stdout.contains("\"first\"")
+            && stdout.contains("\"second\""),
+        "{}",
+        text(&out)
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &app.name);
+    let shared = cms.get("shared").await.expect("shared");
+    let uid = shared.metadata.uid.clone();
+    let version = shared.metadata.resource_version.clone();
+    assert_eq!(shared.data.clone().unwrap_or_default()["value"], "from-a");
+    assert!(
+        reasons(&client, &berth_ns.name)
+            .await
+            .iter()
+            .any(|(r, m)| r == "SyncFailed" && m.contains("shared") && m.contains("first")),
+        "a SyncFailed Event names the object and the owner"
+    );
+    // nothing flip-flops: the owner keeps it, pass after pass
+    let (_agent, _) = berth.agent();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let again = cms.get("shared").await.expect("shared");
+    assert_eq!(
+        again.metadata.resource_version, version,
+        "the object was rewritten"
+    );
+    drop(_agent);
+
+    // move it from first to second in one commit: no delete, the same object
+    repo.remove("a/shared.yaml");
+    repo.commit("shared moves to second");
+    common::succeeds(&berth, &["sync"], "second: Synced");
+    let moved = cms.get("shared").await.expect("shared still exists");
+    assert_eq!(
+        moved.metadata.uid, uid,
+        "the object was deleted and created again"
+    );
+    let labels = moved.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels["berth.dev/sync"], "second");
+    assert_eq!(moved.data.clone().unwrap_or_default()["value"], "from-b");
+    let first = status(&client, &berth_ns.name, "first").await;
+    assert!(
+        !first
+            .data
+            .unwrap_or_default()
+            .keys()
+            .any(|k| k.ends_with("_shared")),
+        "first still lists shared in its inventory"
+    );
+
+    // and back again, the other way round in mapping order
+    repo.write("a/shared.yaml", &config_map("shared", "from-a"));
+    repo.remove("b/shared.yaml");
+    repo.commit("shared moves back to first");
+    common::succeeds(&berth, &["sync"], "first: Synced");
+    let back = cms.get("shared").await.expect("shared still exists");
+    assert_eq!(back.metadata.uid, uid);
+    assert_eq!(
+        back.metadata.labels.unwrap_or_default()["berth.dev/sync"],
+        "first"
+    );
+}
+
+#[tokio::test]
+async fn adopting_a_hand_made_object_is_shown_announced_and_can_be_refused() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app = namespace(&client, &unique("app")).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &app.name);
+    for name in ["hand", "kept"] {
+        let cm: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": name}, "data": {"value": "by hand"}
+        }))
+        .expect("configmap");
+        cms.create(&PostParams::default(), &cm)
+            .await
+            .expect("create");
+    }
+    let repo = Repo::new();
+    repo.write("apps/hand.yaml", &config_map("hand", "from-git"));
+    repo.commit("declare hand");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &mapping(&repo.url(), "web", "apps", &app.name, ""),
+    );
+    let dry = common::succeeds(&berth, &["sync", "--dry-run"], "adopt");
+    assert!(
+        String::from_utf8_lossy(&dry.stdout)
+            .contains(&format!("adopt     {}/ConfigMap/hand", app.name)),
+        "{}",
+        text(&dry)
+    );
+    let diff = berth.run(&["diff"]);
+    assert_eq!(diff.status.code(), Some(1), "{}", text(&diff));
+    assert!(
+        String::from_utf8_lossy(&diff.stdout).contains("from-git"),
+        "{}",
+        text(&diff)
+    );
+    common::succeeds(&berth, &["sync"], "1 adopted");
+    let hand = cms.get("hand").await.expect("hand");
+    assert_eq!(hand.data.unwrap_or_default()["value"], "from-git");
+    assert!(
+        reasons(&client, &berth_ns.name)
+            .await
+            .iter()
+            .any(|(r, m)| r == "Adopted" && m.contains("hand")),
+        "an Adopted Event"
+    );
+
+    // a sync that may not adopt refuses, and leaves the object alone
+    let refusing = Berth::new(
+        &berth_ns.name,
+        &mapping(
+            &repo.url(),
+            "strict",
+            "more",
+            &app.name,
+            "    adopt: false\n",
+        ),
+    );
+    repo.write("more/kept.yaml", &config_map("kept", "from-git"));
+    repo.commit("declare kept");
+    let out = refusing.run(&["sync"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("adopt: false"),
+        "{}",
+        text(&out)
+    );
+    let kept = cms.get("kept").await.expect("kept");
+    assert_eq!(kept.data.unwrap_or_default()["value"], "by hand");
+}
+
+#[tokio::test]
+async fn removing_every_manifest_prunes_nothing_unless_allowed_and_namespaces_with_strangers_stay()
+{
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app_ns = unique("app");
+    let repo = Repo::new();
+    repo.write(
+        "apps/ns.yaml",
+        &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {app_ns}\n"),
+    )
+    .write("apps/a.yaml", &config_map("a", "1"))
+    .write("apps/README.md", "docs");
+    repo.commit("two objects");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &mapping(&repo.url(), "web", "apps", &app_ns, ""),
+    );
+    common::succeeds(&berth, &["sync"], "2 created");
+    // someone else's object in the sync's namespace
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &app_ns);
+    let stranger: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "stranger"}})).expect("cm");
+    cms.create(&PostParams::default(), &stranger)
+        .await
+        .expect("create");
+
+    repo.remove("apps/ns.yaml").remove("apps/a.yaml");
+    repo.commit("only the README is left");
+    let out = berth.run(&["sync"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("allowEmpty"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        cms.get_opt("a").await.expect("get").is_some(),
+        "a was pruned"
+    );
+
+    let allowing = Berth::new(
+        &berth_ns.name,
+        &mapping(
+            &repo.url(),
+            "web",
+            "apps",
+            &app_ns,
+            "    allowEmpty: true\n",
+        ),
+    );
+    let out = allowing.run(&["sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        stdout.contains("1 pruned") && stdout.contains("1 kept"),
+        "{}",
+        text(&out)
+    );
+    let pruned = common::eventually(Duration::from_secs(10), || async {
+        cms.get_opt("a").await.expect("get").is_none().then_some(())
+    })
+    .await;
+    assert!(pruned.is_some(), "a was not pruned");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns = namespaces.get(&app_ns).await.expect("the namespace stays");
+    assert!(
+        ns.metadata.deletion_timestamp.is_none(),
+        "the namespace is being deleted"
+    );
+    let st = status(&client, &berth_ns.name, "web").await;
+    assert!(
+        annotations(&st)["berth.dev/message"].contains("stranger")
+            || reasons(&client, &berth_ns.name)
+                .await
+                .iter()
+                .any(|(_, m)| m.contains("stranger")),
+        "nothing says which object keeps the namespace"
+    );
+    let _ = client_cleanup_namespace(&client, &app_ns).await;
+}
+
+#[tokio::test]
+async fn a_failed_status_write_fails_the_pass_and_drift_without_self_heal_shows_out_of_sync() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app = namespace(&client, &unique("app")).await;
+    let repo = Repo::new();
+    repo.write("apps/a.yaml", &config_map("a", "1"));
+    repo.commit("one object");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &mapping(&repo.url(), "web", "apps", &app.name, ""),
+    );
+    common::succeeds(&berth, &["sync"], "1 created");
+
+    // drift on a sync without selfHeal: the agent's periodic check reports it, and its end
+    let (agent, _) = berth.agent();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &app.name);
+    cms.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"data": {"value": "hand"}})),
+    )
+    .await
+    .expect("edit");
+    let out_of_sync = common::eventually(Duration::from_secs(15), || async {
+        let st = status(&client, &berth_ns.name, "web").await;
+        (annotations(&st)["berth.dev/status"] == "OutOfSync").then_some(())
+    })
+    .await;
+    assert!(out_of_sync.is_some(), "drift was never shown");
+    assert_eq!(
+        cms.get("a").await.expect("a").data.unwrap_or_default()["value"],
+        "hand",
+        "without selfHeal the drift stays"
+    );
+    cms.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"data": {"value": "1"}})),
+    )
+    .await
+    .expect("revert");
+    let synced = common::eventually(Duration::from_secs(15), || async {
+        let st = status(&client, &berth_ns.name, "web").await;
+        (annotations(&st)["berth.dev/status"] == "Synced").then_some(())
+    })
+    .await;
+    assert!(synced.is_some(), "the status did not return to Synced");
+    drop(agent);
+
+    // a status record that cannot be written: the pass fails, with an Event
+    let records: Api<ConfigMap> = Api::namespaced(client.clone(), &berth_ns.name);
+    records
+        .patch(
+            "berth-sync-web",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"immutable": true})),
+        )
+        .await
+        .expect("make the record immutable");
+    repo.write("apps/a.yaml", &config_map("a", "2"));
+    repo.commit("change a");
+    let out = berth.run(&["sync"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("web: Failed"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        reasons(&client, &berth_ns.name)
+            .await
+            .iter()
+            .any(|(r, m)| r == "SyncFailed" && m.contains("status")),
+        "no SyncFailed Event for the status write"
+    );
+}
+
+#[tokio::test]
+async fn hostile_intervals_are_errors_not_panics_even_as_live_edits() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let repo = Repo::new();
+    repo.write("apps/a.yaml", &config_map("a", "1"));
+    repo.commit("one");
+    let good = mapping(&repo.url(), "web", "apps", "default", "");
+    for (interval, needle) in [
+        ("18446744073709551615s1s", "too long"),
+        ("18446744073709551615s", "at most 24h"),
+        ("213503982334602d", "too long"),
+        ("25h", "at most 24h"),
+        ("1ms", "at least 1s"),
+        ("-5s", "invalid duration"),
+    ] {
+        let berth = Berth::new(
+            &berth_ns.name,
+            &good.replace("interval: 1s", &format!("interval: {interval}")),
+        );
+        let out = berth.run(&["validate"]);
+        assert_eq!(out.status.code(), Some(1), "{interval}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            stderr.contains(needle) && stderr.contains("berth.yaml:"),
+            "{interval}: {}",
+            text(&out)
+        );
+    }
+    // made live, an overflowing interval is refused and the agent keeps running
+    let berth = Berth::new(&berth_ns.name, &good);
+    let (mut agent, url) = berth.agent();
+    let ready = common::eventually(Duration::from_secs(20), || async {
+        (common::http("GET", &format!("{url}/healthz"), &[], b"").0 == 200).then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "the agent did not start");
+    std::fs::write(
+        &berth.mapping,
+        good.replace("interval: 1s", "interval: 18446744073709551615s1s"),
+    )
+    .expect("edit");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        agent.0.try_wait().expect("wait").is_none(),
+        "the agent exited"
+    );
+    assert_eq!(
+        common::http("GET", &format!("{url}/healthz"), &[], b"").0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_stale_ref_lock_in_the_mirror_is_removed_and_the_fetch_goes_on() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app = namespace(&client, &unique("app")).await;
+    let repo = Repo::new();
+    repo.write("apps/a.yaml", &config_map("a", "1"));
+    repo.commit("one");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &mapping(&repo.url(), "web", "apps", &app.name, ""),
+    );
+    common::succeeds(&berth, &["sync"], "1 created");
+    let mirror = std::fs::read_dir(berth.cache.path())
+        .expect("cache")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "git"))
+        .expect("a mirror");
+    let lock = mirror.join("refs/heads/main.lock");
+    std::fs::create_dir_all(lock.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&lock, "0000000000000000000000000000000000000000\n").expect("plant a lock");
+    // old enough that no fetch can still be holding it
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&lock)
+        .expect("open")
+        .set_modified(old)
+        .expect("age the lock");
+    repo.write("apps/a.yaml", &config_map("a", "2"));
+    let sha = repo.commit("two");
+    let out = common::succeeds(&berth, &["sync"], "1 configured");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stale"),
+        "{}",
+        text(&out)
+    );
+    let st = status(&client, &berth_ns.name, "web").await;
+    assert_eq!(annotations(&st)["berth.dev/revision"], sha);
+}
+
+#[tokio::test]
+async fn render_masks_secret_values_unless_asked() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let repo = Repo::new();
+    repo.write(
+        "apps/secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\ndata:\n  password: c3VwZXJzZWNyZXQ=\nstringData:\n  token: hunter2\n",
+    );
+    repo.commit("a secret");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &mapping(&repo.url(), "web", "apps", "default", ""),
+    );
+    let out = common::succeeds(&berth, &["render", "web"], "kind: Secret");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        !stdout.contains("c3VwZXJzZWNyZXQ=") && !stdout.contains("hunter2"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("password") && stdout.contains("token"),
+        "{stdout}"
+    );
+    let shown = common::succeeds(&berth, &["render", "web", "--show-secrets"], "hunter2");
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("c3VwZXJzZWNyZXQ="));
+    drop(client);
+}
