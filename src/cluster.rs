@@ -10,7 +10,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::{Discovery, Scope as KubeScope};
 use kube::{Client, Config};
 
-use crate::object::Scope;
+use crate::object::{ObjectId, Scope};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
@@ -29,12 +29,45 @@ pub(crate) struct Target<'a> {
     pub context: Option<&'a str>,
 }
 
+/// Whether this replica may write to the cluster. Without leader election there is no fence.
+/// With it, writes are allowed only until the moment the lease this replica last renewed
+/// could pass to a standby, measured on the monotonic clock, so a replica that was paused
+/// (SIGSTOP, a long GC, a frozen VM) writes nothing when it wakes up.
+#[derive(Debug, Default)]
+pub(crate) struct Fence {
+    until: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Fence {
+    /// Allows writes until `until`.
+    pub(crate) fn hold_until(&self, until: std::time::Instant) {
+        *self.until.lock().expect("fence lock") = Some(until);
+    }
+
+    /// Refuses writes from now on.
+    pub(crate) fn close(&self) {
+        *self.until.lock().expect("fence lock") = None;
+    }
+
+    /// Whether a write may go out now.
+    pub(crate) fn holds(&self) -> bool {
+        self.until
+            .lock()
+            .expect("fence lock")
+            .is_some_and(|until| std::time::Instant::now() < until)
+    }
+}
+
 /// Connects with, in order: `--kubeconfig`, the in-cluster service account, `KUBECONFIG` or
-/// `~/.kube/config`.
+/// `~/.kube/config`. With a `fence`, every request but a read is refused while the fence is
+/// closed: checked before each write, by construction.
 ///
 /// # Errors
 /// No usable configuration.
-pub(crate) async fn connect(target: &Target<'_>) -> Result<Client, Error> {
+pub(crate) async fn connect(
+    target: &Target<'_>,
+    fence: Option<std::sync::Arc<Fence>>,
+) -> Result<Client, Error> {
     let options = KubeConfigOptions {
         context: target.context.map(str::to_owned),
         ..KubeConfigOptions::default()
@@ -55,7 +88,28 @@ pub(crate) async fn connect(target: &Target<'_>) -> Result<Client, Error> {
     config.connect_timeout = Some(Duration::from_secs(10));
     config.read_timeout = Some(Duration::from_secs(60));
     config.write_timeout = Some(Duration::from_secs(60));
-    Client::try_from(config).map_err(|e| Error::Connect(e.to_string()))
+    let builder =
+        kube::client::ClientBuilder::try_from(config).map_err(|e| Error::Connect(e.to_string()))?;
+    Ok(match fence {
+        None => builder.build(),
+        Some(fence) => builder
+            .with_layer(&tower::filter::FilterLayer::new(
+                move |request: http::Request<kube::client::Body>| {
+                    let read = matches!(
+                        *request.method(),
+                        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+                    );
+                    if read || fence.holds() {
+                        Ok(request)
+                    } else {
+                        Err(tower::BoxError::from(
+                            "refused to write: this replica cannot prove it still holds the lease",
+                        ))
+                    }
+                },
+            ))
+            .build(),
+    })
 }
 
 /// A discovered resource type.
@@ -148,6 +202,61 @@ pub(crate) fn api(
         (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &resource.api),
         _ => Api::all_with(client.clone(), &resource.api),
     }
+}
+
+/// The objects in a namespace that someone put there: every listable namespaced kind, less
+/// what the cluster itself keeps in every namespace (the `default` ServiceAccount and its
+/// token, `kube-root-ca.crt`, Events, Endpoints) and objects another object owns (a Pod of a
+/// ReplicaSet, say).
+///
+/// # Errors
+/// Discovery or a list fails.
+pub(crate) async fn namespace_contents(
+    client: &Client,
+    namespace: &str,
+) -> Result<Vec<ObjectId>, kube::Error> {
+    let discovery = Discovery::new(client.clone()).run().await?;
+    let mut found = Vec::new();
+    for group in discovery.groups() {
+        for (api, caps) in group.recommended_resources() {
+            let generated = matches!(
+                api.plural.as_str(),
+                "events" | "endpoints" | "endpointslices"
+            );
+            if caps.scope != KubeScope::Namespaced
+                || !caps.supports_operation(kube::discovery::verbs::LIST)
+                || generated
+            {
+                continue;
+            }
+            let list = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &api)
+                .list(&kube::api::ListParams::default())
+                .await?;
+            for o in list.items {
+                let meta = &o.metadata;
+                let name = meta.name.clone().unwrap_or_default();
+                let owned = meta
+                    .owner_references
+                    .as_ref()
+                    .is_some_and(|r| !r.is_empty());
+                let system = match api.kind.as_str() {
+                    "ServiceAccount" => name == "default",
+                    "ConfigMap" => name == "kube-root-ca.crt",
+                    "Secret" => o.data["type"] == "kubernetes.io/service-account-token",
+                    _ => false,
+                };
+                if !owned && !system && meta.deletion_timestamp.is_none() {
+                    found.push(ObjectId {
+                        group: api.group.clone(),
+                        kind: api.kind.clone(),
+                        namespace: namespace.to_owned(),
+                        name,
+                    });
+                }
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// The message of an API error: the server's own text for rejected requests.

@@ -29,6 +29,8 @@ pub(crate) struct Context {
     pub cache_dir: PathBuf,
     /// Parallel API requests per sync.
     pub concurrency: usize,
+    /// The largest manifest file a render reads.
+    pub max_manifest_bytes: u64,
     pub metrics: Arc<Metrics>,
 }
 

@@ -46,7 +46,21 @@ pub(crate) enum Error {
 pub(crate) enum Action {
     Create,
     Update,
+    /// Take over a live object berth does not manage (created by hand, say).
+    Adopt,
     Unchanged,
+}
+
+/// Whether a live object carries berth's managed-by label.
+pub(crate) fn managed_by_berth(live: &Value) -> bool {
+    live["metadata"]["labels"][vocab::MANAGED_BY] == vocab::MANAGER_VALUE
+}
+
+/// The sync a live object's labels name as its owner, when berth manages it.
+pub(crate) fn owner_of(live: &Value) -> Option<&str> {
+    managed_by_berth(live)
+        .then(|| live["metadata"]["labels"][vocab::SYNC_LABEL].as_str())
+        .flatten()
 }
 
 /// One desired object with its decision.
@@ -315,13 +329,19 @@ pub(crate) async fn plan(
             };
             let full = with_revision(&base, &revision);
             let current = live.get(&id);
-            let (action, predicted) = match presume(current, record, &full.object, &hash) {
-                Some(action) => (action, None),
-                None => {
-                    let predicted = dry_run(client, resources, &full).await?;
-                    let current = current.expect("presume decides creates");
-                    (decide(current, &predicted), Some(predicted))
-                }
+            let (action, predicted) = match current {
+                Some(live) if !managed_by_berth(live) => (
+                    Action::Adopt,
+                    Some(dry_run(client, resources, &full).await?),
+                ),
+                _ => match presume(current, record, &full.object, &hash) {
+                    Some(action) => (action, None),
+                    None => {
+                        let predicted = dry_run(client, resources, &full).await?;
+                        let current = current.expect("presume decides creates");
+                        (decide(current, &predicted), Some(predicted))
+                    }
+                },
             };
             Ok::<_, Error>(Entry {
                 id,

@@ -62,4 +62,6 @@ pub(crate) enum Error {
     Pipeline(#[from] pipelines::Error),
     #[error(transparent)]
     Context(#[from] context::Error),
+    #[error(transparent)]
+    Refused(#[from] sync::Refusal),
 }

@@ -159,6 +159,23 @@ pub(crate) fn directory(
     Ok(manifests)
 }
 
+/// How manifests are parsed. File size is bounded before parsing (`--max-manifest-bytes`),
+/// so the budget need not bound a document's size: real install files (Argo Workflows' CRDs,
+/// a few hundred thousand nodes) parse. What it bounds is alias expansion, the one way a
+/// small file grows without limit (a billion laughs).
+fn yaml_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = 20_000_000;
+    budget.max_events = 40_000_000;
+    budget.max_documents = 100_000;
+    budget.max_total_scalar_bytes = usize::MAX;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    // every alias replays its anchor's events: this caps the total a file may expand to
+    options.alias_limits.max_total_replayed_events = 100_000;
+    options
+}
+
 /// Parses one file into objects; `List` kinds are expanded into their items.
 fn parse_file(path: &str, text: &str) -> Result<Vec<Manifest>, Error> {
     let documents: Vec<(u64, Value)> = if git::has_extension(path, &["json"]) {
@@ -166,10 +183,11 @@ fn parse_file(path: &str, text: &str) -> Result<Vec<Manifest>, Error> {
             .map_err(|e| invalid(path, e.line() as u64, format!("invalid JSON: {e}")))?;
         vec![(1, value)]
     } else {
-        let docs: Vec<Spanned<Value>> = serde_saphyr::from_multiple(text).map_err(|e| {
-            let line = e.location().map_or(1, |l| l.line());
-            invalid(path, line, format!("invalid YAML: {}", yaml_message(&e)))
-        })?;
+        let docs: Vec<Spanned<Value>> =
+            serde_saphyr::from_multiple_with_options(text, yaml_options()).map_err(|e| {
+                let line = e.location().map_or(1, |l| l.line());
+                invalid(path, line, format!("invalid YAML: {}", yaml_message(&e)))
+            })?;
         docs.into_iter()
             .map(|d| (d.referenced.line().max(1), d.value))
             .collect()
@@ -517,6 +535,32 @@ apiVersion: other.io/v1\nkind: Gadget\nmetadata: {name: g}\n";
             err.to_string().starts_with("l.json:2: invalid JSON"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn large_honest_files_parse_and_alias_bombs_fail_fast() {
+        // 300k nodes: beyond serde-saphyr's default budget, within a real install file's size
+        let mut big =
+            String::from("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n");
+        for i in 0..150_000 {
+            big.push_str(&format!("  k{i}: v\n"));
+        }
+        let m = render(&[file("big.yaml", &big)], None).expect("a large file parses");
+        assert_eq!(
+            m[0].object["data"].as_object().map(|d| d.len()),
+            Some(150_000)
+        );
+
+        let mut bomb = String::from("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: lol\n");
+        bomb.push_str("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for (name, prev) in ["b", "c", "d", "e", "f", "g", "h", "i"]
+            .iter()
+            .zip(["a", "b", "c", "d", "e", "f", "g", "h"])
+        {
+            bomb.push_str(&format!("{name}: &{name} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+        }
+        let err = render(&[file("bomb.yaml", &bomb)], None).expect_err("a billion laughs");
+        assert!(err.to_string().starts_with("bomb.yaml:"), "{err}");
     }
 
     #[test]

@@ -1,16 +1,16 @@
 //! One sync pass: read the commit, render, plan, apply in stages, prune, record status. The
 //! steps run in order here and nowhere else.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tracing::{info, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 
 use crate::Error;
 use crate::apply::{self, ChangeSet};
-use crate::cluster::Resources;
-use crate::config::{Repository, Sync};
+use crate::cluster::{self, Resources};
+use crate::config::{Mapping, Repository, Sync};
 use crate::context::Context;
 use crate::diff::{self, Action, Owner, Plan};
 use crate::git::{self, Commit, Credentials};
@@ -30,6 +30,23 @@ pub(crate) enum Mode {
     Apply,
     /// Plan only (for `sync --dry-run` and `diff`): nothing is written.
     Plan,
+    /// Plan and record whether live state still matches git (`Synced` or `OutOfSync`),
+    /// without applying: the periodic check of a sync without `selfHeal`.
+    Check,
+}
+
+/// What a pass refuses to do, before writing anything.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refusal {
+    #[error(
+        "the render produced no objects while the sync manages {managed}; nothing was pruned \
+         (set allowEmpty: true to let the sync become empty)"
+    )]
+    Empty { managed: usize },
+    #[error("{}", .0.join("; "))]
+    Owned(Vec<String>),
+    #[error("{}", .0.join("; "))]
+    Adoption(Vec<String>),
 }
 
 /// The result of one pass.
@@ -111,19 +128,27 @@ pub(crate) async fn fetch_branches(
     Ok(head)
 }
 
-/// Reads and renders a sync's manifests at a commit, with the scopes known offline.
+/// Reads and renders a sync's manifests at a commit, with the scopes known offline. Files
+/// larger than `max_bytes` are refused before they are read.
 ///
 /// # Errors
 /// Git read or render errors, naming file and line.
 pub(crate) async fn render(
     cache_dir: &Path,
+    max_bytes: u64,
     repo: &Repository,
     sync: &Sync,
     commit: &str,
 ) -> Result<Vec<Manifest>, Error> {
     let (path, rev) = (sync.path.clone(), commit.to_owned());
     let files = git::with_mirror(cache_dir, repo.url.as_str(), move |mirror| {
-        git::read_path(mirror.repository(), &mirror.display_url(), &rev, &path)
+        git::read_path(
+            mirror.repository(),
+            &mirror.display_url(),
+            &rev,
+            &path,
+            max_bytes,
+        )
     })
     .await?;
     let options = render::Options {
@@ -144,6 +169,7 @@ pub(crate) fn source(repo: &Repository, sync: &Sync) -> String {
 #[instrument(skip_all, fields(sync = %sync.name, commit = %commit.short()))]
 pub(crate) async fn run_once(
     ctx: &Context,
+    mapping: &Mapping,
     repo: &Repository,
     sync: &Sync,
     commit: &Commit,
@@ -165,11 +191,7 @@ pub(crate) async fn run_once(
             .await;
         }
     };
-    let inventory = old
-        .as_ref()
-        .map(|o| o.inventory.clone())
-        .unwrap_or_default();
-    let result = pass(ctx, repo, sync, commit, mode, &inventory)
+    let result = pass(ctx, mapping, repo, sync, commit, mode, old.as_ref())
         .await
         .map_err(|e| e.to_string());
     finish(ctx, sync, Some(commit), mode, old, started, result).await
@@ -190,13 +212,31 @@ pub(crate) async fn record_failure(
 
 async fn pass(
     ctx: &Context,
+    mapping: &Mapping,
     repo: &Repository,
     sync: &Sync,
     commit: &Commit,
     mode: Mode,
-    inventory: &BTreeMap<ObjectId, status::Record>,
+    old: Option<&SyncStatus>,
 ) -> Result<(Plan, ChangeSet), Error> {
-    let mut manifests = render(&ctx.cache_dir, repo, sync, &commit.id).await?;
+    let empty = BTreeMap::new();
+    let inventory = old.map_or(&empty, |o| &o.inventory);
+    // what the stored status lists, reservations included (see `reserve`)
+    let mut reserved = inventory.clone();
+    let mut manifests = render(
+        &ctx.cache_dir,
+        ctx.max_manifest_bytes,
+        repo,
+        sync,
+        &commit.id,
+    )
+    .await?;
+    if manifests.is_empty() && !inventory.is_empty() && sync.prune && !sync.allow_empty {
+        return Err(Refusal::Empty {
+            managed: inventory.len(),
+        }
+        .into());
+    }
     let mut groups = render::groups(&manifests);
     groups.extend(inventory.keys().map(|id| id.group.clone()));
     groups.insert("apiextensions.k8s.io".to_owned());
@@ -224,6 +264,7 @@ async fn pass(
             .map(|m| (m.api_version().to_owned(), m.id()))
             .collect();
         let live = diff::observe(&ctx.client, &resources, &targets, ctx.concurrency).await?;
+        check_ownership(ctx, mapping, sync, &resources, &desired, &live).await?;
         let entries = diff::plan(
             &ctx.client,
             &resources,
@@ -234,7 +275,24 @@ async fn pass(
             ctx.concurrency,
         )
         .await?;
+        if !sync.adopt {
+            let refused: Vec<String> = entries
+                .iter()
+                .filter(|e| e.action == Action::Adopt)
+                .map(|e| {
+                    format!(
+                        "{} exists and berth does not manage it; sync {:?} sets adopt: false \
+                         (delete it, or allow adoption)",
+                        e.id, sync.name
+                    )
+                })
+                .collect();
+            if !refused.is_empty() {
+                return Err(Refusal::Adoption(refused).into());
+            }
+        }
         if mode == Mode::Apply {
+            reserve(ctx, sync, commit, old, &mut reserved, &entries).await?;
             apply::apply(
                 &ctx.client,
                 &resources,
@@ -270,15 +328,19 @@ async fn pass(
         diff::orphans(inventory, &manifests, &live)
     };
     if sync.prune {
+        let mut deletes = Vec::new();
         for orphan in orphans {
             match apply::decide(&orphan, &sync.name) {
-                apply::Decision::Delete => plan.prune.push(orphan),
-                apply::Decision::Keep(reason) => {
-                    info!(object = %orphan.id, reason, "kept object that left git");
-                    changes.kept.push((orphan.id, reason));
-                }
+                apply::Decision::Delete => deletes.push(orphan),
+                apply::Decision::Keep(reason) => changes.kept.push((orphan.id, reason)),
                 apply::Decision::Gone => {}
             }
+        }
+        let (deletes, kept) = hand_over(ctx, mapping, sync, &resources, deletes).await?;
+        plan.prune = deletes;
+        changes.kept.extend(kept);
+        for (id, reason) in &changes.kept {
+            info!(object = %id, reason, "kept object that left git");
         }
         if mode == Mode::Apply {
             apply::prune(
@@ -300,6 +362,212 @@ async fn pass(
     Ok((plan, changes))
 }
 
+/// Records, before a stage writes, that the sync is about to own the objects it creates or
+/// adopts: a pass cut short (a crash, a lost lease) leaves them in the inventory, so the next
+/// pass finishes or prunes them instead of leaking them. The rest of the status is left as the
+/// last finished pass wrote it.
+async fn reserve(
+    ctx: &Context,
+    sync: &Sync,
+    commit: &Commit,
+    old: Option<&SyncStatus>,
+    reserved: &mut BTreeMap<ObjectId, status::Record>,
+    entries: &[diff::Entry],
+) -> Result<(), Error> {
+    let new: Vec<_> = entries
+        .iter()
+        .filter(|e| e.action != Action::Unchanged && !reserved.contains_key(&e.id))
+        .map(|e| {
+            let record = status::Record {
+                api_version: e.manifest.api_version().to_owned(),
+                revision: commit.id.clone(),
+                ..status::Record::default()
+            };
+            (e.id.clone(), record)
+        })
+        .collect();
+    if new.is_empty() {
+        return Ok(());
+    }
+    reserved.extend(new);
+    let status = match old {
+        Some(old) => SyncStatus {
+            inventory: reserved.clone(),
+            ..old.clone()
+        },
+        None => SyncStatus {
+            phase: Phase::OutOfSync,
+            message: format!("applying revision {}", commit.short()),
+            inventory: reserved.clone(),
+            ..SyncStatus::default()
+        },
+    };
+    Ok(status::save(&ctx.store(), &sync.name, &status).await?)
+}
+
+/// Refuses objects that another sync owns (its label says so) and still declares: every
+/// object has one owning sync, and ownership moves only once the owner let go of it.
+async fn check_ownership(
+    ctx: &Context,
+    mapping: &Mapping,
+    sync: &Sync,
+    resources: &Resources,
+    desired: &[Manifest],
+    live: &diff::LiveSet,
+) -> Result<(), Error> {
+    let mut foreign: BTreeMap<&str, Vec<ObjectId>> = BTreeMap::new();
+    for m in desired {
+        let id = m.id();
+        if let Some(owner) = live.get(&id).and_then(diff::owner_of)
+            && owner != sync.name
+        {
+            foreign.entry(owner).or_default().push(id);
+        }
+    }
+    let mut conflicts = Vec::new();
+    for (owner, ids) in foreign {
+        let declared = declared_by(ctx, mapping, owner, resources).await;
+        conflicts.extend(ids.into_iter().filter(|id| declared.contains(id)).map(|id| {
+            format!(
+                "{id} belongs to sync {owner:?}, which still declares it; sync {:?} declares it too",
+                sync.name
+            )
+        }));
+    }
+    if conflicts.is_empty() {
+        Ok(())
+    } else {
+        Err(Refusal::Owned(conflicts).into())
+    }
+}
+
+/// What a sync declares at the head of its branch in the local mirror (nothing is fetched);
+/// what it last recorded owning when that cannot be rendered; nothing when the mapping has
+/// no such sync.
+async fn declared_by(
+    ctx: &Context,
+    mapping: &Mapping,
+    name: &str,
+    resources: &Resources,
+) -> BTreeSet<ObjectId> {
+    let Some(other) = mapping.syncs.iter().find(|s| s.name == name) else {
+        return BTreeSet::new();
+    };
+    let Some(repo) = mapping.repository(&other.repository) else {
+        return BTreeSet::new();
+    };
+    let rendered = async {
+        let branch = repo.branch.clone();
+        let head = git::with_mirror(&ctx.cache_dir, repo.url.as_str(), move |mirror| {
+            mirror.resolve(&branch)
+        })
+        .await?;
+        let mut manifests = render(
+            &ctx.cache_dir,
+            ctx.max_manifest_bytes,
+            repo,
+            other,
+            &head.id,
+        )
+        .await?;
+        settle_namespaces(&mut manifests, resources, other);
+        Ok::<_, Error>(manifests.iter().map(Manifest::id).collect())
+    };
+    match rendered.await {
+        Ok(ids) => ids,
+        Err(e) => {
+            debug!(sync = name, error = %e, "cannot render; using its recorded inventory");
+            status::load(&ctx.store(), name)
+                .await
+                .ok()
+                .flatten()
+                .map(|s| s.inventory.into_keys().collect())
+                .unwrap_or_default()
+        }
+    }
+}
+
+/// Splits the orphans prune would delete into those it deletes and those it keeps: an
+/// object another sync now declares is handed over (dropped from this inventory, not
+/// deleted, so it keeps its uid), and a Namespace that holds objects this pass does not
+/// prune stays, saying which.
+async fn hand_over(
+    ctx: &Context,
+    mapping: &Mapping,
+    sync: &Sync,
+    resources: &Resources,
+    deletes: Vec<diff::Orphan>,
+) -> Result<(Vec<diff::Orphan>, Vec<(ObjectId, String)>), Error> {
+    let mut kept = Vec::new();
+    if deletes.is_empty() {
+        return Ok((deletes, kept));
+    }
+    let mut elsewhere: BTreeMap<ObjectId, &str> = BTreeMap::new();
+    for other in mapping.syncs.iter().filter(|s| s.name != sync.name) {
+        for id in declared_by(ctx, mapping, &other.name, resources).await {
+            elsewhere.entry(id).or_insert(&other.name);
+        }
+    }
+    let (mut namespaces, mut rest) = (Vec::new(), Vec::new());
+    for orphan in deletes {
+        if let Some(other) = elsewhere.get(&orphan.id) {
+            kept.push((
+                orphan.id,
+                format!("declared by sync {other:?}, which takes it over"),
+            ));
+        } else if orphan.id.kind == "Namespace" && orphan.id.group.is_empty() {
+            namespaces.push(orphan);
+        } else {
+            rest.push(orphan);
+        }
+    }
+    let pruned: BTreeSet<&ObjectId> = rest.iter().map(|o| &o.id).collect();
+    let mut deleted_namespaces = Vec::new();
+    for ns in namespaces {
+        let contents = cluster::namespace_contents(&ctx.client, &ns.id.name)
+            .await
+            .map_err(|source| diff::Error::List {
+                what: format!("the objects in namespace {}", ns.id.name),
+                source,
+            })?;
+        let strangers: Vec<String> = contents
+            .iter()
+            .filter(|id| !pruned.contains(id))
+            .map(ToString::to_string)
+            .collect();
+        if strangers.is_empty() {
+            deleted_namespaces.push(ns);
+        } else {
+            let shown: Vec<&str> = strangers.iter().take(5).map(String::as_str).collect();
+            let more = strangers.len().saturating_sub(shown.len());
+            kept.push((
+                ns.id,
+                format!(
+                    "it holds objects this sync does not prune: {}{}",
+                    shown.join(", "),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
+                ),
+            ));
+        }
+    }
+    rest.extend(deleted_namespaces);
+    Ok((rest, kept))
+}
+
+/// Sets the sync's namespace on namespaced objects that name none, with scopes from
+/// discovery and the CRDs among the objects.
+fn settle_namespaces(manifests: &mut [Manifest], resources: &Resources, sync: &Sync) {
+    let snapshot = manifests.to_vec();
+    let scope = WithCrds::new(&snapshot, resources);
+    for m in manifests.iter_mut() {
+        render::default_namespace(m, sync.namespace.as_deref(), &scope);
+    }
+}
+
 /// Settles scopes with discovery (CRDs in the set included) and refuses kinds nobody serves
 /// before anything is applied.
 fn check_kinds(
@@ -307,10 +575,9 @@ fn check_kinds(
     resources: &Resources,
     sync: &Sync,
 ) -> Result<(), Error> {
-    let snapshot = manifests.to_vec();
-    let scope = WithCrds::new(&snapshot, resources);
-    for m in manifests.iter_mut() {
-        render::default_namespace(m, sync.namespace.as_deref(), &scope);
+    settle_namespaces(manifests, resources, sync);
+    let scope = WithCrds::new(manifests, resources);
+    for m in manifests.iter() {
         match scope.namespaced(m.group(), m.kind()) {
             None => {
                 return Err(diff::Error::UnknownKind {
@@ -348,9 +615,12 @@ async fn finish(
     };
     let mut problems: Vec<String> = error.iter().cloned().collect();
     problems.extend(changes.errors.iter().map(ToString::to_string));
+    // the same failures give the same message, whatever order the requests completed in
+    problems.sort();
+    problems.dedup();
     let phase = if !problems.is_empty() {
         Phase::Failed
-    } else if mode == Mode::Plan && !plan.is_noop() {
+    } else if mode != Mode::Apply && !plan.is_noop() {
         Phase::OutOfSync
     } else {
         Phase::Synced
@@ -371,7 +641,8 @@ async fn finish(
         duration: started.elapsed(),
         status_error,
     };
-    if mode == Mode::Plan {
+    // a plan writes nothing; a check that could not look records nothing either
+    if mode == Mode::Plan || (mode == Mode::Check && phase == Phase::Failed) {
         return report(plan, changes, None);
     }
 
@@ -379,7 +650,9 @@ async fn finish(
         .as_ref()
         .map(|o| o.inventory.clone())
         .unwrap_or_default();
-    let inventory = if phase == Phase::Failed {
+    let inventory = if mode == Mode::Check {
+        old_inventory
+    } else if phase == Phase::Failed {
         // Keep what we knew, plus what this pass applied: a failed pass forgets nothing.
         let mut inv = old_inventory;
         inv.extend(changes.records.iter().cloned());
@@ -388,11 +661,22 @@ async fn finish(
         changes.records.iter().cloned().collect()
     };
     let revision = match commit {
-        Some(c) if error.is_none() => c.id.clone(),
+        Some(c) if error.is_none() && mode == Mode::Apply => c.id.clone(),
         _ => old_revision.clone(),
     };
     let at = commit.map_or_else(String::new, |c| format!("revision {}: ", c.short()));
-    let health = health(&plan, old.as_ref());
+    // objects that failed to apply are not what git says, so the sync is not healthy
+    let health = if changes.errors.is_empty() {
+        health(&plan, old.as_ref())
+    } else {
+        status::Health::Degraded
+    };
+    let drifted = plan
+        .entries
+        .iter()
+        .filter(|e| e.action != Action::Unchanged)
+        .count()
+        + plan.prune.len();
     let new = SyncStatus {
         phase,
         health,
@@ -400,10 +684,10 @@ async fn finish(
         last_sync: String::new(),
         // The status message describes the state, so a no-op pass leaves it (and the
         // ConfigMap) alone; what a pass did goes to the Event and the log.
-        message: if phase == Phase::Failed {
-            format!("{at}{message}")
-        } else {
-            format!("{} objects synced", changes.records.len())
+        message: match phase {
+            Phase::Failed => format!("{at}{message}"),
+            Phase::OutOfSync => format!("{drifted} objects differ from git"),
+            Phase::Synced => format!("{} objects synced", inventory.len()),
         },
         inventory,
     };
@@ -412,10 +696,29 @@ async fn finish(
     if let Some(next) = status::next(old.as_ref(), new, &store::now())
         && let Err(e) = status::save(&ctx.store(), &sync.name, &next).await
     {
-        warn!(error = %e, "failed to record status");
+        // the status on the cluster is not true now: the pass has failed
+        let text = format!("{at}{e}");
+        warn!(error = %text, "failed to record status");
+        let record = (RecordKind::Sync, sync.name.as_str());
+        events::publish(
+            &ctx.client,
+            &ctx.namespace,
+            record,
+            Reason::SyncFailed,
+            &text,
+        )
+        .await;
         status_error = Some(e.to_string());
     }
-    if phase == Phase::Failed {
+    if !changes.adopted.is_empty() {
+        let ids: Vec<String> = changes.adopted.iter().map(ToString::to_string).collect();
+        let text = format!("{at}adopted {}", ids.join(", "));
+        let record = (RecordKind::Sync, sync.name.as_str());
+        events::publish(&ctx.client, &ctx.namespace, record, Reason::Adopted, &text).await;
+    }
+    if mode == Mode::Check {
+        // a check reports drift in status only
+    } else if phase == Phase::Failed {
         if flipped || changes.changed() {
             events::publish(
                 &ctx.client,
@@ -428,7 +731,10 @@ async fn finish(
         }
         warn!(message = %message, "sync failed");
     } else if changes.changed() || flipped {
-        let text = format!("{at}{}", changes.summary());
+        let mut text = format!("{at}{}", changes.summary());
+        for (id, reason) in &changes.kept {
+            text.push_str(&format!("; kept {id}: {reason}"));
+        }
         events::publish(
             &ctx.client,
             &ctx.namespace,

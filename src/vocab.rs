@@ -100,6 +100,7 @@ impl RecordKind {
 pub(crate) enum Reason {
     Synced,
     SyncFailed,
+    Adopted,
     Launched,
     LaunchFailed,
     RunSucceeded,
@@ -117,6 +118,7 @@ impl Reason {
         match self {
             Self::Synced => "Synced",
             Self::SyncFailed => "SyncFailed",
+            Self::Adopted => "Adopted",
             Self::Launched => "Launched",
             Self::LaunchFailed => "LaunchFailed",
             Self::RunSucceeded => "RunSucceeded",
@@ -133,7 +135,7 @@ impl Reason {
     /// The action an Event reports (events.k8s.io's `action`).
     pub(crate) fn action(self) -> &'static str {
         match self {
-            Self::Synced | Self::SyncFailed => "Sync",
+            Self::Synced | Self::SyncFailed | Self::Adopted => "Sync",
             Self::Launched | Self::LaunchFailed => "Launch",
             Self::RunSucceeded | Self::RunFailed | Self::RunError => "Run",
             Self::CleanedUp | Self::CleanupFailed | Self::CleanupStuck => "Cleanup",

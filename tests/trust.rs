@@ -553,3 +553,278 @@ async fn render_masks_secret_values_unless_asked() {
     assert!(String::from_utf8_lossy(&shown.stdout).contains("c3VwZXJzZWNyZXQ="));
     drop(client);
 }
+
+#[tokio::test]
+async fn a_pass_killed_mid_create_leaves_nothing_behind_once_the_commit_is_reverted() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app = namespace(&client, &unique("app")).await;
+    let repo = Repo::new();
+    repo.write("apps/keep.yaml", &config_map("keep", "1"));
+    repo.commit("one object");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &mapping(&repo.url(), "web", "apps", &app.name, ""),
+    );
+    common::succeeds(&berth, &["sync"], "1 created");
+    for i in 0..300 {
+        repo.write(
+            &format!("apps/many/cm-{i:03}.yaml"),
+            &config_map(&format!("cm-{i:03}"), "x"),
+        );
+    }
+    repo.commit("three hundred more");
+    // slow enough to be cut off half way
+    let mut child = common::ChildGuard(
+        berth
+            .command(&["--concurrency", "2", "sync"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("berth sync starts"),
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &app.name);
+    let managed = ListParams::default().labels("berth.dev/sync=web");
+    let started = common::eventually(Duration::from_secs(60), || async {
+        let n = cms.list(&managed).await.expect("list").items.len();
+        (n > 20).then_some(n)
+    })
+    .await;
+    assert!(started.is_some(), "the pass never got going");
+    child.0.kill().expect("SIGKILL");
+    child.0.wait().expect("reaped");
+    let applied = cms.list(&managed).await.expect("list").items.len();
+    assert!(
+        applied < 301,
+        "the pass finished before it was killed ({applied} objects)"
+    );
+
+    repo.git(&["revert", "--no-edit", "HEAD"]);
+    common::succeeds(&berth, &["sync"], "web: Synced");
+    let left: Vec<String> = cms
+        .list(&managed)
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter(|c| c.metadata.deletion_timestamp.is_none())
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    assert_eq!(left, ["keep"], "objects of the reverted commit leaked");
+}
+
+/// Sends a signal to a process with kill(1).
+fn signal(child: &std::process::Child, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {sig}");
+}
+
+/// The values of the ConfigMaps `cm-*` of a namespace.
+async fn values(cms: &Api<ConfigMap>) -> std::collections::BTreeSet<String> {
+    cms.list(&ListParams::default().labels("berth.dev/sync=web"))
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter_map(|c| c.data?.get("value").cloned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_leader_paused_past_its_lease_writes_nothing_when_it_wakes() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app = namespace(&client, &unique("app")).await;
+    let repo = Repo::new();
+    let write_all = |value: &str| {
+        for i in 0..300 {
+            repo.write(
+                &format!("apps/cm-{i:03}.yaml"),
+                &config_map(&format!("cm-{i:03}"), value),
+            );
+        }
+    };
+    write_all("a");
+    let first = repo.commit("a");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &mapping(&repo.url(), "web", "apps", &app.name, ""),
+    );
+    let spawn = || {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let args = [
+            "--concurrency",
+            "2",
+            "run",
+            "--leader-elect",
+            "--lease-duration",
+            "3s",
+            "--listen",
+            &listen,
+        ];
+        common::ChildGuard(berth.command(&args).spawn().expect("berth run"))
+    };
+    let revision = || async {
+        let records: Api<ConfigMap> = Api::namespaced(client.clone(), &berth_ns.name);
+        records
+            .get_opt("berth-sync-web")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|c| annotations(&c).get("berth.dev/revision").cloned())
+    };
+    let mut old_leader = spawn();
+    let synced = common::eventually(Duration::from_secs(60), || async {
+        (revision().await.as_deref() == Some(first.as_str())).then_some(())
+    })
+    .await;
+    assert!(synced.is_some(), "the leader did not sync the first commit");
+    let _standby = spawn();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &app.name);
+
+    // the leader starts on b1 and is paused half way
+    write_all("b1");
+    let stale = repo.commit("b1");
+    let midway = common::eventually(Duration::from_secs(30), || async {
+        values(&cms).await.contains("b1").then_some(())
+    })
+    .await;
+    assert!(midway.is_some(), "the leader never started on b1");
+    signal(&old_leader.0, "-STOP");
+
+    // the standby takes over and syncs a newer commit
+    write_all("b2");
+    let newer = repo.commit("b2");
+    let taken = common::eventually(Duration::from_secs(60), || async {
+        let all_b2 = values(&cms).await == std::collections::BTreeSet::from(["b2".to_owned()]);
+        (all_b2 && revision().await.as_deref() == Some(newer.as_str())).then_some(())
+    })
+    .await;
+    assert!(taken.is_some(), "the standby did not sync b2");
+
+    // the old leader wakes: for 10 s nothing it does shows
+    signal(&old_leader.0, "-CONT");
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < until {
+        let rev = revision().await;
+        assert_ne!(
+            rev.as_deref(),
+            Some(stale.as_str()),
+            "status went back to b1"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        values(&cms).await,
+        std::collections::BTreeSet::from(["b2".to_owned()]),
+        "the woken leader wrote b1 over b2"
+    );
+    assert_eq!(revision().await.as_deref(), Some(newer.as_str()));
+    old_leader.0.kill().ok();
+}
+
+/// Runs `berth ARGS` and returns its output with its peak RSS in KiB (Python's
+/// `getrusage(RUSAGE_CHILDREN)`, which the standard library does not expose).
+fn run_measured(berth: &Berth, args: &[&str]) -> (std::process::Output, u64) {
+    let cmd = berth.command(args);
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let mut argv = vec![program];
+    argv.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    let script = "import json, resource, subprocess, sys\n\
+        p = subprocess.run(json.loads(sys.argv[1]), capture_output=True)\n\
+        sys.stdout.buffer.write(p.stdout)\n\
+        sys.stderr.buffer.write(p.stderr)\n\
+        sys.stderr.write('\\nmaxrss=%d\\n' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n\
+        sys.exit(p.returncode)\n";
+    let mut python = std::process::Command::new("python3");
+    python
+        .arg("-c")
+        .arg(script)
+        .arg(serde_json::to_string(&argv).expect("json"));
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => python.env(k, v),
+            None => python.env_remove(k),
+        };
+    }
+    let out = python.output().expect("python3 runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let rss = stderr
+        .rsplit("maxrss=")
+        .next()
+        .and_then(|s| s.trim().parse().ok())
+        .expect("maxrss reported");
+    (out, rss)
+}
+
+fn crd(plural: &str, fields: usize) -> String {
+    let mut props = String::new();
+    for i in 0..fields {
+        props.push_str(&format!(
+            "                f{i}:\n                  type: string\n                  description: field {i} of {plural}, described at length the way generated CRDs describe every field, with the defaults, the constraints and a pointer to the upstream documentation\n"
+        ));
+    }
+    format!(
+        "---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: {plural}.big.berth.dev\nspec:\n  group: big.berth.dev\n  names:\n    kind: K{plural}\n    plural: {plural}\n  scope: Namespaced\n  versions:\n    - name: v1\n      served: true\n      storage: true\n      schema:\n        openAPIV3Schema:\n          type: object\n          properties:\n            spec:\n              type: object\n              properties:\n{props}"
+    )
+}
+
+#[tokio::test]
+async fn a_huge_manifest_is_refused_by_size_and_a_large_real_install_file_syncs() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let repo = Repo::new();
+    // 50 MB of one ConfigMap's data
+    let mut huge =
+        String::from("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: huge\ndata:\n");
+    let line = format!("  k{{}}: {}\n", "x".repeat(100));
+    let mut i = 0;
+    while huge.len() < 50 * 1024 * 1024 {
+        huge.push_str(&line.replace("{}", &i.to_string()));
+        i += 1;
+    }
+    repo.write("huge/huge.yaml", &huge);
+    // ~12 MB of CustomResourceDefinitions in one file, ~300k YAML nodes
+    let suffix = unique("c").replace('-', "");
+    let crds: String = (0..24)
+        .map(|n| crd(&format!("k{n}{suffix}"), 2_100))
+        .collect();
+    assert!(crds.len() > 11 * 1024 * 1024, "{} bytes", crds.len());
+    repo.write("crds/install.yaml", &crds);
+    repo.commit("a huge file and a large one");
+    let mapping = format!(
+        "apiVersion: berth.dev/v1alpha1\nkind: Mapping\nrepositories:\n  - name: config\n    url: {}\n    interval: 0\nsyncs:\n  - name: huge\n    repository: config\n    path: huge\n    namespace: default\n  - name: crds\n    repository: config\n    path: crds\n",
+        repo.url()
+    );
+    let berth = Berth::new(&berth_ns.name, &mapping);
+    let (out, rss) = run_measured(&berth, &["sync", "huge"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        stdout.contains("huge/huge.yaml is 50.0 MiB, above the limit of 32.0 MiB"),
+        "{}",
+        text(&out)
+    );
+    assert!(rss < 128 * 1024, "peak RSS {rss} KiB");
+
+    let out = common::succeeds(&berth, &["sync", "crds"], "24 created");
+    drop(out);
+    let crd_api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    for n in 0..24 {
+        let name = format!("k{n}{suffix}.big.berth.dev");
+        assert!(
+            crd_api.get_opt(&name).await.expect("get").is_some(),
+            "{name}"
+        );
+        crd_api.delete(&name, &DeleteParams::default()).await.ok();
+    }
+}

@@ -2,6 +2,7 @@
 //! berth's namespace: only the holder syncs, launches and cleans up. [`decide`] is the rule
 //! (pure); [`Elector`] applies it with optimistic concurrency (resourceVersion).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -10,6 +11,8 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
 use kube::api::{Api, PostParams};
 use tracing::{debug, info, warn};
+
+use crate::cluster::Fence;
 
 /// Name of the Lease.
 pub(crate) const LEASE_NAME: &str = "berth";
@@ -56,20 +59,26 @@ pub(crate) struct Elector {
     duration: Duration,
     /// When we last renewed successfully; `None` while not leading.
     renewed: Option<Instant>,
+    /// The writes of this replica's working client: open only while the lease is held.
+    fence: Arc<Fence>,
 }
 
 impl Elector {
+    /// An elector using `client`, which must not pass through `fence` (it writes the Lease
+    /// while the fence is closed).
     pub(crate) fn new(
         client: &Client,
         namespace: &str,
         identity: String,
         duration: Duration,
+        fence: Arc<Fence>,
     ) -> Self {
         Self {
             api: Api::namespaced(client.clone(), namespace),
             identity,
             duration,
             renewed: None,
+            fence,
         }
     }
 
@@ -88,14 +97,26 @@ impl Elector {
         &self.identity
     }
 
-    /// Acquires or renews. Returns whether this replica may work now.
+    /// Acquires or renews, and opens or closes the fence to match. Returns whether this
+    /// replica may work now.
     pub(crate) async fn step(&mut self) -> bool {
+        let lead = self.hold().await;
+        match self.renewed.filter(|_| lead) {
+            Some(at) => self.fence.hold_until(at + self.renew_deadline()),
+            None => self.fence.close(),
+        }
+        lead
+    }
+
+    async fn hold(&mut self) -> bool {
+        // the lease counts from before the request, so the fence never outlasts it
+        let asked = Instant::now();
         match self.try_hold().await {
             Ok(true) => {
                 if self.renewed.is_none() {
                     info!(identity = %self.identity, "acquired the lease; leading");
                 }
-                self.renewed = Some(Instant::now());
+                self.renewed = Some(asked);
                 true
             }
             Ok(false) => {
@@ -176,6 +197,7 @@ impl Elector {
 
     /// Gives the lease up on shutdown so a standby takes over at its next step.
     pub(crate) async fn release(&mut self) {
+        self.fence.close();
         if self.renewed.take().is_none() {
             return;
         }

@@ -58,14 +58,24 @@ pub(crate) async fn shutdown_signal() {
     }
 }
 
-/// How `berth run` serves HTTP.
-#[derive(Debug, Clone)]
+/// How `berth run` serves HTTP and elects a leader.
+#[derive(Clone)]
 pub(crate) struct Options {
     pub config: PathBuf,
     pub listen: std::net::SocketAddr,
     pub max_webhook_bytes: usize,
-    /// Lease duration when leader election is on.
-    pub leader_election: Option<Duration>,
+    pub leader_election: Option<LeaderElection>,
+}
+
+/// Leader election among replicas.
+#[derive(Clone)]
+pub(crate) struct LeaderElection {
+    /// How long a lease lasts without renewal.
+    pub duration: Duration,
+    /// A client outside the fence, for the Lease itself.
+    pub client: kube::Client,
+    /// The fence of the context's client, opened while the lease is held.
+    pub fence: Arc<crate::cluster::Fence>,
 }
 
 /// Runs the agent until `shutdown` resolves; passes in progress finish first.
@@ -96,9 +106,15 @@ pub(crate) async fn run(
     let mut files = FileWatch::new(changes_tx);
     files.watch(&options.config, &shared.mapping());
 
-    let mut elector = options
-        .leader_election
-        .map(|d| lease::Elector::new(&ctx.client, &ctx.namespace, lease::identity(), d));
+    let mut elector = options.leader_election.map(|e| {
+        lease::Elector::new(
+            &e.client,
+            &ctx.namespace,
+            lease::identity(),
+            e.duration,
+            e.fence,
+        )
+    });
     let period = elector
         .as_ref()
         .map_or(Duration::from_secs(3600), |e| e.period());
@@ -126,6 +142,15 @@ pub(crate) async fn run(
                     _ => {}
                 }
                 shared.set_leading(lead);
+                continue;
+            }
+            Some(ended) = next_ended(&mut tasks) => {
+                // a task ends only when stopped; one that ends otherwise is reported, never
+                // silently gone: /healthz fails so the pod is restarted
+                if let Err(e) = ended {
+                    error!(error = %e, "an agent task failed; /healthz now reports it");
+                    shared.task_failed(e.to_string());
+                }
                 continue;
             }
             change = changes.recv() => change,
@@ -268,6 +293,14 @@ fn log_mapping(mapping: &Mapping, message: &str) {
     );
 }
 
+/// The next task of `tasks` to end, with how it ended; never resolves while none runs.
+async fn next_ended(tasks: &mut Option<Tasks>) -> Option<Result<(), tokio::task::JoinError>> {
+    match tasks {
+        Some(t) if !t.set.is_empty() => t.set.join_next().await,
+        _ => std::future::pending().await,
+    }
+}
+
 /// The running tasks of one mapping generation.
 struct Tasks {
     stop: watch::Sender<bool>,
@@ -348,15 +381,23 @@ async fn poll(
                     let mut failed = false;
                     for s in &syncs {
                         let moved = done.get(&s.name) != Some(&commit.id);
-                        if !moved && !s.self_heal {
-                            continue;
-                        }
-                        let report = sync::run_once(&ctx, &repo, s, &commit, Mode::Apply).await;
-                        if report.failed() {
-                            failed = true;
-                            done.remove(&s.name);
+                        // at the same commit, selfHeal re-applies drift; otherwise the check
+                        // only reports it (OutOfSync)
+                        let mode = if moved || s.self_heal {
+                            Mode::Apply
                         } else {
-                            done.insert(s.name.clone(), commit.id.clone());
+                            Mode::Check
+                        };
+                        let report = sync::run_once(&ctx, &mapping, &repo, s, &commit, mode).await;
+                        failed |= report.failed();
+                        match (mode, report.failed()) {
+                            (Mode::Apply, true) => {
+                                done.remove(&s.name);
+                            }
+                            (Mode::Apply, false) => {
+                                done.insert(s.name.clone(), commit.id.clone());
+                            }
+                            _ => {}
                         }
                     }
                     failed

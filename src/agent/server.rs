@@ -43,7 +43,7 @@ pub(super) async fn serve(
         .route("/webhooks/deliveries", get(deliveries))
         .route("/webhooks/{provider}", post(receive))
         .layer(DefaultBodyLimit::max(limit))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .with_state(state);
@@ -55,6 +55,17 @@ pub(super) async fn serve(
         .await
     {
         warn!(error = %e, "HTTP server stopped");
+    }
+}
+
+async fn healthz(Extract(state): Extract<State>) -> Response {
+    match state.shared.failed_task() {
+        None => (StatusCode::OK, "ok\n").into_response(),
+        Some(how) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("an agent task failed: {how}\n"),
+        )
+            .into_response(),
     }
 }
 

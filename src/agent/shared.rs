@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     /// Whether this replica works (always, without leader election). Readiness follows it,
     /// so a Service sends webhooks to the leader.
     leading: AtomicBool,
+    /// How an agent task ended that should not have (a panic); `/healthz` reports it.
+    failed_task: RwLock<Option<String>>,
 }
 
 impl Shared {
@@ -51,6 +53,7 @@ impl Shared {
             deliveries: Mutex::new(VecDeque::new()),
             config_error: RwLock::new(None),
             leading: AtomicBool::new(true),
+            failed_task: RwLock::new(None),
         };
         shared.reset_triggers();
         shared
@@ -86,6 +89,16 @@ impl Shared {
 
     pub(crate) fn set_leading(&self, leading: bool) {
         self.leading.store(leading, Ordering::SeqCst);
+    }
+
+    /// Records a task that ended on its own.
+    pub(crate) fn task_failed(&self, how: String) {
+        *self.failed_task.write().expect("task lock") = Some(how);
+    }
+
+    /// How a task failed, if one did.
+    pub(crate) fn failed_task(&self) -> Option<String> {
+        self.failed_task.read().expect("task lock").clone()
     }
 
     /// Wakes a repository's task.

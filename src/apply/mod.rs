@@ -29,6 +29,8 @@ pub(crate) enum Error {
 pub(crate) struct ChangeSet {
     pub created: Vec<ObjectId>,
     pub configured: Vec<ObjectId>,
+    /// Live objects berth did not manage, taken over.
+    pub adopted: Vec<ObjectId>,
     pub unchanged: usize,
     pub pruned: Vec<ObjectId>,
     /// Orphans kept on purpose, with the reason.
@@ -41,7 +43,10 @@ pub(crate) struct ChangeSet {
 impl ChangeSet {
     /// True when the pass wrote anything.
     pub(crate) fn changed(&self) -> bool {
-        !self.created.is_empty() || !self.configured.is_empty() || !self.pruned.is_empty()
+        !self.created.is_empty()
+            || !self.configured.is_empty()
+            || !self.adopted.is_empty()
+            || !self.pruned.is_empty()
     }
 
     /// One line for logs, events and status: `2 created, 1 configured, 5 unchanged, 1 pruned`.
@@ -52,6 +57,9 @@ impl ChangeSet {
             format!("{} unchanged", self.unchanged),
             format!("{} pruned", self.pruned.len()),
         ];
+        if !self.adopted.is_empty() {
+            parts.push(format!("{} adopted", self.adopted.len()));
+        }
         if !self.kept.is_empty() {
             parts.push(format!("{} kept", self.kept.len()));
         }

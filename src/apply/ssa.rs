@@ -40,10 +40,12 @@ pub(crate) async fn apply(
                 changes
                     .records
                     .push((entry.id.clone(), record(entry, &applied)));
-                if entry.action == Action::Create {
-                    changes.created.push(entry.id.clone());
-                } else {
-                    changes.configured.push(entry.id.clone());
+                match entry.action {
+                    Action::Create => changes.created.push(entry.id.clone()),
+                    Action::Adopt => changes.adopted.push(entry.id.clone()),
+                    Action::Update | Action::Unchanged => {
+                        changes.configured.push(entry.id.clone());
+                    }
                 }
             }
             Err(e) => changes.errors.push(e),

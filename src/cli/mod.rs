@@ -73,6 +73,15 @@ pub struct Args {
     /// Parallel API requests per sync.
     #[arg(long, global = true, env = "BERTH_CONCURRENCY", default_value_t = 32)]
     pub concurrency: usize,
+    /// The largest manifest file berth reads (bytes); a larger one fails the render with its
+    /// name and size, before it is loaded.
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_MAX_MANIFEST_BYTES",
+        default_value_t = 32 * 1024 * 1024
+    )]
+    pub max_manifest_bytes: u64,
     /// Log format (logs go to stderr; filter with RUST_LOG, e.g. RUST_LOG=berth=debug).
     #[arg(
         long,
@@ -181,11 +190,20 @@ impl Args {
     }
 
     async fn context(&self) -> Result<Context, crate::Error> {
+        self.context_with(None).await
+    }
+
+    /// A context whose client writes only while `fence` is open.
+    async fn context_with(
+        &self,
+        fence: Option<std::sync::Arc<cluster::Fence>>,
+    ) -> Result<Context, crate::Error> {
         Ok(Context {
-            client: cluster::connect(&self.target()).await?,
+            client: cluster::connect(&self.target(), fence).await?,
             namespace: self.namespace.clone(),
             cache_dir: self.cache_dir(),
             concurrency: self.concurrency,
+            max_manifest_bytes: self.max_manifest_bytes,
             metrics: std::sync::Arc::new(crate::telemetry::Metrics::new()),
         })
     }
@@ -257,7 +275,20 @@ pub async fn run(args: Args) -> ExitCode {
             leader_elect,
             lease_duration,
         } => {
-            let ctx = match args.context().await {
+            let fence = leader_elect.then(|| std::sync::Arc::new(cluster::Fence::default()));
+            let connected = async {
+                let ctx = args.context_with(fence.clone()).await?;
+                let election = match fence {
+                    Some(fence) => Some(agent::LeaderElection {
+                        duration: *lease_duration,
+                        client: cluster::connect(&args.target(), None).await?,
+                        fence,
+                    }),
+                    None => None,
+                };
+                Ok::<_, crate::Error>((ctx, election))
+            };
+            let (ctx, leader_election) = match connected.await {
                 Ok(c) => c,
                 Err(e) => return fail(USAGE, e),
             };
@@ -265,7 +296,7 @@ pub async fn run(args: Args) -> ExitCode {
                 config: args.config.clone(),
                 listen: *listen,
                 max_webhook_bytes: *max_webhook_bytes,
-                leader_election: leader_elect.then_some(*lease_duration),
+                leader_election,
             };
             match agent::run(ctx, mapping, options, agent::shutdown_signal()).await {
                 Ok(()) => ExitCode::SUCCESS,
@@ -337,7 +368,7 @@ async fn passes(
         let fetched = sync::refresh(&ctx, repo, vec![repo.branch.clone()]).await;
         for s in of_repo {
             let report = match &fetched {
-                Ok(Some(commit)) => sync::run_once(&ctx, repo, s, commit, mode).await,
+                Ok(Some(commit)) => sync::run_once(&ctx, mapping, repo, s, commit, mode).await,
                 Ok(None) => unreachable!("the repository's own branch was fetched"),
                 Err(e) => sync::record_failure(&ctx, s, e, mode).await,
             };
@@ -419,7 +450,7 @@ async fn render(args: &Args, mapping: &Mapping, name: &str, show_secrets: bool) 
     let result = async {
         let creds = offline_credentials(args, repo, &mut None).await?;
         let commit = sync::fetch(&cache, repo, creds).await?;
-        sync::render(&cache, repo, s, &commit.id).await
+        sync::render(&cache, args.max_manifest_bytes, repo, s, &commit.id).await
     }
     .await;
     match result {
@@ -506,7 +537,7 @@ async fn validate(args: &Args) -> ExitCode {
         }
         let Some(commit) = head else { continue };
         for s in mapping.syncs.iter().filter(|s| s.repository == repo.name) {
-            match sync::render(&cache, repo, s, &commit.id).await {
+            match sync::render(&cache, args.max_manifest_bytes, repo, s, &commit.id).await {
                 Ok(m) => check(
                     true,
                     format!(

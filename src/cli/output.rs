@@ -35,6 +35,7 @@ pub(super) fn report(w: &mut impl Write, r: &Report, mode: Mode) -> io::Result<(
         let verb = |a: Action| match a {
             Action::Create => "create",
             Action::Update => "update",
+            Action::Adopt => "adopt",
             Action::Unchanged => "unchanged",
         };
         writeln!(w, "{}: {}{at} (dry run)", r.sync, r.phase)?;

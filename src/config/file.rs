@@ -61,6 +61,12 @@ pub(super) struct SyncFile {
     pub prune: bool,
     #[serde(default)]
     pub self_heal: bool,
+    /// Whether a pass may take over live objects berth does not manage.
+    #[serde(default = "default_true")]
+    pub adopt: bool,
+    /// Whether a render with no objects may prune everything the sync manages.
+    #[serde(default)]
+    pub allow_empty: bool,
     #[serde(default)]
     pub vars: BTreeMap<String, Spanned<String>>,
 }

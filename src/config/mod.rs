@@ -194,6 +194,10 @@ pub(crate) struct Sync {
     pub namespace: Option<String>,
     pub prune: bool,
     pub self_heal: bool,
+    /// Whether live objects berth does not manage may be taken over (an `adopt` action).
+    pub adopt: bool,
+    /// Whether a render with no objects may prune everything the sync manages.
+    pub allow_empty: bool,
     pub vars: BTreeMap<String, String>,
 }
 

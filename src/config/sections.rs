@@ -83,6 +83,8 @@ pub(super) fn sync(src: Source<'_>, s: SyncFile, reg: &mut Registry) -> Result<S
         namespace,
         prune: s.prune,
         self_heal: s.self_heal,
+        adopt: s.adopt,
+        allow_empty: s.allow_empty,
         vars,
     })
 }

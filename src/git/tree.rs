@@ -17,15 +17,18 @@ const MANIFEST_EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
 const MAX_LINK_HOPS: usize = 16;
 
 /// Every `*.yaml`, `*.yml` and `*.json` file below `path` (recursive, sorted by path) at
-/// `revision`. Symlinks are followed only while they stay inside `path`.
+/// `revision`. Symlinks are followed only while they stay inside `path`. A file larger than
+/// `max_bytes` is an error naming it and its size, found from the object's header before its
+/// content is loaded.
 ///
 /// # Errors
-/// Unknown revision, a missing path, or a symlink leading outside `path`.
+/// Unknown revision, a missing path, a symlink leading outside `path`, or a file too large.
 pub(crate) fn read_path(
     repo: &Repository,
     url: &str,
     revision: &str,
     path: &str,
+    max_bytes: u64,
 ) -> Result<Vec<SourceFile>, Error> {
     let fail = |message: String| read_error(url, revision, message);
     let root = commit_tree(repo, url, revision)?;
@@ -33,6 +36,7 @@ pub(crate) fn read_path(
         repo,
         root: &root,
         base: path,
+        max_bytes,
         files: Vec::new(),
     };
     let start = if path.is_empty() {
@@ -57,6 +61,7 @@ struct Reader<'r> {
     repo: &'r Repository,
     root: &'r Tree<'r>,
     base: &'r str,
+    max_bytes: u64,
     files: Vec<SourceFile>,
 }
 
@@ -108,6 +113,18 @@ impl Reader<'_> {
                 }
             }
             Some(ObjectType::Blob) if is_manifest(path) => {
+                let (size, _) = self
+                    .repo
+                    .odb()
+                    .and_then(|odb| odb.read_header(id))
+                    .map_err(err)?;
+                if size as u64 > self.max_bytes {
+                    return Err(format!(
+                        "{path} is {}, above the limit of {} (--max-manifest-bytes)",
+                        mebibytes(size as u64),
+                        mebibytes(self.max_bytes)
+                    ));
+                }
                 let blob = self.repo.find_blob(id).map_err(err)?;
                 self.files.push(SourceFile {
                     path: path.to_owned(),
@@ -178,6 +195,11 @@ pub(crate) fn changed_paths(
     paths.sort();
     paths.dedup();
     Ok(paths)
+}
+
+/// A size in MiB for messages: `50.0 MiB`.
+fn mebibytes(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 fn read_error(url: &str, revision: &str, message: String) -> Error {
@@ -291,7 +313,7 @@ mod tests {
             ("apps/web/c.yml", "c", false),
             ("apps/other/x.yaml", "x", false),
         ]);
-        let files = read_path(&repo, "file:///r", &rev, "apps/web").expect("read");
+        let files = read_path(&repo, "file:///r", &rev, "apps/web", u64::MAX).expect("read");
         assert_eq!(
             paths(&files),
             ["apps/web/a/b.json", "apps/web/c.yml", "apps/web/z.yaml"]
@@ -308,7 +330,7 @@ mod tests {
             ("p/d.yaml.txt", "d", false),
             ("p/yaml", "e", false),
         ]);
-        let files = read_path(&repo, "file:///r", &rev, "p").expect("read");
+        let files = read_path(&repo, "file:///r", &rev, "p", u64::MAX).expect("read");
         assert_eq!(paths(&files), ["p/A.YAML", "p/b.Yml", "p/c.JSON"]);
     }
 
@@ -318,7 +340,7 @@ mod tests {
             ("p/real.yaml", "real", false),
             ("p/link.yaml", "real.yaml", true),
         ]);
-        let files = read_path(&repo, "file:///r", &rev, "p").expect("read");
+        let files = read_path(&repo, "file:///r", &rev, "p", u64::MAX).expect("read");
         assert_eq!(paths(&files), ["p/link.yaml", "p/real.yaml"]);
         assert_eq!(files[0].content, b"real");
     }
@@ -329,13 +351,13 @@ mod tests {
             ("secret/creds.yaml", "s", false),
             ("p/link.yaml", "../secret/creds.yaml", true),
         ]);
-        let err = read_path(&repo, "file:///r", &rev, "p")
+        let err = read_path(&repo, "file:///r", &rev, "p", u64::MAX)
             .expect_err("escape")
             .to_string();
         assert!(err.contains("p/link.yaml"), "{err}");
         assert!(err.contains("outside the sync path"), "{err}");
         let abs = repo_with(&[("p/link.yaml", "/etc/passwd", true)]);
-        assert!(read_path(&abs.1, "file:///r", &abs.2, "p").is_err());
+        assert!(read_path(&abs.1, "file:///r", &abs.2, "p", u64::MAX).is_err());
     }
 
     #[test]
@@ -391,14 +413,35 @@ mod tests {
     }
 
     #[test]
+    fn a_file_above_the_limit_is_refused_with_its_name_and_size() {
+        let big = "x".repeat(3 * 1024 * 1024);
+        let (_d, repo, rev) = repo_with(&[("p/a.yaml", "a", false), ("p/big.yaml", &big, false)]);
+        let err = read_path(&repo, "file:///r", &rev, "p", 2 * 1024 * 1024)
+            .expect_err("too large")
+            .to_string();
+        assert!(
+            err.contains(
+                "p/big.yaml is 3.0 MiB, above the limit of 2.0 MiB (--max-manifest-bytes)"
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            paths(
+                &read_path(&repo, "file:///r", &rev, "p", 3 * 1024 * 1024).expect("at the limit")
+            ),
+            ["p/a.yaml", "p/big.yaml"]
+        );
+    }
+
+    #[test]
     fn missing_path_is_an_error() {
         let (_d, repo, rev) = repo_with(&[("a.yaml", "a", false)]);
-        let err = read_path(&repo, "file:///r", &rev, "nope")
+        let err = read_path(&repo, "file:///r", &rev, "nope", u64::MAX)
             .expect_err("missing")
             .to_string();
         assert!(err.contains("\"nope\" does not exist"), "{err}");
         assert_eq!(
-            paths(&read_path(&repo, "file:///r", &rev, "").expect("root")),
+            paths(&read_path(&repo, "file:///r", &rev, "", u64::MAX).expect("root")),
             ["a.yaml"]
         );
     }
