@@ -241,6 +241,25 @@ fn from_config_map(cm: &ConfigMap) -> SyncStatus {
     }
 }
 
+/// Marks a sync's record Failed with `message`, leaving its inventory as it is: for when
+/// [`save`] itself failed.
+///
+/// # Errors
+/// The record cannot be changed at all.
+pub(crate) async fn mark_failed(
+    store: &Store,
+    sync: &str,
+    message: &str,
+    now: &str,
+) -> Result<(), Error> {
+    let annotations = BTreeMap::from([
+        (STATUS.to_owned(), Phase::Failed.to_string()),
+        (MESSAGE.to_owned(), message.to_owned()),
+        (LAST_SYNC.to_owned(), now.to_owned()),
+    ]);
+    store.annotate(RecordKind::Sync, sync, annotations).await
+}
+
 /// Writes a sync's status record.
 ///
 /// # Errors

@@ -150,6 +150,30 @@ impl Store {
         }
     }
 
+    /// Sets annotations of an existing record and nothing else (a merge patch): the fallback
+    /// that still marks a record Failed when its full write was refused (a record grown too
+    /// large, made immutable, …), without touching the inventory in its data.
+    ///
+    /// # Errors
+    /// The patch is rejected too.
+    pub(crate) async fn annotate(
+        &self,
+        kind: RecordKind,
+        name: &str,
+        annotations: BTreeMap<String, String>,
+    ) -> Result<(), Error> {
+        let config_map = kind.config_map(name);
+        let patch = serde_json::json!({"metadata": {"annotations": annotations}});
+        self.api()
+            .patch(&config_map, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(drop)
+            .map_err(|e| Error::Write {
+                name: self.full_name(&config_map),
+                message: api_message(&e),
+            })
+    }
+
     async fn create_namespace(&self) -> Result<(), kube::Error> {
         let api: Api<Namespace> = Api::all(self.client.clone());
         let ns = Namespace {

@@ -696,9 +696,13 @@ async fn finish(
     if let Some(next) = status::next(old.as_ref(), new, &store::now())
         && let Err(e) = status::save(&ctx.store(), &sync.name, &next).await
     {
-        // the status on the cluster is not true now: the pass has failed
+        // the status on the cluster is not true now: the pass has failed, and says so where
+        // it still can
         let text = format!("{at}{e}");
         warn!(error = %text, "failed to record status");
+        if let Err(e) = status::mark_failed(&ctx.store(), &sync.name, &text, &store::now()).await {
+            warn!(error = %e, "failed to mark the status Failed");
+        }
         let record = (RecordKind::Sync, sync.name.as_str());
         events::publish(
             &ctx.client,
@@ -767,6 +771,10 @@ async fn finish(
         .objects_pruned
         .get_or_create(&labels)
         .inc_by(r.changes.pruned.len() as u64);
+    ctx.metrics
+        .objects_adopted
+        .get_or_create(&labels)
+        .inc_by(r.changes.adopted.len() as u64);
     info!(
         sync = %sync.name,
         repository = %sync.repository,
@@ -776,6 +784,7 @@ async fn finish(
         configured = r.changes.configured.len(),
         unchanged = r.changes.unchanged,
         pruned = r.changes.pruned.len(),
+        adopted = r.changes.adopted.len(),
         duration_ms = r.duration.as_millis() as u64,
         "sync finished"
     );

@@ -93,6 +93,7 @@ pub(crate) struct Metrics {
     pub sync_duration: Family<SyncLabels, Histogram, fn() -> Histogram>,
     pub objects_applied: Family<SyncLabels, Counter>,
     pub objects_pruned: Family<SyncLabels, Counter>,
+    pub objects_adopted: Family<SyncLabels, Counter>,
     pub fetch_duration: Family<RepositoryLabels, Histogram, fn() -> Histogram>,
     pub webhook_deliveries: Family<DeliveryLabels, Counter>,
     pub pipeline_launches: Family<PipelineResult, Counter>,
@@ -144,6 +145,12 @@ impl Metrics {
                 r,
                 "objects_applied",
                 "Objects created or updated by server-side apply",
+                Family::default(),
+            ),
+            objects_adopted: register(
+                r,
+                "objects_adopted",
+                "Live objects berth did not manage, taken over by a sync",
                 Family::default(),
             ),
             objects_pruned: register(

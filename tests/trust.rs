@@ -14,7 +14,9 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 fn config_map(name: &str, value: &str) -> String {
-    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: {value}\n")
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: \"{value}\"\n"
+    )
 }
 
 fn annotations(cm: &ConfigMap) -> std::collections::BTreeMap<String, String> {
@@ -368,7 +370,19 @@ async fn a_failed_status_write_fails_the_pass_and_drift_without_self_heal_shows_
     common::succeeds(&berth, &["sync"], "1 created");
 
     // drift on a sync without selfHeal: the agent's periodic check reports it, and its end
-    let (agent, _) = berth.agent();
+    let (agent, url) = berth.agent();
+    let address = url.trim_start_matches("http://").to_owned();
+    let first_pass = common::eventually(Duration::from_secs(20), || async {
+        std::net::TcpStream::connect(&address).ok()?;
+        let (_, metrics) = common::http("GET", &format!("{url}/metrics"), &[], b"");
+        (common::metric(
+            &metrics,
+            "berth_syncs_total{sync=\"web\",result=\"synced\"}",
+        ) >= 1.0)
+            .then_some(())
+    })
+    .await;
+    assert!(first_pass.is_some(), "the agent did not run its first pass");
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &app.name);
     cms.patch(
         "a",
@@ -429,6 +443,23 @@ async fn a_failed_status_write_fails_the_pass_and_drift_without_self_heal_shows_
             .any(|(r, m)| r == "SyncFailed" && m.contains("status")),
         "no SyncFailed Event for the status write"
     );
+    let shown = berth.run(&["status"]);
+    let table = String::from_utf8_lossy(&shown.stdout).to_string();
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("web "))
+        .unwrap_or_default();
+    assert!(
+        row.contains("Failed") && row.contains("failed to write status"),
+        "{}",
+        text(&shown)
+    );
+    let st = status(&client, &berth_ns.name, "web").await;
+    assert_eq!(
+        st.data.unwrap_or_default().len(),
+        1,
+        "the inventory survived"
+    );
 }
 
 #[tokio::test]
@@ -463,7 +494,9 @@ async fn hostile_intervals_are_errors_not_panics_even_as_live_edits() {
     // made live, an overflowing interval is refused and the agent keeps running
     let berth = Berth::new(&berth_ns.name, &good);
     let (mut agent, url) = berth.agent();
+    let address = url.trim_start_matches("http://").to_owned();
     let ready = common::eventually(Duration::from_secs(20), || async {
+        std::net::TcpStream::connect(&address).ok()?;
         (common::http("GET", &format!("{url}/healthz"), &[], b"").0 == 200).then_some(())
     })
     .await;
@@ -827,4 +860,93 @@ async fn a_huge_manifest_is_refused_by_size_and_a_large_real_install_file_syncs(
         );
         crd_api.delete(&name, &DeleteParams::default()).await.ok();
     }
+}
+
+#[tokio::test]
+async fn a_token_in_a_repository_url_reaches_no_workflow_status_event_or_log() {
+    const TOKEN: &str = "glpat-berth-trust-4e1f9a";
+    let client = client().await;
+    common::install_workflow_crds(&client).await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app = namespace(&client, &unique("app")).await;
+    let repo = Repo::new();
+    repo.write("apps/cm.yaml", &config_map("a", "1")).write(
+        ".argo/workflow.yaml",
+        "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata:\n  generateName: ci-\nspec:\n  entrypoint: main\n  templates:\n    - name: main\n      container: {image: alpine}\n",
+    );
+    repo.commit("config and ci");
+    let server = common::GitServer::start(&repo, "x-access-token", TOKEN);
+    let url = server
+        .url
+        .replace("https://", &format!("https://x-access-token:{TOKEN}@"));
+    let mapping = format!(
+        "apiVersion: berth.dev/v1alpha1\nkind: Mapping\nrepositories:\n  - name: config\n    url: {url}\n    interval: 1s\nsyncs:\n  - name: web\n    repository: config\n    path: apps\n    namespace: {ns}\npipelines:\n  - name: ci\n    repository: config\n    namespace: {ns}\n",
+        ns = app.name
+    );
+    let mut berth = Berth::new(&berth_ns.name, &mapping);
+    berth.env.push(("SSL_CERT_FILE".into(), server.ca.clone()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut agent = common::ChildGuard(
+        berth
+            .command(&["run", "--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "berth=debug")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("berth run"),
+    );
+    let launched = common::eventually(Duration::from_secs(60), || async {
+        let runs = common::workflows(&client, &app.name).await;
+        let synced = status_of(&client, &berth_ns.name).await.is_some();
+        (synced && !runs.is_empty()).then_some(runs)
+    })
+    .await
+    .expect("a sync and a launch");
+    for run in &launched {
+        let text = serde_json::to_string(run).expect("json");
+        assert!(
+            !text.contains(TOKEN),
+            "the Workflow carries the token: {text}"
+        );
+        assert!(
+            text.contains(&server.url),
+            "the repo parameter lost the URL: {text}"
+        );
+    }
+    let records: Api<ConfigMap> = Api::namespaced(client.clone(), &berth_ns.name);
+    for cm in records
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+    {
+        let text = serde_json::to_string(&cm).expect("json");
+        assert!(
+            !text.contains(TOKEN),
+            "a status record carries the token: {text}"
+        );
+    }
+    let synced: Api<ConfigMap> = Api::namespaced(client.clone(), &app.name);
+    let a = serde_json::to_string(&synced.get("a").await.expect("a")).expect("json");
+    assert!(!a.contains(TOKEN), "a synced object carries the token: {a}");
+    for (reason, message) in reasons(&client, &berth_ns.name).await {
+        assert!(
+            !message.contains(TOKEN),
+            "{reason} Event carries the token: {message}"
+        );
+    }
+    agent.0.kill().expect("stop");
+    let mut logs = String::new();
+    std::io::Read::read_to_string(&mut agent.0.stderr.take().expect("stderr"), &mut logs)
+        .expect("logs");
+    assert!(logs.contains("sync finished"), "{logs}");
+    assert!(!logs.contains(TOKEN), "the logs carry the token");
+}
+
+async fn status_of(client: &kube::Client, ns: &str) -> Option<ConfigMap> {
+    let records: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    records.get_opt("berth-sync-web").await.ok().flatten()
 }
