@@ -93,27 +93,6 @@ async fn client_cleanup_namespace(client: &kube::Client, ns: &str) -> Option<()>
         .map(drop)
 }
 
-/// A mapping with one repository and the given syncs (name, path) in one namespace.
-fn two_syncs(url: &str, namespace: &str, syncs: &[(&str, &str)], extra: &str) -> String {
-    let mut m = format!(
-        "apiVersion: berth.dev/v1alpha1
-kind: Mapping
-repositories:
-  - name: config
-    url: {url}
-    branch: main
-    interval: 1s
-syncs:
-"
-    );
-    for (name, path) in syncs {
-        m.push_str(&format!(
-            "  - name: {name}\n    repository: config\n    path: {path}\n    namespace: {namespace}\n{extra}"
-        ));
-    }
-    m
-}
-
 #[tokio::test]
 async fn a_second_sync_declaring_an_owned_object_fails_and_a_move_keeps_the_uid() {
     let client = client().await;
@@ -127,11 +106,10 @@ async fn a_second_sync_declaring_an_owned_object_fails_and_a_move_keeps_the_uid(
     repo.commit("both declare shared");
     let berth = Berth::new(
         &berth_ns.name,
-        &two_syncs(
-            &repo.url(),
-            &app.name,
-            &[("first", "a"), ("second", "b")],
-            "    selfHeal: true\n",
+        &format!(
+            "{}  - name: second\n    repository: config\n    path: b\n    namespace: {}\n    selfHeal: true\n",
+            mapping(&repo.url(), "first", "a", &app.name, "    selfHeal: true\n"),
+            app.name
         ),
     );
     let out = berth.run(&["sync"]);
@@ -687,23 +665,8 @@ async fn a_leader_paused_past_its_lease_writes_nothing_when_it_wakes() {
         &mapping(&repo.url(), "web", "apps", &app.name, ""),
     );
     let spawn = || {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let listen = format!("127.0.0.1:{port}");
-        let args = [
-            "--concurrency",
-            "2",
-            "run",
-            "--leader-elect",
-            "--lease-duration",
-            "3s",
-            "--listen",
-            &listen,
-        ];
-        common::ChildGuard(berth.command(&args).spawn().expect("berth run"))
+        let run = ["--leader-elect", "--lease-duration", "3s"];
+        berth.agent_with(&["--concurrency", "2"], &run, |_| {}).0
     };
     let revision = || async {
         let records: Api<ConfigMap> = Api::namespaced(client.clone(), &berth_ns.name);
@@ -885,19 +848,10 @@ async fn a_token_in_a_repository_url_reaches_no_workflow_status_event_or_log() {
     );
     let mut berth = Berth::new(&berth_ns.name, &mapping);
     berth.env.push(("SSL_CERT_FILE".into(), server.ca.clone()));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let mut agent = common::ChildGuard(
-        berth
-            .command(&["run", "--listen", &format!("127.0.0.1:{port}")])
-            .env("RUST_LOG", "berth=debug")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("berth run"),
-    );
+    let (mut agent, _) = berth.agent_with(&[], &[], |cmd| {
+        cmd.env("RUST_LOG", "berth=debug")
+            .stderr(std::process::Stdio::piped());
+    });
     let launched = common::eventually(Duration::from_secs(60), || async {
         let runs = common::workflows(&client, &app.name).await;
         let synced = status_of(&client, &berth_ns.name).await.is_some();

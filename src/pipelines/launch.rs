@@ -90,13 +90,7 @@ pub(crate) async fn launch(
                     let name = run["metadata"]["name"].as_str().unwrap_or_default();
                     // Argo's own mechanism: the controller stops the run's pods.
                     let patch = json!({"spec": {"shutdown": "Terminate"}});
-                    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-                        .await
-                        .map_err(|e| Error::Api {
-                            action: "terminate",
-                            name: name.to_owned(),
-                            message: api_message(&e),
-                        })?;
+                    patch_run(&api, name, "terminate", &patch).await?;
                     info!(pipeline = %p.name, run = name, "terminated earlier run");
                 }
             }
@@ -146,16 +140,26 @@ pub(super) async fn resume_queued(
     };
     let name = next["metadata"]["name"].as_str().unwrap_or_default();
     let patch = json!({"spec": {"suspend": null}});
-    workflows(client, namespace)
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(|e| Error::Api {
-            action: "resume",
-            name: name.to_owned(),
-            message: api_message(&e),
-        })?;
+    patch_run(&workflows(client, namespace), name, "resume", &patch).await?;
     info!(pipeline, run = name, "resumed queued run");
     Ok(())
+}
+
+/// Merge-patches one run; `action` names the change in the error.
+async fn patch_run(
+    api: &kube::Api<DynamicObject>,
+    name: &str,
+    action: &'static str,
+    patch: &Value,
+) -> Result<(), Error> {
+    api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map(drop)
+        .map_err(|e| Error::Api {
+            action,
+            name: name.to_owned(),
+            message: api_message(&e),
+        })
 }
 
 /// Reads the workflow file at the commit (for file-based pipelines).

@@ -217,16 +217,30 @@ impl Berth {
 
     /// Starts `berth run` on a free loopback port; returns the process and the base URL.
     pub fn agent(&self) -> (ChildGuard, String) {
+        self.agent_with(&[], &[], |_| {})
+    }
+
+    /// Starts `berth GLOBAL run RUN --listen <free port>`, adjusted by `configure` (stdio,
+    /// environment); returns the process and the base URL.
+    pub fn agent_with(
+        &self,
+        global: &[&str],
+        run: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> (ChildGuard, String) {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("bind")
             .local_addr()
             .expect("addr")
             .port();
         let listen = format!("127.0.0.1:{port}");
-        let child = self
-            .command(&["run", "--listen", &listen])
-            .spawn()
-            .expect("berth run starts");
+        let mut args: Vec<&str> = global.to_vec();
+        args.push("run");
+        args.extend(run);
+        args.extend(["--listen", &listen]);
+        let mut cmd = self.command(&args);
+        configure(&mut cmd);
+        let child = cmd.spawn().expect("berth run starts");
         (ChildGuard(child), format!("http://{listen}"))
     }
 
