@@ -306,6 +306,7 @@ pub(crate) async fn record(
             LAST.to_owned(),
             serde_json::to_string(outcome).expect("outcomes serialize"),
         )])),
+        resource_version: None,
     };
     if let Err(e) = ctx
         .store()

@@ -120,6 +120,8 @@ pub(crate) struct SyncStatus {
     pub last_sync: String,
     pub message: String,
     pub inventory: BTreeMap<ObjectId, Record>,
+    /// The record's resourceVersion when read or last written; a write requires it unchanged.
+    pub resource_version: String,
 }
 
 /// The status to write after a pass, or `None` when nothing would change. `last-sync` moves
@@ -238,6 +240,7 @@ fn from_config_map(cm: &ConfigMap) -> SyncStatus {
         last_sync: get(LAST_SYNC),
         message: get(MESSAGE),
         inventory,
+        resource_version: cm.metadata.resource_version.clone().unwrap_or_default(),
     }
 }
 
@@ -260,11 +263,12 @@ pub(crate) async fn mark_failed(
     store.annotate(RecordKind::Sync, sync, annotations).await
 }
 
-/// Writes a sync's status record.
+/// Writes a sync's status record, unless another pass wrote it since `status.resource_version`
+/// was read. Returns the new resourceVersion.
 ///
 /// # Errors
-/// The write is rejected.
-pub(crate) async fn save(store: &Store, sync: &str, status: &SyncStatus) -> Result<(), Error> {
+/// The write is rejected, or the record moved on (`store::Error::Conflict`).
+pub(crate) async fn save(store: &Store, sync: &str, status: &SyncStatus) -> Result<String, Error> {
     let fields = Fields {
         labels: BTreeMap::from([(SYNC_LABEL.to_owned(), sync.to_owned())]),
         annotations: BTreeMap::from([
@@ -284,6 +288,7 @@ pub(crate) async fn save(store: &Store, sync: &str, status: &SyncStatus) -> Resu
                 })
                 .collect(),
         ),
+        resource_version: Some(status.resource_version.clone()),
     };
     store
         .write(RecordKind::Sync, sync, FIELD_MANAGER, fields)

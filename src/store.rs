@@ -19,6 +19,8 @@ pub(crate) enum Error {
     Read { name: String, message: String },
     #[error("failed to write status {name}: {message}")]
     Write { name: String, message: String },
+    #[error("status {name} was written by another pass meanwhile; this pass leaves it")]
+    Conflict { name: String },
 }
 
 /// The fields of a record one writer owns: the labels besides berth's own, annotations and
@@ -29,6 +31,9 @@ pub(crate) struct Fields {
     pub annotations: BTreeMap<String, String>,
     /// `None` leaves `data` to other writers.
     pub data: Option<BTreeMap<String, String>>,
+    /// Write only if the record is still at this resourceVersion (the one the writer last
+    /// read or wrote), so a pass never overwrites what another pass wrote meanwhile.
+    pub resource_version: Option<String>,
 }
 
 /// The status records in one namespace.
@@ -98,17 +103,17 @@ impl Store {
     }
 
     /// Writes `fields` of a record as `manager`, creating berth's namespace first when it does
-    /// not exist yet (`berth` run from a laptop).
+    /// not exist yet (`berth` run from a laptop). Returns the record's new resourceVersion.
     ///
     /// # Errors
-    /// The write is rejected.
+    /// The write is rejected, or (`Conflict`) the record moved past `resource_version`.
     pub(crate) async fn write(
         &self,
         kind: RecordKind,
         name: &str,
         manager: &str,
         fields: Fields,
-    ) -> Result<(), Error> {
+    ) -> Result<String, Error> {
         let config_map = kind.config_map(name);
         let mut labels = fields.labels;
         labels.insert(MANAGED_BY.to_owned(), MANAGER_VALUE.to_owned());
@@ -119,6 +124,7 @@ impl Store {
                 namespace: Some(self.namespace.clone()),
                 labels: Some(labels),
                 annotations: (!fields.annotations.is_empty()).then_some(fields.annotations),
+                resource_version: fields.resource_version.filter(|v| !v.is_empty()),
                 ..ObjectMeta::default()
             },
             data: fields.data,
@@ -130,20 +136,28 @@ impl Store {
         // force: berth is the only writer of its own status records.
         let params = PatchParams::apply(manager).force();
         let api = self.api();
-        let fail = |e: &kube::Error| Error::Write {
-            name: self.full_name(&config_map),
-            message: api_message(e),
+        let fail = |e: &kube::Error| {
+            let name = self.full_name(&config_map);
+            if is_conflict(e) {
+                Error::Conflict { name }
+            } else {
+                Error::Write {
+                    name,
+                    message: api_message(e),
+                }
+            }
         };
+        let version = |cm: ConfigMap| cm.metadata.resource_version.unwrap_or_default();
         match api
             .patch(&config_map, &params, &Patch::Apply(&object))
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(cm) => Ok(version(cm)),
             Err(e) if is_not_found(&e) => {
                 self.create_namespace().await.map_err(|e| fail(&e))?;
                 api.patch(&config_map, &params, &Patch::Apply(&object))
                     .await
-                    .map(drop)
+                    .map(version)
                     .map_err(|e| fail(&e))
             }
             Err(e) => Err(fail(&e)),

@@ -176,7 +176,7 @@ pub(crate) async fn run_once(
     mode: Mode,
 ) -> Report {
     let started = Instant::now();
-    let old = match status::load(&ctx.store(), &sync.name).await {
+    let mut old = match status::load(&ctx.store(), &sync.name).await {
         Ok(old) => old,
         Err(e) => {
             return finish(
@@ -191,7 +191,7 @@ pub(crate) async fn run_once(
             .await;
         }
     };
-    let result = pass(ctx, mapping, repo, sync, commit, mode, old.as_ref())
+    let result = pass(ctx, mapping, repo, sync, commit, mode, &mut old)
         .await
         .map_err(|e| e.to_string());
     finish(ctx, sync, Some(commit), mode, old, started, result).await
@@ -217,12 +217,13 @@ async fn pass(
     sync: &Sync,
     commit: &Commit,
     mode: Mode,
-    old: Option<&SyncStatus>,
+    old: &mut Option<SyncStatus>,
 ) -> Result<(Plan, ChangeSet), Error> {
-    let empty = BTreeMap::new();
-    let inventory = old.map_or(&empty, |o| &o.inventory);
-    // what the stored status lists, reservations included (see `reserve`)
-    let mut reserved = inventory.clone();
+    // the inventory this pass started from; `old` follows what is stored (see `reserve`)
+    let inventory = &old
+        .as_ref()
+        .map(|o| o.inventory.clone())
+        .unwrap_or_default();
     let mut manifests = render(
         &ctx.cache_dir,
         ctx.max_manifest_bytes,
@@ -292,7 +293,7 @@ async fn pass(
             }
         }
         if mode == Mode::Apply {
-            reserve(ctx, sync, commit, old, &mut reserved, &entries).await?;
+            reserve(ctx, sync, commit, old, &entries).await?;
             apply::apply(
                 &ctx.client,
                 &resources,
@@ -365,18 +366,18 @@ async fn pass(
 /// Records, before a stage writes, that the sync is about to own the objects it creates or
 /// adopts: a pass cut short (a crash, a lost lease) leaves them in the inventory, so the next
 /// pass finishes or prunes them instead of leaking them. The rest of the status is left as the
-/// last finished pass wrote it.
+/// last finished pass wrote it; `old` follows what is stored.
 async fn reserve(
     ctx: &Context,
     sync: &Sync,
     commit: &Commit,
-    old: Option<&SyncStatus>,
-    reserved: &mut BTreeMap<ObjectId, status::Record>,
+    old: &mut Option<SyncStatus>,
     entries: &[diff::Entry],
 ) -> Result<(), Error> {
+    let owned = |id: &ObjectId| old.as_ref().is_some_and(|o| o.inventory.contains_key(id));
     let new: Vec<_> = entries
         .iter()
-        .filter(|e| e.action != Action::Unchanged && !reserved.contains_key(&e.id))
+        .filter(|e| e.action != Action::Unchanged && !owned(&e.id))
         .map(|e| {
             let record = status::Record {
                 api_version: e.manifest.api_version().to_owned(),
@@ -389,20 +390,14 @@ async fn reserve(
     if new.is_empty() {
         return Ok(());
     }
-    reserved.extend(new);
-    let status = match old {
-        Some(old) => SyncStatus {
-            inventory: reserved.clone(),
-            ..old.clone()
-        },
-        None => SyncStatus {
-            phase: Phase::OutOfSync,
-            message: format!("applying revision {}", commit.short()),
-            inventory: reserved.clone(),
-            ..SyncStatus::default()
-        },
-    };
-    Ok(status::save(&ctx.store(), &sync.name, &status).await?)
+    let stored = old.get_or_insert_with(|| SyncStatus {
+        phase: Phase::OutOfSync,
+        message: format!("applying revision {}", commit.short()),
+        ..SyncStatus::default()
+    });
+    stored.inventory.extend(new);
+    stored.resource_version = status::save(&ctx.store(), &sync.name, stored).await?;
+    Ok(())
 }
 
 /// Refuses objects that another sync owns (its label says so) and still declares: every
@@ -681,6 +676,10 @@ async fn finish(
         phase,
         health,
         revision,
+        resource_version: old
+            .as_ref()
+            .map(|o| o.resource_version.clone())
+            .unwrap_or_default(),
         last_sync: String::new(),
         // The status message describes the state, so a no-op pass leaves it (and the
         // ConfigMap) alone; what a pass did goes to the Event and the log.
@@ -697,10 +696,13 @@ async fn finish(
         && let Err(e) = status::save(&ctx.store(), &sync.name, &next).await
     {
         // the status on the cluster is not true now: the pass has failed, and says so where
-        // it still can
+        // it still can, unless a newer pass wrote the record meanwhile
         let text = format!("{at}{e}");
         warn!(error = %text, "failed to record status");
-        if let Err(e) = status::mark_failed(&ctx.store(), &sync.name, &text, &store::now()).await {
+        if !matches!(e, store::Error::Conflict { .. })
+            && let Err(e) =
+                status::mark_failed(&ctx.store(), &sync.name, &text, &store::now()).await
+        {
             warn!(error = %e, "failed to mark the status Failed");
         }
         let record = (RecordKind::Sync, sync.name.as_str());

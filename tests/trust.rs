@@ -904,3 +904,62 @@ async fn status_of(client: &kube::Client, ns: &str) -> Option<ConfigMap> {
     let records: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     records.get_opt("berth-sync-web").await.ok().flatten()
 }
+
+#[tokio::test]
+async fn a_pass_never_overwrites_status_written_while_it_ran() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app = namespace(&client, &unique("app")).await;
+    let repo = Repo::new();
+    repo.write("apps/keep.yaml", &config_map("keep", "1"));
+    repo.commit("one object");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &mapping(&repo.url(), "web", "apps", &app.name, ""),
+    );
+    common::succeeds(&berth, &["sync"], "1 created");
+    for i in 0..300 {
+        repo.write(
+            &format!("apps/many/cm-{i:03}.yaml"),
+            &config_map(&format!("cm-{i:03}"), "x"),
+        );
+    }
+    repo.commit("three hundred more");
+    let child = berth
+        .command(&["--concurrency", "2", "sync"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("berth sync starts");
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &app.name);
+    let managed = ListParams::default().labels("berth.dev/sync=web");
+    let started = common::eventually(Duration::from_secs(60), || async {
+        (cms.list(&managed).await.expect("list").items.len() > 20).then_some(())
+    })
+    .await;
+    assert!(started.is_some(), "the pass never got going");
+    // another writer (a newer pass) records its status while this one still applies
+    let records: Api<ConfigMap> = Api::namespaced(client.clone(), &berth_ns.name);
+    let newer =
+        json!({"metadata": {"annotations": {"berth.dev/message": "written by a newer pass"}}});
+    records
+        .patch(
+            "berth-sync-web",
+            &PatchParams::default(),
+            &Patch::Merge(&newer),
+        )
+        .await
+        .expect("write the record");
+    let out = child.wait_with_output().expect("berth sync ends");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("written by another pass"),
+        "{}",
+        text(&out)
+    );
+    let st = status(&client, &berth_ns.name, "web").await;
+    assert_eq!(
+        annotations(&st)["berth.dev/message"],
+        "written by a newer pass"
+    );
+}

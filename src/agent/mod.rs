@@ -264,6 +264,7 @@ async fn record_config(ctx: &Context, state: ConfigState, message: &str) {
             (LAST_SYNC.to_owned(), store::now()),
         ]),
         data: None,
+        resource_version: None,
     };
     if let Err(e) = ctx
         .store()

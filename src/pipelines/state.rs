@@ -112,6 +112,7 @@ pub(super) async fn record_status(
             LAUNCHED.to_owned(),
             serde_json::to_string(&state.launched).expect("a map serializes"),
         )])),
+        resource_version: None,
     };
     if let Err(e) = store
         .write(RecordKind::Pipeline, pipeline, FIELD_MANAGER, fields)
@@ -133,8 +134,10 @@ pub(super) async fn record_runs(ctx: &Context, pipeline: &str, runs: &[Run]) -> 
             RUNS.to_owned(),
             serde_json::to_string(runs).expect("runs serialize"),
         )])),
+        resource_version: None,
     };
     ctx.store()
         .write(RecordKind::Pipeline, pipeline, RUN_WATCHER, fields)
         .await
+        .map(drop)
 }
