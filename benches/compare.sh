@@ -174,7 +174,7 @@ git -C "$rss" init -q -b main; git -C "$rss" add -A; git -C "$rss" -c user.name=
   for s in $(seq 0 9); do kubectl create namespace "rss$s" >/dev/null; echo "  - {name: rss$s, repository: config, path: apps/s$s, namespace: rss$s, selfHeal: true}"; done
 } >"$work/rss.yaml"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$berth" -c "$work/rss.yaml" run --listen "127.0.0.1:$port" 2>/dev/null &
+"$berth" -c "$work/rss.yaml" run --listen "127.0.0.1:$port" --admin-listen 127.0.0.1:0 2>/dev/null &
 agent=$!
 cycles() { curl -fs "http://127.0.0.1:$port/metrics" | awk '/^berth_syncs_total/ {s += $2} END {print int(s / 10)}'; }
 peak=0; rss5=0; rss20=0

@@ -55,7 +55,7 @@ step "berth validate"
 
 step "berth run (syncs, launches, watches; logs below)"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$berth_bin" run --listen "127.0.0.1:$port" &
+"$berth_bin" run --listen "127.0.0.1:$port" --admin-listen 127.0.0.1:0 &
 agent=$!
 first_source=$(git -C "$work/web" rev-parse --short=7 HEAD)
 until_true 60 exists /apis/apps/v1/namespaces/demo/deployments/web

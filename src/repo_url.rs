@@ -50,10 +50,20 @@ impl RepoUrl {
 
     /// Whether this URL names one of a delivery's repository URLs. Bitbucket Server's https
     /// clone URLs carry a `/scm/` segment its ssh URLs lack, so that segment is ignored too.
-    pub(crate) fn matches(&self, delivery_urls: &[String]) -> bool {
-        let strip = |u: String| u.replacen("/scm/", "/", 1);
-        let wanted = strip(normalize(&self.0));
-        delivery_urls.iter().any(|u| strip(normalize(u)) == wanted)
+    /// GitHub, GitLab, Bitbucket and Gitea treat paths case-insensitively
+    /// (`Codertocat/Hello-World` is `codertocat/hello-world`), so deliveries from them compare
+    /// with `case_insensitive`.
+    pub(crate) fn matches(&self, delivery_urls: &[String], case_insensitive: bool) -> bool {
+        let key = |u: &str| {
+            let u = normalize(u).replacen("/scm/", "/", 1);
+            if case_insensitive {
+                u.to_lowercase()
+            } else {
+                u
+            }
+        };
+        let wanted = key(&self.0);
+        delivery_urls.iter().any(|u| key(u) == wanted)
     }
 }
 
@@ -163,9 +173,18 @@ mod tests {
             "github.com/acme/web"
         );
         assert!(
-            url("https://bitbucket.example.com/scm/proj/repo.git")
-                .matches(&["ssh://git@bitbucket.example.com:7999/proj/repo.git".to_owned()])
+            url("https://bitbucket.example.com/scm/proj/repo.git").matches(
+                &["ssh://git@bitbucket.example.com:7999/proj/repo.git".to_owned()],
+                false
+            )
         );
         assert_eq!(normalize("file:///tmp/x/repo"), "/tmp/x/repo");
+        let mapped = url("https://github.com/codertocat/hello-world.git");
+        let sent = ["https://github.com/Codertocat/Hello-World.git".to_owned()];
+        assert!(mapped.matches(&sent, true), "hosting services ignore case");
+        assert!(
+            !mapped.matches(&sent, false),
+            "a generic sender compares exactly"
+        );
     }
 }

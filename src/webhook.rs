@@ -7,14 +7,19 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// Providers berth accepts deliveries from, by URL path segment.
-pub(crate) const PROVIDERS: [&str; 6] = [
+pub(crate) const PROVIDERS: [&str; 8] = [
     "github",
     "gitlab",
     "bitbucket",
     "bitbucket-server",
     "gitea",
+    "forgejo",
+    "gogs",
     "generic",
 ];
+
+/// Gitea's family: Forgejo and Gogs send the same payloads under their own header names.
+const GITEA_FAMILY: [&str; 3] = ["gitea", "forgejo", "gogs"];
 
 /// What a delivery announces.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -41,8 +46,11 @@ pub(crate) struct Delivery {
     pub kind: Kind,
     /// Every URL the payload gives for the repository (clone, ssh, web).
     pub repositories: Vec<String>,
+    /// The first branch the delivery pushes, and its new commit (for the delivery log).
     pub branch: Option<String>,
     pub commit: Option<String>,
+    /// Every branch the delivery pushes (a Bitbucket push may carry several changes).
+    pub branches: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -60,7 +68,54 @@ fn header<'a>(headers: &'a Headers, name: &str) -> &'a str {
     headers.get(name).map_or("", String::as_str)
 }
 
+/// The first of several headers that is set (Gitea, Forgejo and Gogs name theirs apart).
+fn first_header<'a>(headers: &'a Headers, names: &[&str]) -> &'a str {
+    names
+        .iter()
+        .map(|n| header(headers, n))
+        .find(|v| !v.is_empty())
+        .unwrap_or("")
+}
+
+const GITEA_EVENT: [&str; 3] = ["x-gitea-event", "x-forgejo-event", "x-gogs-event"];
+const GITEA_DELIVERY: [&str; 3] = ["x-gitea-delivery", "x-forgejo-delivery", "x-gogs-delivery"];
+const GITEA_SIGNATURE: [&str; 3] = [
+    "x-gitea-signature",
+    "x-forgejo-signature",
+    "x-gogs-signature",
+];
+
+/// The JSON of a delivery: the body, or for a form-encoded delivery (GitHub's and Gitea's
+/// `application/x-www-form-urlencoded` content type) its `payload` field.
+fn payload<'a>(headers: &Headers, body: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>, Error> {
+    let form = header(headers, "content-type")
+        .to_ascii_lowercase()
+        .starts_with("application/x-www-form-urlencoded");
+    if !form {
+        return Ok(std::borrow::Cow::Borrowed(body));
+    }
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == "payload")
+        .map(|(_, v)| std::borrow::Cow::Owned(v.into_owned().into_bytes()))
+        .ok_or_else(|| {
+            Error::Payload(
+                "a form-encoded delivery without a payload field; send application/json".to_owned(),
+            )
+        })
+}
+
 const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
+
+/// Whether a delivery is a connectivity check, from its headers alone (so it can be answered
+/// before its body is verified or parsed).
+pub(crate) fn is_ping(provider: &str, headers: &Headers) -> bool {
+    match provider {
+        "github" => header(headers, "x-github-event") == "ping",
+        "bitbucket-server" => header(headers, "x-event-key") == "diagnostics:ping",
+        p if GITEA_FAMILY.contains(&p) => first_header(headers, &GITEA_EVENT) == "ping",
+        _ => false,
+    }
+}
 
 /// Parses a delivery's body for a provider.
 ///
@@ -70,7 +125,8 @@ pub(crate) fn parse(provider: &str, headers: &Headers, body: &[u8]) -> Result<De
     if !PROVIDERS.contains(&provider) {
         return Err(Error::UnknownProvider(provider.to_owned()));
     }
-    let json: Value = serde_json::from_slice(body).map_err(|e| Error::Payload(e.to_string()))?;
+    let json: Value = serde_json::from_slice(&payload(headers, body)?)
+        .map_err(|e| Error::Payload(e.to_string()))?;
     if !json.is_object() {
         return Err(Error::Payload("the body is not a JSON object".to_owned()));
     }
@@ -84,16 +140,17 @@ pub(crate) fn parse(provider: &str, headers: &Headers, body: &[u8]) -> Result<De
         repositories: Vec::new(),
         branch: None,
         commit: None,
+        branches: Vec::new(),
     };
     match provider {
-        "github" | "gitea" => {
-            let (event, id) = if provider == "github" {
-                ("x-github-event", "x-github-delivery")
+        "github" | "gitea" | "forgejo" | "gogs" => {
+            if provider == "github" {
+                d.event = header(headers, "x-github-event").to_owned();
+                d.id = header(headers, "x-github-delivery").to_owned();
             } else {
-                ("x-gitea-event", "x-gitea-delivery")
-            };
-            d.event = header(headers, event).to_owned();
-            d.id = header(headers, id).to_owned();
+                d.event = first_header(headers, &GITEA_EVENT).to_owned();
+                d.id = first_header(headers, &GITEA_DELIVERY).to_owned();
+            }
             let repo = &json["repository"];
             d.repositories = urls(&[
                 &repo["clone_url"],
@@ -125,7 +182,9 @@ pub(crate) fn parse(provider: &str, headers: &Headers, body: &[u8]) -> Result<De
                 &project["web_url"],
                 &json["repository"]["git_http_url"],
             ]);
-            match json["object_kind"].as_str().unwrap_or_default() {
+            // project hooks say object_kind, system hooks event_name
+            let kind = json["object_kind"].as_str().or(json["event_name"].as_str());
+            match kind.unwrap_or_default() {
                 "push" | "tag_push" => {
                     let after = json["after"].as_str().or(json["checkout_sha"].as_str());
                     ref_kind(
@@ -135,7 +194,6 @@ pub(crate) fn parse(provider: &str, headers: &Headers, body: &[u8]) -> Result<De
                         json["after"] == ZERO_SHA,
                     );
                 }
-                _ if d.event == "System Hook" => {}
                 _ => {}
             }
         }
@@ -153,7 +211,7 @@ pub(crate) fn parse(provider: &str, headers: &Headers, body: &[u8]) -> Result<De
             }
             d.repositories = repos;
             if d.event == "repo:push" {
-                // one delivery may carry several changes; the last one wins, as it is newest
+                // one delivery may carry several changes: every one counts
                 for change in json["push"]["changes"].as_array().into_iter().flatten() {
                     let new = &change["new"];
                     if new.is_null() || change["closed"] == true {
@@ -235,16 +293,34 @@ pub(crate) fn parse(provider: &str, headers: &Headers, body: &[u8]) -> Result<De
     Ok(d)
 }
 
-/// Sets kind, branch and commit from a ref name.
+/// Adds one changed ref to a delivery. A branch push outranks a tag push, which outranks a
+/// deletion, so a delivery that pushes a branch and a tag (or deletes another branch) is a
+/// push of that branch.
 fn ref_kind(d: &mut Delivery, reference: Option<&str>, commit: Option<&str>, deleted: bool) {
     let Some(reference) = reference else { return };
-    if let Some(branch) = reference.strip_prefix("refs/heads/") {
-        d.branch = Some(branch.to_owned());
-        d.kind = if deleted { Kind::Delete } else { Kind::Push };
-    } else if reference.starts_with("refs/tags/") {
-        d.kind = if deleted { Kind::Delete } else { Kind::Tag };
+    let kind = match reference.strip_prefix("refs/heads/") {
+        Some(branch) if !deleted => {
+            d.branches.push(branch.to_owned());
+            if d.branch.is_none() {
+                d.branch = Some(branch.to_owned());
+                d.commit = commit.filter(|c| *c != ZERO_SHA).map(str::to_owned);
+            }
+            Kind::Push
+        }
+        Some(_) => Kind::Delete,
+        None if reference.starts_with("refs/tags/") && !deleted => Kind::Tag,
+        None if reference.starts_with("refs/tags/") => Kind::Delete,
+        None => return,
+    };
+    let rank = |k: &Kind| match k {
+        Kind::Push => 3,
+        Kind::Tag => 2,
+        Kind::Delete => 1,
+        Kind::Ping | Kind::Other => 0,
+    };
+    if rank(&kind) > rank(&d.kind) {
+        d.kind = kind;
     }
-    d.commit = commit.filter(|c| *c != ZERO_SHA).map(str::to_owned);
 }
 
 /// Checks a delivery's signature against a repository's webhook secret, in constant time.
@@ -254,7 +330,7 @@ fn ref_kind(d: &mut Delivery, reference: Option<&str>, commit: Option<&str>, del
 pub(crate) fn verify(provider: &str, headers: &Headers, body: &[u8], secret: &[u8]) -> bool {
     let signature = match provider {
         "github" => header(headers, "x-hub-signature-256"),
-        "gitea" => header(headers, "x-gitea-signature"),
+        p if GITEA_FAMILY.contains(&p) => first_header(headers, &GITEA_SIGNATURE),
         "bitbucket" | "bitbucket-server" => header(headers, "x-hub-signature"),
         "generic" => header(headers, "x-berth-signature"),
         "gitlab" => {
@@ -467,5 +543,92 @@ mod tests {
             secret
         ));
         assert!(!verify("gitlab", &Headers::new(), body, b""));
+    }
+
+    #[test]
+    fn every_ref_of_a_batched_push_counts() {
+        // Bitbucket Cloud: `git push origin main v1.0` and a deleted branch in one delivery
+        let body = json!({"repository": {"full_name": "acme/config", "links": {"html": {"href": "https://bitbucket.org/acme/config"}}},
+            "push": {"changes": [
+                {"new": {"type": "branch", "name": "main", "target": {"hash": "abc"}}, "old": {"name": "main"}},
+                {"new": {"type": "tag", "name": "v1.0", "target": {"hash": "abc"}}, "old": null},
+                {"new": null, "old": {"type": "branch", "name": "old-feature"}, "closed": true}]}});
+        let h = headers(&[("x-event-key", "repo:push"), ("x-request-uuid", "r-1")]);
+        let d = parse("bitbucket", &h, body.to_string().as_bytes()).expect("push");
+        assert_eq!(d.kind, Kind::Push);
+        assert_eq!(d.branches, ["main"]);
+        assert_eq!(
+            (d.branch.as_deref(), d.commit.as_deref()),
+            (Some("main"), Some("abc"))
+        );
+        // Bitbucket Server: a tag first, then two branches
+        let body = json!({"eventKey": "repo:refs_changed",
+            "repository": {"links": {"clone": [{"href": "ssh://git@bb.example.com:7999/acme/config.git"}]}},
+            "changes": [
+                {"ref": {"id": "refs/tags/v2"}, "toHash": "t", "type": "ADD"},
+                {"ref": {"id": "refs/heads/main"}, "toHash": "m", "type": "UPDATE"},
+                {"ref": {"id": "refs/heads/release/2"}, "toHash": "r", "type": "ADD"}]});
+        let h = headers(&[
+            ("x-event-key", "repo:refs_changed"),
+            ("x-request-id", "r-2"),
+        ]);
+        let d = parse("bitbucket-server", &h, body.to_string().as_bytes()).expect("push");
+        assert_eq!(d.kind, Kind::Push);
+        assert_eq!(d.branches, ["main", "release/2"]);
+    }
+
+    #[test]
+    fn form_encoded_gogs_forgejo_and_system_hook_deliveries_parse() {
+        let json = json!({"ref": "refs/heads/main", "after": "abc",
+            "repository": {"clone_url": "https://github.com/acme/web.git"}});
+        let form: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("payload", &json.to_string())
+            .finish();
+        let h = headers(&[
+            ("x-github-event", "push"),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ]);
+        let d = parse("github", &h, form.as_bytes()).expect("form-encoded");
+        assert_eq!(
+            (d.kind.clone(), d.branch.as_deref()),
+            (Kind::Push, Some("main"))
+        );
+        let err = parse("github", &h, b"other=1").expect_err("no payload");
+        assert!(err.to_string().contains("send application/json"), "{err}");
+
+        let body = json.to_string();
+        for (provider, prefix) in [
+            ("gogs", "x-gogs"),
+            ("forgejo", "x-forgejo"),
+            ("gitea", "x-gogs"),
+        ] {
+            let signature = sign(b"s3cret", body.as_bytes());
+            let hex = signature.trim_start_matches("sha256=").to_owned();
+            let h = headers(&[
+                (&format!("{prefix}-event"), "push"),
+                (&format!("{prefix}-delivery"), "d-9"),
+                (&format!("{prefix}-signature"), &hex),
+            ]);
+            let d = parse(provider, &h, body.as_bytes()).expect(provider);
+            assert_eq!(
+                (d.kind.clone(), d.id.as_str()),
+                (Kind::Push, "d-9"),
+                "{provider}"
+            );
+            assert!(
+                verify(provider, &h, body.as_bytes(), b"s3cret"),
+                "{provider}"
+            );
+            assert!(
+                !verify(provider, &h, body.as_bytes(), b"wrong"),
+                "{provider}"
+            );
+        }
+
+        let system = json!({"event_name": "push", "ref": "refs/heads/main", "after": "abc",
+            "project": {"git_http_url": "https://gitlab.example.com/acme/web.git"}});
+        let h = headers(&[("x-gitlab-event", "System Hook")]);
+        let d = parse("gitlab", &h, system.to_string().as_bytes()).expect("system hook");
+        assert_eq!((d.kind, d.branch.as_deref()), (Kind::Push, Some("main")));
     }
 }

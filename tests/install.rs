@@ -161,26 +161,9 @@ async fn two_replicas_elect_one_leader_and_the_standby_takes_over_when_it_dies()
     );
     let berth = Berth::new(&berth_ns.name, &mapping);
     let spawn = || {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let child = berth
-            .command(&[
-                "run",
-                "--leader-elect",
-                "--lease-duration",
-                "3s",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .spawn()
-            .expect("berth run");
-        (
-            common::ChildGuard(child),
-            format!("http://127.0.0.1:{port}"),
-        )
+        let run = ["--leader-elect", "--lease-duration", "3s"];
+        let (child, base, _) = berth.agent_with(&[], &run, |_| {});
+        (child, base)
     };
     let mut replicas = vec![spawn(), spawn()];
     let leader = common::eventually(Duration::from_secs(30), || async {

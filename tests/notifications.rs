@@ -104,7 +104,7 @@ syncs:
     );
     let mut berth = Berth::new(&berth_ns.name, &mapping);
     berth.env.push(("SSL_CERT_FILE".into(), server.ca.clone()));
-    let (_agent, base) = berth.agent();
+    let (_agent, base, admin) = berth.agent_with(&[], &[], |_| {});
     up(&base).await;
     assert!(
         applied(&client, &app_ns, "v0").await,
@@ -304,12 +304,15 @@ syncs:
     );
     assert_eq!(status, 200);
     assert_eq!(http("POST", &format!("{hooks}/svn"), &[], b"{}").0, 404);
+    // verified first, then parsed: a signed body that is not JSON
+    let garbled = b"{not json";
+    let signed = berth::webhook::sign(WEBHOOK_SECRET.as_bytes(), garbled);
     assert_eq!(
         http(
             "POST",
             &format!("{hooks}/github"),
-            &[("X-GitHub-Event", "push")],
-            b"{not json"
+            &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &signed)],
+            garbled
         )
         .0,
         400
@@ -317,11 +320,12 @@ syncs:
     let big = vec![b' '; 6 * 1024 * 1024];
     assert_eq!(http("POST", &format!("{hooks}/github"), &[], &big).0, 413);
     let other = github_push("https://github.com/someone/else.git", &sha);
+    let signed = berth::webhook::sign(WEBHOOK_SECRET.as_bytes(), &other);
     assert_eq!(
         http(
             "POST",
             &format!("{hooks}/github"),
-            &[("X-GitHub-Event", "push")],
+            &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &signed)],
             &other
         )
         .0,
@@ -329,7 +333,7 @@ syncs:
     );
 
     // the audit log: newest first, no payloads, no secrets
-    let (status, log) = http("GET", &format!("{hooks}/deliveries"), &[], b"");
+    let (status, log) = http("GET", &format!("{admin}/deliveries"), &[], b"");
     assert_eq!(status, 200);
     let log: serde_json::Value = serde_json::from_str(&log).expect("JSON");
     let entries = log.as_array().expect("array");
@@ -504,4 +508,264 @@ syncs:
         ),
         1.0
     );
+}
+
+/// A delivery for a commit: the provider path, the headers and the body.
+type Shaped = (&'static str, Vec<(String, String)>, Vec<u8>);
+
+fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// The deliveries real providers send for a push of `sha` to `url`'s main branch, each in
+/// its provider's shape, signed with the webhook secret.
+fn real_shapes(url: &str, sha: &str, n: usize) -> Vec<Shaped> {
+    let secret = WEBHOOK_SECRET.as_bytes();
+    let sign = |body: &[u8]| berth::webhook::sign(secret, body);
+    let zero = "0".repeat(40);
+    // Bitbucket Cloud: `git push origin main v1.0`, a branch and a tag in one delivery
+    let cloud = json!({"repository": {"full_name": "acme/config", "links": {"html": {"href": url}}},
+        "push": {"changes": [
+            {"new": {"type": "branch", "name": "main", "target": {"hash": sha}}, "old": {"type": "branch", "name": "main"}},
+            {"new": {"type": "tag", "name": format!("v1.{n}"), "target": {"hash": sha}}, "old": null}]}})
+    .to_string()
+    .into_bytes();
+    // Bitbucket Server: main updated and another branch deleted in one push
+    let server = json!({"eventKey": "repo:refs_changed", "repository": {"slug": "config",
+            "links": {"clone": [{"href": url, "name": "http"}]}},
+        "changes": [
+            {"ref": {"id": "refs/heads/main", "displayId": "main", "type": "BRANCH"}, "fromHash": zero, "toHash": sha, "type": "UPDATE"},
+            {"ref": {"id": "refs/heads/old", "displayId": "old", "type": "BRANCH"}, "fromHash": sha, "toHash": zero, "type": "DELETE"}]})
+    .to_string()
+    .into_bytes();
+    // GitHub's default for hooks made through its API: application/x-www-form-urlencoded
+    let push = String::from_utf8(github_push(url, sha)).expect("utf-8");
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &push)
+        .finish();
+    // Gogs: its own headers, a bare hex signature
+    let gogs = json!({"ref": "refs/heads/main", "before": zero, "after": sha,
+        "repository": {"clone_url": url, "html_url": url.trim_end_matches(".git")}})
+    .to_string()
+    .into_bytes();
+    let gogs_signature = sign(&gogs).trim_start_matches("sha256=").to_owned();
+    // a GitLab system hook says event_name, not object_kind
+    let system =
+        json!({"event_name": "push", "ref": "refs/heads/main", "before": zero, "after": sha,
+        "project": {"git_http_url": url, "path_with_namespace": "acme/config"}})
+        .to_string()
+        .into_bytes();
+    // GitHub spells owner and name as the user typed them; the mapping may not
+    let shouting = url.replace("config.git", "Config.git");
+    let cased = github_push(&shouting, sha);
+    let id = format!("d-{n}");
+    vec![
+        (
+            "bitbucket",
+            h(&[
+                ("X-Event-Key", "repo:push"),
+                ("X-Request-UUID", &id),
+                ("X-Hub-Signature", &sign(&cloud)),
+            ]),
+            cloud,
+        ),
+        (
+            "bitbucket-server",
+            h(&[
+                ("X-Event-Key", "repo:refs_changed"),
+                ("X-Request-Id", &id),
+                ("X-Hub-Signature", &sign(&server)),
+            ]),
+            server,
+        ),
+        (
+            "github",
+            h(&[
+                ("X-GitHub-Event", "push"),
+                ("X-GitHub-Delivery", &id),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("X-Hub-Signature-256", &sign(form.as_bytes())),
+            ]),
+            form.into_bytes(),
+        ),
+        (
+            "gogs",
+            h(&[
+                ("X-Gogs-Event", "push"),
+                ("X-Gogs-Delivery", &id),
+                ("X-Gogs-Signature", &gogs_signature),
+            ]),
+            gogs,
+        ),
+        (
+            "gitlab",
+            h(&[
+                ("X-Gitlab-Event", "System Hook"),
+                ("X-Gitlab-Event-UUID", &id),
+                ("X-Gitlab-Token", WEBHOOK_SECRET),
+            ]),
+            system,
+        ),
+        (
+            "github",
+            h(&[
+                ("X-GitHub-Event", "push"),
+                ("X-GitHub-Delivery", &format!("{id}-cased")),
+                ("X-Hub-Signature-256", &sign(&cased)),
+            ]),
+            cased,
+        ),
+    ]
+}
+
+fn post(hooks: &str, path: &str, headers: &[(String, String)], body: &[u8]) -> (u16, String) {
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    http("POST", &format!("{hooks}/{path}"), &headers, body)
+}
+
+#[tokio::test]
+async fn real_provider_shapes_apply_their_commits_and_hostile_ones_cost_nothing() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app_ns = unique("app");
+    secrets(&client, &berth_ns.name).await;
+    let repo = Repo::new();
+    repo.write("app.yaml", &settings(&app_ns, "v0"));
+    repo.commit("v0");
+    let server = GitServer::start(&repo, "x-access-token", TOKEN);
+    let mapping = format!(
+        "apiVersion: berth.dev/v1alpha1\nkind: Mapping\nrepositories:\n  - name: config\n    url: {}\n    interval: 0\n    auth: {{secretRef: git-creds}}\n    webhookSecretRef: hooks\nsyncs:\n  - name: app\n    repository: config\n    namespace: {app_ns}\n",
+        server.url
+    );
+    let mut berth = Berth::new(&berth_ns.name, &mapping);
+    berth.env.push(("SSL_CERT_FILE".into(), server.ca.clone()));
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let log_file = log.reopen().expect("log");
+    let (_agent, base, admin) = berth.agent_with(&["--log-format", "json"], &[], |cmd| {
+        cmd.stderr(log_file);
+    });
+    up(&base).await;
+    assert!(
+        applied(&client, &app_ns, "v0").await,
+        "the first pass runs at start"
+    );
+    let hooks = format!("{base}/webhooks");
+
+    // every shape: 202, and its commit applied
+    for n in 0..6 {
+        let value = format!("v{}", n + 1);
+        repo.write("app.yaml", &settings(&app_ns, &value));
+        let sha = repo.commit(&value);
+        server.push(&repo);
+        let (path, headers, body) = real_shapes(&server.url, &sha, n).swap_remove(n);
+        let (status, answer) = post(&hooks, path, &headers, &body);
+        assert_eq!(status, 202, "{path} #{n}: {answer}");
+        assert!(
+            applied(&client, &app_ns, &value).await,
+            "{path} #{n} was not applied"
+        );
+    }
+
+    // a replayed delivery id: acknowledged, nothing fetched
+    let before = fetches(&base);
+    let sha = repo.git(&["rev-parse", "HEAD"]);
+    let (path, headers, body) = real_shapes(&server.url, &sha, 5).swap_remove(5);
+    let (status, answer) = post(&hooks, path, &headers, &body);
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("handled already"), "{answer}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(fetches(&base), before, "a replay fetched");
+
+    // a signed ping says what it matches; an unsigned one that it does not verify
+    let ping = json!({"zen": "hi", "repository": {"clone_url": server.url}}).to_string();
+    let signed = berth::webhook::sign(WEBHOOK_SECRET.as_bytes(), ping.as_bytes());
+    let (status, answer) = http(
+        "POST",
+        &format!("{hooks}/github"),
+        &[("X-GitHub-Event", "ping"), ("X-Hub-Signature-256", &signed)],
+        ping.as_bytes(),
+    );
+    assert_eq!(status, 200);
+    assert!(
+        answer.contains("signature verified") && answer.contains("config"),
+        "{answer}"
+    );
+    let (_, answer) = http(
+        "POST",
+        &format!("{hooks}/github"),
+        &[("X-GitHub-Event", "ping")],
+        ping.as_bytes(),
+    );
+    assert!(answer.contains("does not verify"), "{answer}");
+
+    // a 401 names nothing internal
+    let (status, answer) = http(
+        "POST",
+        &format!("{hooks}/github"),
+        &[("X-GitHub-Event", "push")],
+        &body,
+    );
+    assert_eq!(status, 401);
+    assert!(
+        !answer.contains("config") && !answer.contains("hooks"),
+        "{answer}"
+    );
+
+    // unknown paths leave the delivery log alone and are counted; so are 413s
+    let (status, log_before) = http("GET", &format!("{admin}/deliveries"), &[], b"");
+    assert_eq!(status, 200);
+    for _ in 0..100 {
+        assert_eq!(http("POST", &format!("{hooks}/nope"), &[], b"{}").0, 404);
+    }
+    let (_, log_after) = http("GET", &format!("{admin}/deliveries"), &[], b"");
+    assert_eq!(
+        log_before, log_after,
+        "unknown paths changed the delivery log"
+    );
+    assert_eq!(
+        http("GET", &format!("{hooks}/deliveries"), &[], b"").0,
+        405,
+        "the log is not public"
+    );
+    let big = vec![b' '; 6 * 1024 * 1024];
+    assert_eq!(http("POST", &format!("{hooks}/github"), &[], &big).0, 413);
+    let m = metrics(&base);
+    assert_eq!(
+        metric(
+            &m,
+            "berth_webhook_deliveries_total{provider=\"unknown\",result=\"unknown-provider\"}"
+        ),
+        100.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "berth_webhook_deliveries_total{provider=\"github\",result=\"too-large\"}"
+        ),
+        1.0
+    );
+
+    // log fields are plain values
+    let text = std::fs::read_to_string(log.path()).expect("log");
+    let line = text
+        .lines()
+        .filter(|l| l.contains("\"webhook delivery\""))
+        .find(|l| l.contains("\"status\":202"))
+        .expect("a delivery log line");
+    let fields: serde_json::Value = serde_json::from_str(line).expect("one JSON object");
+    assert_eq!(fields["branch"], "main", "{line}");
+    assert_eq!(fields["matched"], "config", "{line}");
+    assert!(
+        fields["repository"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("https://")),
+        "{line}"
+    );
+    assert!(!text.contains('\u{1b}'), "escape codes in a log file");
 }

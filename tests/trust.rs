@@ -848,7 +848,7 @@ async fn a_token_in_a_repository_url_reaches_no_workflow_status_event_or_log() {
     );
     let mut berth = Berth::new(&berth_ns.name, &mapping);
     berth.env.push(("SSL_CERT_FILE".into(), server.ca.clone()));
-    let (mut agent, _) = berth.agent_with(&[], &[], |cmd| {
+    let (mut agent, _, _) = berth.agent_with(&[], &[], |cmd| {
         cmd.env("RUST_LOG", "berth=debug")
             .stderr(std::process::Stdio::piped());
     });

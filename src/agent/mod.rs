@@ -8,6 +8,7 @@
 
 mod files;
 mod lease;
+mod secrets;
 mod server;
 mod shared;
 
@@ -63,6 +64,8 @@ pub(crate) async fn shutdown_signal() {
 pub(crate) struct Options {
     pub config: PathBuf,
     pub listen: std::net::SocketAddr,
+    /// Where the operators' endpoints (the delivery log) are served.
+    pub admin_listen: std::net::SocketAddr,
     pub max_webhook_bytes: usize,
     pub leader_election: Option<LeaderElection>,
 }
@@ -89,16 +92,31 @@ pub(crate) async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let shared = Arc::new(Shared::new(mapping));
-    let listener = tokio::net::TcpListener::bind(options.listen).await?;
-    info!(address = %listener.local_addr()?, "listening");
+    let bind = |address: std::net::SocketAddr| async move {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{address}: {e}")))?;
+        info!(address = %listener.local_addr()?, "listening");
+        Ok::<_, std::io::Error>(listener)
+    };
+    let listener = bind(options.listen).await?;
+    let admin = bind(options.admin_listen).await?;
     let (server_stop, server_stopped) = watch::channel(false);
     let server = tokio::spawn(server::serve(
         listener,
+        admin,
         server::State {
             shared: shared.clone(),
             ctx: ctx.clone(),
             max_webhook_bytes: options.max_webhook_bytes,
         },
+        server_stopped.clone(),
+    ));
+    // every replica keeps the webhook secrets, so a new leader answers at once
+    let secret_watch = tokio::spawn(secrets::follow(
+        ctx.client.clone(),
+        ctx.namespace.clone(),
+        shared.clone(),
         server_stopped,
     ));
 
@@ -192,6 +210,7 @@ pub(crate) async fn run(
     }
     let _ = server_stop.send(true);
     let _ = server.await;
+    let _ = secret_watch.await;
     info!("agent stopped");
     Ok(())
 }

@@ -10,13 +10,11 @@ use axum::extract::{DefaultBodyLimit, Path, State as Extract};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
-use k8s_openapi::api::core::v1::Secret;
 use serde_json::json;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::shared::{DeliveryRecord, Shared};
-use crate::cluster::api_message;
 use crate::config::Repository;
 use crate::context::Context;
 use crate::pipelines::branch_matches;
@@ -32,21 +30,44 @@ pub(super) struct State {
     pub max_webhook_bytes: usize,
 }
 
-/// Serves until `stop` flips.
+/// Unverified webhook bodies held in memory at once; more wait their turn before their body
+/// is read, so unsigned floods cannot drive memory up.
+const BODIES_IN_FLIGHT: usize = 4;
+/// How long a delivery waits for the webhook secrets at start.
+const SECRETS_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Serves the public listener (`/webhooks/*`, probes, metrics) and the admin listener (the
+/// delivery log) until `stop` flips.
 pub(super) async fn serve(
     listener: tokio::net::TcpListener,
+    admin: tokio::net::TcpListener,
     state: State,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let limit = state.max_webhook_bytes;
-    let app = Router::new()
-        .route("/webhooks/deliveries", get(deliveries))
+    let webhooks = Router::new()
         .route("/webhooks/{provider}", post(receive))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(tower::limit::ConcurrencyLimitLayer::new(BODIES_IN_FLIGHT))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_too_large,
+        ));
+    let public = webhooks
         .route("/healthz", get(healthz))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .with_state(state.clone());
+    let operators = Router::new()
+        .route("/deliveries", get(deliveries))
         .with_state(state);
+    tokio::join!(
+        run(listener, public, stop.clone()),
+        run(admin, operators, stop)
+    );
+}
+
+async fn run(listener: tokio::net::TcpListener, app: Router, mut stop: watch::Receiver<bool>) {
     let shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
@@ -56,6 +77,49 @@ pub(super) async fn serve(
     {
         warn!(error = %e, "HTTP server stopped");
     }
+}
+
+/// Counts deliveries the body limit refused (413), which never reach [`receive`].
+async fn count_too_large(
+    Extract(state): Extract<State>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let provider = request
+        .uri()
+        .path()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let response = next.run(request).await;
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        count(&state, &provider, "too-large");
+        warn!(provider = %provider_label(&provider), "webhook delivery too large");
+    }
+    response
+}
+
+/// A provider name for metric labels: known ones as they are, anything else `unknown`, so
+/// random paths cannot grow the label set.
+fn provider_label(provider: &str) -> &str {
+    if webhook::PROVIDERS.contains(&provider) {
+        provider
+    } else {
+        "unknown"
+    }
+}
+
+fn count(state: &State, provider: &str, result: &str) {
+    state
+        .ctx
+        .metrics
+        .webhook_deliveries
+        .get_or_create(&DeliveryLabels {
+            provider: provider_label(provider).to_owned(),
+            result: result.to_owned(),
+        })
+        .inc();
 }
 
 async fn healthz(Extract(state): Extract<State>) -> Response {
@@ -74,6 +138,13 @@ async fn ready(Extract(state): Extract<State>) -> Response {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "standby: another replica holds the lease\n",
+        )
+            .into_response();
+    }
+    if state.shared.secrets(Duration::ZERO).await.is_none() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "webhook secrets not loaded yet\n",
         )
             .into_response();
     }
@@ -118,22 +189,32 @@ async fn deliveries(Extract(state): Extract<State>) -> Json<Vec<DeliveryRecord>>
     )
 }
 
-/// The outcome of a delivery: status, result label, action text, matched repositories.
+/// The outcome of a delivery: status, result label, action text (for the delivery log),
+/// the answer's text (for the sender) and matched repositories.
 struct Verdict {
     status: StatusCode,
     result: &'static str,
     action: String,
+    answer: String,
     matched: Vec<String>,
 }
 
 impl Verdict {
     fn new(status: StatusCode, result: &'static str, action: impl Into<String>) -> Self {
+        let action = action.into();
         Self {
             status,
             result,
-            action: action.into(),
+            answer: action.clone(),
+            action,
             matched: Vec::new(),
         }
+    }
+
+    /// The same, but the sender learns only `answer`: nothing internal reaches the internet.
+    fn private(mut self, answer: &str) -> Self {
+        self.answer = answer.to_owned();
+        self
     }
 }
 
@@ -143,24 +224,20 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if !webhook::PROVIDERS.contains(&provider.as_str()) {
+        // unknown paths are counted, never logged as deliveries
+        count(&state, &provider, "unknown-provider");
+        let text = format!(
+            "unknown provider; use one of {}",
+            webhook::PROVIDERS.join(", ")
+        );
+        return (StatusCode::NOT_FOUND, Json(json!({"action": text}))).into_response();
+    }
     let headers: webhook::Headers = headers
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_owned())))
         .collect();
-    let parsed = webhook::parse(&provider, &headers, &body);
-    let verdict = match &parsed {
-        Err(webhook::Error::UnknownProvider(_)) => Verdict::new(
-            StatusCode::NOT_FOUND,
-            "unknown-provider",
-            format!(
-                "unknown provider {provider:?}; use one of {}",
-                webhook::PROVIDERS.join(", ")
-            ),
-        ),
-        Err(e) => Verdict::new(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
-        Ok(d) if d.kind == Kind::Ping => Verdict::new(StatusCode::OK, "ping", "pong"),
-        Ok(d) => decide(&state, d, &headers, &body).await,
-    };
+    let (verdict, parsed) = judge(&state, &provider, &headers, &body).await;
     let record = DeliveryRecord {
         id: parsed.as_ref().map(|d| d.id.clone()).unwrap_or_default(),
         provider: provider.clone(),
@@ -170,8 +247,8 @@ async fn receive(
             .as_ref()
             .map(|d| d.repositories.clone())
             .unwrap_or_default(),
-        branch: parsed.as_ref().ok().and_then(|d| d.branch.clone()),
-        commit: parsed.as_ref().ok().and_then(|d| d.commit.clone()),
+        branch: parsed.as_ref().and_then(|d| d.branch.clone()),
+        commit: parsed.as_ref().and_then(|d| d.commit.clone()),
         matched: verdict.matched.clone(),
         action: verdict.action.clone(),
         status: verdict.status.as_u16(),
@@ -179,81 +256,138 @@ async fn receive(
     info!(
         delivery = %record.id,
         provider = %record.provider,
-        repository = ?record.repositories.first(),
-        branch = ?record.branch,
-        commit = ?record.commit,
-        matched = ?record.matched,
+        repository = %record.repositories.first().map_or("", String::as_str),
+        branch = %record.branch.as_deref().unwrap_or_default(),
+        commit = %record.commit.as_deref().unwrap_or_default(),
+        matched = %record.matched.join(","),
         action = %record.action,
         status = record.status,
         "webhook delivery"
     );
-    if verdict.result != "unknown-provider" {
-        state
-            .ctx
-            .metrics
-            .webhook_deliveries
-            .get_or_create(&DeliveryLabels {
-                provider: provider.clone(),
-                result: verdict.result.to_owned(),
-            })
-            .inc();
-    }
+    count(&state, &provider, verdict.result);
     state.shared.record(record);
     (
         verdict.status,
-        Json(json!({"action": verdict.action, "matched": verdict.matched})),
+        Json(json!({"action": verdict.answer, "matched": verdict.matched})),
     )
         .into_response()
 }
 
-/// Matches, verifies and enqueues a parsed push delivery.
-async fn decide(
+/// Verifies, then parses and acts on a delivery for a known provider. Nothing of an
+/// unverified body is parsed.
+async fn judge(
     state: &State,
-    d: &webhook::Delivery,
+    provider: &str,
     headers: &webhook::Headers,
     body: &[u8],
-) -> Verdict {
+) -> (Verdict, Option<webhook::Delivery>) {
+    let Some(secrets) = state.shared.secrets(SECRETS_PATIENCE).await else {
+        let verdict = Verdict::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "webhook secrets are not loaded yet; retry",
+        );
+        return (verdict, None);
+    };
     let mapping = state.shared.mapping();
-    let candidates: Vec<&Repository> = mapping
+    // the repositories whose own secret verifies the body
+    let verified: Vec<&Repository> = mapping
         .repositories
         .iter()
-        .filter(|r| r.url.matches(&d.repositories))
+        .filter(|r| {
+            r.webhook_secret
+                .as_ref()
+                .and_then(|name| secrets.get(name))
+                .is_some_and(|secret| webhook::verify(provider, headers, body, secret))
+        })
         .collect();
-    if candidates.is_empty() {
+    let ping = webhook::is_ping(provider, headers);
+    if verified.is_empty() {
+        let (status, result) = if ping {
+            (StatusCode::OK, "ping")
+        } else {
+            (StatusCode::UNAUTHORIZED, "unauthorized")
+        };
+        let answer = if ping {
+            "pong; the signature does not verify with the secret of any repository"
+        } else {
+            "the signature does not verify"
+        };
+        let unsigned: Vec<&str> = mapping
+            .repositories
+            .iter()
+            .filter(|r| r.webhook_secret.is_none())
+            .map(|r| r.name.as_str())
+            .collect();
+        let action = format!(
+            "refused: no repository's webhook secret verifies the signature{}",
+            if unsigned.is_empty() {
+                String::new()
+            } else {
+                format!(" (without webhookSecretRef: {})", unsigned.join(", "))
+            }
+        );
+        return (Verdict::new(status, result, action).private(answer), None);
+    }
+    let delivery = match webhook::parse(provider, headers, body) {
+        Ok(d) => d,
+        Err(e) => {
+            return (
+                Verdict::new(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
+                None,
+            );
+        }
+    };
+    if state.shared.replayed(provider, &delivery.id) {
+        let verdict = Verdict::new(
+            StatusCode::OK,
+            "duplicate",
+            format!("ignored: delivery {} was handled already", delivery.id),
+        );
+        return (verdict, Some(delivery));
+    }
+    let case_insensitive = provider != "generic";
+    let matched: Vec<&Repository> = verified
+        .iter()
+        .filter(|r| r.url.matches(&delivery.repositories, case_insensitive))
+        .copied()
+        .collect();
+    let names =
+        |repos: &[&Repository]| -> Vec<String> { repos.iter().map(|r| r.name.clone()).collect() };
+    let mut verdict = decide(state, &mapping, &delivery, &matched, &names(&verified));
+    verdict.matched = names(&matched);
+    (verdict, Some(delivery))
+}
+
+/// What a verified, parsed delivery does.
+fn decide(
+    state: &State,
+    mapping: &crate::config::Mapping,
+    d: &webhook::Delivery,
+    matched: &[&Repository],
+    verified: &[String],
+) -> Verdict {
+    if d.kind == Kind::Ping {
+        let text = if matched.is_empty() {
+            format!(
+                "pong; the signature verifies for {}, but no repository in the mapping has this \
+                 delivery's URL",
+                verified.join(", ")
+            )
+        } else {
+            let names: Vec<&str> = matched.iter().map(|r| r.name.as_str()).collect();
+            format!("pong; signature verified; matches {}", names.join(", "))
+        };
+        return Verdict::new(StatusCode::OK, "ping", text);
+    }
+    if matched.is_empty() {
         return Verdict::new(
             StatusCode::OK,
             "ignored",
             "ignored: no repository in the mapping matches",
         );
     }
-    // only repositories whose own secret verifies the signature count
-    let mut verified = Vec::new();
-    let mut reasons = Vec::new();
-    for repo in candidates {
-        let Some(secret_name) = &repo.webhook_secret else {
-            reasons.push(format!("repository {} has no webhookSecretRef", repo.name));
-            continue;
-        };
-        match webhook_secret(&state.ctx, secret_name).await {
-            Ok(secret) if webhook::verify(&d.provider, headers, body, &secret) => {
-                verified.push(repo)
-            }
-            Ok(_) => reasons.push(format!(
-                "signature does not verify for repository {}",
-                repo.name
-            )),
-            Err(e) => reasons.push(e),
-        }
-    }
-    if verified.is_empty() {
-        return Verdict::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            format!("refused: {}", reasons.join("; ")),
-        );
-    }
-    let matched: Vec<String> = verified.iter().map(|r| r.name.clone()).collect();
-    let mut verdict = match d.kind {
+    match d.kind {
         Kind::Tag => Verdict::new(StatusCode::OK, "ignored", "ignored: tag push"),
         Kind::Delete => Verdict::new(StatusCode::OK, "ignored", "ignored: branch or tag deleted"),
         Kind::Other | Kind::Ping => Verdict::new(
@@ -262,47 +396,29 @@ async fn decide(
             format!("ignored: event {:?}", d.event),
         ),
         Kind::Push => {
-            let followed: Vec<&&Repository> = verified
+            let followed: Vec<&&Repository> = matched
                 .iter()
                 .filter(|r| {
-                    d.branch
-                        .as_ref()
-                        .is_none_or(|b| branch_matches(&mapping.branches(r), b))
+                    let wanted = mapping.branches(r);
+                    d.branches.is_empty() || d.branches.iter().any(|b| branch_matches(&wanted, b))
                 })
                 .collect();
             if followed.is_empty() {
-                Verdict::new(
+                return Verdict::new(
                     StatusCode::OK,
                     "ignored",
                     "ignored: no sync or pipeline follows this branch",
-                )
-            } else {
-                for r in &followed {
-                    state.shared.refresh(&r.name);
-                }
-                let names: Vec<&str> = followed.iter().map(|r| r.name.as_str()).collect();
-                Verdict::new(
-                    StatusCode::ACCEPTED,
-                    "accepted",
-                    format!("refresh {}", names.join(", ")),
-                )
+                );
             }
+            for r in &followed {
+                state.shared.refresh(&r.name);
+            }
+            let names: Vec<&str> = followed.iter().map(|r| r.name.as_str()).collect();
+            Verdict::new(
+                StatusCode::ACCEPTED,
+                "accepted",
+                format!("refresh {}", names.join(", ")),
+            )
         }
-    };
-    verdict.matched = matched;
-    verdict
-}
-
-/// The `secret` key of a webhook Secret in berth's namespace.
-async fn webhook_secret(ctx: &Context, name: &str) -> Result<Vec<u8>, String> {
-    let api: kube::Api<Secret> = kube::Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    let secret = api
-        .get(name)
-        .await
-        .map_err(|e| format!("cannot read secret {name}: {}", api_message(&e)))?;
-    secret
-        .data
-        .and_then(|d| d.get("secret").map(|v| v.0.clone()))
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| format!("secret {name} has no key \"secret\""))
+    }
 }

@@ -10,8 +10,13 @@ use tokio::sync::Notify;
 
 use crate::config::Mapping;
 
-/// How many webhook deliveries `/webhooks/deliveries` keeps.
+/// How many webhook deliveries the delivery log keeps.
 pub(crate) const DELIVERY_LOG: usize = 100;
+/// How many delivery ids per provider are remembered to recognize replays.
+pub(crate) const REMEMBERED_DELIVERIES: usize = 1000;
+
+/// Webhook secrets by Secret name (the value of its key `secret`), as a watch keeps them.
+pub(crate) type Secrets = Arc<HashMap<String, Vec<u8>>>;
 
 /// A webhook delivery as the audit log keeps it: no payload, no secret.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -43,6 +48,10 @@ pub(crate) struct Shared {
     leading: AtomicBool,
     /// How an agent task ended that should not have (a panic); `/healthz` reports it.
     failed_task: RwLock<Option<String>>,
+    /// The webhook secrets in berth's namespace; `None` until the watch has listed them.
+    secrets: tokio::sync::watch::Sender<Option<Secrets>>,
+    /// Recent delivery ids, `provider/id`, oldest first.
+    seen: Mutex<VecDeque<String>>,
 }
 
 impl Shared {
@@ -54,6 +63,8 @@ impl Shared {
             config_error: RwLock::new(None),
             leading: AtomicBool::new(true),
             failed_task: RwLock::new(None),
+            secrets: tokio::sync::watch::Sender::new(None),
+            seen: Mutex::new(VecDeque::new()),
         };
         shared.reset_triggers();
         shared
@@ -89,6 +100,37 @@ impl Shared {
 
     pub(crate) fn set_leading(&self, leading: bool) {
         self.leading.store(leading, Ordering::SeqCst);
+    }
+
+    /// Replaces the webhook secrets (the watch listed or changed them).
+    pub(crate) fn set_secrets(&self, secrets: HashMap<String, Vec<u8>>) {
+        self.secrets.send_replace(Some(Arc::new(secrets)));
+    }
+
+    /// The webhook secrets, waiting up to `patience` for the first list; `None` if they are
+    /// not loaded by then.
+    pub(crate) async fn secrets(&self, patience: std::time::Duration) -> Option<Secrets> {
+        let mut rx = self.secrets.subscribe();
+        let loaded = tokio::time::timeout(patience, rx.wait_for(Option::is_some)).await;
+        loaded.ok()?.ok()?.clone()
+    }
+
+    /// Whether a delivery id was seen before (and remembers it if not). Deliveries without
+    /// an id are never replays.
+    pub(crate) fn replayed(&self, provider: &str, id: &str) -> bool {
+        if id.is_empty() {
+            return false;
+        }
+        let key = format!("{provider}/{id}");
+        let mut seen = self.seen.lock().expect("delivery ids lock");
+        if seen.contains(&key) {
+            return true;
+        }
+        seen.push_back(key);
+        if seen.len() > REMEMBERED_DELIVERIES {
+            seen.pop_front();
+        }
+        false
     }
 
     /// Records a task that ended on its own.
@@ -172,5 +214,21 @@ mod tests {
         let log = shared.deliveries.lock().expect("lock");
         assert_eq!(log.len(), DELIVERY_LOG);
         assert_eq!(log[0].id, "119");
+    }
+
+    #[test]
+    fn a_delivery_id_is_a_replay_the_second_time_only() {
+        let shared = Shared::new(Mapping::default());
+        assert!(!shared.replayed("github", "d-1"));
+        assert!(shared.replayed("github", "d-1"));
+        assert!(!shared.replayed("gitlab", "d-1"), "ids are per provider");
+        assert!(!shared.replayed("github", "") && !shared.replayed("github", ""));
+        for i in 0..REMEMBERED_DELIVERIES {
+            shared.replayed("github", &i.to_string());
+        }
+        assert!(
+            !shared.replayed("github", "d-1"),
+            "the oldest ids are forgotten"
+        );
     }
 }

@@ -102,9 +102,14 @@ pub enum Command {
     /// webhooks, and apply edits of the mapping file live. Stops cleanly on SIGTERM or Ctrl-C,
     /// after the passes in progress.
     Run {
-        /// Address for webhooks (/webhooks/<provider>), /healthz, /readyz and /metrics.
+        /// Address for webhooks (/webhooks/<provider>), /healthz, /readyz and /metrics: the
+        /// one to expose to git hosts.
         #[arg(long, env = "BERTH_LISTEN", default_value = "0.0.0.0:8080")]
         listen: std::net::SocketAddr,
+        /// Address for operators: the webhook delivery log (/deliveries). Keep it private
+        /// (`kubectl port-forward`).
+        #[arg(long, env = "BERTH_ADMIN_LISTEN", default_value = "127.0.0.1:8081")]
+        admin_listen: std::net::SocketAddr,
         /// Largest webhook body accepted; larger deliveries get 413.
         #[arg(long, env = "BERTH_MAX_WEBHOOK_BYTES", default_value_t = 5 * 1024 * 1024)]
         max_webhook_bytes: usize,
@@ -271,6 +276,7 @@ pub async fn run(args: Args) -> ExitCode {
     match &args.command {
         Command::Run {
             listen,
+            admin_listen,
             max_webhook_bytes,
             leader_elect,
             lease_duration,
@@ -295,12 +301,13 @@ pub async fn run(args: Args) -> ExitCode {
             let options = agent::Options {
                 config: args.config.clone(),
                 listen: *listen,
+                admin_listen: *admin_listen,
                 max_webhook_bytes: *max_webhook_bytes,
                 leader_election,
             };
             match agent::run(ctx, mapping, options, agent::shutdown_signal()).await {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(USAGE, format!("cannot listen on {listen}: {e}")),
+                Err(e) => fail(USAGE, format!("cannot listen on {e}")),
             }
         }
         Command::Sync { names, dry_run } => {

@@ -215,39 +215,51 @@ impl Berth {
         cmd
     }
 
-    /// Starts `berth run` on a free loopback port; returns the process and the base URL.
+    /// Starts `berth run` on free loopback ports; returns the process and the base URL.
     pub fn agent(&self) -> (ChildGuard, String) {
-        self.agent_with(&[], &[], |_| {})
+        let (child, base, _) = self.agent_with(&[], &[], |_| {});
+        (child, base)
     }
 
-    /// Starts `berth GLOBAL run RUN --listen <free port>`, adjusted by `configure` (stdio,
-    /// environment); returns the process and the base URL.
+    /// Starts `berth GLOBAL run RUN --listen <free port> --admin-listen <free port>`, adjusted
+    /// by `configure` (stdio, environment); returns the process, the base URL and the admin
+    /// listener's URL.
     pub fn agent_with(
         &self,
         global: &[&str],
         run: &[&str],
         configure: impl FnOnce(&mut Command),
-    ) -> (ChildGuard, String) {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let listen = format!("127.0.0.1:{port}");
+    ) -> (ChildGuard, String, String) {
+        let listen = free_address();
+        let admin = free_address();
         let mut args: Vec<&str> = global.to_vec();
         args.push("run");
         args.extend(run);
-        args.extend(["--listen", &listen]);
+        args.extend(["--listen", &listen, "--admin-listen", &admin]);
         let mut cmd = self.command(&args);
         configure(&mut cmd);
         let child = cmd.spawn().expect("berth run starts");
-        (ChildGuard(child), format!("http://{listen}"))
+        (
+            ChildGuard(child),
+            format!("http://{listen}"),
+            format!("http://{admin}"),
+        )
     }
 
     /// Runs a one-shot verb and returns its output.
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("berth runs")
     }
+}
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_address() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    format!("127.0.0.1:{port}")
 }
 
 /// Runs `berth ARGS`, asserts it succeeded and that its output contains `needle`.
