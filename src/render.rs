@@ -121,6 +121,40 @@ impl<S: Scope + ?Sized> Scope for WithCrds<'_, S> {
     }
 }
 
+/// Which files of a sync's path are read: those matching an `include` glob (every file when
+/// there is none) and no `exclude` glob, paths relative to the sync's `path`.
+pub(crate) struct Selection {
+    include: Option<globset::GlobSet>,
+    exclude: globset::GlobSet,
+}
+
+impl Selection {
+    /// The selection of validated globs (invalid ones select nothing).
+    pub(crate) fn new(include: &[String], exclude: &[String]) -> Self {
+        let set = |patterns: &[String]| {
+            let mut builder = globset::GlobSetBuilder::new();
+            for p in patterns {
+                if let Ok(g) = globset::GlobBuilder::new(p).literal_separator(true).build() {
+                    builder.add(g);
+                }
+            }
+            builder
+                .build()
+                .unwrap_or_else(|_| globset::GlobSet::empty())
+        };
+        Self {
+            include: (!include.is_empty()).then(|| set(include)),
+            exclude: set(exclude),
+        }
+    }
+
+    /// Whether a file (relative to the sync's path) is read.
+    pub(crate) fn selects(&self, relative: &str) -> bool {
+        self.include.as_ref().is_none_or(|i| i.is_match(relative))
+            && !self.exclude.is_match(relative)
+    }
+}
+
 /// What a sync's render needs besides its files.
 #[derive(Debug, Default)]
 pub(crate) struct Options<'a> {
@@ -176,6 +210,19 @@ fn yaml_options() -> serde_saphyr::Options {
     options
 }
 
+/// The documents of a YAML stream with the line each starts on, empty ones included (as
+/// null), within the same limits as manifests.
+///
+/// # Errors
+/// The text is not YAML, or breaks a limit.
+pub(crate) fn yaml_documents(text: &str) -> Result<Vec<(u64, Value)>, serde_saphyr::Error> {
+    let docs: Vec<Spanned<Value>> = serde_saphyr::from_multiple_with_options(text, yaml_options())?;
+    Ok(docs
+        .into_iter()
+        .map(|d| (d.referenced.line().max(1), d.value))
+        .collect())
+}
+
 /// Parses one file into objects; `List` kinds are expanded into their items.
 fn parse_file(path: &str, text: &str) -> Result<Vec<Manifest>, Error> {
     let documents: Vec<(u64, Value)> = if git::has_extension(path, &["json"]) {
@@ -183,14 +230,10 @@ fn parse_file(path: &str, text: &str) -> Result<Vec<Manifest>, Error> {
             .map_err(|e| invalid(path, e.line() as u64, format!("invalid JSON: {e}")))?;
         vec![(1, value)]
     } else {
-        let docs: Vec<Spanned<Value>> =
-            serde_saphyr::from_multiple_with_options(text, yaml_options()).map_err(|e| {
-                let line = e.location().map_or(1, |l| l.line());
-                invalid(path, line, format!("invalid YAML: {}", yaml_message(&e)))
-            })?;
-        docs.into_iter()
-            .map(|d| (d.referenced.line().max(1), d.value))
-            .collect()
+        yaml_documents(text).map_err(|e| {
+            let line = e.location().map_or(1, |l| l.line());
+            invalid(path, line, format!("invalid YAML: {}", yaml_message(&e)))
+        })?
     };
     let mut out = Vec::new();
     for (line, value) in documents {
@@ -561,6 +604,18 @@ apiVersion: other.io/v1\nkind: Gadget\nmetadata: {name: g}\n";
         }
         let err = render(&[file("bomb.yaml", &bomb)], None).expect_err("a billion laughs");
         assert!(err.to_string().starts_with("bomb.yaml:"), "{err}");
+    }
+
+    #[test]
+    fn include_and_exclude_select_files_below_the_path() {
+        let all = Selection::new(&[], &[]);
+        assert!(all.selects("setup/crds.yaml") && all.selects("app.yaml"));
+        let no_setup = Selection::new(&[], &["setup/**".to_owned()]);
+        assert!(!no_setup.selects("setup/crds.yaml") && !no_setup.selects("setup/a/b.yaml"));
+        assert!(no_setup.selects("app.yaml") && no_setup.selects("other/setup.yaml"));
+        let only = Selection::new(&["*.yaml".to_owned()], &["*-test.yaml".to_owned()]);
+        assert!(only.selects("app.yaml") && !only.selects("app-test.yaml"));
+        assert!(!only.selects("sub/app.yaml"), "* stays in one directory");
     }
 
     #[test]

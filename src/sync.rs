@@ -141,7 +141,7 @@ pub(crate) async fn render(
     commit: &str,
 ) -> Result<Vec<Manifest>, Error> {
     let (path, rev) = (sync.path.clone(), commit.to_owned());
-    let files = git::with_mirror(cache_dir, repo.url.as_str(), move |mirror| {
+    let mut files = git::with_mirror(cache_dir, repo.url.as_str(), move |mirror| {
         git::read_path(
             mirror.repository(),
             &mirror.display_url(),
@@ -151,11 +151,23 @@ pub(crate) async fn render(
         )
     })
     .await?;
+    let selection = render::Selection::new(&sync.include, &sync.exclude);
+    files.retain(|f| selection.selects(relative(&sync.path, &f.path)));
     let options = render::Options {
         vars: Some(&sync.vars),
         namespace: sync.namespace.as_deref(),
     };
     Ok(render::directory(&files, &options, &BuiltinScope)?)
+}
+
+/// A repository path relative to a sync's `path`.
+fn relative<'a>(base: &str, path: &'a str) -> &'a str {
+    if base.is_empty() {
+        path
+    } else {
+        path.strip_prefix(base)
+            .map_or(path, |rest| rest.trim_start_matches('/'))
+    }
 }
 
 /// `<repo-url>#<path>` with credentials removed.

@@ -67,6 +67,12 @@ pub(super) struct SyncFile {
     /// Whether a render with no objects may prune everything the sync manages.
     #[serde(default)]
     pub allow_empty: bool,
+    /// Globs (relative to `path`) a manifest file must match to be read; all when empty.
+    #[serde(default)]
+    pub include: Vec<Spanned<String>>,
+    /// Globs (relative to `path`) of manifest files to leave out.
+    #[serde(default)]
+    pub exclude: Vec<Spanned<String>>,
     #[serde(default)]
     pub vars: BTreeMap<String, Spanned<String>>,
 }

@@ -198,6 +198,9 @@ pub(crate) struct Sync {
     pub adopt: bool,
     /// Whether a render with no objects may prune everything the sync manages.
     pub allow_empty: bool,
+    /// Globs relative to `path`: files read (all when empty), and files left out.
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
     pub vars: BTreeMap<String, String>,
 }
 

@@ -61,6 +61,9 @@ pub(super) fn repository(
 pub(super) fn sync(src: Source<'_>, s: SyncFile, reg: &mut Registry) -> Result<Sync, Error> {
     let name = reg.syncs.claim(src, &s.name)?;
     let path = src.check(&s.path, normalize_path)?;
+    for pattern in s.include.iter().chain(&s.exclude) {
+        src.check(pattern, check_glob)?;
+    }
     let namespace = namespace(src, s.namespace)?;
     let mut vars = BTreeMap::new();
     for (k, v) in s.vars {
@@ -85,6 +88,8 @@ pub(super) fn sync(src: Source<'_>, s: SyncFile, reg: &mut Registry) -> Result<S
         self_heal: s.self_heal,
         adopt: s.adopt,
         allow_empty: s.allow_empty,
+        include: s.include.into_iter().map(|g| g.value).collect(),
+        exclude: s.exclude.into_iter().map(|g| g.value).collect(),
         vars,
     })
 }

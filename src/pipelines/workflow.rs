@@ -7,7 +7,7 @@ use sha2::Digest as _;
 use super::Error;
 use crate::config::{Pipeline, Repository, WorkflowSource};
 use crate::git::Commit;
-use crate::render::yaml_message;
+use crate::render::{yaml_documents, yaml_message};
 use crate::vocab::{
     BRANCH_ANNOTATION, BRANCH_LABEL, MANAGED_BY, MANAGER_VALUE, PIPELINE_LABEL, REPOSITORY_LABEL,
     REVISION, SUBJECT_ANNOTATION,
@@ -114,22 +114,57 @@ pub(crate) fn parse_workflow(file: &str, revision: &str, content: &[u8]) -> Resu
         message,
     };
     let text = std::str::from_utf8(content).map_err(|_| invalid("not UTF-8".to_owned()))?;
-    let value: Value = serde_saphyr::from_str(text).map_err(|e| {
-        let line = e.location().map_or(1, |l| l.line());
-        invalid(format!("line {line}: {}", yaml_message(&e)))
-    })?;
-    let kind = value["kind"].as_str().unwrap_or_default();
-    let api_version = value["apiVersion"].as_str().unwrap_or_default();
-    if kind != "Workflow" || !api_version.starts_with("argoproj.io/") {
-        return Err(invalid(format!(
-            "expected an argoproj.io/v1alpha1 Workflow, found {}",
-            if kind.is_empty() {
-                "no kind".to_owned()
-            } else {
-                format!("{api_version} {kind}")
-            }
-        )));
-    }
+    let documents: Vec<(u64, Value)> = yaml_documents(text)
+        .map_err(|e| {
+            let line = e.location().map_or(1, |l| l.line());
+            invalid(format!("line {line}: {}", yaml_message(&e)))
+        })?
+        .into_iter()
+        .filter(|(_, v)| !v.is_null())
+        .collect();
+    let is_workflow = |v: &Value| {
+        v["kind"] == "Workflow"
+            && v["apiVersion"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("argoproj.io/"))
+    };
+    let describe = |v: &Value| {
+        let kind = v["kind"].as_str().unwrap_or_default();
+        if kind.is_empty() {
+            "no kind".to_owned()
+        } else {
+            format!("{} {kind}", v["apiVersion"].as_str().unwrap_or_default())
+        }
+    };
+    let workflows: Vec<&(u64, Value)> = documents.iter().filter(|(_, v)| is_workflow(v)).collect();
+    let value = match (workflows.as_slice(), documents.as_slice()) {
+        ([(_, workflow)], _) => workflow.clone(),
+        ([], []) => return Err(invalid("the file holds no document".to_owned())),
+        ([], [(_, only)]) => {
+            return Err(invalid(format!(
+                "expected an argoproj.io/v1alpha1 Workflow, found {}",
+                describe(only)
+            )));
+        }
+        ([], all) => {
+            let found: Vec<String> = all
+                .iter()
+                .map(|(line, v)| format!("{} (line {line})", describe(v)))
+                .collect();
+            return Err(invalid(format!(
+                "expected an argoproj.io/v1alpha1 Workflow among its documents, found {}",
+                found.join(", ")
+            )));
+        }
+        (several, _) => {
+            let lines: Vec<String> = several.iter().map(|(line, _)| line.to_string()).collect();
+            return Err(invalid(format!(
+                "holds {} Workflows (lines {}); which one to launch is ambiguous, keep one",
+                several.len(),
+                lines.join(", ")
+            )));
+        }
+    };
     if !value["spec"].is_object() {
         return Err(invalid("the Workflow has no spec".to_owned()));
     }
@@ -396,6 +431,44 @@ spec:
             err.starts_with("ci.yaml at commit abc1234: line 1"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn several_documents_launch_their_one_workflow_and_ambiguity_is_named() {
+        let template = "apiVersion: argoproj.io/v1alpha1\nkind: WorkflowTemplate\nmetadata: {name: t}\nspec: {entrypoint: main}\n";
+        for text in [
+            format!("{FILE}---\n"),
+            format!("---\n{FILE}---\n---\n"),
+            format!("{template}---\n{FILE}"),
+        ] {
+            let w = parse_workflow("ci.yaml", "abc1234", text.as_bytes()).expect("one Workflow");
+            assert_eq!(w["kind"], "Workflow");
+            assert_eq!(w["spec"]["entrypoint"], "main");
+        }
+        let err = parse_workflow(
+            "ci.yaml",
+            "abc1234",
+            format!("{FILE}---\n{FILE}").as_bytes(),
+        )
+        .expect_err("two")
+        .to_string();
+        assert!(err.contains("holds 2 Workflows (lines 1, 18)"), "{err}");
+        let err = parse_workflow(
+            "ci.yaml",
+            "abc1234",
+            format!("{template}---\n{template}").as_bytes(),
+        )
+        .expect_err("none")
+        .to_string();
+        assert!(
+            err.contains("found argoproj.io/v1alpha1 WorkflowTemplate (line 1), argoproj.io/v1alpha1 WorkflowTemplate (line 6)"),
+            "{err}"
+        );
+        let err = parse_workflow("ci.yaml", "abc1234", b"---\n")
+            .expect_err("empty")
+            .to_string();
+        assert!(err.contains("no document"), "{err}");
+        assert!(!err.contains("from_str"), "{err}");
     }
 
     #[test]
