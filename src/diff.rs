@@ -25,8 +25,6 @@ pub(crate) enum Error {
         api_version: String,
         kind: String,
     },
-    #[error("{origin}: {id} is namespaced but names no namespace and the sync sets none")]
-    NoNamespace { origin: String, id: String },
     #[error("failed to list {what}: {source}")]
     List {
         what: String,
@@ -303,10 +301,8 @@ pub(crate) async fn observe(
 }
 
 /// Builds the plan for the desired objects of one stage: decides what it can from records,
-/// and asks the API server (server-side apply dry-run) about the rest.
-///
-/// # Errors
-/// An object's kind is not served, or a dry-run is rejected.
+/// and asks the API server (server-side apply dry-run) about the rest. One result per desired
+/// object, in order: an object whose dry-run is refused fails alone.
 pub(crate) async fn plan(
     client: &Client,
     resources: &Resources,
@@ -315,7 +311,7 @@ pub(crate) async fn plan(
     inventory: &BTreeMap<ObjectId, Record>,
     owner: &Owner<'_>,
     concurrency: usize,
-) -> Result<Vec<Entry>, Error> {
+) -> Vec<Result<Entry, Error>> {
     let checks: Vec<_> = desired
         .iter()
         .map(|manifest| async move {
@@ -356,7 +352,7 @@ pub(crate) async fn plan(
         .collect();
     futures::stream::iter(checks)
         .buffered(concurrency.max(1))
-        .try_collect()
+        .collect()
         .await
 }
 

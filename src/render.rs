@@ -173,8 +173,9 @@ pub(crate) fn directory(
     files: &[SourceFile],
     options: &Options<'_>,
     scope: &dyn Scope,
-) -> Result<Vec<Manifest>, Error> {
+) -> Result<Rendered, Error> {
     let mut manifests = Vec::new();
+    let mut rejected = Vec::new();
     for file in files {
         let text = std::str::from_utf8(&file.content)
             .map_err(|_| invalid(&file.path, 1, "file is not valid UTF-8"))?;
@@ -182,7 +183,12 @@ pub(crate) fn directory(
             Some(vars) if !vars.is_empty() => substitute(text, vars, &file.path)?,
             _ => text.to_owned(),
         };
-        manifests.extend(parse_file(&file.path, &text)?);
+        for parsed in parse_file(&file.path, &text)? {
+            match parsed {
+                Ok(m) => manifests.push(m),
+                Err(r) => rejected.push(r),
+            }
+        }
     }
     let scope = WithCrds::new(&manifests, scope);
     for m in &mut manifests {
@@ -190,7 +196,28 @@ pub(crate) fn directory(
         fill_protocols(&mut m.object);
     }
     check_duplicates(&manifests)?;
-    Ok(manifests)
+    Ok(Rendered {
+        manifests,
+        rejected,
+    })
+}
+
+/// What a render produced: the objects to sync, and the ones that cannot be synced on their
+/// own (they fail alone, the others go on).
+#[derive(Debug, Default)]
+pub(crate) struct Rendered {
+    pub manifests: Vec<Manifest>,
+    pub rejected: Vec<Rejected>,
+}
+
+/// An object that cannot be synced, with where it is and why.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Rejected {
+    /// `file:line`.
+    pub origin: String,
+    /// `Kind generateName=prefix`, as far as it can be named.
+    pub what: String,
+    pub reason: String,
 }
 
 /// How manifests are parsed. File size is bounded before parsing (`--max-manifest-bytes`),
@@ -224,7 +251,7 @@ pub(crate) fn yaml_documents(text: &str) -> Result<Vec<(u64, Value)>, serde_saph
 }
 
 /// Parses one file into objects; `List` kinds are expanded into their items.
-fn parse_file(path: &str, text: &str) -> Result<Vec<Manifest>, Error> {
+fn parse_file(path: &str, text: &str) -> Result<Vec<Result<Manifest, Rejected>>, Error> {
     let documents: Vec<(u64, Value)> = if git::has_extension(path, &["json"]) {
         let value: Value = serde_json::from_str(text)
             .map_err(|e| invalid(path, e.line() as u64, format!("invalid JSON: {e}")))?;
@@ -256,9 +283,27 @@ fn parse_file(path: &str, text: &str) -> Result<Vec<Manifest>, Error> {
     Ok(out)
 }
 
-fn checked(path: &str, line: u64, object: Value) -> Result<Manifest, Error> {
+fn checked(path: &str, line: u64, object: Value) -> Result<Result<Manifest, Rejected>, Error> {
     if !object.is_object() {
         return Err(invalid(path, line, "document is not a mapping"));
+    }
+    // generateName makes a new object at every apply: nothing a sync could keep equal to git
+    if let (None, Some(prefix)) = (
+        object.pointer("/metadata/name"),
+        object
+            .pointer("/metadata/generateName")
+            .and_then(Value::as_str),
+    ) {
+        return Ok(Err(Rejected {
+            origin: format!("{path}:{line}"),
+            what: format!(
+                "{} generateName={prefix}",
+                object["kind"].as_str().unwrap_or("object")
+            ),
+            reason: "an object with generateName and no name cannot be synced (each apply \
+                     would create another); give it a name"
+                .to_owned(),
+        }));
     }
     for (pointer, field) in [
         ("/apiVersion", "apiVersion"),
@@ -270,11 +315,11 @@ fn checked(path: &str, line: u64, object: Value) -> Result<Manifest, Error> {
             _ => return Err(invalid(path, line, format!("object has no {field}"))),
         }
     }
-    Ok(Manifest {
+    Ok(Ok(Manifest {
         object,
         file: path.to_owned(),
         line,
-    })
+    }))
 }
 
 /// Replaces `${NAME}` with its value; `$${NAME}` stays as a literal `${NAME}`.
@@ -467,6 +512,7 @@ mod tests {
             },
             &BuiltinScope,
         )
+        .map(|r| r.manifests)
     }
 
     const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  k: v\n";
@@ -530,7 +576,9 @@ mod tests {
             namespace: None,
         };
         let text = CM.replace("k: v", "k: ${ENV}\n  lit: $${ENV}\n  sh: $HOME");
-        let m = directory(&[file("a.yaml", &text)], &opts, &BuiltinScope).expect("render");
+        let m = directory(&[file("a.yaml", &text)], &opts, &BuiltinScope)
+            .expect("render")
+            .manifests;
         assert_eq!(
             m[0].object["data"],
             json!({"k": "prod", "lit": "${ENV}", "sh": "$HOME"})
@@ -604,6 +652,20 @@ apiVersion: other.io/v1\nkind: Gadget\nmetadata: {name: g}\n";
         }
         let err = render(&[file("bomb.yaml", &bomb)], None).expect_err("a billion laughs");
         assert!(err.to_string().starts_with("bomb.yaml:"), "{err}");
+    }
+
+    #[test]
+    fn a_generate_name_object_is_rejected_alone() {
+        let text = format!(
+            "{CM}---\napiVersion: batch/v1\nkind: Job\nmetadata:\n  generateName: migrate-\nspec: {{}}\n"
+        );
+        let r = directory(&[file("a.yaml", &text)], &Options::default(), &BuiltinScope)
+            .expect("the rest renders");
+        assert_eq!(r.manifests.len(), 1);
+        assert_eq!(r.rejected.len(), 1);
+        assert_eq!(r.rejected[0].origin, "a.yaml:8");
+        assert_eq!(r.rejected[0].what, "Job generateName=migrate-");
+        assert!(r.rejected[0].reason.contains("give it a name"));
     }
 
     #[test]

@@ -139,7 +139,7 @@ pub(crate) async fn render(
     repo: &Repository,
     sync: &Sync,
     commit: &str,
-) -> Result<Vec<Manifest>, Error> {
+) -> Result<render::Rendered, Error> {
     let (path, rev) = (sync.path.clone(), commit.to_owned());
     let mut files = git::with_mirror(cache_dir, repo.url.as_str(), move |mirror| {
         git::read_path(
@@ -236,7 +236,10 @@ async fn pass(
         .as_ref()
         .map(|o| o.inventory.clone())
         .unwrap_or_default();
-    let mut manifests = render(
+    let render::Rendered {
+        mut manifests,
+        rejected,
+    } = render(
         &ctx.cache_dir,
         ctx.max_manifest_bytes,
         repo,
@@ -244,17 +247,29 @@ async fn pass(
         &commit.id,
     )
     .await?;
-    if manifests.is_empty() && !inventory.is_empty() && sync.prune && !sync.allow_empty {
+    let empty = manifests.is_empty() && rejected.is_empty();
+    if empty && !inventory.is_empty() && sync.prune && !sync.allow_empty {
         return Err(Refusal::Empty {
             managed: inventory.len(),
         }
         .into());
     }
+    // objects that cannot be applied fail alone; the rest goes on
+    let mut changes = ChangeSet::default();
+    for r in rejected {
+        changes.errors.push(apply::Error::NotApplied {
+            origin: r.origin,
+            id: r.what,
+            reason: r.reason,
+        });
+    }
     let mut groups = render::groups(&manifests);
     groups.extend(inventory.keys().map(|id| id.group.clone()));
     groups.insert("apiextensions.k8s.io".to_owned());
     let mut resources = Resources::discover(&ctx.client, &groups).await?;
-    check_kinds(&mut manifests, &resources, sync)?;
+    for (m, reason) in unservable(&mut manifests, &resources, sync) {
+        fail_alone(&mut changes, &m, reason);
+    }
 
     let source = source(repo, sync);
     let owner = Owner {
@@ -267,8 +282,12 @@ async fn pass(
         .cloned()
         .partition(|m| m.is_namespace() || m.is_crd());
     let mut plan = Plan::default();
-    let mut changes = ChangeSet::default();
-    for (stage, desired) in [first, second].into_iter().enumerate() {
+    for (stage, desired) in [first.clone(), second].into_iter().enumerate() {
+        // what depends on a Namespace or CRD that failed is not attempted
+        let (desired, blocked) = blocked_by_failures(desired, &first, &changes.failed);
+        for (m, reason) in blocked {
+            fail_alone(&mut changes, &m, reason);
+        }
         if desired.is_empty() {
             continue;
         }
@@ -278,16 +297,24 @@ async fn pass(
             .collect();
         let live = diff::observe(&ctx.client, &resources, &targets, ctx.concurrency).await?;
         check_ownership(ctx, mapping, sync, &resources, &desired, &live).await?;
-        let entries = diff::plan(
-            &ctx.client,
-            &resources,
-            &desired,
-            &live,
-            inventory,
-            &owner,
-            ctx.concurrency,
-        )
-        .await?;
+        let mut entries = Vec::new();
+        for (m, result) in desired.iter().zip(
+            diff::plan(
+                &ctx.client,
+                &resources,
+                &desired,
+                &live,
+                inventory,
+                &owner,
+                ctx.concurrency,
+            )
+            .await,
+        ) {
+            match result {
+                Ok(entry) => entries.push(entry),
+                Err(e) => fail_alone(&mut changes, m, e.to_string()),
+            }
+        }
         if !sync.adopt {
             let refused: Vec<String> = entries
                 .iter()
@@ -314,13 +341,10 @@ async fn pass(
                 &mut changes,
             )
             .await;
-            if !changes.errors.is_empty() {
-                plan.entries.extend(entries);
-                return Ok((plan, changes));
-            }
             let crds: Vec<String> = entries
                 .iter()
                 .filter(|e| e.manifest.is_crd() && e.action != Action::Unchanged)
+                .filter(|e| !changes.failed.contains(&e.id))
                 .map(|e| e.manifest.name().to_owned())
                 .collect();
             if stage == 0 && !crds.is_empty() {
@@ -329,6 +353,10 @@ async fn pass(
             }
         }
         plan.entries.extend(entries);
+    }
+    // never prune after a failure: what is missing may be missing by mistake
+    if !changes.errors.is_empty() {
+        return Ok((plan, changes));
     }
 
     let orphans = {
@@ -476,7 +504,8 @@ async fn declared_by(
             other,
             &head.id,
         )
-        .await?;
+        .await?
+        .manifests;
         settle_namespaces(&mut manifests, resources, other);
         Ok::<_, Error>(manifests.iter().map(Manifest::id).collect())
     };
@@ -575,36 +604,81 @@ fn settle_namespaces(manifests: &mut [Manifest], resources: &Resources, sync: &S
     }
 }
 
-/// Settles scopes with discovery (CRDs in the set included) and refuses kinds nobody serves
-/// before anything is applied.
-fn check_kinds(
-    manifests: &mut [Manifest],
+/// Settles scopes with discovery (CRDs in the set included) and takes out the objects that
+/// cannot be applied: kinds nobody serves (all of them, each named), and namespaced objects
+/// without a namespace. Returns them with the reason.
+fn unservable(
+    manifests: &mut Vec<Manifest>,
     resources: &Resources,
     sync: &Sync,
-) -> Result<(), Error> {
+) -> Vec<(Manifest, String)> {
     settle_namespaces(manifests, resources, sync);
-    let scope = WithCrds::new(manifests, resources);
-    for m in manifests.iter() {
-        match scope.namespaced(m.group(), m.kind()) {
-            None => {
-                return Err(diff::Error::UnknownKind {
-                    origin: m.origin(),
-                    api_version: m.api_version().to_owned(),
-                    kind: m.kind().to_owned(),
-                }
-                .into());
-            }
-            Some(true) if m.namespace().is_none() => {
-                return Err(diff::Error::NoNamespace {
-                    origin: m.origin(),
-                    id: m.id().to_string(),
-                }
-                .into());
-            }
-            _ => {}
+    let verdicts: Vec<Option<String>> = {
+        let scope = WithCrds::new(manifests, resources);
+        manifests
+            .iter()
+            .map(|m| match scope.namespaced(m.group(), m.kind()) {
+                None => Some(format!(
+                    "no API resource serves {} in {}",
+                    m.kind(),
+                    m.api_version()
+                )),
+                Some(true) if m.namespace().is_none() => Some(
+                    "it is namespaced but names no namespace and the sync sets none".to_owned(),
+                ),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut out = Vec::new();
+    let mut kept = Vec::new();
+    for (m, verdict) in std::mem::take(manifests).into_iter().zip(verdicts) {
+        match verdict {
+            Some(reason) => out.push((m, reason)),
+            None => kept.push(m),
         }
     }
-    Ok(())
+    *manifests = kept;
+    out
+}
+
+/// Splits a stage's objects into those to attempt and those that depend on a failed object
+/// of the first stage: the custom resources of a CRD, the objects of a Namespace.
+fn blocked_by_failures(
+    desired: Vec<Manifest>,
+    first: &[Manifest],
+    failed: &[ObjectId],
+) -> (Vec<Manifest>, Vec<(Manifest, String)>) {
+    let failed_first: Vec<&Manifest> = first.iter().filter(|m| failed.contains(&m.id())).collect();
+    if failed_first.is_empty() {
+        return (desired, Vec::new());
+    }
+    let mut attempt = Vec::new();
+    let mut blocked = Vec::new();
+    for m in desired {
+        let cause = failed_first.iter().find(|f| {
+            let spec = &f.object["spec"];
+            (f.is_namespace() && m.namespace() == Some(f.name()))
+                || (f.is_crd()
+                    && spec["group"].as_str() == Some(m.group())
+                    && spec["names"]["kind"].as_str() == Some(m.kind()))
+        });
+        match cause {
+            Some(f) => blocked.push((m, format!("it depends on {}, which failed", f.id()))),
+            None => attempt.push(m),
+        }
+    }
+    (attempt, blocked)
+}
+
+/// Records an object that is not applied, and why.
+fn fail_alone(changes: &mut ChangeSet, m: &Manifest, reason: String) {
+    changes.failed.push(m.id());
+    changes.errors.push(apply::Error::NotApplied {
+        origin: m.origin(),
+        id: m.id().to_string(),
+        reason,
+    });
 }
 
 async fn finish(

@@ -118,3 +118,78 @@ async fn workflow_files_with_a_trailing_separator_or_a_template_first_launch() {
     }
     assert_eq!(common::workflows(&client, &wf.name).await.len(), 2);
 }
+
+#[tokio::test]
+async fn a_bad_object_fails_alone_and_every_failure_is_named() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app = namespace(&client, &unique("app")).await;
+    let group = format!("{}.berth.dev", unique("g"));
+    let repo = Repo::new();
+    for i in 0..20 {
+        repo.write(
+            &format!("apps/cm-{i:02}.yaml"),
+            &config_map(&format!("cm-{i:02}")),
+        );
+    }
+    // a CRD the API server refuses (an invalid scope), and a custom resource of it
+    repo.write(
+        "apps/crd.yaml",
+        &format!(
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.{group}\nspec:\n  group: {group}\n  names: {{kind: Widget, plural: widgets}}\n  scope: Sideways\n  versions:\n    - name: v1\n      served: true\n      storage: true\n      schema: {{openAPIV3Schema: {{type: object}}}}\n"
+        ),
+    )
+    .write(
+        "apps/widget.yaml",
+        &format!("apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: w\n"),
+    )
+    // two kinds nobody serves
+    .write("apps/foo.yaml", "apiVersion: foo.example.com/v1\nkind: Foo\nmetadata:\n  name: f\n")
+    .write("apps/bar.yaml", "apiVersion: bar.example.com/v1\nkind: Bar\nmetadata:\n  name: b\n")
+    // and an object that cannot be synced at all
+    .write(
+        "apps/job.yaml",
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  generateName: migrate-\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: m, image: alpine}]\n",
+    );
+    repo.commit("mixed");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &mapping(&repo.url(), "web", "apps", &app.name, ""),
+    );
+    let out = berth.run(&["sync"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &app.name);
+    let applied = cms
+        .list(&kube::api::ListParams::default().labels("berth.dev/sync=web"))
+        .await
+        .expect("list")
+        .items
+        .len();
+    assert_eq!(
+        applied,
+        20,
+        "the unrelated objects were not applied: {}",
+        text(&out)
+    );
+    // every failure is named: five of them, so the status message holds them all
+    let st = common::status(&client, &berth_ns.name, "web").await;
+    let message = st.metadata.annotations.unwrap_or_default()["berth.dev/message"].clone();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    for needle in [
+        format!("CustomResourceDefinition.apiextensions.k8s.io/widgets.{group}"),
+        format!("depends on CustomResourceDefinition.apiextensions.k8s.io/widgets.{group}"),
+        "no API resource serves Foo in foo.example.com/v1".to_owned(),
+        "no API resource serves Bar in bar.example.com/v1".to_owned(),
+        "Job generateName=migrate-".to_owned(),
+    ] {
+        assert!(
+            stdout.contains(&needle),
+            "{needle} missing from: {}",
+            text(&out)
+        );
+        assert!(
+            message.contains(&needle),
+            "{needle} missing from the status: {message}"
+        );
+    }
+}

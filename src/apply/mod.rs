@@ -22,6 +22,14 @@ pub(crate) enum Error {
     Prune { id: String, message: String },
     #[error("CustomResourceDefinition {name} did not become Established within {seconds}s")]
     NotEstablished { name: String, seconds: u64 },
+    /// An object left out of the pass: unserved, unnamed, refused by a dry-run, or
+    /// depending on an object that failed.
+    #[error("{origin}: {id} was not applied: {reason}")]
+    NotApplied {
+        origin: String,
+        id: String,
+        reason: String,
+    },
 }
 
 /// What a sync pass did to the cluster.
@@ -38,6 +46,8 @@ pub(crate) struct ChangeSet {
     /// Records of everything applied or checked, for the inventory.
     pub records: Vec<(ObjectId, Record)>,
     pub errors: Vec<Error>,
+    /// Objects that were not applied (their reasons are in `errors`).
+    pub failed: Vec<ObjectId>,
 }
 
 impl ChangeSet {

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{ChangeSet, Error};
 use crate::cluster::{self, Resources};
-use crate::diff::{self, Action, Entry};
+use crate::diff::{Action, Entry};
 use crate::status::Record;
 use crate::vocab;
 
@@ -34,6 +34,9 @@ pub(crate) async fn apply(
         .collect::<Vec<_>>();
     let mut results = futures::stream::iter(writes).buffer_unordered(concurrency.max(1));
     while let Some((entry, result)) = results.next().await {
+        if result.is_err() {
+            changes.failed.push(entry.id.clone());
+        }
         match result {
             Ok(applied) => {
                 tracing::debug!(object = %entry.id, action = ?entry.action, "applied");
@@ -75,7 +78,13 @@ async fn apply_one(client: &Client, resources: &Resources, entry: &Entry) -> Res
         id: entry.id.to_string(),
         message,
     };
-    let resource = diff::resource_for(resources, m).map_err(|e| fail(e.to_string()))?;
+    let resource = resources.get(m.api_version(), m.kind()).ok_or_else(|| {
+        fail(format!(
+            "no API resource serves {} in {}",
+            m.kind(),
+            m.api_version()
+        ))
+    })?;
     let api = cluster::api(client, resource, m.namespace());
     // force: git is the source of truth, so berth takes over fields another manager (a hand
     // edit with kubectl, say) set on what it declares, as Flux and `kubectl apply

@@ -461,9 +461,16 @@ async fn render(args: &Args, mapping: &Mapping, name: &str, show_secrets: bool) 
     }
     .await;
     match result {
-        Ok(manifests) => {
-            print(|w| output::manifests(w, &manifests, show_secrets));
-            ExitCode::SUCCESS
+        Ok(rendered) => {
+            print(|w| output::manifests(w, &rendered.manifests, show_secrets));
+            for r in &rendered.rejected {
+                eprintln!("error: {}: {}: {}", r.origin, r.what, r.reason);
+            }
+            if rendered.rejected.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(USAGE)
+            }
         }
         Err(e) => fail(USAGE, e),
     }
@@ -545,15 +552,24 @@ async fn validate(args: &Args) -> ExitCode {
         let Some(commit) = head else { continue };
         for s in mapping.syncs.iter().filter(|s| s.repository == repo.name) {
             match sync::render(&cache, args.max_manifest_bytes, repo, s, &commit.id).await {
-                Ok(m) => check(
+                Ok(r) if r.rejected.is_empty() => check(
                     true,
                     format!(
                         "sync {} ({} objects at {})",
                         s.name,
-                        m.len(),
+                        r.manifests.len(),
                         commit.short()
                     ),
                 ),
+                Ok(r) => {
+                    for rejected in &r.rejected {
+                        let problem = format!(
+                            "{}: {}: {}",
+                            rejected.origin, rejected.what, rejected.reason
+                        );
+                        check(false, format!("sync {}: {problem}", s.name));
+                    }
+                }
                 Err(e) => check(false, format!("sync {}: {e}", s.name)),
             }
         }
