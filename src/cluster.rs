@@ -14,10 +14,12 @@ use crate::object::{ObjectId, Scope};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
-    #[error("failed to load kubeconfig: {0}")]
+    #[error("{0}")]
     Config(String),
-    #[error("failed to reach the API server: {0}")]
+    #[error("failed to set up the API client: {0}")]
     Connect(String),
+    #[error("the API server at {server} {reason}")]
+    Unreachable { server: String, reason: String },
     #[error("API discovery failed: {0}")]
     Discovery(#[source] kube::Error),
 }
@@ -58,6 +60,48 @@ impl Fence {
     }
 }
 
+/// A client and the API server it talks to.
+#[derive(Clone)]
+pub(crate) struct Connection {
+    pub client: Client,
+    /// The server's URL, for messages.
+    pub server: String,
+}
+
+/// A kubeconfig that could not be read, naming the file and the cause once.
+fn unreadable(path: &str, e: &kube::config::KubeconfigError) -> Error {
+    let cause = std::error::Error::source(e).map_or_else(|| e.to_string(), ToString::to_string);
+    Error::Config(format!("cannot read kubeconfig {path}: {cause}"))
+}
+
+/// The kubeconfig's configuration for `context`, or an error that lists the contexts there are.
+async fn from_kubeconfig(
+    kubeconfig: Kubeconfig,
+    path: &str,
+    options: &KubeConfigOptions,
+) -> Result<Config, Error> {
+    if let Some(wanted) = &options.context
+        && !kubeconfig.contexts.iter().any(|c| &c.name == wanted)
+    {
+        let known: Vec<&str> = kubeconfig
+            .contexts
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        return Err(Error::Config(format!(
+            "context {wanted:?} is not in kubeconfig {path} (contexts: {})",
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        )));
+    }
+    Config::from_custom_kubeconfig(kubeconfig, options)
+        .await
+        .map_err(|e| Error::Config(format!("kubeconfig {path}: {e}")))
+}
+
 /// Connects with, in order: `--kubeconfig`, the in-cluster service account, `KUBECONFIG` or
 /// `~/.kube/config`. With a `fence`, every request but a read is refused while the fence is
 /// closed: checked before each write, by construction.
@@ -67,30 +111,29 @@ impl Fence {
 pub(crate) async fn connect(
     target: &Target<'_>,
     fence: Option<std::sync::Arc<Fence>>,
-) -> Result<Client, Error> {
+) -> Result<Connection, Error> {
     let options = KubeConfigOptions {
         context: target.context.map(str::to_owned),
         ..KubeConfigOptions::default()
     };
     let mut config = if let Some(path) = target.kubeconfig {
-        let kubeconfig = Kubeconfig::read_from(path)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        Config::from_custom_kubeconfig(kubeconfig, &options)
-            .await
-            .map_err(|e| Error::Config(e.to_string()))?
+        let shown = path.display().to_string();
+        let kubeconfig = Kubeconfig::read_from(path).map_err(|e| unreadable(&shown, &e))?;
+        from_kubeconfig(kubeconfig, &shown, &options).await?
     } else if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() && target.context.is_none() {
-        Config::incluster().map_err(|e| Error::Config(e.to_string()))?
+        Config::incluster().map_err(|e| Error::Config(format!("in-cluster configuration: {e}")))?
     } else {
-        Config::from_kubeconfig(&options)
-            .await
-            .map_err(|e| Error::Config(e.to_string()))?
+        let shown = std::env::var("KUBECONFIG").unwrap_or_else(|_| "~/.kube/config".to_owned());
+        let kubeconfig = Kubeconfig::read().map_err(|e| unreadable(&shown, &e))?;
+        from_kubeconfig(kubeconfig, &shown, &options).await?
     };
+    let server = config.cluster_url.to_string();
     config.connect_timeout = Some(Duration::from_secs(10));
     config.read_timeout = Some(Duration::from_secs(60));
     config.write_timeout = Some(Duration::from_secs(60));
     let builder =
         kube::client::ClientBuilder::try_from(config).map_err(|e| Error::Connect(e.to_string()))?;
-    Ok(match fence {
+    let client = match fence {
         None => builder.build(),
         Some(fence) => builder
             .with_layer(&tower::filter::FilterLayer::new(
@@ -109,7 +152,64 @@ pub(crate) async fn connect(
                 },
             ))
             .build(),
-    })
+    };
+    Ok(Connection { client, server })
+}
+
+/// Checks that the API server answers berth, and if not says which server, what failed and
+/// what to check: nothing listening, TLS, credentials, or no answer in time.
+///
+/// # Errors
+/// The server cannot be reached or refuses berth.
+pub(crate) async fn reach(connection: &Connection) -> Result<(), Error> {
+    let server = connection.server.clone();
+    let unreachable = |reason: String| Error::Unreachable {
+        server: server.clone(),
+        reason,
+    };
+    let answer = tokio::time::timeout(
+        Duration::from_secs(15),
+        connection.client.apiserver_version(),
+    )
+    .await;
+    let e = match answer {
+        Ok(Ok(_)) => return Ok(()),
+        Ok(Err(e)) => e,
+        Err(_) => {
+            return Err(unreachable(
+                "did not answer within 15s (check the address and the network)".to_owned(),
+            ));
+        }
+    };
+    if let kube::Error::Api(status) = &e {
+        return Err(unreachable(match status.code {
+            401 => "refused berth's credentials (401 Unauthorized): check the token or client \
+                    certificate of the kubeconfig user"
+                .to_owned(),
+            code => format!("answered {code}: {}", status.message),
+        }));
+    }
+    let chain = api_message(&e);
+    let lower = chain.to_lowercase();
+    Err(unreachable(if lower.contains("connection refused") {
+        "refused the connection: nothing listens there (check that it runs, and the server \
+         address of the kubeconfig context)"
+            .to_owned()
+    } else if ["certificate", "tls", "ssl", "handshake"]
+        .iter()
+        .any(|w| lower.contains(w))
+    {
+        format!(
+            "failed the TLS handshake ({chain}): check the certificate authority of the kubeconfig cluster"
+        )
+    } else if ["dns", "lookup", "resolve"]
+        .iter()
+        .any(|w| lower.contains(w))
+    {
+        format!("cannot be found ({chain}): check the server address of the kubeconfig context")
+    } else {
+        format!("cannot be reached: {chain}")
+    }))
 }
 
 /// A discovered resource type.
@@ -259,12 +359,33 @@ pub(crate) async fn namespace_contents(
     Ok(found)
 }
 
-/// The message of an API error: the server's own text for rejected requests.
+/// The message of an API error: the server's own text for rejected requests; for requests
+/// that got no answer, every cause down the chain, and what it likely means.
 pub(crate) fn api_message(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(status) => status.message.clone(),
-        other => other.to_string(),
+    if let kube::Error::Api(status) = e {
+        return status.message.clone();
     }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    let lower = text.to_lowercase();
+    if lower.contains("connection closed")
+        || lower.contains("incomplete message")
+        || lower.contains("sendrequest")
+    {
+        text.push_str(
+            " (the API server closed the connection without answering: it may have failed \
+             handling this request; its log says why)",
+        );
+    }
+    text
 }
 
 /// Whether an API error is the server's 404 Not Found.

@@ -13,10 +13,12 @@ pub enum LogFormat {
 }
 
 /// Installs the global subscriber. `RUST_LOG` filters (default: `info` for berth, `warn` for
-/// libraries).
+/// libraries, nothing from kube-client, whose errors berth reports itself).
 pub fn init(format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,berth=info"));
+    let filter = EnvFilter::try_from_default_env()
+        // kube-client's own error lines name no object; the same errors reach berth,
+        // which reports them with the object
+        .unwrap_or_else(|_| EnvFilter::new("warn,berth=info,kube_client=off"));
     // colour only for a person at a terminal, and never with NO_COLOR set
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());

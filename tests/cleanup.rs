@@ -315,7 +315,8 @@ async fn an_invalid_schedule_is_a_validation_error_naming_the_rule() {
         &mapping("  - name: broken-rule\n    schedule: \"every tuesday\"\n    keepLast: 3\n"),
     );
     let out = berth.run(&["validate"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // a broken mapping file is a configuration error: exit 2, as for every verb
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("berth.yaml:5:15: cleanup rule \"broken-rule\": invalid schedule"),

@@ -582,7 +582,8 @@ async fn validate_and_render_work_offline_and_name_the_problem() {
         &mapping(&repo.url(), "web", ".", "web-ns", "    colour: blue\n"),
     );
     let out = broken.run(&["validate"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // a broken mapping file is a configuration error: exit 2, as for every verb
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("berth.yaml:13:5"),
         "{}",

@@ -461,7 +461,7 @@ async fn hostile_intervals_are_errors_not_panics_even_as_live_edits() {
             &good.replace("interval: 1s", &format!("interval: {interval}")),
         );
         let out = berth.run(&["validate"]);
-        assert_eq!(out.status.code(), Some(1), "{interval}: {}", text(&out));
+        assert_eq!(out.status.code(), Some(2), "{interval}: {}", text(&out));
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         assert!(
             stderr.contains(needle) && stderr.contains("berth.yaml:"),

@@ -90,10 +90,33 @@ async fn apply_one(client: &Client, resources: &Resources, entry: &Entry) -> Res
     // edit with kubectl, say) set on what it declares, as Flux and `kubectl apply
     // --force-conflicts` do.
     let params = PatchParams::apply(vocab::FIELD_MANAGER).force();
-    let applied = api
-        .patch(m.name(), &params, &Patch::Apply(&m.object))
-        .await
-        .map_err(|e| fail(cluster::api_message(&e)))?;
+    // Applied only over the version the plan saw: a write that lands late (a replica paused
+    // mid-request and woken after a newer one took over) conflicts instead of overwriting.
+    let mut object = m.object.clone();
+    if let Some(version) = entry
+        .live
+        .as_ref()
+        .and_then(|l| l["metadata"]["resourceVersion"].as_str())
+    {
+        object["metadata"]["resourceVersion"] = Value::from(version);
+    }
+    let applied = match api.patch(m.name(), &params, &Patch::Apply(&object)).await {
+        Ok(applied) => applied,
+        // Changed since the plan looked (a controller's status update, usually): apply over
+        // what is there now. The retry is a new write, so it passes the fence again.
+        Err(e) if cluster::is_conflict(&e) => {
+            let current = api
+                .get(m.name())
+                .await
+                .map_err(|e| fail(cluster::api_message(&e)))?;
+            object["metadata"]["resourceVersion"] =
+                Value::from(current.metadata.resource_version.unwrap_or_default());
+            api.patch(m.name(), &params, &Patch::Apply(&object))
+                .await
+                .map_err(|e| fail(cluster::api_message(&e)))?
+        }
+        Err(e) => return Err(fail(cluster::api_message(&e))),
+    };
     Ok(serde_json::to_value(&applied).expect("objects from the API serialize"))
 }
 

@@ -25,8 +25,10 @@ use crate::{agent, cleanup, cluster, diff, pipelines, status};
 ///     (status: berth-pipeline-<name>);
 ///   - cleanup: deletes old finished runs on cron schedules (status: berth-cleanup-<name>).
 ///
-/// Exit codes: 0 success, 1 the operation found a failure (or differences, for `diff`),
-/// 2 a usage or configuration error.
+/// Exit codes, for every verb: 0 success; 1 the work ran and found a failure (a sync failed,
+/// `diff` found differences, `validate` found a render problem); 2 the work could not start:
+/// the command line, the mapping file or the kubeconfig is wrong, or the API server cannot be
+/// reached.
 #[derive(Debug, Parser)]
 #[command(
     name = "berth",
@@ -194,23 +196,24 @@ impl Args {
         }
     }
 
+    /// The context of a one-shot verb, once the API server has answered: a verb that cannot
+    /// reach it says so first, naming the server and the cause.
     async fn context(&self) -> Result<Context, crate::Error> {
-        self.context_with(None).await
+        let connection = cluster::connect(&self.target(), None).await?;
+        cluster::reach(&connection).await?;
+        Ok(self.context_with(connection.client))
     }
 
-    /// A context whose client writes only while `fence` is open.
-    async fn context_with(
-        &self,
-        fence: Option<std::sync::Arc<cluster::Fence>>,
-    ) -> Result<Context, crate::Error> {
-        Ok(Context {
-            client: cluster::connect(&self.target(), fence).await?,
+    /// A context working through `client`.
+    fn context_with(&self, client: kube::Client) -> Context {
+        Context {
+            client,
             namespace: self.namespace.clone(),
             cache_dir: self.cache_dir(),
             concurrency: self.concurrency,
             max_manifest_bytes: self.max_manifest_bytes,
             metrics: std::sync::Arc::new(crate::telemetry::Metrics::new()),
-        })
+        }
     }
 }
 
@@ -283,11 +286,13 @@ pub async fn run(args: Args) -> ExitCode {
         } => {
             let fence = leader_elect.then(|| std::sync::Arc::new(cluster::Fence::default()));
             let connected = async {
-                let ctx = args.context_with(fence.clone()).await?;
+                // the agent starts even while the API server is away, and retries
+                let working = cluster::connect(&args.target(), fence.clone()).await?;
+                let ctx = args.context_with(working.client);
                 let election = match fence {
                     Some(fence) => Some(agent::LeaderElection {
                         duration: *lease_duration,
-                        client: cluster::connect(&args.target(), None).await?,
+                        client: cluster::connect(&args.target(), None).await?.client,
                         fence,
                     }),
                     None => None,
@@ -505,7 +510,7 @@ async fn offline_credentials(
 async fn validate(args: &Args) -> ExitCode {
     let mapping = match config::load(&args.config) {
         Ok(m) => m,
-        Err(e) => return fail(1, e),
+        Err(e) => return fail(USAGE, e),
     };
     let cache = args.cache_dir();
     let mut ok = true;

@@ -1,0 +1,126 @@
+//! What a new user meets on the command line: errors that name the server, the cause and what
+//! to check; one exit-code rule; help that reads well.
+
+mod common;
+
+use std::io::Write as _;
+
+use common::{Berth, Repo, text};
+
+/// A kubeconfig for `server` with a bearer token, skipping TLS verification.
+fn kubeconfig(server: &str, token: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().expect("kubeconfig");
+    write!(
+        file,
+        "apiVersion: v1\nkind: Config\nclusters:\n  - name: c\n    cluster: {{server: \"{server}\", insecure-skip-tls-verify: true}}\nusers:\n  - name: u\n    user: {{token: {token}}}\ncontexts:\n  - name: here\n    context: {{cluster: c, user: u}}\n  - name: there\n    context: {{cluster: c, user: u}}\ncurrent-context: here\n"
+    )
+    .expect("write");
+    file
+}
+
+/// A berth with a mapping of one small file:// repository (kept alive by the caller).
+fn berth_with() -> (Berth, Repo) {
+    let repo = Repo::new();
+    repo.write(
+        "apps/a.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
+    );
+    repo.commit("one");
+    let berth = Berth::new(
+        "berth-cli",
+        &common::mapping(&repo.url(), "web", "apps", "default", ""),
+    );
+    (berth, repo)
+}
+
+/// `berth ARGS` with its own kubeconfig instead of the test cluster's.
+fn run(berth: &Berth, kubeconfig: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--namespace")
+        .arg(&berth.namespace)
+        .arg("--cache-dir")
+        .arg(berth.cache.path())
+        .arg("--config")
+        .arg(&berth.mapping)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("berth runs")
+}
+
+#[test]
+fn an_unreachable_server_is_named_with_the_cause_and_exit_2() {
+    let port = common::free_address();
+    let config = kubeconfig(&format!("https://{port}"), "t");
+    let (berth, _repo) = berth_with();
+    let out = run(&berth, config.path(), &["sync"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        stderr.contains(&format!(
+            "the API server at https://{port}/ refused the connection"
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !stderr.contains("status"),
+        "it blames the status write: {}",
+        text(&out)
+    );
+    assert_eq!(stderr.matches("error:").count(), 1, "{}", text(&out));
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_named_as_such() {
+    let real = kube::config::Kubeconfig::read_from(common::kubeconfig()).expect("kubeconfig");
+    let server = real.clusters[0]
+        .cluster
+        .as_ref()
+        .and_then(|c| c.server.clone())
+        .expect("server");
+    let config = kubeconfig(&server, "not-a-valid-token");
+    let (berth, _repo) = berth_with();
+    let out = run(&berth, config.path(), &["status"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refused berth's credentials (401 Unauthorized)"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stderr.contains(server.trim_end_matches('/')),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn kubeconfig_problems_name_the_file_once_and_list_the_contexts() {
+    let config = kubeconfig("https://127.0.0.1:1", "t");
+    let (berth, _repo) = berth_with();
+    let out = run(&berth, config.path(), &["--context", "nope", "sync"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("context \"nope\" is not in kubeconfig")
+            && stderr.contains("(contexts: here, there)"),
+        "{}",
+        text(&out)
+    );
+    let missing = std::path::Path::new("/nonexistent/kubeconfig");
+    let out = run(&berth, missing, &["sync"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("/nonexistent/kubeconfig").count(),
+        1,
+        "{}",
+        text(&out)
+    );
+    assert!(!stderr.contains("'\""), "{}", text(&out));
+}
