@@ -124,3 +124,78 @@ fn kubeconfig_problems_name_the_file_once_and_list_the_contexts() {
     );
     assert!(!stderr.contains("'\""), "{}", text(&out));
 }
+
+#[test]
+fn help_keeps_its_lists_and_sets_global_options_apart() {
+    let (berth, _repo) = berth_with();
+    let top = String::from_utf8_lossy(&berth.run(&["--help"]).stdout).to_string();
+    assert!(
+        top.contains("\n  - syncs:") && top.contains("\n  - pipelines:"),
+        "{top}"
+    );
+    assert!(top.contains("\n  2  the work could not start"), "{top}");
+    let sync = String::from_utf8_lossy(&berth.run(&["sync", "--help"]).stdout).to_string();
+    let (own, global) = sync
+        .split_once("Global options:")
+        .expect("a global section");
+    assert!(
+        own.contains("--dry-run") && !own.contains("--kubeconfig"),
+        "{sync}"
+    );
+    assert!(
+        global.contains("--kubeconfig") && global.contains("--context"),
+        "{sync}"
+    );
+    assert!(
+        global.contains("~/.cache/berth/git"),
+        "the cache default is stated: {sync}"
+    );
+}
+
+#[tokio::test]
+async fn status_prints_whole_messages_wide_and_json_for_scripts() {
+    let client = common::client().await;
+    let berth_ns = common::namespace(&client, &common::unique("berth")).await;
+    let repo = Repo::new();
+    repo.write(
+        "apps/a.yaml",
+        "apiVersion: long-group-name-for-a-message.example.com/v1\nkind: SomethingNobodyServes\nmetadata: {name: a}\n",
+    );
+    repo.commit("an unserved kind");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &common::mapping(&repo.url(), "web", "apps", "default", ""),
+    );
+    let out = berth.run(&["sync"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let table = String::from_utf8_lossy(&berth.run(&["status"]).stdout).to_string();
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("web "))
+        .expect("row")
+        .to_owned();
+    assert!(row.ends_with('…'), "a cut message says so: {table}");
+    assert!(row.contains("config@"), "{table}");
+    let wide = String::from_utf8_lossy(&berth.run(&["status", "-o", "wide"]).stdout).to_string();
+    assert!(
+        wide.contains("no API resource serves SomethingNobodyServes"),
+        "{wide}"
+    );
+    let json = berth.run(&["status", "-o", "json"]);
+    assert!(json.status.success(), "{}", text(&json));
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(doc["syncs"][0]["name"], "web");
+    assert_eq!(doc["syncs"][0]["status"], "Failed");
+    assert!(
+        doc["syncs"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no API resource serves SomethingNobodyServes in long-group-name-for-a-message.example.com/v1")),
+        "{doc}"
+    );
+    let yaml = berth.run(&["status", "-o", "yaml"]);
+    assert!(
+        String::from_utf8_lossy(&yaml.stdout).contains("name: web"),
+        "{}",
+        text(&yaml)
+    );
+}

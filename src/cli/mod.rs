@@ -19,20 +19,25 @@ use crate::{agent, cleanup, cluster, diff, pipelines, status};
 /// berth: GitOps for Kubernetes from one mapping file.
 ///
 /// berth fetches the git repositories a mapping file names and
-///   - syncs: renders the plain YAML/JSON under each sync's path and keeps the cluster equal
-///     to it with server-side apply, pruning what left git (status: ConfigMap berth-sync-<name>);
+///   - syncs: renders the plain YAML/JSON under each sync's path and keeps the cluster
+///     equal to it with server-side apply, pruning what left git
+///     (status: ConfigMap berth-sync-<name>);
 ///   - pipelines: launches a source repository's Argo Workflow once per new commit
 ///     (status: berth-pipeline-<name>);
-///   - cleanup: deletes old finished runs on cron schedules (status: berth-cleanup-<name>).
+///   - cleanup: deletes old finished runs on cron schedules
+///     (status: berth-cleanup-<name>).
 ///
-/// Exit codes, for every verb: 0 success; 1 the work ran and found a failure (a sync failed,
-/// `diff` found differences, `validate` found a render problem); 2 the work could not start:
-/// the command line, the mapping file or the kubeconfig is wrong, or the API server cannot be
-/// reached.
+/// Exit codes, for every verb:
+///   0  success
+///   1  the work ran and found a failure (a sync failed, `diff` found differences,
+///      `validate` found a render problem)
+///   2  the work could not start: the command line, the mapping file or the kubeconfig is
+///      wrong, or the API server cannot be reached
 #[derive(Debug, Parser)]
 #[command(
     name = "berth",
     version,
+    verbatim_doc_comment,
     propagate_version = true,
     after_help = "Examples:
   berth validate                      check berth.yaml and render every sync, offline
@@ -50,36 +55,56 @@ pub struct Args {
         short,
         long,
         global = true,
+        help_heading = "Global options",
         env = "BERTH_CONFIG",
         default_value = "berth.yaml"
     )]
     pub config: PathBuf,
     /// Kubeconfig file (default: in-cluster service account, then $KUBECONFIG, then ~/.kube/config).
-    #[arg(long, global = true, env = "BERTH_KUBECONFIG")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "BERTH_KUBECONFIG"
+    )]
     pub kubeconfig: Option<PathBuf>,
     /// Kubeconfig context to use.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub context: Option<String>,
     /// berth's own namespace: status ConfigMaps, Events and credential Secrets live here.
     #[arg(
         short,
         long,
         global = true,
+        help_heading = "Global options",
         env = "BERTH_NAMESPACE",
         default_value = "berth-system"
     )]
     pub namespace: String,
-    /// Where bare git mirrors are kept between runs.
-    #[arg(long, global = true, env = "BERTH_CACHE_DIR")]
+    /// Where bare git mirrors are kept between runs [default: $XDG_CACHE_HOME/berth/git,
+    /// else ~/.cache/berth/git].
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "BERTH_CACHE_DIR"
+    )]
     pub cache_dir: Option<PathBuf>,
     /// Parallel API requests per sync.
-    #[arg(long, global = true, env = "BERTH_CONCURRENCY", default_value_t = 32)]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "BERTH_CONCURRENCY",
+        default_value_t = 32
+    )]
     pub concurrency: usize,
     /// The largest manifest file berth reads (bytes); a larger one fails the render with its
     /// name and size, before it is loaded.
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "BERTH_MAX_MANIFEST_BYTES",
         default_value_t = 32 * 1024 * 1024
     )]
@@ -88,6 +113,7 @@ pub struct Args {
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "BERTH_LOG_FORMAT",
         value_enum,
         default_value_t
@@ -147,8 +173,14 @@ pub enum Command {
         show_secrets: bool,
     },
     /// Show what the cluster records: syncs (revision, status, health, objects, last sync),
-    /// pipelines (last run, phase) and cleanup rules (last and next run, deletions).
-    Status,
+    /// pipelines (newest run, phase), cleanup rules (last and next run, deletions) and the
+    /// agent's mapping state.
+    Status {
+        /// `table` (messages cut at 80 characters), `wide` (whole messages), or `json` and
+        /// `yaml` for scripts.
+        #[arg(short, long, value_enum, default_value_t)]
+        output: StatusFormat,
+    },
     /// Launch a pipeline now, for the head of a branch or a given commit. A commit that was
     /// launched before gets a second run with a suffixed name. Exit 0 launched, 1 failed.
     Trigger {
@@ -174,7 +206,7 @@ pub enum Command {
     },
     /// Check the mapping file, render every sync from git and parse every pipeline's workflow
     /// file, without touching the cluster (except to read credential Secrets). Exit 0 valid,
-    /// 1 invalid.
+    /// 1 a sync or workflow file has a problem, 2 the mapping itself is invalid.
     Validate,
 }
 
@@ -225,6 +257,20 @@ fn parse_duration_flag(text: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
+/// How `berth status` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum StatusFormat {
+    /// Tables, messages cut at 80 characters.
+    #[default]
+    Table,
+    /// Tables with whole messages.
+    Wide,
+    /// One JSON document, for scripts.
+    Json,
+    /// The same document as YAML.
+    Yaml,
+}
+
 /// Exit code for usage and configuration errors.
 const USAGE: u8 = 2;
 
@@ -269,7 +315,7 @@ fn find<'a, T>(
 pub async fn run(args: Args) -> ExitCode {
     match &args.command {
         Command::Validate => return validate(&args).await,
-        Command::Status => return show_status(&args).await,
+        Command::Status { output } => return show_status(&args, *output).await,
         _ => {}
     }
     let mapping = match config::load(&args.config) {
@@ -358,7 +404,7 @@ pub async fn run(args: Args) -> ExitCode {
             )
             .await
         }
-        Command::Validate | Command::Status => unreachable!("handled above"),
+        Command::Validate | Command::Status { .. } => unreachable!("handled above"),
     }
 }
 
@@ -589,7 +635,7 @@ async fn validate(args: &Args) -> ExitCode {
 
 /// `berth status`: reads berth's records from the cluster and prints them joined with the
 /// mapping (when it loads).
-async fn show_status(args: &Args) -> ExitCode {
+async fn show_status(args: &Args, format: StatusFormat) -> ExitCode {
     let mapping = config::load(&args.config).ok();
     let ctx = match args.context().await {
         Ok(c) => c,
@@ -607,14 +653,37 @@ async fn show_status(args: &Args) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(USAGE, e),
     };
+    let agent = store
+        .get(crate::vocab::RecordKind::Agent, "")
+        .await
+        .ok()
+        .flatten()
+        .map(|cm| {
+            let a = crate::store::annotations(&cm);
+            let get = |k: &str| a.get(k).cloned().unwrap_or_default();
+            output::AgentState {
+                mapping: get(crate::vocab::CONFIG_STATUS),
+                message: get(crate::vocab::MESSAGE),
+                changed: get(crate::vocab::LAST_SYNC),
+            }
+        });
+    let mut newest = std::collections::BTreeMap::new();
+    for p in mapping.iter().flat_map(|m| &m.pipelines) {
+        let namespace = p.namespace.as_deref().unwrap_or(&ctx.namespace);
+        if let Some(run) = pipelines::newest_run(&ctx.client, namespace, &p.name).await {
+            newest.insert(p.name.clone(), run);
+        }
+    }
     let view = output::StatusView {
         mapping: mapping.as_ref(),
         syncs: &syncs,
         pipelines: &pipelines,
         rules: &rules,
+        newest: &newest,
+        agent,
         now: jiff::Timestamp::now(),
     };
-    print(|w| output::status(w, &view));
+    print(|w| output::status(w, &view, format));
     ExitCode::SUCCESS
 }
 

@@ -172,49 +172,111 @@ pub(super) fn check(w: &mut impl Write, ok: bool, what: &str) -> io::Result<()> 
     writeln!(w, "{:<6} {what}", if ok { "ok" } else { "error" })
 }
 
+pub(super) use super::StatusFormat as Format;
+
+/// The state of the mapping file as the agent recorded it (`berth-agent`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub(super) struct AgentState {
+    /// `Valid` or `Invalid`.
+    pub mapping: String,
+    pub message: String,
+    pub changed: String,
+}
+
 /// What `berth status` shows: the mapping (when it loads) joined with the records on the
-/// cluster.
+/// cluster and the newest run of each pipeline.
 pub(super) struct StatusView<'a> {
     pub mapping: Option<&'a Mapping>,
     pub syncs: &'a BTreeMap<String, SyncStatus>,
     pub pipelines: &'a BTreeMap<String, pipelines::State>,
     pub rules: &'a BTreeMap<String, cleanup::State>,
+    /// The newest run of each pipeline, read from the cluster (runs `trigger` launched
+    /// included).
+    pub newest: &'a BTreeMap<String, pipelines::Run>,
+    pub agent: Option<AgentState>,
     pub now: Timestamp,
 }
 
-/// `berth status`: a table of syncs, then of pipelines and cleanup rules when there are any.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SyncRow {
+    name: String,
+    repository: String,
+    revision: String,
+    status: String,
+    health: String,
+    objects: usize,
+    last_sync: String,
+    message: String,
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PipelineRow {
+    name: String,
+    repository: String,
+    last_run: Option<pipelines::Run>,
+    message: String,
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RuleRow {
+    name: String,
+    schedule: String,
+    last_run: Option<String>,
+    next_run: Option<String>,
+    deleted: usize,
+    stuck: usize,
+    message: String,
+}
+
+/// Everything `berth status` reports, as tables print it and scripts read it.
+#[derive(Debug, serde::Serialize)]
+struct Document {
+    syncs: Vec<SyncRow>,
+    pipelines: Vec<PipelineRow>,
+    cleanup: Vec<RuleRow>,
+    agent: Option<AgentState>,
+}
+
+/// `berth status`: tables of syncs, then of pipelines and cleanup rules when there are any,
+/// then the agent's mapping state when it recorded one; or the same as JSON or YAML.
 /// Entries of the mapping that never ran show as such; records of entries no longer in the
 /// mapping still show.
-pub(super) fn status(w: &mut impl Write, view: &StatusView<'_>) -> io::Result<()> {
-    write!(w, "{}", format_table(&sync_rows(view)))?;
-    let pipelines = pipeline_rows(view);
-    if pipelines.len() > 1 {
-        write!(w, "\n{}", format_table(&pipelines))?;
+pub(super) fn status(w: &mut impl Write, view: &StatusView<'_>, format: Format) -> io::Result<()> {
+    let doc = document(view);
+    match format {
+        Format::Json => {
+            let text = serde_json::to_string_pretty(&doc).expect("the status document serializes");
+            writeln!(w, "{text}")
+        }
+        Format::Yaml => {
+            let text = serde_saphyr::to_string(&doc).expect("the status document serializes");
+            write!(w, "{text}")
+        }
+        Format::Table | Format::Wide => tables(w, &doc, format == Format::Wide),
     }
-    let rules = rule_rows(view);
-    if rules.len() > 1 {
-        write!(w, "\n{}", format_table(&rules))?;
-    }
-    Ok(())
 }
 
-fn cells<const N: usize>(texts: [&str; N]) -> [String; N] {
-    texts.map(str::to_owned)
+fn document(view: &StatusView<'_>) -> Document {
+    Document {
+        syncs: sync_rows(view),
+        pipelines: pipeline_rows(view),
+        cleanup: rule_rows(view),
+        agent: view.agent.clone(),
+    }
 }
 
-fn message(text: &str) -> String {
-    text.chars().take(80).collect()
-}
-
-fn sync_rows(view: &StatusView<'_>) -> Vec<[String; 7]> {
-    let mut joined: BTreeMap<&str, (&str, Option<&SyncStatus>)> = BTreeMap::new();
-    for s in view.mapping.iter().flat_map(|m| &m.syncs) {
-        joined.insert(&s.name, (&s.repository, view.syncs.get(&s.name)));
-    }
-    for (name, st) in view.syncs {
-        joined.entry(name).or_insert(("", Some(st)));
-    }
-    let mut rows = vec![cells([
+fn tables(w: &mut impl Write, doc: &Document, wide: bool) -> io::Result<()> {
+    let cut = |text: &str| {
+        if wide || text.chars().count() <= 80 {
+            text.to_owned()
+        } else {
+            format!("{}…", text.chars().take(79).collect::<String>())
+        }
+    };
+    let mut syncs = vec![cells([
         "SYNC",
         "REVISION",
         "STATUS",
@@ -223,38 +285,135 @@ fn sync_rows(view: &StatusView<'_>) -> Vec<[String; 7]> {
         "LAST SYNC",
         "MESSAGE",
     ])];
-    for (name, (repo, st)) in joined {
-        let revision = st.map(|s| short(&s.revision)).unwrap_or_default();
-        let at = if repo.is_empty() {
-            revision.to_owned()
-        } else {
-            format!("{repo}@{revision}")
+    for r in &doc.syncs {
+        let revision = short(&r.revision);
+        let at = match (r.repository.is_empty(), revision.is_empty()) {
+            (_, true) => r.repository.clone(),
+            (true, false) => revision.to_owned(),
+            (false, false) => format!("{}@{revision}", r.repository),
         };
-        rows.push(match st {
-            Some(s) => [
-                name.to_owned(),
-                at,
-                s.phase.to_string(),
-                s.health.to_string(),
-                s.inventory.len().to_string(),
-                s.last_sync.clone(),
-                message(&s.message),
-            ],
-            None => [
-                name.to_owned(),
-                at,
-                "Unknown".into(),
-                "Unknown".into(),
-                "0".into(),
-                "never".into(),
-                "not synced yet".into(),
-            ],
-        });
+        syncs.push([
+            r.name.clone(),
+            at,
+            r.status.clone(),
+            r.health.clone(),
+            r.objects.to_string(),
+            if r.last_sync.is_empty() && r.status == "Unknown" {
+                "never".to_owned()
+            } else {
+                r.last_sync.clone()
+            },
+            cut(&r.message),
+        ]);
     }
-    rows
+    write!(w, "{}", format_table(&syncs))?;
+    if !doc.pipelines.is_empty() {
+        let mut rows = vec![cells([
+            "PIPELINE",
+            "REPOSITORY",
+            "LAST RUN",
+            "BRANCH@REVISION",
+            "PHASE",
+            "STARTED",
+            "FINISHED",
+            "MESSAGE",
+        ])];
+        for p in &doc.pipelines {
+            let run = p.last_run.clone().unwrap_or_default();
+            let at = if run.name.is_empty() {
+                String::new()
+            } else {
+                format!("{}@{}", run.branch, short(&run.revision))
+            };
+            let phase = match (run.name.is_empty(), run.phase.is_empty()) {
+                (true, _) => "-".to_owned(),
+                (false, true) => "Pending".to_owned(),
+                (false, false) => run.phase.clone(),
+            };
+            rows.push([
+                p.name.clone(),
+                p.repository.clone(),
+                run.name,
+                at,
+                phase,
+                run.started,
+                run.finished,
+                cut(&p.message),
+            ]);
+        }
+        write!(w, "\n{}", format_table(&rows))?;
+    }
+    if !doc.cleanup.is_empty() {
+        let mut rows = vec![cells([
+            "CLEANUP", "SCHEDULE", "LAST RUN", "NEXT RUN", "DELETED", "STUCK", "MESSAGE",
+        ])];
+        for r in &doc.cleanup {
+            rows.push([
+                r.name.clone(),
+                r.schedule.clone(),
+                r.last_run.clone().unwrap_or_else(|| "never".to_owned()),
+                r.next_run.clone().unwrap_or_default(),
+                r.deleted.to_string(),
+                r.stuck.to_string(),
+                cut(&r.message),
+            ]);
+        }
+        write!(w, "\n{}", format_table(&rows))?;
+    }
+    if let Some(agent) = &doc.agent {
+        let rows = vec![
+            cells(["MAPPING", "CHANGED", "MESSAGE"]),
+            [
+                agent.mapping.clone(),
+                agent.changed.clone(),
+                cut(&agent.message),
+            ],
+        ];
+        write!(w, "\n{}", format_table(&rows))?;
+    }
+    Ok(())
 }
 
-fn pipeline_rows(view: &StatusView<'_>) -> Vec<[String; 8]> {
+fn cells<const N: usize>(texts: [&str; N]) -> [String; N] {
+    texts.map(str::to_owned)
+}
+
+fn sync_rows(view: &StatusView<'_>) -> Vec<SyncRow> {
+    let mut joined: BTreeMap<&str, (&str, Option<&SyncStatus>)> = BTreeMap::new();
+    for s in view.mapping.iter().flat_map(|m| &m.syncs) {
+        joined.insert(&s.name, (&s.repository, view.syncs.get(&s.name)));
+    }
+    for (name, st) in view.syncs {
+        joined.entry(name).or_insert(("", Some(st)));
+    }
+    joined
+        .into_iter()
+        .map(|(name, (repo, st))| match st {
+            Some(s) => SyncRow {
+                name: name.to_owned(),
+                repository: repo.to_owned(),
+                revision: s.revision.clone(),
+                status: s.phase.to_string(),
+                health: s.health.to_string(),
+                objects: s.inventory.len(),
+                last_sync: s.last_sync.clone(),
+                message: s.message.clone(),
+            },
+            None => SyncRow {
+                name: name.to_owned(),
+                repository: repo.to_owned(),
+                revision: String::new(),
+                status: "Unknown".into(),
+                health: "Unknown".into(),
+                objects: 0,
+                last_sync: String::new(),
+                message: "not synced yet".into(),
+            },
+        })
+        .collect()
+}
+
+fn pipeline_rows(view: &StatusView<'_>) -> Vec<PipelineRow> {
     let mut names: Vec<(&str, &str)> = view
         .mapping
         .iter()
@@ -266,44 +425,26 @@ fn pipeline_rows(view: &StatusView<'_>) -> Vec<[String; 8]> {
             names.push((name, ""));
         }
     }
-    let mut rows = vec![cells([
-        "PIPELINE",
-        "REPOSITORY",
-        "LAST RUN",
-        "BRANCH@REVISION",
-        "PHASE",
-        "STARTED",
-        "FINISHED",
-        "MESSAGE",
-    ])];
-    for (name, repo) in names {
-        let state = view.pipelines.get(name).cloned().unwrap_or_default();
-        let run = state.runs.first().cloned().unwrap_or_default();
-        let at = if run.name.is_empty() {
-            String::new()
-        } else {
-            format!("{}@{}", run.branch, short(&run.revision))
-        };
-        let phase = match (run.name.is_empty(), run.phase.is_empty()) {
-            (true, _) => "-".to_owned(),
-            (false, true) => "Pending".to_owned(),
-            (false, false) => run.phase.clone(),
-        };
-        rows.push([
-            name.to_owned(),
-            repo.to_owned(),
-            run.name,
-            at,
-            phase,
-            run.started,
-            run.finished,
-            message(&state.message),
-        ]);
-    }
-    rows
+    names
+        .into_iter()
+        .map(|(name, repo)| {
+            let state = view.pipelines.get(name).cloned().unwrap_or_default();
+            let last_run = view
+                .newest
+                .get(name)
+                .cloned()
+                .or_else(|| state.runs.first().cloned());
+            PipelineRow {
+                name: name.to_owned(),
+                repository: repo.to_owned(),
+                last_run,
+                message: state.message,
+            }
+        })
+        .collect()
 }
 
-fn rule_rows(view: &StatusView<'_>) -> Vec<[String; 7]> {
+fn rule_rows(view: &StatusView<'_>) -> Vec<RuleRow> {
     let mut rules: Vec<(&str, Option<&crate::schedule::Schedule>)> = view
         .mapping
         .iter()
@@ -315,28 +456,24 @@ fn rule_rows(view: &StatusView<'_>) -> Vec<[String; 7]> {
             rules.push((name, None));
         }
     }
-    let mut rows = vec![cells([
-        "CLEANUP", "SCHEDULE", "LAST RUN", "NEXT RUN", "DELETED", "STUCK", "MESSAGE",
-    ])];
-    for (name, schedule) in rules {
-        let state = view.rules.get(name).cloned().unwrap_or_default();
-        let next = schedule
-            .and_then(|s| s.due(view.now, state.last_run))
-            .map(|t| t.round(jiff::Unit::Second).unwrap_or(t).to_string())
-            .unwrap_or_default();
-        rows.push([
-            name.to_owned(),
-            schedule.map(|s| s.text().to_owned()).unwrap_or_default(),
-            state
-                .last_run
-                .map_or_else(|| "never".to_owned(), |t| t.to_string()),
-            next,
-            state.last.deleted.len().to_string(),
-            state.last.stuck.len().to_string(),
-            message(&state.message),
-        ]);
-    }
-    rows
+    rules
+        .into_iter()
+        .map(|(name, schedule)| {
+            let state = view.rules.get(name).cloned().unwrap_or_default();
+            let next_run = schedule
+                .and_then(|s| s.due(view.now, state.last_run))
+                .map(|t| t.round(jiff::Unit::Second).unwrap_or(t).to_string());
+            RuleRow {
+                name: name.to_owned(),
+                schedule: schedule.map(|s| s.text().to_owned()).unwrap_or_default(),
+                last_run: state.last_run.map(|t| t.to_string()),
+                next_run,
+                deleted: state.last.deleted.len(),
+                stuck: state.last.stuck.len(),
+                message: state.message,
+            }
+        })
+        .collect()
 }
 
 /// Left-aligned columns separated by three spaces, like kubectl's tables.
@@ -444,18 +581,21 @@ cleanup:
                 ..cleanup::State::default()
             },
         )]);
+        let none = BTreeMap::new();
         let view = StatusView {
             mapping: Some(&mapping),
             syncs: &syncs,
             pipelines: &pipelines,
             rules: &rules,
+            newest: &none,
+            agent: None,
             now: "2026-11-25T12:30:00Z".parse().expect("time"),
         };
-        let long = "x".repeat(80);
+        let long = format!("{}…", "x".repeat(79));
         let expected = format!(
             "\
 SYNC   REVISION         STATUS    HEALTH    OBJECTS   LAST SYNC              MESSAGE
-api    config@          Unknown   Unknown   0         never                  not synced yet
+api    config           Unknown   Unknown   0         never                  not synced yet
 gone   fedcba9          Failed    Unknown   0                                {long}
 web    config@0123456   Synced    Healthy   0         2026-11-25T12:00:00Z   3 objects synced
 
@@ -466,7 +606,66 @@ CLEANUP    SCHEDULE    LAST RUN               NEXT RUN               DELETED   S
 old-runs   0 * * * *   2026-11-25T11:00:00Z   2026-11-25T12:30:00Z   0         0
 "
         );
-        assert_eq!(text(|w| status(w, &view)), expected);
+        assert_eq!(text(|w| status(w, &view, Format::Table)), expected);
+
+        // wide: whole messages; json: the same facts for scripts
+        let wide = text(|w| status(w, &view, Format::Wide));
+        assert!(wide.contains(&"x".repeat(100)), "{wide}");
+        let json: serde_json::Value =
+            serde_json::from_str(&text(|w| status(w, &view, Format::Json))).expect("JSON");
+        assert_eq!(json["syncs"][1]["name"], "gone");
+        assert_eq!(json["syncs"][1]["message"], "x".repeat(100));
+        assert_eq!(json["syncs"][2]["objects"], 0);
+        assert_eq!(json["pipelines"][0]["lastRun"]["name"], "ci-0123456");
+        assert_eq!(json["cleanup"][0]["nextRun"], "2026-11-25T12:30:00Z");
+        assert!(json["agent"].is_null());
+        let yaml = text(|w| status(w, &view, Format::Yaml));
+        assert!(yaml.contains("name: gone"), "{yaml}");
+    }
+
+    #[test]
+    fn status_shows_the_newest_run_and_an_invalid_mapping() {
+        let newest = BTreeMap::from([(
+            "ci".to_owned(),
+            Run {
+                name: "ci-trigger".into(),
+                branch: "main".into(),
+                revision: "abcdef0123".into(),
+                phase: "Running".into(),
+                ..Run::default()
+            },
+        )]);
+        let recorded = BTreeMap::from([("ci".to_owned(), pipelines::State::default())]);
+        let view = StatusView {
+            mapping: None,
+            syncs: &BTreeMap::new(),
+            pipelines: &recorded,
+            rules: &BTreeMap::new(),
+            newest: &newest,
+            agent: Some(AgentState {
+                mapping: "Invalid".into(),
+                message: "berth.yaml:3:1: unknown field `colour`".into(),
+                changed: "2026-11-25T12:00:00Z".into(),
+            }),
+            now: Timestamp::UNIX_EPOCH,
+        };
+        let out = text(|w| status(w, &view, Format::Table));
+        let row = out
+            .lines()
+            .find(|l| l.starts_with("ci "))
+            .expect("the pipeline row");
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            cells,
+            ["ci", "ci-trigger", "main@abcdef0", "Running"],
+            "{out}"
+        );
+        assert!(
+            out.ends_with(
+                "MAPPING   CHANGED                MESSAGE\nInvalid   2026-11-25T12:00:00Z   berth.yaml:3:1: unknown field `colour`\n"
+            ),
+            "{out}"
+        );
     }
 
     #[test]
@@ -477,10 +676,12 @@ old-runs   0 * * * *   2026-11-25T11:00:00Z   2026-11-25T12:30:00Z   0         0
             syncs: &BTreeMap::new(),
             pipelines: &empty,
             rules: &BTreeMap::new(),
+            newest: &BTreeMap::new(),
+            agent: None,
             now: Timestamp::UNIX_EPOCH,
         };
         assert_eq!(
-            text(|w| status(w, &view)),
+            text(|w| status(w, &view, Format::Table)),
             "SYNC   REVISION   STATUS   HEALTH   OBJECTS   LAST SYNC   MESSAGE\n"
         );
     }

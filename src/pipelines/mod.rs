@@ -16,9 +16,7 @@ use tracing::{info, instrument, warn};
 
 pub(crate) use launch::{Launched, check, launch_commit, resolve};
 use launch::{launched_before, resume_queued};
-#[cfg(test)]
-pub(crate) use run::Run;
-pub(crate) use run::{RunInfo, is_finished, workflows};
+pub(crate) use run::{Run, RunInfo, is_finished, workflows};
 pub(crate) use state::{Outcome, State, list as list_states};
 pub(crate) use watch::watch_runs;
 use workflow::paths_match;
@@ -49,6 +47,27 @@ pub(crate) enum Error {
     Git(#[from] git::Error),
     #[error(transparent)]
     Status(#[from] store::Error),
+}
+
+/// The newest run of a pipeline on the cluster (by creation), whoever launched it; `None`
+/// when it has none, or when the Workflow kind is not installed.
+pub(crate) async fn newest_run(
+    client: &kube::Client,
+    namespace: &str,
+    pipeline: &str,
+) -> Option<Run> {
+    let params = kube::api::ListParams::default()
+        .labels(&format!("{}={pipeline}", crate::vocab::PIPELINE_LABEL));
+    let list = workflows(client, namespace).list(&params).await.ok()?;
+    list.items
+        .into_iter()
+        .max_by(|a, b| {
+            let key = |o: &kube::api::DynamicObject| o.metadata.creation_timestamp.clone();
+            key(a)
+                .cmp(&key(b))
+                .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+        })
+        .map(|o| run::run_of(&serde_json::to_value(&o).expect("objects serialize")))
 }
 
 /// What a pipeline pass remembers between polls: the last commit it evaluated per
