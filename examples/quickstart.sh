@@ -13,7 +13,8 @@ commit() { git -C "$1" -c user.name=quickstart -c user.email=qs@example.com comm
 step "installing Debian packages and building the control plane (first run: ~8 min)"
 bash tests/control-plane.sh install
 step "building berth"
-cargo build --quiet
+# cargo shows its progress on a terminal: the first build takes a few minutes
+cargo build
 berth_bin=$root/target/debug/berth
 
 work=$(mktemp -d)

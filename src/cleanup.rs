@@ -15,7 +15,7 @@ use crate::cluster::{api_message, is_not_found};
 use crate::config::{CleanupRule, Mapping};
 use crate::context::Context;
 use crate::events;
-use crate::pipelines::{RunInfo, is_finished, workflows};
+use crate::pipelines::{RunInfo, is_finished, workflow_api_message, workflows};
 use crate::store::{self, Fields, Store};
 use crate::telemetry::RuleLabels;
 use crate::vocab::{
@@ -150,7 +150,7 @@ pub(crate) async fn sweep(ctx: &Context, rule: &CleanupRule, dry_run: bool) -> O
         Err(e) => {
             outcome.errors.push(format!(
                 "failed to list runs in {namespace}: {}",
-                api_message(&e)
+                workflow_api_message(&e)
             ));
             return outcome;
         }

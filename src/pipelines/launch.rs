@@ -9,12 +9,12 @@ use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::Error;
-use super::run::{is_finished, workflows};
+use super::run::{is_finished, workflow_api_message, workflows};
 use super::state::{self, Outcome};
 use super::workflow::{
     Launch, branch_matches, label_value, parse_workflow, workflow, workflow_name,
 };
-use crate::cluster::{api_message, is_conflict};
+use crate::cluster::is_conflict;
 use crate::config::{Concurrency, Pipeline, Repository, WorkflowSource};
 use crate::context::Context;
 use crate::events;
@@ -115,7 +115,7 @@ pub(crate) async fn launch(
         Err(e) => Err(Error::Api {
             action: "create Workflow",
             name: format!("{}/{}", launch.namespace, launch.name),
-            message: api_message(&e),
+            message: workflow_api_message(&e),
         }),
     }
 }
@@ -158,7 +158,7 @@ async fn patch_run(
         .map_err(|e| Error::Api {
             action,
             name: name.to_owned(),
-            message: api_message(&e),
+            message: workflow_api_message(&e),
         })
 }
 
@@ -363,7 +363,7 @@ async fn list_runs(
         .map_err(|e| Error::Api {
             action: "list runs of",
             name: pipeline.to_owned(),
-            message: api_message(&e),
+            message: workflow_api_message(&e),
         })?;
     Ok(list.items)
 }

@@ -16,7 +16,7 @@ use tracing::{info, instrument, warn};
 
 pub(crate) use launch::{Launched, check, launch_commit, resolve};
 use launch::{launched_before, resume_queued};
-pub(crate) use run::{Run, RunInfo, is_finished, workflows};
+pub(crate) use run::{Run, RunInfo, is_finished, workflow_api_message, workflows};
 pub(crate) use state::{Outcome, State, list as list_states};
 pub(crate) use watch::watch_runs;
 use workflow::paths_match;

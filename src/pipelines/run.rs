@@ -25,6 +25,19 @@ pub(crate) fn workflows(client: &Client, namespace: &str) -> Api<DynamicObject> 
     Api::namespaced_with(client.clone(), namespace, &workflow_resource())
 }
 
+/// The message of an error from the Workflow API. A cluster without Argo Workflows answers
+/// a bare `404 page not found` for the whole resource; that is said plainly, with the fix.
+pub(crate) fn workflow_api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if s.code == 404 && s.message.contains("page not found") => {
+            "the Argo Workflow API (workflows.argoproj.io/v1alpha1) is not installed on this \
+             cluster: install Argo Workflows, or its CRDs from berth's manifests/"
+                .to_owned()
+        }
+        other => crate::cluster::api_message(other),
+    }
+}
+
 /// A run as berth records it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -163,5 +176,23 @@ mod tests {
             .collect();
         let (kept, done) = record_run(&many, run("old", "Failed", "t0"), "t0");
         assert!(!done && kept.len() == KEEP_RUNS && kept.iter().all(|r| r.name != "old"));
+    }
+
+    #[test]
+    fn a_missing_workflow_api_is_named_with_the_fix() {
+        let missing = kube::Error::Api(Box::new(
+            kube::core::Status::failure("404 page not found", "NotFound").with_code(404),
+        ));
+        let text = workflow_api_message(&missing);
+        assert!(text.contains("workflows.argoproj.io/v1alpha1"), "{text}");
+        assert!(text.contains("manifests/"), "{text}");
+        let gone = kube::Error::Api(Box::new(
+            kube::core::Status::failure("workflows.argoproj.io \"x\" not found", "NotFound")
+                .with_code(404),
+        ));
+        assert_eq!(
+            workflow_api_message(&gone),
+            "workflows.argoproj.io \"x\" not found"
+        );
     }
 }
