@@ -19,7 +19,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # everything berth's build, tests and quick start need besides Rust
 PACKAGES="etcd-server golang-go rsync jq openssl golang-github-modern-go-reflect2-dev dpkg-dev
-  pkg-config libssl-dev zlib1g-dev git python3 curl"
+  pkg-config libssl-dev zlib1g-dev git python3 curl openssh-server openssh-client"
 
 packages_missing() {
   local p

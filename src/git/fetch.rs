@@ -194,6 +194,8 @@ impl Mirror {
         } else {
             vec!["+refs/heads/*:refs/heads/*".to_owned()]
         };
+        // libgit2 replaces a refusal's reason with its own generic text; keep ours
+        let refused: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
         let mut callbacks = RemoteCallbacks::new();
         let mut attempts = 0;
         callbacks.credentials(move |_url, user_from_url, allowed| {
@@ -204,6 +206,10 @@ impl Mirror {
             credential(creds, user_from_url, allowed)
         });
         let url = self.url.clone();
+        let refuse = |reason: String| {
+            *refused.borrow_mut() = Some(reason.clone());
+            Err(git2::Error::from_str(&reason))
+        };
         callbacks.certificate_check(move |cert, host| {
             match (
                 cert.as_hostkey(),
@@ -211,16 +217,18 @@ impl Mirror {
             ) {
                 (Some(key), known) => {
                     let (Some(raw), Some(known)) = (key.hostkey(), known) else {
-                        return Err(git2::Error::from_str(&format!(
+                        return refuse(format!(
                             "ssh host {host} cannot be verified: the auth secret has no known_hosts"
-                        )));
+                        ));
                     };
                     if known_hosts_contains(known, host, ssh_port(&url), raw) {
                         Ok(CertificateCheckStatus::CertificateOk)
                     } else {
-                        Err(git2::Error::from_str(&format!(
-                            "ssh host key of {host} is not in known_hosts"
-                        )))
+                        refuse(format!(
+                            "ssh host key of {host} is not in known_hosts (the host may not be \
+                             the one you expect; if it is, add its key to the auth secret's \
+                             known_hosts)"
+                        ))
                     }
                 }
                 // TLS: let libgit2 verify against the system trust store (SSL_CERT_FILE).
@@ -235,9 +243,12 @@ impl Mirror {
             .repo
             .remote_anonymous(&self.url)
             .map_err(|e| self.fetch_error(&e))?;
-        remote
-            .fetch(&refspecs, Some(&mut options), None)
-            .map_err(|e| self.fetch_error(&e))
+        let fetched = remote.fetch(&refspecs, Some(&mut options), None);
+        drop(options);
+        fetched.map_err(|e| match refused.take() {
+            Some(reason) => self.fetch_error_text(&reason),
+            None => self.fetch_error(&e),
+        })
     }
 
     fn fetch_error(&self, e: &git2::Error) -> Error {

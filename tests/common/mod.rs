@@ -674,3 +674,121 @@ pub fn metric(text: &str, sample: &str) -> f64 {
         })
         .unwrap_or(0.0)
 }
+
+/// A repository served over ssh by Debian's OpenSSH server, to root with a key only, on port
+/// 22 of a random loopback address (so the scp-like `root@host:path` form works as well).
+pub struct SshServer {
+    /// `ssh://root@<host>/<path>/config.git`
+    pub url: String,
+    /// `root@<host>:<path>/config.git`
+    pub scp_url: String,
+    /// The client's private key (OpenSSH format).
+    pub identity: String,
+    /// The server's `known_hosts` line.
+    pub known_hosts: String,
+    pub bare: PathBuf,
+    _process: ChildGuard,
+    _dir: tempfile::TempDir,
+}
+
+impl SshServer {
+    pub fn start(repo: &Repo) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keygen = |name: &str| {
+            let path = dir.path().join(name);
+            let out = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+                .arg(&path)
+                .output()
+                .expect("ssh-keygen runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            path
+        };
+        let host_key = keygen("host");
+        let client_key = keygen("client");
+        let read = |p: PathBuf| std::fs::read_to_string(p).expect("key file");
+        std::fs::write(
+            dir.path().join("authorized_keys"),
+            read(client_key.with_extension("pub")),
+        )
+        .expect("authorized_keys");
+        let bare = bare_clone(repo, dir.path());
+        let host = format!(
+            "127.{}.{}.{}",
+            rand::random::<u8>() % 250 + 1,
+            rand::random::<u8>(),
+            rand::random::<u8>() % 250 + 2
+        );
+        let config = dir.path().join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "ListenAddress {host}:22\nHostKey {}\nAuthorizedKeysFile {}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nPidFile none\nLogLevel VERBOSE\n",
+                host_key.display(),
+                dir.path().join("authorized_keys").display()
+            ),
+        )
+        .expect("sshd_config");
+        std::fs::create_dir_all("/run/sshd").expect("privilege separation directory");
+        let process = ChildGuard(
+            Command::new("/usr/sbin/sshd")
+                .args(["-D", "-e", "-f"])
+                .arg(&config)
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("sshd starts"),
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect((host.as_str(), 22)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "sshd did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let public = read(host_key.with_extension("pub"));
+        let mut fields = public.split_whitespace();
+        let known_hosts = format!(
+            "{host} {} {}\n",
+            fields.next().expect("key type"),
+            fields.next().expect("key")
+        );
+        Self {
+            url: format!("ssh://root@{host}{}", bare.display()),
+            scp_url: format!("root@{host}:{}", bare.display()),
+            identity: read(client_key),
+            known_hosts,
+            bare,
+            _process: process,
+            _dir: dir,
+        }
+    }
+
+    /// Pushes the repository's `main` to the served copy.
+    pub fn push(&self, repo: &Repo) {
+        push_main(repo, &self.bare);
+    }
+}
+
+/// Creates or replaces a Secret with several keys.
+pub async fn put_secret_data(client: &Client, namespace: &str, name: &str, data: &[(&str, &str)]) {
+    use k8s_openapi::api::core::v1::Secret;
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        string_data: Some(
+            data.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let _ = api.delete(name, &DeleteParams::default()).await;
+    api.create(&PostParams::default(), &secret)
+        .await
+        .expect("create secret");
+}
