@@ -31,10 +31,19 @@ pub(crate) struct Context {
     pub concurrency: usize,
     /// The largest manifest file a render reads.
     pub max_manifest_bytes: u64,
+    /// Whether long work reports its progress on stderr (a one-shot verb at a terminal).
+    pub progress: bool,
     pub metrics: Arc<Metrics>,
 }
 
 impl Context {
+    /// Reports progress of a sync to a person at a terminal; nothing otherwise.
+    pub(crate) fn progress(&self, sync: &str, text: &str) {
+        if self.progress {
+            eprintln!("{sync}: {text}");
+        }
+    }
+
     /// berth's status records.
     pub(crate) fn store(&self) -> Store {
         Store::new(&self.client, &self.namespace)

@@ -247,6 +247,10 @@ async fn pass(
         &commit.id,
     )
     .await?;
+    ctx.progress(
+        &sync.name,
+        &format!("rendered {} objects at {}", manifests.len(), commit.short()),
+    );
     let empty = manifests.is_empty() && rejected.is_empty();
     if empty && !inventory.is_empty() && sync.prune && !sync.allow_empty {
         return Err(Refusal::Empty {
@@ -295,6 +299,14 @@ async fn pass(
             .iter()
             .map(|m| (m.api_version().to_owned(), m.id()))
             .collect();
+        ctx.progress(
+            &sync.name,
+            &format!(
+                "stage {} of 2: planning {} objects",
+                stage + 1,
+                desired.len()
+            ),
+        );
         let live = diff::observe(&ctx.client, &resources, &targets, ctx.concurrency).await?;
         check_ownership(ctx, mapping, sync, &resources, &desired, &live).await?;
         let mut entries = Vec::new();
@@ -333,6 +345,16 @@ async fn pass(
         }
         if mode == Mode::Apply {
             reserve(ctx, sync, commit, old, &entries).await?;
+            let writes = entries
+                .iter()
+                .filter(|e| e.action != Action::Unchanged)
+                .count();
+            if writes > 0 {
+                ctx.progress(
+                    &sync.name,
+                    &format!("stage {} of 2: applying {writes} changes", stage + 1),
+                );
+            }
             apply::apply(
                 &ctx.client,
                 &resources,
@@ -384,6 +406,9 @@ async fn pass(
             info!(object = %id, reason, "kept object that left git");
         }
         if mode == Mode::Apply {
+            if !plan.prune.is_empty() {
+                ctx.progress(&sync.name, &format!("pruning {} objects", plan.prune.len()));
+            }
             apply::prune(
                 &ctx.client,
                 &resources,

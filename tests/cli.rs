@@ -199,3 +199,48 @@ async fn status_prints_whole_messages_wide_and_json_for_scripts() {
         text(&yaml)
     );
 }
+
+#[tokio::test]
+async fn a_sync_at_a_terminal_shows_its_progress_and_a_pipe_gets_none() {
+    let client = common::client().await;
+    let berth_ns = common::namespace(&client, &common::unique("berth")).await;
+    let app = common::namespace(&client, &common::unique("app")).await;
+    let repo = Repo::new();
+    for i in 0..30 {
+        repo.write(
+            &format!("apps/cm-{i}.yaml"),
+            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i}}}\n"),
+        );
+    }
+    repo.commit("thirty");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &common::mapping(&repo.url(), "web", "apps", &app.name, ""),
+    );
+    let cmd = berth.command(&["sync", "--dry-run"]);
+    let mut line = vec![cmd.get_program().to_string_lossy().into_owned()];
+    line.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    // `script` runs the command on a pseudo-terminal, as a person would
+    let terminal = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &line.join(" "), "/dev/null"])
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("script runs");
+    let shown = String::from_utf8_lossy(&terminal.stdout).to_string();
+    assert!(terminal.status.success(), "{shown}");
+    assert!(shown.contains("config: fetching"), "{shown}");
+    assert!(shown.contains("web: rendered 30 objects"), "{shown}");
+    assert!(
+        shown.contains("web: stage 2 of 2: planning 30 objects"),
+        "{shown}"
+    );
+    let piped = berth.run(&["sync", "--dry-run"]);
+    assert!(piped.status.success(), "{}", text(&piped));
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    assert!(
+        !stderr.contains("rendered") && !stderr.contains("planning"),
+        "{}",
+        text(&piped)
+    );
+}

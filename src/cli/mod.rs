@@ -233,7 +233,10 @@ impl Args {
     async fn context(&self) -> Result<Context, crate::Error> {
         let connection = cluster::connect(&self.target(), None).await?;
         cluster::reach(&connection).await?;
-        Ok(self.context_with(connection.client))
+        let mut ctx = self.context_with(connection.client);
+        // a person at a terminal sees long work move; a pipe or a log gets only the result
+        ctx.progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        Ok(ctx)
     }
 
     /// A context working through `client`.
@@ -244,6 +247,7 @@ impl Args {
             cache_dir: self.cache_dir(),
             concurrency: self.concurrency,
             max_manifest_bytes: self.max_manifest_bytes,
+            progress: false,
             metrics: std::sync::Arc::new(crate::telemetry::Metrics::new()),
         }
     }
@@ -423,6 +427,7 @@ async fn passes(
         if of_repo.is_empty() {
             continue;
         }
+        ctx.progress(&repo.name, &format!("fetching {}", repo.url));
         let fetched = sync::refresh(&ctx, repo, vec![repo.branch.clone()]).await;
         for s in of_repo {
             let report = match &fetched {

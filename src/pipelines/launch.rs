@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::Error;
-use super::run::{is_finished, workflow_api_message, workflows};
+use super::run::{is_finished, is_missing_api, workflow_api_message, workflows};
 use super::state::{self, Outcome};
 use super::workflow::{
     Launch, branch_matches, label_value, parse_workflow, workflow, workflow_name,
@@ -112,11 +112,11 @@ pub(crate) async fn launch(
         Err(e) if is_conflict(&e) => Ok(Launched::Existed {
             name: launch.name.clone(),
         }),
-        Err(e) => Err(Error::Api {
-            action: "create Workflow",
-            name: format!("{}/{}", launch.namespace, launch.name),
-            message: workflow_api_message(&e),
-        }),
+        Err(e) => Err(workflow_error(
+            "create Workflow",
+            format!("{}/{}", launch.namespace, launch.name),
+            &e,
+        )),
     }
 }
 
@@ -155,11 +155,21 @@ async fn patch_run(
     api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
         .await
         .map(drop)
-        .map_err(|e| Error::Api {
-            action,
-            name: name.to_owned(),
-            message: workflow_api_message(&e),
-        })
+        .map_err(|e| workflow_error(action, name.to_owned(), &e))
+}
+
+/// The error of a Workflow API call: the API missing altogether is its own case.
+fn workflow_error(action: &'static str, name: String, e: &kube::Error) -> Error {
+    if is_missing_api(e) {
+        return Error::NoWorkflowApi {
+            message: workflow_api_message(e),
+        };
+    }
+    Error::Api {
+        action,
+        name,
+        message: workflow_api_message(e),
+    }
 }
 
 /// Reads the workflow file at the commit (for file-based pipelines).
@@ -360,10 +370,6 @@ async fn list_runs(
     let list = workflows(client, namespace)
         .list(params)
         .await
-        .map_err(|e| Error::Api {
-            action: "list runs of",
-            name: pipeline.to_owned(),
-            message: workflow_api_message(&e),
-        })?;
+        .map_err(|e| workflow_error("list runs of", pipeline.to_owned(), &e))?;
     Ok(list.items)
 }

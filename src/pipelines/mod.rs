@@ -43,6 +43,8 @@ pub(crate) enum Error {
         name: String,
         message: String,
     },
+    #[error("{message}")]
+    NoWorkflowApi { message: String },
     #[error(transparent)]
     Git(#[from] git::Error),
     #[error(transparent)]
@@ -93,7 +95,12 @@ pub(crate) async fn pass(
         .filter(|p| p.repository == repository.name)
     {
         if let Err(e) = pass_one(ctx, pipeline, repository, evaluated).await {
-            warn!(pipeline = %pipeline.name, error = %e, "pipeline pass failed; retrying with back-off");
+            if let Error::NoWorkflowApi { .. } = e {
+                // expected while a sync is still installing the CRDs
+                info!(pipeline = %pipeline.name, reason = %e, "waiting for the Workflow API");
+            } else {
+                warn!(pipeline = %pipeline.name, error = %e, "pipeline pass failed; retrying with back-off");
+            }
             ok = false;
         }
     }

@@ -25,11 +25,16 @@ pub(crate) fn workflows(client: &Client, namespace: &str) -> Api<DynamicObject> 
     Api::namespaced_with(client.clone(), namespace, &workflow_resource())
 }
 
+/// Whether an error says the Workflow API is not installed at all.
+pub(crate) fn is_missing_api(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404 && s.message.contains("page not found"))
+}
+
 /// The message of an error from the Workflow API. A cluster without Argo Workflows answers
 /// a bare `404 page not found` for the whole resource; that is said plainly, with the fix.
 pub(crate) fn workflow_api_message(e: &kube::Error) -> String {
     match e {
-        kube::Error::Api(s) if s.code == 404 && s.message.contains("page not found") => {
+        e if is_missing_api(e) => {
             "the Argo Workflow API (workflows.argoproj.io/v1alpha1) is not installed on this \
              cluster: install Argo Workflows, or its CRDs from berth's manifests/"
                 .to_owned()
