@@ -17,7 +17,7 @@ use crate::git::{self, Commit, Credentials};
 use crate::object::{BuiltinScope, ObjectId, Scope as _};
 use crate::render::{self, Manifest, WithCrds};
 use crate::status::{self, Phase, SyncStatus};
-use crate::vocab::{Reason, RecordKind};
+use crate::vocab::{LEASE_NAME, Reason, RecordKind};
 use crate::{events, store};
 
 /// How long a CRD may take to become Established before its stage fails.
@@ -272,6 +272,9 @@ async fn pass(
     groups.insert("apiextensions.k8s.io".to_owned());
     let mut resources = Resources::discover(&ctx.client, &groups).await?;
     for (m, reason) in unservable(&mut manifests, &resources, sync) {
+        fail_alone(&mut changes, &m, reason);
+    }
+    for (m, reason) in berths_own(&mut manifests, mapping, &ctx.namespace) {
         fail_alone(&mut changes, &m, reason);
     }
 
@@ -667,6 +670,54 @@ fn unservable(
     out
 }
 
+/// Takes out the objects that are berth's own state, which no sync may declare whatever its
+/// identity: its status records, its Lease and the Secrets the mapping references
+/// (credentials, webhook secrets), all in berth's namespace. Returns them with the reason.
+fn berths_own(
+    manifests: &mut Vec<Manifest>,
+    mapping: &Mapping,
+    namespace: &str,
+) -> Vec<(Manifest, String)> {
+    let secrets: BTreeSet<&str> = mapping
+        .repositories
+        .iter()
+        .flat_map(|r| [r.auth_secret.as_deref(), r.webhook_secret.as_deref()])
+        .flatten()
+        .collect();
+    let what = |m: &Manifest| -> Option<&'static str> {
+        if m.namespace() != Some(namespace) {
+            return None;
+        }
+        let records = [
+            RecordKind::Sync,
+            RecordKind::Pipeline,
+            RecordKind::Cleanup,
+            RecordKind::Agent,
+        ];
+        match (m.group(), m.kind()) {
+            ("", "ConfigMap") if records.iter().any(|k| m.name().starts_with(k.prefix())) => {
+                Some("a status record")
+            }
+            ("", "Secret") if secrets.contains(m.name()) => Some("a Secret the mapping references"),
+            ("coordination.k8s.io", "Lease") if m.name() == LEASE_NAME => Some("its Lease"),
+            _ => None,
+        }
+    };
+    let (own, rest): (Vec<Manifest>, Vec<Manifest>) = std::mem::take(manifests)
+        .into_iter()
+        .partition(|m| what(m).is_some());
+    *manifests = rest;
+    own.into_iter()
+        .map(|m| {
+            let reason = format!(
+                "it is berth's own state ({}); no sync may declare it",
+                what(&m).unwrap_or("berth's")
+            );
+            (m, reason)
+        })
+        .collect()
+}
+
 /// Splits a stage's objects into those to attempt and those that depend on a failed object
 /// of the first stage: the custom resources of a CRD, the objects of a Namespace.
 fn blocked_by_failures(
@@ -942,6 +993,53 @@ fn health(plan: &Plan, old: Option<&SyncStatus>) -> status::Health {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn manifest(api_version: &str, kind: &str, namespace: &str, name: &str) -> Manifest {
+        Manifest {
+            object: serde_json::json!({"apiVersion": api_version, "kind": kind,
+                "metadata": {"name": name, "namespace": namespace}}),
+            file: "f.yaml".into(),
+            line: 1,
+        }
+    }
+
+    #[test]
+    fn berths_own_state_is_taken_out_of_any_sync() {
+        let mapping = crate::config::parse(&[(
+            std::path::PathBuf::from("berth.yaml"),
+            "apiVersion: berth.dev/v1alpha1\nkind: Mapping\nrepositories:\n  - name: r\n    url: file:///r\n    auth: {secretRef: git-creds}\n    webhookSecretRef: hooks\n".to_owned(),
+        )])
+        .expect("mapping");
+        let mut manifests = vec![
+            manifest("v1", "Secret", "berth-system", "git-creds"),
+            manifest("v1", "Secret", "berth-system", "hooks"),
+            manifest("v1", "Secret", "team-a", "git-creds"),
+            manifest("v1", "Secret", "berth-system", "other"),
+            manifest("v1", "ConfigMap", "berth-system", "berth-sync-web"),
+            manifest("v1", "ConfigMap", "berth-system", "berth-agent"),
+            manifest("v1", "ConfigMap", "berth-system", "berth-mapping"),
+            manifest("coordination.k8s.io/v1", "Lease", "berth-system", "berth"),
+            manifest("coordination.k8s.io/v1", "Lease", "berth-system", "other"),
+        ];
+        let own = berths_own(&mut manifests, &mapping, "berth-system");
+        let refused: Vec<String> = own.iter().map(|(m, _)| m.id().to_string()).collect();
+        assert_eq!(
+            refused,
+            [
+                "berth-system/Secret/git-creds",
+                "berth-system/Secret/hooks",
+                "berth-system/ConfigMap/berth-sync-web",
+                "berth-system/ConfigMap/berth-agent",
+                "berth-system/Lease.coordination.k8s.io/berth",
+            ]
+        );
+        assert!(
+            own[0].1.contains("a Secret the mapping references"),
+            "{}",
+            own[0].1
+        );
+        assert_eq!(manifests.len(), 4, "the rest stays");
+    }
 
     #[test]
     fn long_problem_lists_are_cut_with_a_count() {

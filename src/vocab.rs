@@ -51,6 +51,9 @@ pub(crate) const SUBJECT_ANNOTATION: &str = "berth.dev/commit-subject";
 /// Annotation on runs created suspended by `concurrency: queue`.
 pub(crate) const QUEUED_ANNOTATION: &str = "berth.dev/queued";
 
+/// Name of the Lease replicas elect a leader with, in berth's namespace.
+pub(crate) const LEASE_NAME: &str = "berth";
+
 // ---- status ConfigMaps ----------------------------------------------------------------------
 
 /// The kinds of status record berth keeps, one ConfigMap each, named `<prefix><name>`.

@@ -854,7 +854,9 @@ async fn a_token_in_a_repository_url_reaches_no_workflow_status_event_or_log() {
     });
     let launched = common::eventually(Duration::from_secs(60), || async {
         let runs = common::workflows(&client, &app.name).await;
-        let synced = status_of(&client, &berth_ns.name).await.is_some();
+        let synced = status_of(&client, &berth_ns.name).await.is_some_and(|st| {
+            annotations(&st).get("berth.dev/status").map(String::as_str) == Some("Synced")
+        });
         (synced && !runs.is_empty()).then_some(runs)
     })
     .await
@@ -892,6 +894,8 @@ async fn a_token_in_a_repository_url_reaches_no_workflow_status_event_or_log() {
             "{reason} Event carries the token: {message}"
         );
     }
+    // the pass logs its end just after writing its status
+    tokio::time::sleep(Duration::from_secs(1)).await;
     agent.0.kill().expect("stop");
     let mut logs = String::new();
     std::io::Read::read_to_string(&mut agent.0.stderr.take().expect("stderr"), &mut logs)

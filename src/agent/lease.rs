@@ -13,9 +13,7 @@ use kube::api::{Api, PostParams};
 use tracing::{debug, info, warn};
 
 use crate::cluster::Fence;
-
-/// Name of the Lease.
-pub(crate) const LEASE_NAME: &str = "berth";
+use crate::vocab::LEASE_NAME;
 
 /// What to do with the Lease as it is now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
