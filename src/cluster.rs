@@ -60,12 +60,38 @@ impl Fence {
     }
 }
 
-/// A client and the API server it talks to.
+/// A client and the API server it talks to, and how to make clients that act as someone
+/// else (impersonation) through the same fence.
 #[derive(Clone)]
 pub(crate) struct Connection {
     pub client: Client,
     /// The server's URL, for messages.
     pub server: String,
+    config: Config,
+    fence: Option<std::sync::Arc<Fence>>,
+}
+
+impl Connection {
+    /// A client that acts as the ServiceAccount `namespace/name`: the user and groups the API
+    /// server would authenticate it with, so its RBAC is the only policy.
+    ///
+    /// # Errors
+    /// The client cannot be set up.
+    pub(crate) fn as_service_account(&self, namespace: &str, name: &str) -> Result<Client, Error> {
+        let mut config = self.config.clone();
+        config.auth_info.impersonate = Some(service_account_user(namespace, name));
+        config.auth_info.impersonate_groups = Some(vec![
+            "system:serviceaccounts".to_owned(),
+            format!("system:serviceaccounts:{namespace}"),
+            "system:authenticated".to_owned(),
+        ]);
+        build(config, self.fence.clone())
+    }
+}
+
+/// The user name the API server gives a ServiceAccount.
+pub(crate) fn service_account_user(namespace: &str, name: &str) -> String {
+    format!("system:serviceaccount:{namespace}:{name}")
 }
 
 /// A kubeconfig that could not be read, naming the file and the cause once.
@@ -131,9 +157,20 @@ pub(crate) async fn connect(
     config.connect_timeout = Some(Duration::from_secs(10));
     config.read_timeout = Some(Duration::from_secs(60));
     config.write_timeout = Some(Duration::from_secs(60));
+    let client = build(config.clone(), fence.clone())?;
+    Ok(Connection {
+        client,
+        server,
+        config,
+        fence,
+    })
+}
+
+/// A client for `config`, its writes through `fence` when there is one.
+fn build(config: Config, fence: Option<std::sync::Arc<Fence>>) -> Result<Client, Error> {
     let builder =
         kube::client::ClientBuilder::try_from(config).map_err(|e| Error::Connect(e.to_string()))?;
-    let client = match fence {
+    Ok(match fence {
         None => builder.build(),
         Some(fence) => builder
             .with_layer(&tower::filter::FilterLayer::new(
@@ -152,8 +189,7 @@ pub(crate) async fn connect(
                 },
             ))
             .build(),
-    };
-    Ok(Connection { client, server })
+    })
 }
 
 /// Checks that the API server answers berth, and if not says which server, what failed and

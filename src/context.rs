@@ -18,6 +18,29 @@ use crate::telemetry::Metrics;
 pub(crate) enum Error {
     #[error("failed to read secret {name}: {message}")]
     Secret { name: String, message: String },
+    #[error("{0}")]
+    Identity(String),
+}
+
+/// Who berth acts as: itself, or a ServiceAccount it impersonates (a sync's or pipeline's
+/// `serviceAccount`, else the default one), with one client per account.
+pub(crate) struct Identities {
+    connection: crate::cluster::Connection,
+    default_service_account: Option<String>,
+    clients: std::sync::Mutex<std::collections::HashMap<String, Client>>,
+}
+
+impl Identities {
+    pub(crate) fn new(
+        connection: crate::cluster::Connection,
+        default_service_account: Option<String>,
+    ) -> Self {
+        Self {
+            connection,
+            default_service_account,
+            clients: std::sync::Mutex::default(),
+        }
+    }
 }
 
 /// What every pass needs.
@@ -33,10 +56,47 @@ pub(crate) struct Context {
     pub max_manifest_bytes: u64,
     /// Whether long work reports its progress on stderr (a one-shot verb at a terminal).
     pub progress: bool,
+    pub identities: Arc<Identities>,
     pub metrics: Arc<Metrics>,
 }
 
 impl Context {
+    /// The client to act with for something in `namespace` with `service_account` (or the
+    /// default one): an impersonating client, or berth's own when neither names an account.
+    /// Returns the account's user name with it, for messages.
+    ///
+    /// # Errors
+    /// An account is needed but there is no namespace to find it in, or the client cannot be
+    /// set up.
+    pub(crate) fn client_as(
+        &self,
+        what: &str,
+        namespace: Option<&str>,
+        service_account: Option<&str>,
+    ) -> Result<(Client, Option<String>), Error> {
+        let ids = &self.identities;
+        let Some(account) = service_account.or(ids.default_service_account.as_deref()) else {
+            return Ok((self.client.clone(), None));
+        };
+        let Some(namespace) = namespace else {
+            return Err(Error::Identity(format!(
+                "{what} has no namespace, so it cannot act as the ServiceAccount {account:?}; \
+                 set its namespace (or its own serviceAccount with one)"
+            )));
+        };
+        let user = crate::cluster::service_account_user(namespace, account);
+        let mut clients = ids.clients.lock().expect("client cache lock");
+        if let Some(client) = clients.get(&user) {
+            return Ok((client.clone(), Some(user)));
+        }
+        let client = ids
+            .connection
+            .as_service_account(namespace, account)
+            .map_err(|e| Error::Identity(e.to_string()))?;
+        clients.insert(user.clone(), client.clone());
+        Ok((client, Some(user)))
+    }
+
     /// Reports progress of a sync to a person at a terminal; nothing otherwise.
     pub(crate) fn progress(&self, sync: &str, text: &str) {
         if self.progress {

@@ -231,7 +231,7 @@ pub(crate) async fn observe(
     resources: &Resources,
     targets: &[(String, ObjectId)],
     concurrency: usize,
-) -> Result<LiveSet, Error> {
+) -> Result<Observed, Error> {
     let mut scopes: BTreeMap<(String, String, String), cluster::Resource> = BTreeMap::new();
     for (api_version, id) in targets {
         let resource = resources
@@ -265,17 +265,26 @@ pub(crate) async fn observe(
             let mut objects: Vec<DynamicObject> = Vec::new();
             let mut params = ListParams::default().limit(500);
             loop {
-                let page = api.list(&params).await.map_err(|source| Error::List {
-                    what: what.clone(),
-                    source,
-                })?;
+                let page = match api.list(&params).await {
+                    Ok(page) => page,
+                    // this identity may not read here: only these objects fail
+                    Err(kube::Error::Api(s)) if s.code == 403 => {
+                        return Ok((r, ns, Err(s.message)));
+                    }
+                    Err(source) => {
+                        return Err(Error::List {
+                            what: what.clone(),
+                            source,
+                        });
+                    }
+                };
                 objects.extend(page.items);
                 match page.metadata.continue_.filter(|c| !c.is_empty()) {
                     Some(token) => params = params.continue_token(&token),
                     None => break,
                 }
             }
-            Ok::<_, Error>((r, objects))
+            Ok::<_, Error>((r, ns, Ok(objects)))
         })
         .collect();
     let lists = futures::stream::iter(calls)
@@ -283,7 +292,21 @@ pub(crate) async fn observe(
         .try_collect::<Vec<_>>()
         .await?;
     let mut live = LiveSet::new();
-    for (r, objects) in lists {
+    let mut refused = HashMap::new();
+    for (r, ns, objects) in lists {
+        let objects = match objects {
+            Ok(objects) => objects,
+            Err(message) => {
+                for (_, id) in targets.iter().filter(|(_, id)| {
+                    id.group == r.api.group
+                        && id.kind == r.api.kind
+                        && (!r.namespaced || id.namespace == ns)
+                }) {
+                    refused.insert(id.clone(), message.clone());
+                }
+                continue;
+            }
+        };
         for o in objects {
             let id = ObjectId {
                 group: r.api.group.clone(),
@@ -297,7 +320,15 @@ pub(crate) async fn observe(
             live.insert(id, value);
         }
     }
-    Ok(live)
+    Ok(Observed { live, refused })
+}
+
+/// What [`observe`] saw: the live objects, and the targets whose list the API server refused
+/// this identity (with its message, which names the user and the verb).
+#[derive(Debug, Default)]
+pub(crate) struct Observed {
+    pub live: LiveSet,
+    pub refused: HashMap<ObjectId, String>,
 }
 
 /// Builds the plan for the desired objects of one stage: decides what it can from records,

@@ -267,10 +267,18 @@ async fn pass(
             reason: r.reason,
         });
     }
+    // every request of the pass goes as the sync's ServiceAccount, when it has one
+    let (client, _) = ctx
+        .client_as(
+            &format!("sync {:?}", sync.name),
+            sync.namespace.as_deref(),
+            sync.service_account.as_deref(),
+        )
+        .map_err(crate::context::Error::from)?;
     let mut groups = render::groups(&manifests);
     groups.extend(inventory.keys().map(|id| id.group.clone()));
     groups.insert("apiextensions.k8s.io".to_owned());
-    let mut resources = Resources::discover(&ctx.client, &groups).await?;
+    let mut resources = Resources::discover(&client, &groups).await?;
     for (m, reason) in unservable(&mut manifests, &resources, sync) {
         fail_alone(&mut changes, &m, reason);
     }
@@ -310,12 +318,20 @@ async fn pass(
                 desired.len()
             ),
         );
-        let live = diff::observe(&ctx.client, &resources, &targets, ctx.concurrency).await?;
+        let diff::Observed { live, refused } =
+            diff::observe(&client, &resources, &targets, ctx.concurrency).await?;
+        let (desired, unreadable): (Vec<Manifest>, Vec<Manifest>) = desired
+            .into_iter()
+            .partition(|m| !refused.contains_key(&m.id()));
+        for m in unreadable {
+            let message = refused.get(&m.id()).cloned().unwrap_or_default();
+            fail_alone(&mut changes, &m, message);
+        }
         check_ownership(ctx, mapping, sync, &resources, &desired, &live).await?;
         let mut entries = Vec::new();
         for (m, result) in desired.iter().zip(
             diff::plan(
-                &ctx.client,
+                &client,
                 &resources,
                 &desired,
                 &live,
@@ -358,14 +374,7 @@ async fn pass(
                     &format!("stage {} of 2: applying {writes} changes", stage + 1),
                 );
             }
-            apply::apply(
-                &ctx.client,
-                &resources,
-                &entries,
-                ctx.concurrency,
-                &mut changes,
-            )
-            .await;
+            apply::apply(&client, &resources, &entries, ctx.concurrency, &mut changes).await;
             let crds: Vec<String> = entries
                 .iter()
                 .filter(|e| e.manifest.is_crd() && e.action != Action::Unchanged)
@@ -373,8 +382,8 @@ async fn pass(
                 .map(|e| e.manifest.name().to_owned())
                 .collect();
             if stage == 0 && !crds.is_empty() {
-                apply::wait_established(&ctx.client, &resources, &crds, CRD_TIMEOUT).await?;
-                resources = Resources::discover(&ctx.client, &groups).await?;
+                apply::wait_established(&client, &resources, &crds, CRD_TIMEOUT).await?;
+                resources = Resources::discover(&client, &groups).await?;
             }
         }
         plan.entries.extend(entries);
@@ -390,8 +399,18 @@ async fn pass(
             .iter()
             .map(|o| (o.record.api_version.clone(), o.id.clone()))
             .collect();
-        let live = diff::observe(&ctx.client, &resources, &targets, ctx.concurrency).await?;
-        diff::orphans(inventory, &manifests, &live)
+        let observed = diff::observe(&client, &resources, &targets, ctx.concurrency).await?;
+        // an orphan this identity may not read is neither pruned nor forgotten
+        if !observed.refused.is_empty() {
+            for (id, message) in observed.refused {
+                changes.errors.push(apply::Error::Prune {
+                    id: id.to_string(),
+                    message,
+                });
+            }
+            return Ok((plan, changes));
+        }
+        diff::orphans(inventory, &manifests, &observed.live)
     };
     if sync.prune {
         let mut deletes = Vec::new();
@@ -402,7 +421,7 @@ async fn pass(
                 apply::Decision::Gone => {}
             }
         }
-        let (deletes, kept) = hand_over(ctx, mapping, sync, &resources, deletes).await?;
+        let (deletes, kept) = hand_over(ctx, &client, mapping, sync, &resources, deletes).await?;
         plan.prune = deletes;
         changes.kept.extend(kept);
         for (id, reason) in &changes.kept {
@@ -413,7 +432,7 @@ async fn pass(
                 ctx.progress(&sync.name, &format!("pruning {} objects", plan.prune.len()));
             }
             apply::prune(
-                &ctx.client,
+                &client,
                 &resources,
                 &plan.prune,
                 &sync.name,
@@ -557,6 +576,7 @@ async fn declared_by(
 /// prune stays, saying which.
 async fn hand_over(
     ctx: &Context,
+    client: &kube::Client,
     mapping: &Mapping,
     sync: &Sync,
     resources: &Resources,
@@ -588,7 +608,7 @@ async fn hand_over(
     let pruned: BTreeSet<&ObjectId> = rest.iter().map(|o| &o.id).collect();
     let mut deleted_namespaces = Vec::new();
     for ns in namespaces {
-        let contents = cluster::namespace_contents(&ctx.client, &ns.id.name)
+        let contents = cluster::namespace_contents(client, &ns.id.name)
             .await
             .map_err(|source| diff::Error::List {
                 what: format!("the objects in namespace {}", ns.id.name),

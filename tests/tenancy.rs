@@ -68,3 +68,173 @@ async fn no_sync_may_declare_berths_secrets_records_or_lease() {
         "the rest was applied"
     );
 }
+
+/// A ServiceAccount `deployer` in `namespace` that may manage ConfigMaps there and nothing else.
+async fn deployer(client: &kube::Client, namespace: &str) {
+    use kube::api::{Patch, PatchParams};
+    let apply = |api_version: &str, kind: &str, body: serde_json::Value| {
+        let mut object = body;
+        object["apiVersion"] = api_version.into();
+        object["kind"] = kind.into();
+        object
+    };
+    let params = PatchParams::apply("berth-tests");
+    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), namespace);
+    sas.patch(
+        "deployer",
+        &params,
+        &Patch::Apply(apply(
+            "v1",
+            "ServiceAccount",
+            serde_json::json!({"metadata": {"name": "deployer"}}),
+        )),
+    )
+    .await
+    .expect("service account");
+    let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(client.clone(), namespace);
+    roles
+        .patch(
+            "deployer",
+            &params,
+            &Patch::Apply(apply(
+                "rbac.authorization.k8s.io/v1",
+                "Role",
+                serde_json::json!({"metadata": {"name": "deployer"}, "rules": [{"apiGroups": [""],
+                    "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}]}),
+            )),
+        )
+        .await
+        .expect("role");
+    let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> =
+        Api::namespaced(client.clone(), namespace);
+    bindings
+        .patch(
+            "deployer",
+            &params,
+            &Patch::Apply(apply(
+                "rbac.authorization.k8s.io/v1",
+                "RoleBinding",
+                serde_json::json!({"metadata": {"name": "deployer"},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "deployer"},
+                    "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": namespace}]}),
+            )),
+        )
+        .await
+        .expect("binding");
+}
+
+/// A team repository reaching beyond its namespace: a ConfigMap in its own, one in another
+/// team's, and a ClusterRoleBinding that would hand out cluster-admin.
+fn reaching(team_b: &str, binding: &str) -> Repo {
+    let repo = Repo::new();
+    repo.write("apps/own.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: own}\ndata: {x: \"1\"}\n")
+        .write(
+            "apps/other.yaml",
+            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: other, namespace: {team_b}}}\ndata: {{x: \"1\"}}\n"),
+        )
+        .write(
+            "apps/escalate.yaml",
+            &format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: {binding}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}}\nsubjects: [{{kind: ServiceAccount, name: deployer, namespace: default}}]\n"),
+        );
+    repo.commit("reach");
+    repo
+}
+
+async fn assert_limited(
+    client: &kube::Client,
+    out: &std::process::Output,
+    team_a: &str,
+    team_b: &str,
+    binding: &str,
+) {
+    assert_eq!(out.status.code(), Some(1), "{}", text(out));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let user = format!("system:serviceaccount:{team_a}:deployer");
+    assert!(
+        stdout.contains(&user) && stdout.contains("forbidden"),
+        "{}",
+        text(out)
+    );
+    assert!(
+        stdout.contains(&format!("{team_b}/ConfigMap/other")),
+        "{}",
+        text(out)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "ClusterRoleBinding.rbac.authorization.k8s.io/{binding}"
+        )),
+        "{}",
+        text(out)
+    );
+    let a: Api<ConfigMap> = Api::namespaced(client.clone(), team_a);
+    assert!(
+        a.get_opt("own").await.expect("get").is_some(),
+        "its own objects sync: {}",
+        text(out)
+    );
+    let b: Api<ConfigMap> = Api::namespaced(client.clone(), team_b);
+    assert!(
+        b.get_opt("other").await.expect("get").is_none(),
+        "another team's object was created"
+    );
+    let crbs: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> = Api::all(client.clone());
+    assert!(
+        crbs.get_opt(binding).await.expect("get").is_none(),
+        "the escalation was created"
+    );
+}
+
+#[tokio::test]
+async fn a_sync_acting_as_its_service_account_can_do_only_what_the_account_may() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let team_a = namespace(&client, &unique("team-a")).await;
+    let team_b = namespace(&client, &unique("team-b")).await;
+    deployer(&client, &team_a.name).await;
+    let binding = unique("escalate");
+    let repo = reaching(&team_b.name, &binding);
+    let mapping = common::mapping(
+        &repo.url(),
+        "team",
+        "apps",
+        &team_a.name,
+        "    serviceAccount: deployer\n",
+    );
+    let berth = Berth::new(&berth_ns.name, &mapping);
+    let out = berth.run(&["sync"]);
+    assert_limited(&client, &out, &team_a.name, &team_b.name, &binding).await;
+}
+
+#[tokio::test]
+async fn the_default_service_account_limits_syncs_that_name_none() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let team_a = namespace(&client, &unique("team-a")).await;
+    let team_b = namespace(&client, &unique("team-b")).await;
+    deployer(&client, &team_a.name).await;
+    let binding = unique("escalate");
+    let repo = reaching(&team_b.name, &binding);
+    let berth = Berth::new(
+        &berth_ns.name,
+        &common::mapping(&repo.url(), "team", "apps", &team_a.name, ""),
+    );
+    let out = berth.run(&["--default-service-account", "deployer", "sync"]);
+    assert_limited(&client, &out, &team_a.name, &team_b.name, &binding).await;
+    // a sync without a namespace cannot be given an account: it fails, naming why
+    let loose = Berth::new(
+        &berth_ns.name,
+        &format!(
+            "apiVersion: berth.dev/v1alpha1\nkind: Mapping\nrepositories:\n  - name: config\n    url: {}\n    interval: 0\nsyncs:\n  - name: loose\n    repository: config\n    path: apps\n",
+            repo.url()
+        ),
+    );
+    let out = loose.run(&["--default-service-account", "deployer", "sync"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("has no namespace"),
+        "{}",
+        text(&out)
+    );
+}

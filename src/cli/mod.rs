@@ -109,6 +109,16 @@ pub struct Args {
         default_value_t = 32 * 1024 * 1024
     )]
     pub max_manifest_bytes: u64,
+    /// Act as this ServiceAccount (in the sync's or pipeline's namespace) for every sync and
+    /// pipeline that names none, as Flux's --default-service-account: RBAC then limits what a
+    /// config repository can do. A sync without a namespace is then an error.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "BERTH_DEFAULT_SERVICE_ACCOUNT"
+    )]
+    pub default_service_account: Option<String>,
     /// Log format (logs go to stderr; filter with RUST_LOG, e.g. RUST_LOG=berth=debug).
     #[arg(
         long,
@@ -233,16 +243,20 @@ impl Args {
     async fn context(&self) -> Result<Context, crate::Error> {
         let connection = cluster::connect(&self.target(), None).await?;
         cluster::reach(&connection).await?;
-        let mut ctx = self.context_with(connection.client);
+        let mut ctx = self.context_with(connection);
         // a person at a terminal sees long work move; a pipe or a log gets only the result
         ctx.progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
         Ok(ctx)
     }
 
-    /// A context working through `client`.
-    fn context_with(&self, client: kube::Client) -> Context {
+    /// A context working through `connection`.
+    fn context_with(&self, connection: cluster::Connection) -> Context {
         Context {
-            client,
+            client: connection.client.clone(),
+            identities: std::sync::Arc::new(crate::context::Identities::new(
+                connection,
+                self.default_service_account.clone(),
+            )),
             namespace: self.namespace.clone(),
             cache_dir: self.cache_dir(),
             concurrency: self.concurrency,
@@ -338,7 +352,7 @@ pub async fn run(args: Args) -> ExitCode {
             let connected = async {
                 // the agent starts even while the API server is away, and retries
                 let working = cluster::connect(&args.target(), fence.clone()).await?;
-                let ctx = args.context_with(working.client);
+                let ctx = args.context_with(working);
                 let election = match fence {
                     Some(fence) => Some(agent::LeaderElection {
                         duration: *lease_duration,

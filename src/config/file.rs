@@ -61,6 +61,9 @@ pub(super) struct SyncFile {
     pub prune: bool,
     #[serde(default)]
     pub self_heal: bool,
+    /// ServiceAccount (in `namespace`) the sync acts as.
+    #[serde(default)]
+    pub service_account: Option<Spanned<String>>,
     /// Whether a pass may take over live objects berth does not manage.
     #[serde(default = "default_true")]
     pub adopt: bool,

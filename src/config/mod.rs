@@ -194,6 +194,8 @@ pub(crate) struct Sync {
     pub namespace: Option<String>,
     pub prune: bool,
     pub self_heal: bool,
+    /// The ServiceAccount (in `namespace`) every request of the sync impersonates.
+    pub service_account: Option<String>,
     /// Whether live objects berth does not manage may be taken over (an `adopt` action).
     pub adopt: bool,
     /// Whether a render with no objects may prune everything the sync manages.

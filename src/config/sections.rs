@@ -65,6 +65,18 @@ pub(super) fn sync(src: Source<'_>, s: SyncFile, reg: &mut Registry) -> Result<S
         src.check(pattern, check_glob)?;
     }
     let namespace = namespace(src, s.namespace)?;
+    let service_account = match s.service_account {
+        Some(sa) if namespace.is_none() => {
+            return Err(src.invalid(
+                sa.referenced,
+                "serviceAccount needs the sync's namespace, where the ServiceAccount lives",
+            ));
+        }
+        Some(sa) => Some(src.check(&sa, |n| {
+            super::values::check_name("serviceAccount", n).map(|()| n.to_owned())
+        })?),
+        None => None,
+    };
     let mut vars = BTreeMap::new();
     for (k, v) in s.vars {
         if !is_var_name(&k) {
@@ -86,6 +98,7 @@ pub(super) fn sync(src: Source<'_>, s: SyncFile, reg: &mut Registry) -> Result<S
         namespace,
         prune: s.prune,
         self_heal: s.self_heal,
+        service_account,
         adopt: s.adopt,
         allow_empty: s.allow_empty,
         include: s.include.into_iter().map(|g| g.value).collect(),
