@@ -268,13 +268,11 @@ async fn pass(
         });
     }
     // every request of the pass goes as the sync's ServiceAccount, when it has one
-    let (client, _) = ctx
-        .client_as(
-            &format!("sync {:?}", sync.name),
-            sync.namespace.as_deref(),
-            sync.service_account.as_deref(),
-        )
-        .map_err(crate::context::Error::from)?;
+    let (client, _) = ctx.client_as(
+        &format!("sync {:?}", sync.name),
+        sync.namespace.as_deref(),
+        sync.service_account.as_deref(),
+    )?;
     let mut groups = render::groups(&manifests);
     groups.extend(inventory.keys().map(|id| id.group.clone()));
     groups.insert("apiextensions.k8s.io".to_owned());
