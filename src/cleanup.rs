@@ -137,7 +137,19 @@ pub(crate) async fn sweep(ctx: &Context, rule: &CleanupRule, dry_run: bool) -> O
         ..Outcome::default()
     };
     let namespace = rule.namespace.as_deref().unwrap_or(&ctx.namespace);
-    let api = workflows(&ctx.client, namespace);
+    // a rule for one pipeline deletes as that pipeline's account; others as the default one
+    let client = match ctx.client_as(
+        &format!("cleanup rule {:?}", rule.name),
+        Some(namespace),
+        rule.service_account.as_deref(),
+    ) {
+        Ok((client, _)) => client,
+        Err(e) => {
+            outcome.errors.push(e.to_string());
+            return outcome;
+        }
+    };
+    let api = workflows(&client, namespace);
     let runs: Vec<RunInfo> = match api
         .list(&ListParams::default().labels(&selector(rule)))
         .await
@@ -406,6 +418,7 @@ mod tests {
             namespace: None,
             pipeline: None,
             selector: None,
+            service_account: None,
             keep_last,
             older_than,
         }

@@ -69,6 +69,8 @@ async fn setup() -> Setup {
     common::install_workflow_crds(&client).await;
     let berth_ns = namespace(&client, &unique("berth")).await;
     let wf_ns = namespace(&client, &unique("wf")).await;
+    // the pipelines' account, which berth launches as
+    common::workflow_launcher(&client, &wf_ns.name, "ci").await;
     Setup {
         client,
         _berth_ns: berth_ns,

@@ -238,3 +238,58 @@ async fn the_default_service_account_limits_syncs_that_name_none() {
         text(&out)
     );
 }
+
+#[tokio::test]
+async fn a_pipeline_launches_as_its_service_account() {
+    let client = client().await;
+    common::install_workflow_crds(&client).await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let wf = namespace(&client, &unique("wf")).await;
+    let repo = Repo::new();
+    repo.write(
+        ".argo/workflow.yaml",
+        "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {generateName: ci-}\nspec:\n  entrypoint: main\n  templates: [{name: main, container: {image: alpine}}]\n",
+    );
+    repo.commit("ci");
+    let mapping = |account: &str| {
+        format!(
+            "apiVersion: berth.dev/v1alpha1\nkind: Mapping\nrepositories:\n  - name: src\n    url: {}\n    interval: 0\npipelines:\n  - name: ci\n    repository: src\n    namespace: {}\n    serviceAccount: {account}\n",
+            repo.url(),
+            wf.name
+        )
+    };
+    // an account that may not create Workflows: the launch fails, and the status says why
+    let powerless = Berth::new(&berth_ns.name, &mapping("nobody"));
+    let out = powerless.run(&["trigger", "ci"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let user = format!("system:serviceaccount:{}:nobody", wf.name);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&user),
+        "{}",
+        text(&out)
+    );
+    let records: Api<ConfigMap> = Api::namespaced(client.clone(), &berth_ns.name);
+    let record = records
+        .get("berth-pipeline-ci")
+        .await
+        .expect("the pipeline's record");
+    let a = record.metadata.annotations.unwrap_or_default();
+    assert_eq!(a["berth.dev/status"], "Failed");
+    assert!(
+        a["berth.dev/message"].contains(&user),
+        "{}",
+        a["berth.dev/message"]
+    );
+    assert!(
+        common::workflows(&client, &wf.name).await.is_empty(),
+        "a Workflow was created"
+    );
+
+    // an account allowed to: launched, and Argo runs it as that account too
+    common::workflow_launcher(&client, &wf.name, "launcher").await;
+    let allowed = Berth::new(&berth_ns.name, &mapping("launcher"));
+    common::succeeds(&allowed, &["trigger", "ci"], "launched");
+    let runs = common::workflows(&client, &wf.name).await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].data["spec"]["serviceAccountName"], "launcher");
+}

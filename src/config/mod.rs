@@ -163,6 +163,8 @@ pub(crate) struct CleanupRule {
     pub pipeline: Option<String>,
     /// A label selector that replaces the default (every Workflow berth launched).
     pub selector: Option<String>,
+    /// The `serviceAccount` of `pipeline`, which deletes its runs.
+    pub service_account: Option<String>,
     /// Keep this many newest finished runs per pipeline and branch.
     pub keep_last: Option<usize>,
     /// Delete finished runs that finished longer ago than this.
@@ -297,6 +299,12 @@ pub(crate) fn parse(sources: &[(PathBuf, String)]) -> Result<Mapping, Error> {
     reg.pipeline_refs.resolve(&reg.pipelines, |name, _| {
         format!("unknown pipeline {name:?}")
     })?;
+    for rule in &mut mapping.cleanup {
+        rule.service_account = rule.pipeline.as_ref().and_then(|name| {
+            let p = mapping.pipelines.iter().find(|p| &p.name == name)?;
+            p.service_account.clone()
+        });
+    }
     for pipeline in &mut mapping.pipelines {
         if pipeline.branches.is_empty()
             && let Some(repo) = mapping

@@ -191,6 +191,7 @@ pub(super) fn cleanup_rule(
         namespace,
         pipeline: c.pipeline.map(|p| p.value),
         selector: c.selector,
+        service_account: None,
         keep_last: c.keep_last,
         older_than,
     })

@@ -218,12 +218,13 @@ pub(crate) async fn launch_commit(
             namespace,
             name: workflow_name(&pipeline.name, commit, None),
         };
-        let outcome = self::launch(&ctx.client, &launch, workflow(&launch, file.as_ref())).await?;
+        let (client, _) = super::client_for(ctx, pipeline)?;
+        let outcome = self::launch(&client, &launch, workflow(&launch, file.as_ref())).await?;
         match outcome {
             Launched::Existed { .. } if manual => {
                 let suffix = format!("{:05x}", rand::random::<u32>() & 0xfffff);
                 launch.name = workflow_name(&pipeline.name, commit, Some(&suffix));
-                self::launch(&ctx.client, &launch, workflow(&launch, file.as_ref())).await
+                self::launch(&client, &launch, workflow(&launch, file.as_ref())).await
             }
             other => Ok(other),
         }

@@ -46,6 +46,8 @@ pub(crate) enum Error {
     #[error("{message}")]
     NoWorkflowApi { message: String },
     #[error(transparent)]
+    Identity(#[from] crate::context::Error),
+    #[error(transparent)]
     Git(#[from] git::Error),
     #[error(transparent)]
     Status(#[from] store::Error),
@@ -70,6 +72,23 @@ pub(crate) async fn newest_run(
                 .then_with(|| a.metadata.name.cmp(&b.metadata.name))
         })
         .map(|o| run::run_of(&serde_json::to_value(&o).expect("objects serialize")))
+}
+
+/// The client a pipeline's Workflows are created, terminated, resumed and cleaned up with: its
+/// `serviceAccount` (or the default one) in its namespace, impersonated; else berth's own.
+///
+/// # Errors
+/// The client cannot be set up.
+pub(crate) fn client_for(
+    ctx: &Context,
+    pipeline: &Pipeline,
+) -> Result<(kube::Client, Option<String>), crate::context::Error> {
+    let namespace = pipeline.namespace.as_deref().unwrap_or(&ctx.namespace);
+    ctx.client_as(
+        &format!("pipeline {:?}", pipeline.name),
+        Some(namespace),
+        pipeline.service_account.as_deref(),
+    )
 }
 
 /// What a pipeline pass remembers between polls: the last commit it evaluated per
@@ -156,7 +175,13 @@ async fn pass_one(
         }
         // First sight of a branch: launch its head only if no run exists for it yet.
         if !state.launched.contains_key(&branch)
-            && launched_before(&ctx.client, &namespace, &pipeline.name, &commit.id).await?
+            && launched_before(
+                &client_for(ctx, pipeline)?.0,
+                &namespace,
+                &pipeline.name,
+                &commit.id,
+            )
+            .await?
         {
             state::record_status(
                 ctx,
@@ -180,7 +205,13 @@ async fn pass_one(
     }
     if pipeline.concurrency == Concurrency::Queue {
         for branch in state.launched.keys() {
-            resume_queued(&ctx.client, &namespace, &pipeline.name, branch).await?;
+            resume_queued(
+                &client_for(ctx, pipeline)?.0,
+                &namespace,
+                &pipeline.name,
+                branch,
+            )
+            .await?;
         }
     }
     Ok(())

@@ -115,8 +115,13 @@ async fn observe_run(
         }
         if pipeline.concurrency == Concurrency::Queue {
             let namespace = pipeline.namespace.as_deref().unwrap_or(&ctx.namespace);
-            if let Err(e) = resume_queued(&ctx.client, namespace, &pipeline.name, &run.branch).await
-            {
+            let resumed = match super::client_for(ctx, pipeline) {
+                Ok((client, _)) => {
+                    resume_queued(&client, namespace, &pipeline.name, &run.branch).await
+                }
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = resumed {
                 warn!(pipeline = %pipeline.name, error = %e, "failed to resume queued run");
             }
         }

@@ -792,3 +792,48 @@ pub async fn put_secret_data(client: &Client, namespace: &str, name: &str, data:
         .await
         .expect("create secret");
 }
+
+/// A ServiceAccount `name` in `namespace` that may manage Argo Workflows there, as a
+/// pipeline's account needs: berth launches, terminates, resumes and cleans up as it.
+pub async fn workflow_launcher(client: &Client, namespace: &str, name: &str) {
+    use kube::api::{DynamicObject, Patch, PatchParams};
+    use kube::core::{ApiResource, GroupVersionKind};
+    let params = PatchParams::apply("berth-tests").force();
+    let objects = [
+        (
+            "",
+            "v1",
+            "ServiceAccount",
+            "serviceaccounts",
+            serde_json::json!({}),
+        ),
+        (
+            "rbac.authorization.k8s.io",
+            "v1",
+            "Role",
+            "roles",
+            serde_json::json!({"rules": [{"apiGroups": ["argoproj.io"], "resources": ["workflows"],
+                "verbs": ["get", "list", "watch", "create", "patch", "delete"]}]}),
+        ),
+        (
+            "rbac.authorization.k8s.io",
+            "v1",
+            "RoleBinding",
+            "rolebindings",
+            serde_json::json!({"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]}),
+        ),
+    ];
+    for (group, version, kind, plural, extra) in objects {
+        let resource =
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+        let mut body = extra;
+        body["apiVersion"] = resource.api_version.clone().into();
+        body["kind"] = kind.into();
+        body["metadata"] = serde_json::json!({"name": name, "namespace": namespace});
+        api.patch(name, &params, &Patch::Apply(&body))
+            .await
+            .unwrap_or_else(|e| panic!("{kind} {namespace}/{name}: {e}"));
+    }
+}
