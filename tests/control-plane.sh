@@ -147,7 +147,7 @@ KC
 
   "$CACHE/kube-controller-manager" --kubeconfig="$dir/kubeconfig" --leader-elect=false \
     --bind-address=127.0.0.1 --secure-port=0 --port=0 \
-    --controllers=garbagecollector,namespace,serviceaccount,deployment,replicaset,job,statefulset,daemonset \
+    --controllers=garbagecollector,namespace,serviceaccount,serviceaccount-token,deployment,replicaset,job,statefulset,daemonset \
     --service-account-private-key-file=sa.key --root-ca-file=ca.crt >controller-manager.log 2>&1 &
   echo $! >controller-manager.pid
 

@@ -42,23 +42,36 @@ fn deploy_manifests() -> Vec<serde_json::Value> {
 #[tokio::test]
 async fn deploy_applies_with_server_side_dry_run_and_berth_syncs_its_own_deploy_directory() {
     let client = client().await;
-    // the namespace exists for real, so namespaced objects can be dry-run into it
+    // the namespaces deploy/ declares exist for real, so its namespaced objects can be dry-run
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "berth-system"}});
-    namespaces
-        .patch(
-            "berth-system",
-            &PatchParams::apply("berth-tests"),
-            &Patch::Apply(&ns),
-        )
-        .await
-        .expect("namespace");
+    for m in deploy_manifests()
+        .iter()
+        .filter(|m| m["kind"] == "Namespace")
+    {
+        let name = m["metadata"]["name"].as_str().expect("name").to_owned();
+        namespaces
+            .patch(&name, &PatchParams::apply("berth-tests"), &Patch::Apply(m))
+            .await
+            .expect("namespace");
+    }
     let discovery = Discovery::new(client.clone())
         .run()
         .await
         .expect("discovery");
     let manifests = deploy_manifests();
     assert!(manifests.len() >= 10, "{} objects", manifests.len());
+    // nothing in deploy/ grants `*` in berth's own namespace
+    for m in manifests
+        .iter()
+        .filter(|m| m["kind"] == "Role" && m["metadata"]["namespace"] == "berth-system")
+    {
+        let rules = serde_json::to_string(&m["rules"]).expect("rules");
+        assert!(
+            !rules.contains("\"*\""),
+            "{} grants * in berth-system: {rules}",
+            m["metadata"]["name"]
+        );
+    }
     let mut kinds = Vec::new();
     for m in &manifests {
         let object: DynamicObject = serde_json::from_value(m.clone()).expect("object");
@@ -102,6 +115,7 @@ async fn deploy_applies_with_server_side_dry_run_and_berth_syncs_its_own_deploy_
         "deployment.yaml",
         "service.yaml",
         "tenant/rbac.yaml",
+        "impersonation/rbac.yaml",
     ] {
         repo.write(
             &format!("deploy/{entry}"),

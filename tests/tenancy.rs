@@ -293,3 +293,174 @@ async fn a_pipeline_launches_as_its_service_account() {
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].data["spec"]["serviceAccountName"], "launcher");
 }
+
+/// A document of a `deploy/` file, by kind and name.
+fn deploy_object(file: &str, kind: &str, name: &str) -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(file);
+    let text = std::fs::read_to_string(&path).expect("deploy file");
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).expect("yaml");
+    docs.into_iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("{kind} {name} in deploy/{file}"))
+}
+
+/// Server-side applies one object as the tests' admin.
+async fn put(client: &kube::Client, plural: &str, object: serde_json::Value) {
+    use kube::api::{DynamicObject, Patch, PatchParams};
+    use kube::core::{ApiResource, GroupVersionKind};
+    let api_version = object["apiVersion"].as_str().expect("apiVersion");
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let kind = object["kind"].as_str().expect("kind");
+    let resource =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+    let name = object["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_owned();
+    let api: Api<DynamicObject> = match object["metadata"]["namespace"].as_str() {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
+    api.patch(
+        &name,
+        &PatchParams::apply("berth-tests").force(),
+        &Patch::Apply(&object),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{kind} {name}: {e}"));
+}
+
+#[tokio::test]
+async fn berth_installed_in_impersonation_mode_syncs_a_tenant_repository() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let team = namespace(&client, &unique("team")).await;
+    deployer(&client, &team.name).await;
+    let ns = &berth_ns.name;
+    // berth's own account: the impersonation ClusterRole and the berth-self Role, from deploy/
+    put(
+        &client,
+        "serviceaccounts",
+        serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "berth", "namespace": ns}}),
+    )
+    .await;
+    put(
+        &client,
+        "clusterroles",
+        deploy_object(
+            "impersonation/rbac.yaml",
+            "ClusterRole",
+            "berth-impersonate",
+        ),
+    )
+    .await;
+    let subject = serde_json::json!([{"kind": "ServiceAccount", "name": "berth", "namespace": ns}]);
+    put(&client, "clusterrolebindings", serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding", "metadata": {"name": format!("berth-impersonate-{ns}")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "berth-impersonate"},
+        "subjects": subject}))
+    .await;
+    let mut own = deploy_object("rbac.yaml", "Role", "berth-self");
+    own["metadata"]["namespace"] = ns.as_str().into();
+    put(&client, "roles", own).await;
+    put(
+        &client,
+        "rolebindings",
+        serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding", "metadata": {"name": "berth-self", "namespace": ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "berth-self"},
+        "subjects": subject}),
+    )
+    .await;
+    // its token, as the pod would mount it
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let token = common::eventually(std::time::Duration::from_secs(20), || async {
+        secrets
+            .list(&kube::api::ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|s| {
+                s.type_.as_deref() == Some("kubernetes.io/service-account-token")
+                    && s.metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get("kubernetes.io/service-account.name"))
+                        == Some(&"berth".to_owned())
+            })
+            .and_then(|s| {
+                s.data?
+                    .get("token")
+                    .map(|t| String::from_utf8_lossy(&t.0).into_owned())
+            })
+    })
+    .await
+    .expect("a token for berth's account");
+    let real = kube::config::Kubeconfig::read_from(common::kubeconfig()).expect("kubeconfig");
+    let server = real.clusters[0]
+        .cluster
+        .as_ref()
+        .and_then(|c| c.server.clone())
+        .expect("server");
+    let kubeconfig = tempfile::NamedTempFile::new().expect("kubeconfig");
+    std::fs::write(
+        kubeconfig.path(),
+        format!("apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"{server}\", insecure-skip-tls-verify: true}}}}]\nusers: [{{name: berth, user: {{token: \"{token}\"}}}}]\ncontexts: [{{name: berth, context: {{cluster: c, user: berth}}}}]\ncurrent-context: berth\n"),
+    )
+    .expect("write kubeconfig");
+
+    let repo = Repo::new();
+    repo.write(
+        "apps/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: tenant}\ndata: {x: \"1\"}\n",
+    );
+    repo.commit("a tenant's config");
+    let berth = Berth::new(
+        ns,
+        &common::mapping(&repo.url(), "team", "apps", &team.name, ""),
+    );
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("--kubeconfig")
+            .arg(kubeconfig.path())
+            .args(["--namespace", ns, "--config"])
+            .arg(&berth.mapping)
+            .arg("--cache-dir")
+            .arg(berth.cache.path())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("berth runs")
+    };
+    // berth's own account may change nothing in a tenant namespace by itself
+    let alone = run(&["sync"]);
+    assert_eq!(alone.status.code(), Some(1), "{}", text(&alone));
+    assert!(
+        String::from_utf8_lossy(&alone.stdout).contains("forbidden"),
+        "{}",
+        text(&alone)
+    );
+    // through the tenant's account it syncs, and records its status in its own namespace
+    let out = run(&["--default-service-account", "deployer", "sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 created"),
+        "{}",
+        text(&out)
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &team.name);
+    assert!(cms.get_opt("tenant").await.expect("get").is_some());
+    let records: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    assert!(
+        records
+            .get_opt("berth-sync-team")
+            .await
+            .expect("get")
+            .is_some()
+    );
+}

@@ -584,6 +584,23 @@ async fn validate(args: &Args) -> ExitCode {
         ok &= passed;
         print(|w| output::check(w, passed, &what));
     };
+    // with a default account, every sync needs a namespace to find it in
+    if let Some(account) = &args.default_service_account {
+        for s in mapping
+            .syncs
+            .iter()
+            .filter(|s| s.namespace.is_none() && s.service_account.is_none())
+        {
+            check(
+                false,
+                format!(
+                    "sync {}: has no namespace, so it cannot act as the default service account \
+                     {account:?}; set its namespace",
+                    s.name
+                ),
+            );
+        }
+    }
     for repo in &mapping.repositories {
         let fetched = match offline_credentials(args, repo, &mut ctx).await {
             Ok(creds) => sync::fetch_branches(&cache, repo, creds, mapping.branches(repo)).await,
