@@ -565,8 +565,16 @@ async fn render_masks_secret_values_unless_asked() {
     drop(client);
 }
 
-#[tokio::test]
-async fn a_pass_killed_mid_create_leaves_nothing_behind_once_the_commit_is_reverted() {
+/// A sync that applied one object, and a commit adding 300 more that no pass has applied yet.
+struct Pending {
+    client: kube::Client,
+    berth_ns: common::NamespaceGuard,
+    app: common::NamespaceGuard,
+    repo: Repo,
+    berth: Berth,
+}
+
+async fn three_hundred_pending() -> Pending {
     let client = client().await;
     let berth_ns = namespace(&client, &unique("berth")).await;
     let app = namespace(&client, &unique("app")).await;
@@ -585,6 +593,24 @@ async fn a_pass_killed_mid_create_leaves_nothing_behind_once_the_commit_is_rever
         );
     }
     repo.commit("three hundred more");
+    Pending {
+        client,
+        berth_ns,
+        app,
+        repo,
+        berth,
+    }
+}
+
+#[tokio::test]
+async fn a_pass_killed_mid_create_leaves_nothing_behind_once_the_commit_is_reverted() {
+    let Pending {
+        client,
+        berth_ns: _berth_ns,
+        app,
+        repo,
+        berth,
+    } = three_hundred_pending().await;
     // slow enough to be cut off half way
     let mut child = common::ChildGuard(
         berth
@@ -911,24 +937,13 @@ async fn status_of(client: &kube::Client, ns: &str) -> Option<ConfigMap> {
 
 #[tokio::test]
 async fn a_pass_never_overwrites_status_written_while_it_ran() {
-    let client = client().await;
-    let berth_ns = namespace(&client, &unique("berth")).await;
-    let app = namespace(&client, &unique("app")).await;
-    let repo = Repo::new();
-    repo.write("apps/keep.yaml", &config_map("keep", "1"));
-    repo.commit("one object");
-    let berth = Berth::new(
-        &berth_ns.name,
-        &mapping(&repo.url(), "web", "apps", &app.name, ""),
-    );
-    common::succeeds(&berth, &["sync"], "1 created");
-    for i in 0..300 {
-        repo.write(
-            &format!("apps/many/cm-{i:03}.yaml"),
-            &config_map(&format!("cm-{i:03}"), "x"),
-        );
-    }
-    repo.commit("three hundred more");
+    let Pending {
+        client,
+        berth_ns,
+        app,
+        repo: _repo,
+        berth,
+    } = three_hundred_pending().await;
     let child = berth
         .command(&["--concurrency", "2", "sync"])
         .stdout(std::process::Stdio::piped())
