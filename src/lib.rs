@@ -30,6 +30,7 @@ pub mod telemetry;
 mod apply;
 mod config;
 mod diff;
+mod health;
 mod render;
 mod status;
 mod sync;

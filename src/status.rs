@@ -7,8 +7,8 @@ use std::fmt;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
+pub(crate) use crate::health::Health;
 use crate::object::ObjectId;
 use crate::store::{self, Error, Fields, Store};
 use crate::vocab::{
@@ -40,38 +40,6 @@ impl Phase {
             "Synced" => Self::Synced,
             "OutOfSync" => Self::OutOfSync,
             _ => Self::Failed,
-        }
-    }
-}
-
-/// Health of a sync's objects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) enum Health {
-    Healthy,
-    Progressing,
-    Degraded,
-    #[default]
-    Unknown,
-}
-
-impl fmt::Display for Health {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Healthy => "Healthy",
-            Self::Progressing => "Progressing",
-            Self::Degraded => "Degraded",
-            Self::Unknown => "Unknown",
-        })
-    }
-}
-
-impl Health {
-    fn parse(s: &str) -> Self {
-        match s {
-            "Healthy" => Self::Healthy,
-            "Progressing" => Self::Progressing,
-            "Degraded" => Self::Degraded,
-            _ => Self::Unknown,
         }
     }
 }
@@ -145,62 +113,6 @@ pub(crate) fn next(old: Option<&SyncStatus>, mut new: SyncStatus, now: &str) -> 
     }
     new.last_sync = now.to_owned();
     Some(new)
-}
-
-/// Health from live objects: workloads that have not rolled out are Progressing, ones whose
-/// rollout exceeded its deadline are Degraded; everything else counts as Healthy.
-pub(crate) fn health<'a>(objects: impl IntoIterator<Item = &'a Value>) -> Health {
-    let mut result = Health::Healthy;
-    for o in objects {
-        let h = object_health(o);
-        if h == Health::Degraded {
-            return h;
-        }
-        if h == Health::Progressing {
-            result = h;
-        }
-    }
-    result
-}
-
-fn object_health(o: &Value) -> Health {
-    let kind = o["kind"].as_str().unwrap_or_default();
-    if !matches!(kind, "Deployment" | "StatefulSet" | "DaemonSet") {
-        return Health::Healthy;
-    }
-    let status = &o["status"];
-    let generation = o["metadata"]["generation"].as_i64().unwrap_or(0);
-    if status["observedGeneration"].as_i64().unwrap_or(0) < generation {
-        return Health::Progressing;
-    }
-    let conditions = status["conditions"].as_array().cloned().unwrap_or_default();
-    if conditions
-        .iter()
-        .any(|c| c["reason"] == "ProgressDeadlineExceeded")
-    {
-        return Health::Degraded;
-    }
-    let count = |field: &str| status[field].as_i64().unwrap_or(0);
-    let ready = match kind {
-        "DaemonSet" => {
-            count("updatedNumberScheduled") >= count("desiredNumberScheduled")
-                && count("numberAvailable") >= count("desiredNumberScheduled")
-        }
-        _ => {
-            let want = o["spec"]["replicas"].as_i64().unwrap_or(1);
-            count("updatedReplicas") >= want
-                && count(if kind == "StatefulSet" {
-                    "readyReplicas"
-                } else {
-                    "availableReplicas"
-                }) >= want
-        }
-    };
-    if ready {
-        Health::Healthy
-    } else {
-        Health::Progressing
-    }
 }
 
 /// Reads a sync's status; `None` when the sync never ran.
@@ -300,7 +212,6 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     use super::*;
-    use serde_json::json;
 
     fn status(phase: Phase, revision: &str) -> SyncStatus {
         SyncStatus {
@@ -337,22 +248,6 @@ mod tests {
         );
         with.inventory.insert(id, record("3", 2));
         assert!(next(Some(&old), with, "t7").is_some(), "a new generation");
-    }
-
-    #[test]
-    fn workload_health_follows_rollout() {
-        let mut d = json!({"kind": "Deployment", "metadata": {"generation": 2},
-            "spec": {"replicas": 2},
-            "status": {"observedGeneration": 2, "updatedReplicas": 2, "availableReplicas": 2}});
-        let cm = json!({"kind": "ConfigMap"});
-        assert_eq!(health([&d, &cm]), Health::Healthy);
-        d["status"]["availableReplicas"] = json!(1);
-        assert_eq!(health([&d, &cm]), Health::Progressing);
-        d["status"]["conditions"] =
-            json!([{"type": "Progressing", "reason": "ProgressDeadlineExceeded"}]);
-        assert_eq!(health([&cm, &d]), Health::Degraded);
-        let fresh = json!({"kind": "StatefulSet", "metadata": {"generation": 1}, "status": {}});
-        assert_eq!(health([&fresh]), Health::Progressing);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::config::{Mapping, Repository, Sync};
 use crate::context::Context;
 use crate::diff::{self, Action, Owner, Plan};
 use crate::git::{self, Commit, Credentials};
+use crate::health;
 use crate::object::{BuiltinScope, ObjectId, Scope as _};
 use crate::render::{self, Manifest, WithCrds};
 use crate::status::{self, Phase, SyncStatus};
@@ -841,11 +842,14 @@ async fn finish(
     };
     let at = commit.map_or_else(String::new, |c| format!("revision {}: ", c.short()));
     // objects that failed to apply are not what git says, so the sync is not healthy
-    let health = if changes.errors.is_empty() {
+    let (health, unhealthy) = if changes.errors.is_empty() {
         health(&plan, old.as_ref())
     } else {
-        status::Health::Degraded
+        (status::Health::Degraded, None)
     };
+    if let Some(why) = &unhealthy {
+        tracing::info!(sync = %sync.name, %health, object = %why, "not healthy yet");
+    }
     let drifted = plan
         .entries
         .iter()
@@ -866,7 +870,15 @@ async fn finish(
         message: match phase {
             Phase::Failed => format!("{at}{message}"),
             Phase::OutOfSync => format!("{drifted} objects differ from git"),
-            Phase::Synced => format!("{} objects synced", inventory.len()),
+            // why a sync is Degraded stays in its status; a Progressing reason moves with
+            // every replica that becomes ready and goes to the log only, so an unchanged
+            // rollout writes nothing
+            Phase::Synced => match unhealthy.as_deref() {
+                Some(why) if health == status::Health::Degraded => {
+                    format!("{} objects synced; Degraded: {why}", inventory.len())
+                }
+                _ => format!("{} objects synced", inventory.len()),
+            },
         },
         inventory,
     };
@@ -895,6 +907,37 @@ async fn finish(
         )
         .await;
         status_error = Some(e.to_string());
+    }
+    let was = old.as_ref().map_or(status::Health::Unknown, |o| o.health);
+    if was != health && mode == Mode::Apply {
+        let reason = match health {
+            status::Health::Healthy => Some(Reason::Healthy),
+            status::Health::Progressing => Some(Reason::Progressing),
+            status::Health::Degraded => Some(Reason::Degraded),
+            status::Health::Unknown => None,
+        };
+        if let Some(reason) = reason {
+            let why = unhealthy
+                .as_deref()
+                .map_or_else(String::new, |w| format!(": {w}"));
+            let text = format!("{at}health {was} → {health}{why}");
+            let record = (RecordKind::Sync, sync.name.as_str());
+            events::publish(&ctx.client, &ctx.namespace, record, reason, &text).await;
+        }
+    }
+    for h in [
+        status::Health::Healthy,
+        status::Health::Progressing,
+        status::Health::Degraded,
+        status::Health::Unknown,
+    ] {
+        ctx.metrics
+            .sync_health
+            .get_or_create(&crate::telemetry::HealthLabels {
+                sync: sync.name.clone(),
+                health: h.to_string(),
+            })
+            .set(i64::from(h == health));
     }
     if !changes.adopted.is_empty() {
         let ids: Vec<String> = changes.adopted.iter().map(ToString::to_string).collect();
@@ -991,21 +1034,29 @@ fn summarize_problems(problems: &[String]) -> String {
     text
 }
 
-/// Health after a pass: objects just created or changed are still rolling out; the rest are
+/// Health after a pass, with the object that decided it when not Healthy: objects of kinds a
+/// controller reports on that were just created or changed are still rolling out; the rest are
 /// judged from their live state. A failed render keeps the previous health.
-fn health(plan: &Plan, old: Option<&SyncStatus>) -> status::Health {
+fn health(plan: &Plan, old: Option<&SyncStatus>) -> (status::Health, Option<String>) {
     if plan.entries.is_empty() {
-        return old.map(|o| o.health).unwrap_or_default();
+        return (old.map(|o| o.health).unwrap_or_default(), None);
     }
-    let workloads = ["Deployment", "StatefulSet", "DaemonSet"];
-    let rolling = plan
+    if let Some(e) = plan
         .entries
         .iter()
-        .any(|e| e.action != Action::Unchanged && workloads.contains(&e.id.kind.as_str()));
-    if rolling {
-        return status::Health::Progressing;
+        .find(|e| e.action != Action::Unchanged && health::follows_status(&e.id.kind))
+    {
+        return (
+            status::Health::Progressing,
+            Some(format!("{}: just applied", e.id)),
+        );
     }
-    status::health(plan.entries.iter().filter_map(|e| e.live.as_ref()))
+    let (h, who) = health::worst(
+        plan.entries
+            .iter()
+            .filter_map(|e| Some((e.id.to_string(), e.live.as_ref()?))),
+    );
+    (h, who.map(|(id, reason)| format!("{id}: {reason}")))
 }
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ pub fn init(format: LogFormat) {
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -57,6 +58,12 @@ pub(crate) struct SyncLabels {
 pub(crate) struct SyncResult {
     pub sync: String,
     pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct HealthLabels {
+    pub sync: String,
+    pub health: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -100,6 +107,7 @@ pub(crate) struct Metrics {
     pub objects_applied: Family<SyncLabels, Counter>,
     pub objects_pruned: Family<SyncLabels, Counter>,
     pub objects_adopted: Family<SyncLabels, Counter>,
+    pub sync_health: Family<HealthLabels, Gauge>,
     pub fetch_duration: Family<RepositoryLabels, Histogram, fn() -> Histogram>,
     pub webhook_deliveries: Family<DeliveryLabels, Counter>,
     pub pipeline_launches: Family<PipelineResult, Counter>,
@@ -163,6 +171,12 @@ impl Metrics {
                 r,
                 "objects_pruned",
                 "Objects deleted because they left git",
+                Family::default(),
+            ),
+            sync_health: register(
+                r,
+                "sync_health",
+                "1 for a sync's current health (Healthy, Progressing, Degraded, Unknown), 0 for the others",
                 Family::default(),
             ),
             fetch_duration: register(

@@ -114,6 +114,9 @@ pub(crate) enum Reason {
     CleanupStuck,
     ConfigReloaded,
     ConfigInvalid,
+    Healthy,
+    Progressing,
+    Degraded,
 }
 
 impl Reason {
@@ -132,6 +135,9 @@ impl Reason {
             Self::CleanupStuck => "CleanupStuck",
             Self::ConfigReloaded => "ConfigReloaded",
             Self::ConfigInvalid => "ConfigInvalid",
+            Self::Healthy => "Healthy",
+            Self::Progressing => "Progressing",
+            Self::Degraded => "Degraded",
         }
     }
 
@@ -143,6 +149,7 @@ impl Reason {
             Self::RunSucceeded | Self::RunFailed | Self::RunError => "Run",
             Self::CleanedUp | Self::CleanupFailed | Self::CleanupStuck => "Cleanup",
             Self::ConfigReloaded | Self::ConfigInvalid => "Reload",
+            Self::Healthy | Self::Progressing | Self::Degraded => "Health",
         }
     }
 
@@ -157,6 +164,7 @@ impl Reason {
                 | Self::CleanupFailed
                 | Self::CleanupStuck
                 | Self::ConfigInvalid
+                | Self::Degraded
         )
     }
 

@@ -249,10 +249,10 @@ fn cluster_vocabulary_is_spelled_only_in_vocab() {
         .1;
     let reasons = literals_between(vocab, "impl Reason", "fn action");
     let managers = literals_between(vocab, "const FIELD_MANAGER", "// ---- labels");
-    // Synced and Launched are Event reasons and also status values berth writes (a sync's
-    // phase, a pipeline's outcome). An Event only takes a `vocab::Reason`, so the words that
+    // Synced, Launched and the health words are Event reasons and also status values berth
+    // writes (a sync's phase and health, a pipeline's outcome). An Event only takes a `vocab::Reason`, so the words that
     // are nothing but reasons are enough to catch a reason spelled elsewhere.
-    let statuses = ["Synced", "Launched"];
+    let statuses = ["Synced", "Launched", "Healthy", "Progressing", "Degraded"];
     let forbidden = |line: &str, lit: &str| {
         let key = ["berth.dev/", "app.kubernetes.io/", "argocd.argoproj.io/"]
             .iter()

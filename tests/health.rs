@@ -1,0 +1,230 @@
+//! Health through the real controllers: the control plane has no kubelet, so the tests set Pod
+//! status through the status subresource and the ReplicaSet, Deployment and Job controllers
+//! compute the rest. berth must read that status per kind.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Berth, Repo, client, mapping, namespace, status, unique};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::json;
+
+/// The pods of `selector` once the controllers have created `count` of them.
+async fn pods(client: &kube::Client, ns: &str, selector: &str, count: usize) -> Vec<Pod> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    common::eventually(Duration::from_secs(30), || {
+        let api = api.clone();
+        async move {
+            let list = api
+                .list(&ListParams::default().labels(selector))
+                .await
+                .ok()?;
+            (list.items.len() >= count).then_some(list.items)
+        }
+    })
+    .await
+    .unwrap_or_else(|| panic!("the controllers created {count} pods for {selector}"))
+}
+
+/// Sets a Pod's status as a kubelet would.
+async fn set_pod_status(client: &kube::Client, ns: &str, pod: &Pod, status: serde_json::Value) {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    api.patch_status(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": status })),
+    )
+    .await
+    .expect("pod status patched");
+}
+
+/// The reasons of the Events berth recorded in its namespace, oldest first.
+async fn reasons(client: &kube::Client, ns: &str) -> Vec<(String, String)> {
+    let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ns);
+    let mut events = api
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items;
+    events.sort_by_key(|e| e.metadata.creation_timestamp.clone());
+    events
+        .into_iter()
+        .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+        .collect()
+}
+
+/// Syncs until the sync's health is `want`; returns the status annotations then.
+async fn sync_until(
+    client: &kube::Client,
+    berth: &Berth,
+    berth_ns: &str,
+    want: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let mut last = String::new();
+    for _ in 0..60 {
+        let out = berth.run(&["sync"]);
+        assert!(out.status.success(), "{}", common::text(&out));
+        let a = status(client, berth_ns, "app")
+            .await
+            .metadata
+            .annotations
+            .unwrap_or_default();
+        last = a["berth.dev/health"].clone();
+        if last == want {
+            return a;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("health stayed {last}, never {want}");
+}
+
+#[tokio::test]
+async fn a_deployment_is_progressing_until_its_pods_are_ready() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app_ns = namespace(&client, &unique("app")).await;
+    let repo = Repo::new();
+    repo.write(
+        "app/web.yaml",
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: nginx}]
+",
+    )
+    .write(
+        "app/settings.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n",
+    );
+    repo.commit("web");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &mapping(&repo.url(), "app", "app", &app_ns.name, ""),
+    );
+
+    common::succeeds(&berth, &["sync"], "2 created");
+    let st = status(&client, &berth_ns.name, "app").await;
+    let a = st.metadata.annotations.unwrap_or_default();
+    assert_eq!(a["berth.dev/health"], "Progressing");
+
+    // the controllers create the pods; with none ready the rollout is still in progress
+    let created = pods(&client, &app_ns.name, "app=web", 2).await;
+    common::succeeds(&berth, &["sync"], "0 created");
+    let a = status(&client, &berth_ns.name, "app")
+        .await
+        .metadata
+        .annotations
+        .unwrap_or_default();
+    assert_eq!(a["berth.dev/health"], "Progressing");
+
+    // one ready pod of two is not enough
+    let ready = json!({"phase": "Running", "conditions": [
+        {"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}]});
+    set_pod_status(&client, &app_ns.name, &created[0], ready.clone()).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    common::succeeds(&berth, &["sync"], "0 created");
+    let a = status(&client, &berth_ns.name, "app")
+        .await
+        .metadata
+        .annotations
+        .unwrap_or_default();
+    assert_eq!(a["berth.dev/health"], "Progressing");
+
+    set_pod_status(&client, &app_ns.name, &created[1], ready).await;
+    let a = sync_until(&client, &berth, &berth_ns.name, "Healthy").await;
+    assert_eq!(a["berth.dev/status"], "Synced");
+
+    let out = berth.run(&["status"]);
+    let text = common::text(&out);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("app ") && l.contains("Healthy")),
+        "{text}"
+    );
+
+    // each transition is an Event; a pass that changes nothing records none
+    let health: Vec<_> = reasons(&client, &berth_ns.name)
+        .await
+        .into_iter()
+        .filter(|(r, _)| ["Healthy", "Progressing", "Degraded"].contains(&r.as_str()))
+        .collect();
+    let order: Vec<_> = health.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(order, ["Progressing", "Healthy"], "{health:?}");
+    assert!(health[0].1.contains("Unknown → Progressing"), "{health:?}");
+    assert!(health[1].1.contains("Progressing → Healthy"), "{health:?}");
+}
+
+#[tokio::test]
+async fn a_failed_job_makes_the_sync_degraded_and_says_why() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app_ns = namespace(&client, &unique("app")).await;
+    let repo = Repo::new();
+    repo.write(
+        "app/migrate.yaml",
+        "apiVersion: batch/v1
+kind: Job
+metadata:
+  name: migrate
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: migrate, image: busybox}]
+",
+    );
+    repo.commit("migrate");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &mapping(&repo.url(), "app", "app", &app_ns.name, ""),
+    );
+    common::succeeds(&berth, &["sync"], "1 created");
+    let pod = pods(&client, &app_ns.name, "job-name=migrate", 1).await;
+    let failed = json!({"phase": "Failed", "reason": "Error", "containerStatuses": [{
+        "name": "migrate", "ready": false, "restartCount": 0, "image": "busybox", "imageID": "",
+        "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]});
+    set_pod_status(&client, &app_ns.name, &pod[0], failed).await;
+
+    let a = sync_until(&client, &berth, &berth_ns.name, "Degraded").await;
+    let message = &a["berth.dev/message"];
+    assert!(
+        message.contains("Job.batch/migrate") && message.contains("failed"),
+        "{message}"
+    );
+    let events = reasons(&client, &berth_ns.name).await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, m)| r == "Degraded" && m.contains("job failed")),
+        "{events:?}"
+    );
+
+    // the agent exports the health as a gauge, one series per state
+    let (_agent, base) = berth.agent();
+    let exported = common::eventually(Duration::from_secs(30), || {
+        let url = format!("{base}/metrics");
+        async move {
+            let text = tokio::task::spawn_blocking(move || common::http("GET", &url, &[], b"").1)
+                .await
+                .ok()?;
+            let degraded =
+                common::metric(&text, "berth_sync_health{sync=\"app\",health=\"Degraded\"}");
+            let healthy =
+                common::metric(&text, "berth_sync_health{sync=\"app\",health=\"Healthy\"}");
+            (degraded == 1.0 && healthy == 0.0).then_some(())
+        }
+    })
+    .await;
+    assert!(exported.is_some(), "berth_sync_health reports Degraded");
+}
