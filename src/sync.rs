@@ -23,6 +23,8 @@ use crate::{events, store};
 
 /// How long a CRD may take to become Established before its stage fails.
 const CRD_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a wave waits for the waves before it to become Healthy.
+const WAVE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Whether a pass writes to the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,6 +286,9 @@ async fn pass(
     for (m, reason) in berths_own(&mut manifests, mapping, &ctx.namespace) {
         fail_alone(&mut changes, &m, reason);
     }
+    for (m, reason) in bad_waves(&mut manifests) {
+        fail_alone(&mut changes, &m, reason);
+    }
 
     let source = source(repo, sync);
     let owner = Owner {
@@ -345,6 +350,7 @@ async fn pass(
                 Err(e) => fail_alone(&mut changes, m, e.to_string()),
             }
         }
+        hold_back(&mut entries);
         if !sync.adopt {
             let refused: Vec<String> = entries
                 .iter()
@@ -373,7 +379,8 @@ async fn pass(
                     &format!("stage {} of 2: applying {writes} changes", stage + 1),
                 );
             }
-            apply::apply(&client, &resources, &entries, ctx.concurrency, &mut changes).await;
+            entries.sort_by_key(|e| apply::order_key(&e.manifest.object));
+            apply_in_order(ctx, &sync.name, &client, &resources, &entries, &mut changes).await;
             let crds: Vec<String> = entries
                 .iter()
                 .filter(|e| e.manifest.is_crd() && e.action != Action::Unchanged)
@@ -767,6 +774,132 @@ fn blocked_by_failures(
 }
 
 /// Records an object that is not applied, and why.
+/// Applies the migration policies: an object held back is not written (an existing one counts
+/// as unchanged, so it stays in the inventory; a missing one under `ssa: Ignore` is left out).
+fn hold_back(entries: &mut Vec<diff::Entry>) {
+    entries.retain_mut(|e| {
+        let Some(reason) = apply::hold(&e.manifest.object, e.live.as_ref()) else {
+            return true;
+        };
+        if e.action != Action::Unchanged {
+            tracing::debug!(object = %e.id, %reason, "held back");
+        }
+        e.action = Action::Unchanged;
+        e.live.is_some()
+    });
+}
+
+/// Takes out the manifests whose wave annotation is not an integer, with the reason.
+fn bad_waves(manifests: &mut Vec<Manifest>) -> Vec<(Manifest, String)> {
+    let (bad, good): (Vec<Manifest>, Vec<Manifest>) = std::mem::take(manifests)
+        .into_iter()
+        .partition(|m| apply::wave(&m.object).is_err());
+    *manifests = good;
+    bad.into_iter()
+        .map(|m| {
+            let reason = apply::wave(&m.object).err().unwrap_or_default();
+            (m, reason)
+        })
+        .collect()
+}
+
+/// Applies entries sorted by wave and kind, one kind at a time. Before a wave with changes,
+/// waits until every object of the earlier waves is Healthy (as Argo CD does). A wave that
+/// fails, or whose predecessors become Degraded or stay unhealthy, stops the waves after it.
+async fn apply_in_order(
+    ctx: &Context,
+    sync: &str,
+    client: &kube::Client,
+    resources: &Resources,
+    entries: &[diff::Entry],
+    changes: &mut ChangeSet,
+) {
+    let wave = |e: &diff::Entry| apply::order_key(&e.manifest.object).0;
+    let mut offset = 0;
+    for group in entries.chunk_by(|a, b| wave(a) == wave(b)) {
+        let writes = group.iter().any(|e| e.action != Action::Unchanged);
+        let stop = if offset > 0 && writes {
+            let earlier = &entries[..offset];
+            ctx.progress(
+                sync,
+                &format!(
+                    "wave {}: waiting for {} objects of earlier waves to be Healthy",
+                    wave(&group[0]),
+                    earlier.len()
+                ),
+            );
+            wait_healthy(ctx, client, resources, earlier, WAVE_TIMEOUT)
+                .await
+                .err()
+        } else {
+            None
+        };
+        let errors = changes.errors.len();
+        if stop.is_none() {
+            for kind in group.chunk_by(|a, b| {
+                apply::order_key(&a.manifest.object) == apply::order_key(&b.manifest.object)
+            }) {
+                apply::apply(client, resources, kind, ctx.concurrency, changes).await;
+            }
+        }
+        offset += group.len();
+        let reason = match stop {
+            Some(reason) => reason,
+            None if changes.errors.len() > errors && offset < entries.len() => {
+                format!("wave {} failed", wave(&group[0]))
+            }
+            None => continue,
+        };
+        let rest = if changes.errors.len() > errors {
+            &entries[offset..]
+        } else {
+            &entries[offset - group.len()..]
+        };
+        for e in rest.iter().filter(|e| e.action != Action::Unchanged) {
+            fail_alone(changes, &e.manifest, format!("not applied: {reason}"));
+        }
+        return;
+    }
+}
+
+/// Waits until each object is Healthy; the error names the one that is Degraded, or that was
+/// still not Healthy at the deadline.
+async fn wait_healthy(
+    ctx: &Context,
+    client: &kube::Client,
+    resources: &Resources,
+    objects: &[diff::Entry],
+    timeout: Duration,
+) -> Result<(), String> {
+    let targets: Vec<_> = objects
+        .iter()
+        .map(|e| (e.manifest.api_version().to_owned(), e.id.clone()))
+        .collect();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let observed = diff::observe(client, resources, &targets, ctx.concurrency)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (h, who) = health::worst(
+            objects
+                .iter()
+                .filter_map(|e| Some((e.id.to_string(), observed.live.get(&e.id)?))),
+        );
+        let who = who.map_or_else(String::new, |(id, why)| format!("{id}: {why}"));
+        match h {
+            status::Health::Degraded => return Err(format!("an earlier wave is Degraded: {who}")),
+            status::Health::Healthy | status::Health::Unknown => return Ok(()),
+            status::Health::Progressing if Instant::now() >= deadline => {
+                return Err(format!(
+                    "an earlier wave was not Healthy within {}s: {who}",
+                    timeout.as_secs()
+                ));
+            }
+            status::Health::Progressing => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
+}
+
 fn fail_alone(changes: &mut ChangeSet, m: &Manifest, reason: String) {
     changes.failed.push(m.id());
     changes.errors.push(apply::Error::NotApplied {

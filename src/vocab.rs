@@ -37,6 +37,16 @@ pub(crate) const REVISION: &str = "berth.dev/revision";
 pub(crate) const PRUNE: &str = "berth.dev/prune";
 /// Argo CD's sync options annotation; `Prune=false` is honored like [`PRUNE`].
 pub(crate) const ARGOCD_SYNC_OPTIONS: &str = "argocd.argoproj.io/sync-options";
+/// Flux's prune opt-out, honored like [`PRUNE`].
+pub(crate) const FLUX_PRUNE: &str = "kustomize.toolkit.fluxcd.io/prune";
+/// Flux's reconcile opt-out: `disabled` leaves an existing object alone, never pruned.
+pub(crate) const FLUX_RECONCILE: &str = "kustomize.toolkit.fluxcd.io/reconcile";
+/// Flux's apply policy: `Ignore`, `IfNotPresent`, `Merge` or `Override` (the default).
+pub(crate) const FLUX_SSA: &str = "kustomize.toolkit.fluxcd.io/ssa";
+/// The wave an object is applied in (an integer, default 0); lower waves first.
+pub(crate) const WAVE: &str = "berth.dev/wave";
+/// Argo CD's sync-wave annotation, honored like [`WAVE`].
+pub(crate) const ARGOCD_SYNC_WAVE: &str = "argocd.argoproj.io/sync-wave";
 /// Status ConfigMap annotations.
 pub(crate) const STATUS: &str = "berth.dev/status";
 pub(crate) const HEALTH: &str = "berth.dev/health";

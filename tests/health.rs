@@ -228,3 +228,150 @@ spec:
     .await;
     assert!(exported.is_some(), "berth_sync_health reports Degraded");
 }
+
+/// `berth sync` running in the background, its output going to files.
+struct Background {
+    child: common::ChildGuard,
+    dir: tempfile::TempDir,
+}
+
+impl Background {
+    fn sync(berth: &Berth) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = |name: &str| std::fs::File::create(dir.path().join(name)).expect("log file");
+        let child = berth
+            .command(&["sync"])
+            .stdout(file("stdout"))
+            .stderr(file("stderr"))
+            .spawn()
+            .expect("berth sync starts");
+        Self {
+            child: common::ChildGuard(child),
+            dir,
+        }
+    }
+
+    /// Waits for the pass to end; its exit code and output.
+    async fn finish(mut self) -> (Option<i32>, String) {
+        let code = tokio::task::spawn_blocking(move || {
+            let status = self.child.0.wait().expect("berth sync ends");
+            (status.code(), self)
+        })
+        .await
+        .expect("joined");
+        let read =
+            |name: &str| std::fs::read_to_string(code.1.dir.path().join(name)).unwrap_or_default();
+        (code.0, format!("{}{}", read("stdout"), read("stderr")))
+    }
+}
+
+fn deployment(name: &str, annotations: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+  annotations: {{{annotations}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      containers: [{{name: app, image: nginx}}]
+"
+    )
+}
+
+#[tokio::test]
+async fn a_wave_is_applied_only_after_the_wave_before_it_is_healthy() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app_ns = namespace(&client, &unique("app")).await;
+    let repo = Repo::new();
+    repo.write("app/db.yaml", &deployment("db", ""))
+        .write(
+            "app/web.yaml",
+            &deployment("web", "argocd.argoproj.io/sync-wave: \"1\""),
+        )
+        .write(
+            "app/settings.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n",
+        );
+    repo.commit("two waves");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &mapping(&repo.url(), "app", "app", &app_ns.name, ""),
+    );
+    let pass = Background::sync(&berth);
+
+    // wave 0 is applied and rolls out; wave 1 waits for it
+    let db = pods(&client, &app_ns.name, "app=db", 1).await;
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), &app_ns.name);
+    let configs: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), &app_ns.name);
+    assert!(configs.get_opt("settings").await.expect("read").is_some());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        deployments.get_opt("web").await.expect("read").is_none(),
+        "wave 1 was applied before wave 0 was Healthy"
+    );
+
+    let ready = json!({"phase": "Running", "conditions": [
+        {"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}]});
+    set_pod_status(&client, &app_ns.name, &db[0], ready).await;
+    let (code, text) = pass.finish().await;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("3 created"), "{text}");
+    assert!(deployments.get_opt("web").await.expect("read").is_some());
+}
+
+#[tokio::test]
+async fn a_failed_wave_stops_the_waves_after_it() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app_ns = namespace(&client, &unique("app")).await;
+    let repo = Repo::new();
+    repo.write(
+        "app/migrate.yaml",
+        "apiVersion: batch/v1
+kind: Job
+metadata:
+  name: migrate
+  annotations: {berth.dev/wave: \"-1\"}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: migrate, image: busybox}]
+",
+    )
+    .write("app/web.yaml", &deployment("web", ""));
+    repo.commit("migrate first");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &mapping(&repo.url(), "app", "app", &app_ns.name, ""),
+    );
+    let pass = Background::sync(&berth);
+    let pod = pods(&client, &app_ns.name, "job-name=migrate", 1).await;
+    let failed = json!({"phase": "Failed", "reason": "Error"});
+    set_pod_status(&client, &app_ns.name, &pod[0], failed).await;
+    let (code, text) = pass.finish().await;
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("Deployment.apps/web was not applied")
+            && text.contains("Job.batch/migrate: job failed"),
+        "{text}"
+    );
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), &app_ns.name);
+    assert!(deployments.get_opt("web").await.expect("read").is_none());
+    let a = status(&client, &berth_ns.name, "app")
+        .await
+        .metadata
+        .annotations
+        .unwrap_or_default();
+    assert_eq!(a["berth.dev/status"], "Failed");
+}

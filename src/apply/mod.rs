@@ -1,9 +1,13 @@
 //! The only code that writes synced objects: server-side apply of a plan's creates and updates,
 //! and pruning of what left git.
 
+mod order;
+mod policy;
 mod prune;
 mod ssa;
 
+pub(crate) use order::{key as order_key, prune_key, wave};
+pub(crate) use policy::{hold, merge};
 pub(crate) use prune::{Decision, decide, prune};
 pub(crate) use ssa::{apply, wait_established};
 

@@ -21,7 +21,8 @@ pub(crate) enum Decision {
 }
 
 /// Decides an orphan's fate. Prune never deletes an object without this sync's labels, nor
-/// one annotated `berth.dev/prune: disabled` or Argo CD's `Prune=false`.
+/// one annotated `berth.dev/prune: disabled`, Flux's `kustomize.toolkit.fluxcd.io/prune:
+/// disabled` or `reconcile: disabled`, or Argo CD's `Prune=false` or `Delete=false`.
 pub(crate) fn decide(orphan: &Orphan, sync: &str) -> Decision {
     let Some(live) = &orphan.live else {
         return Decision::Gone;
@@ -31,14 +32,18 @@ pub(crate) fn decide(orphan: &Orphan, sync: &str) -> Decision {
     if labels[vocab::MANAGED_BY] != vocab::MANAGER_VALUE || labels[vocab::SYNC_LABEL] != sync {
         return Decision::Keep("no longer carries this sync's labels".to_owned());
     }
-    if meta["annotations"][vocab::PRUNE] == "disabled" {
-        return Decision::Keep(format!("{}: disabled", vocab::PRUNE));
+    for key in [vocab::PRUNE, vocab::FLUX_PRUNE, vocab::FLUX_RECONCILE] {
+        if meta["annotations"][key] == "disabled" {
+            return Decision::Keep(format!("{key}: disabled"));
+        }
     }
     let argo = meta["annotations"][vocab::ARGOCD_SYNC_OPTIONS]
         .as_str()
         .unwrap_or_default();
-    if argo.split(',').any(|o| o.trim() == "Prune=false") {
-        return Decision::Keep(format!("{}: Prune=false", vocab::ARGOCD_SYNC_OPTIONS));
+    for option in ["Prune=false", "Delete=false"] {
+        if argo.split(',').any(|o| o.trim() == option) {
+            return Decision::Keep(format!("{}: {option}", vocab::ARGOCD_SYNC_OPTIONS));
+        }
     }
     if !meta["deletionTimestamp"].is_null() {
         return Decision::Gone;
@@ -63,45 +68,60 @@ pub(crate) async fn prune(
             Decision::Keep(_) | Decision::Gone => {}
         }
     }
-    let calls: Vec<_> = deletes
-        .into_iter()
-        .map(|o| async move {
-            let resource = resources
-                .get(&o.record.api_version, &o.id.kind)
-                .or_else(|| resources.preferred(&o.id.group, &o.id.kind))
-                .ok_or_else(|| Error::Prune {
-                    id: o.id.to_string(),
-                    message: "its kind is no longer served".to_owned(),
-                })?;
-            let ns = Some(o.id.namespace.as_str()).filter(|n| !n.is_empty());
-            let api = cluster::api(client, resource, ns);
-            // Precondition on the uid we inspected, so a recreated object of the same name is safe.
-            let mut params = DeleteParams::background();
-            if let Some(uid) = o.live.as_ref().and_then(|l| l["metadata"]["uid"].as_str()) {
-                params = params.preconditions(kube::api::Preconditions {
-                    uid: Some(uid.to_owned()),
-                    resource_version: None,
-                });
+    // in reverse apply order, one kind rank at a time: custom resources before their CRD,
+    // what lives in a Namespace before the Namespace
+    deletes.sort_by_key(|o| super::prune_key(&o.record.api_version, &o.id.kind));
+    for rank in deletes.chunk_by(|a, b| {
+        super::prune_key(&a.record.api_version, &a.id.kind)
+            == super::prune_key(&b.record.api_version, &b.id.kind)
+    }) {
+        let calls: Vec<_> = rank
+            .iter()
+            .map(|o| async move { delete_one(client, resources, o).await })
+            .collect();
+        let mut results = futures::stream::iter(calls).buffer_unordered(concurrency.max(1));
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(id) => {
+                    tracing::debug!(object = %id, "pruned");
+                    changes.pruned.push(id);
+                }
+                Err(e) => changes.errors.push(e),
             }
-            match api.delete(&o.id.name, &params).await {
-                Ok(_) => Ok(o.id.clone()),
-                Err(kube::Error::Api(s)) if s.code == 404 => Ok(o.id.clone()),
-                Err(e) => Err(Error::Prune {
-                    id: o.id.to_string(),
-                    message: cluster::api_message(&e),
-                }),
-            }
-        })
-        .collect();
-    let mut results = futures::stream::iter(calls).buffer_unordered(concurrency.max(1));
-    while let Some(result) = results.next().await {
-        match result {
-            Ok(id) => {
-                tracing::debug!(object = %id, "pruned");
-                changes.pruned.push(id);
-            }
-            Err(e) => changes.errors.push(e),
         }
+    }
+}
+
+/// Deletes one orphan, with a precondition on the uid that was inspected, so a recreated
+/// object of the same name is safe.
+async fn delete_one(
+    client: &Client,
+    resources: &Resources,
+    o: &Orphan,
+) -> Result<crate::object::ObjectId, Error> {
+    let resource = resources
+        .get(&o.record.api_version, &o.id.kind)
+        .or_else(|| resources.preferred(&o.id.group, &o.id.kind))
+        .ok_or_else(|| Error::Prune {
+            id: o.id.to_string(),
+            message: "its kind is no longer served".to_owned(),
+        })?;
+    let ns = Some(o.id.namespace.as_str()).filter(|n| !n.is_empty());
+    let api = cluster::api(client, resource, ns);
+    let mut params = DeleteParams::background();
+    if let Some(uid) = o.live.as_ref().and_then(|l| l["metadata"]["uid"].as_str()) {
+        params = params.preconditions(kube::api::Preconditions {
+            uid: Some(uid.to_owned()),
+            resource_version: None,
+        });
+    }
+    match api.delete(&o.id.name, &params).await {
+        Ok(_) => Ok(o.id.clone()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(o.id.clone()),
+        Err(e) => Err(Error::Prune {
+            id: o.id.to_string(),
+            message: cluster::api_message(&e),
+        }),
     }
 }
 

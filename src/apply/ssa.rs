@@ -89,7 +89,10 @@ async fn apply_one(client: &Client, resources: &Resources, entry: &Entry) -> Res
     // force: git is the source of truth, so berth takes over fields another manager (a hand
     // edit with kubectl, say) set on what it declares, as Flux and `kubectl apply
     // --force-conflicts` do.
-    let params = PatchParams::apply(vocab::FIELD_MANAGER).force();
+    let mut params = PatchParams::apply(vocab::FIELD_MANAGER);
+    if !super::merge(&m.object) {
+        params = params.force();
+    }
     // Applied only over the version the plan saw: a write that lands late (a replica paused
     // mid-request and woken after a newer one took over) conflicts instead of overwriting.
     let mut object = m.object.clone();
