@@ -1,0 +1,185 @@
+//! The annotations of Argo CD and Flux that berth honors, so a repository moves over
+//! unchanged: one test per behavior, each against the real API server.
+
+mod common;
+
+use common::{Berth, Repo, client, mapping, namespace, unique};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+
+fn config_map(name: &str, annotations: &str, value: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\ndata: {{key: {value}}}\n"
+    )
+}
+
+struct Setup {
+    client: kube::Client,
+    _berth_ns: common::NamespaceGuard,
+    app_ns: common::NamespaceGuard,
+    repo: Repo,
+    berth: Berth,
+}
+
+async fn setup() -> Setup {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app_ns = namespace(&client, &unique("app")).await;
+    let repo = Repo::new();
+    let berth = Berth::new(
+        &berth_ns.name,
+        &mapping(&repo.url(), "app", "app", &app_ns.name, "    prune: true\n"),
+    );
+    Setup {
+        client,
+        _berth_ns: berth_ns,
+        app_ns,
+        repo,
+        berth,
+    }
+}
+
+impl Setup {
+    fn api(&self) -> Api<ConfigMap> {
+        Api::namespaced(self.client.clone(), &self.app_ns.name)
+    }
+
+    async fn value(&self, name: &str) -> Option<String> {
+        let cm = self.api().get_opt(name).await.expect("read")?;
+        Some(cm.data.unwrap_or_default()["key"].clone())
+    }
+}
+
+#[tokio::test]
+async fn prune_opt_outs_keep_objects_that_left_git() {
+    let s = setup().await;
+    let keepers = [
+        ("berth", "berth.dev/prune: disabled"),
+        ("argo-prune", "argocd.argoproj.io/sync-options: Prune=false"),
+        (
+            "argo-delete",
+            "argocd.argoproj.io/sync-options: Delete=false",
+        ),
+        ("flux-prune", "kustomize.toolkit.fluxcd.io/prune: disabled"),
+        (
+            "flux-reconcile",
+            "kustomize.toolkit.fluxcd.io/reconcile: disabled",
+        ),
+    ];
+    for (name, annotation) in keepers {
+        s.repo.write(
+            &format!("app/{name}.yaml"),
+            &config_map(name, annotation, "a"),
+        );
+    }
+    s.repo
+        .write("app/plain.yaml", &config_map("plain", "", "a"));
+    s.repo.commit("six");
+    common::succeeds(&s.berth, &["sync"], "6 created");
+    for (name, _) in keepers {
+        s.repo.remove(&format!("app/{name}.yaml"));
+    }
+    s.repo.remove("app/plain.yaml");
+    s.repo
+        .write("app/other.yaml", &config_map("other", "", "a"));
+    s.repo.commit("all gone");
+    let out = common::succeeds(&s.berth, &["sync"], "1 pruned");
+    let text = common::text(&out);
+    assert_eq!(s.value("plain").await, None, "{text}");
+    for (name, annotation) in keepers {
+        assert!(
+            s.value(name).await.is_some(),
+            "{name} kept by {annotation}: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn flux_ssa_ignore_never_applies_the_object() {
+    let s = setup().await;
+    s.repo
+        .write(
+            "app/a.yaml",
+            &config_map("ignored", "kustomize.toolkit.fluxcd.io/ssa: Ignore", "a"),
+        )
+        .write("app/b.yaml", &config_map("applied", "", "a"));
+    s.repo.commit("one ignored");
+    common::succeeds(&s.berth, &["sync"], "1 created");
+    assert_eq!(s.value("ignored").await, None);
+    assert_eq!(s.value("applied").await.as_deref(), Some("a"));
+}
+
+#[tokio::test]
+async fn flux_ssa_if_not_present_creates_but_never_updates() {
+    let s = setup().await;
+    let annotation = "kustomize.toolkit.fluxcd.io/ssa: IfNotPresent";
+    s.repo
+        .write("app/a.yaml", &config_map("seed", annotation, "first"));
+    s.repo.commit("seed");
+    common::succeeds(&s.berth, &["sync"], "1 created");
+    assert_eq!(s.value("seed").await.as_deref(), Some("first"));
+    s.repo
+        .write("app/a.yaml", &config_map("seed", annotation, "second"));
+    s.repo.commit("change the seed");
+    common::succeeds(&s.berth, &["sync"], "0 configured");
+    assert_eq!(s.value("seed").await.as_deref(), Some("first"));
+}
+
+#[tokio::test]
+async fn flux_reconcile_disabled_on_the_live_object_stops_updates() {
+    let s = setup().await;
+    s.repo
+        .write("app/a.yaml", &config_map("tuned", "", "first"));
+    s.repo.commit("first");
+    common::succeeds(&s.berth, &["sync"], "1 created");
+    // an operator pauses reconciliation by hand, on the cluster
+    s.api()
+        .patch(
+            "tuned",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {
+                "kustomize.toolkit.fluxcd.io/reconcile": "disabled"}}})),
+        )
+        .await
+        .expect("annotate");
+    s.repo
+        .write("app/a.yaml", &config_map("tuned", "", "second"));
+    s.repo.commit("second");
+    common::succeeds(&s.berth, &["sync"], "0 configured");
+    assert_eq!(s.value("tuned").await.as_deref(), Some("first"));
+}
+
+#[tokio::test]
+async fn flux_ssa_merge_leaves_other_managers_fields_and_override_takes_them() {
+    let s = setup().await;
+    s.repo
+        .write(
+            "app/a.yaml",
+            &config_map("merged", "kustomize.toolkit.fluxcd.io/ssa: Merge", "git"),
+        )
+        .write("app/b.yaml", &config_map("forced", "", "git"));
+    s.repo.commit("two");
+    common::succeeds(&s.berth, &["sync"], "2 created");
+    // another field manager takes over `data.key` on both
+    for name in ["merged", "forced"] {
+        s.api()
+            .patch(
+                name,
+                &PatchParams::apply("operator").force(),
+                &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": name}, "data": {"key": "operator"}})),
+            )
+            .await
+            .expect("other manager applies");
+    }
+    let out = s.berth.run(&["sync"]);
+    let text = common::text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("ConfigMap/merged") && text.contains("conflict") && text.contains("operator"),
+        "{text}"
+    );
+    assert_eq!(s.value("merged").await.as_deref(), Some("operator"));
+    assert_eq!(s.value("forced").await.as_deref(), Some("git"));
+}
