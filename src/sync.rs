@@ -50,6 +50,8 @@ pub(crate) enum Refusal {
     Owned(Vec<String>),
     #[error("{}", .0.join("; "))]
     Adoption(Vec<String>),
+    #[error("not applied: waiting for {0}")]
+    Dependency(String),
 }
 
 /// The result of one pass.
@@ -67,8 +69,11 @@ pub(crate) struct Report {
 }
 
 impl Report {
+    /// A failed pass, a status that could not be written, or a `wait` that ended Degraded.
     pub(crate) fn failed(&self) -> bool {
-        self.phase == Phase::Failed || self.status_error.is_some()
+        self.phase == Phase::Failed
+            || self.status_error.is_some()
+            || self.changes.waited.as_ref().is_some_and(Result::is_err)
     }
 }
 
@@ -234,6 +239,9 @@ async fn pass(
     mode: Mode,
     old: &mut Option<SyncStatus>,
 ) -> Result<(Plan, ChangeSet), Error> {
+    if mode == Mode::Apply {
+        dependencies_ready(ctx, mapping, sync, commit).await?;
+    }
     // the inventory this pass started from; `old` follows what is stored (see `reserve`)
     let inventory = &old
         .as_ref()
@@ -452,6 +460,26 @@ async fn pass(
             count = orphans.len(),
             "objects left git; prune is disabled, leaving them"
         );
+    }
+    if sync.wait && mode == Mode::Apply && changes.errors.is_empty() {
+        ctx.progress(
+            &sync.name,
+            &format!(
+                "waiting up to {}s for {} objects to be Healthy",
+                sync.timeout.as_secs(),
+                plan.entries.len()
+            ),
+        );
+        let waited = wait_healthy(
+            ctx,
+            &client,
+            &resources,
+            &plan.entries,
+            "the sync",
+            sync.timeout,
+        )
+        .await;
+        changes.waited = Some(waited);
     }
     Ok((plan, changes))
 }
@@ -789,6 +817,34 @@ fn hold_back(entries: &mut Vec<diff::Entry>) {
     });
 }
 
+/// Whether every sync this one depends on is Synced and Healthy, and (when it follows the same
+/// repository) at the commit this pass applies.
+async fn dependencies_ready(
+    ctx: &Context,
+    mapping: &Mapping,
+    sync: &Sync,
+    commit: &Commit,
+) -> Result<(), Error> {
+    for dep in &sync.depends_on {
+        let waiting = |why: String| Refusal::Dependency(format!("sync {dep:?}, which {why}"));
+        let Some(st) = status::load(&ctx.store(), dep).await? else {
+            return Err(waiting("has not synced yet".to_owned()).into());
+        };
+        if st.phase != Phase::Synced || st.health != status::Health::Healthy {
+            return Err(waiting(format!("is {} and {}", st.phase, st.health)).into());
+        }
+        let same_repository = mapping
+            .syncs
+            .iter()
+            .any(|s| &s.name == dep && s.repository == sync.repository);
+        if same_repository && st.revision != commit.id {
+            let at = st.revision.get(..7).unwrap_or(&st.revision);
+            return Err(waiting(format!("is at {at}, not yet {}", commit.short())).into());
+        }
+    }
+    Ok(())
+}
+
 /// Takes out the manifests whose wave annotation is not an integer, with the reason.
 fn bad_waves(manifests: &mut Vec<Manifest>) -> Vec<(Manifest, String)> {
     let (bad, good): (Vec<Manifest>, Vec<Manifest>) = std::mem::take(manifests)
@@ -828,9 +884,16 @@ async fn apply_in_order(
                     earlier.len()
                 ),
             );
-            wait_healthy(ctx, client, resources, earlier, WAVE_TIMEOUT)
-                .await
-                .err()
+            wait_healthy(
+                ctx,
+                client,
+                resources,
+                earlier,
+                "an earlier wave",
+                WAVE_TIMEOUT,
+            )
+            .await
+            .err()
         } else {
             None
         };
@@ -869,6 +932,7 @@ async fn wait_healthy(
     client: &kube::Client,
     resources: &Resources,
     objects: &[diff::Entry],
+    what: &str,
     timeout: Duration,
 ) -> Result<(), String> {
     let targets: Vec<_> = objects
@@ -887,11 +951,11 @@ async fn wait_healthy(
         );
         let who = who.map_or_else(String::new, |(id, why)| format!("{id}: {why}"));
         match h {
-            status::Health::Degraded => return Err(format!("an earlier wave is Degraded: {who}")),
+            status::Health::Degraded => return Err(format!("{what} is Degraded: {who}")),
             status::Health::Healthy | status::Health::Unknown => return Ok(()),
             status::Health::Progressing if Instant::now() >= deadline => {
                 return Err(format!(
-                    "an earlier wave was not Healthy within {}s: {who}",
+                    "{what} was not Healthy within {}s: {who}",
                     timeout.as_secs()
                 ));
             }
@@ -975,10 +1039,11 @@ async fn finish(
     };
     let at = commit.map_or_else(String::new, |c| format!("revision {}: ", c.short()));
     // objects that failed to apply are not what git says, so the sync is not healthy
-    let (health, unhealthy) = if changes.errors.is_empty() {
-        health(&plan, old.as_ref())
-    } else {
-        (status::Health::Degraded, None)
+    let (health, unhealthy) = match &changes.waited {
+        _ if !changes.errors.is_empty() => (status::Health::Degraded, None),
+        Some(Ok(())) => (status::Health::Healthy, None),
+        Some(Err(why)) => (status::Health::Degraded, Some(why.clone())),
+        None => health(&plan, old.as_ref()),
     };
     if let Some(why) = &unhealthy {
         tracing::info!(sync = %sync.name, %health, object = %why, "not healthy yet");

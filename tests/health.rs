@@ -375,3 +375,107 @@ spec:
         .unwrap_or_default();
     assert_eq!(a["berth.dev/status"], "Failed");
 }
+
+#[tokio::test]
+async fn wait_ends_degraded_when_pods_never_become_ready() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app_ns = namespace(&client, &unique("app")).await;
+    let repo = Repo::new();
+    repo.write("app/web.yaml", &deployment("web", ""));
+    repo.commit("web");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &mapping(
+            &repo.url(),
+            "app",
+            "app",
+            &app_ns.name,
+            "    wait: true\n    timeout: 10s\n",
+        ),
+    );
+    let out = berth.run(&["sync"]);
+    let text = common::text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let a = status(&client, &berth_ns.name, "app")
+        .await
+        .metadata
+        .annotations
+        .unwrap_or_default();
+    assert_eq!(a["berth.dev/health"], "Degraded");
+    let message = &a["berth.dev/message"];
+    assert!(
+        message.contains("not Healthy within 10s")
+            && message.contains("Deployment.apps/web")
+            && message.contains("replicas"),
+        "{message}"
+    );
+    assert!(text.contains("not Healthy within 10s"), "{text}");
+
+    // once the pod is ready, the next pass waits only as long as that takes
+    let created = pods(&client, &app_ns.name, "app=web", 1).await;
+    let ready = json!({"phase": "Running", "conditions": [
+        {"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}]});
+    set_pod_status(&client, &app_ns.name, &created[0], ready).await;
+    let out = berth.run(&["sync"]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    let a = status(&client, &berth_ns.name, "app")
+        .await
+        .metadata
+        .annotations
+        .unwrap_or_default();
+    assert_eq!(a["berth.dev/health"], "Healthy");
+}
+
+#[tokio::test]
+async fn a_sync_waits_for_the_syncs_it_depends_on() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app_ns = namespace(&client, &unique("app")).await;
+    let repo = Repo::new();
+    repo.write("app/web.yaml", &deployment("web", "")).write(
+        "after/settings.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: after-web}\n",
+    );
+    repo.commit("two syncs");
+    // b is listed first: the order comes from dependsOn, not the file
+    let two = mapping(
+        &repo.url(),
+        "b",
+        "after",
+        &app_ns.name,
+        "    dependsOn: [app]\n",
+    ) + &format!(
+        "  - name: app\n    repository: config\n    path: app\n    namespace: {}\n",
+        app_ns.name
+    );
+    let berth = Berth::new(&berth_ns.name, &two);
+    let out = berth.run(&["sync"]);
+    let text = common::text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("waiting for sync \"app\", which is Synced and Progressing"),
+        "{text}"
+    );
+    let configs: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), &app_ns.name);
+    assert!(configs.get_opt("after-web").await.expect("read").is_none());
+
+    let created = pods(&client, &app_ns.name, "app=web", 1).await;
+    let ready = json!({"phase": "Running", "conditions": [
+        {"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}]});
+    set_pod_status(&client, &app_ns.name, &created[0], ready).await;
+    let applied = common::eventually(Duration::from_secs(30), || async {
+        let out = berth.run(&["sync"]);
+        out.status.success().then_some(())
+    })
+    .await;
+    assert!(applied.is_some(), "b synced once app was Healthy");
+    assert!(configs.get_opt("after-web").await.expect("read").is_some());
+
+    let cyclic = two.replace("    path: app\n", "    path: app\n    dependsOn: [b]\n");
+    let out = Berth::new(&berth_ns.name, &cyclic).run(&["validate"]);
+    let text = common::text(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("dependsOn forms a cycle"), "{text}");
+}

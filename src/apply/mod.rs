@@ -52,6 +52,8 @@ pub(crate) struct ChangeSet {
     pub errors: Vec<Error>,
     /// Objects that were not applied (their reasons are in `errors`).
     pub failed: Vec<ObjectId>,
+    /// With `wait`: whether every object became Healthy in time (else which did not, and why).
+    pub waited: Option<Result<(), String>>,
 }
 
 impl ChangeSet {

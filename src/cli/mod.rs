@@ -435,22 +435,26 @@ async fn passes(
 ) -> Result<Vec<Report>, ExitCode> {
     let syncs = mapping.select_syncs(names).map_err(|e| fail(USAGE, e))?;
     let ctx = args.context().await.map_err(|e| fail(USAGE, e))?;
-    let mut reports = Vec::new();
+    // each repository once, then the syncs, each after those it depends on
+    let mut fetched = std::collections::HashMap::new();
     for repo in &mapping.repositories {
-        let of_repo: Vec<_> = syncs.iter().filter(|s| s.repository == repo.name).collect();
-        if of_repo.is_empty() {
+        if syncs.iter().any(|s| s.repository == repo.name) {
+            ctx.progress(&repo.name, &format!("fetching {}", repo.url));
+            let head = sync::refresh(&ctx, repo, vec![repo.branch.clone()]).await;
+            fetched.insert(repo.name.as_str(), (repo, head));
+        }
+    }
+    let mut reports = Vec::new();
+    for s in crate::config::dependency_order(&syncs) {
+        let Some((repo, head)) = fetched.get(s.repository.as_str()) else {
             continue;
-        }
-        ctx.progress(&repo.name, &format!("fetching {}", repo.url));
-        let fetched = sync::refresh(&ctx, repo, vec![repo.branch.clone()]).await;
-        for s in of_repo {
-            let report = match &fetched {
-                Ok(Some(commit)) => sync::run_once(&ctx, mapping, repo, s, commit, mode).await,
-                Ok(None) => unreachable!("the repository's own branch was fetched"),
-                Err(e) => sync::record_failure(&ctx, s, e, mode).await,
-            };
-            reports.push(report);
-        }
+        };
+        let report = match head {
+            Ok(Some(commit)) => sync::run_once(&ctx, mapping, repo, s, commit, mode).await,
+            Ok(None) => unreachable!("the repository's own branch was fetched"),
+            Err(e) => sync::record_failure(&ctx, s, e, mode).await,
+        };
+        reports.push(report);
     }
     Ok(reports)
 }

@@ -78,6 +78,15 @@ pub(super) struct SyncFile {
     pub exclude: Vec<Spanned<String>>,
     #[serde(default)]
     pub vars: BTreeMap<String, Spanned<String>>,
+    /// Whether a pass waits until every object is Healthy (up to `timeout`).
+    #[serde(default)]
+    pub wait: bool,
+    /// How long `wait` waits; default 5m.
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
+    /// Syncs that must be Healthy before this one applies.
+    #[serde(default)]
+    pub depends_on: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

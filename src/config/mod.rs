@@ -2,7 +2,7 @@
 //! syncs from them. Unknown keys, bad values and dangling references are errors that name the
 //! file, line and column.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -206,6 +206,11 @@ pub(crate) struct Sync {
     pub include: Vec<String>,
     pub exclude: Vec<String>,
     pub vars: BTreeMap<String, String>,
+    /// Whether a pass waits until every object is Healthy, for at most `timeout`.
+    pub wait: bool,
+    pub timeout: std::time::Duration,
+    /// Syncs that must be Healthy (at the revision they last synced) before this one applies.
+    pub depends_on: Vec<String>,
 }
 
 // ---- loading -----------------------------------------------------------------------------
@@ -315,6 +320,22 @@ pub(crate) fn parse(sources: &[(PathBuf, String)]) -> Result<Mapping, Error> {
             pipeline.branches.push(repo.branch.clone());
         }
     }
+    reg.sync_refs.resolve(&reg.syncs, |name, names| {
+        format!(
+            "unknown sync {name:?} in dependsOn (defined: {})",
+            names.known().join(", ")
+        )
+    })?;
+    if let Some(cycle) = dependency_cycle(&mapping.syncs) {
+        let (_, _, origin) = reg
+            .dependents
+            .iter()
+            .find(|(from, to, _)| *from == cycle[0] && *to == cycle[1])
+            .expect("every edge of a cycle was read from a dependsOn");
+        return Err(origin
+            .clone()
+            .invalid(format!("dependsOn forms a cycle: {}", cycle.join(" → "))));
+    }
     reg.repository_refs
         .resolve(&reg.repositories, |name, names| {
             let known = names.known();
@@ -328,6 +349,56 @@ pub(crate) fn parse(sources: &[(PathBuf, String)]) -> Result<Mapping, Error> {
             )
         })?;
     Ok(mapping)
+}
+
+/// A cycle among the syncs' `dependsOn`, as the names along it (the first repeated at the
+/// end), or `None`.
+fn dependency_cycle(syncs: &[Sync]) -> Option<Vec<String>> {
+    fn visit<'a>(
+        name: &'a str,
+        syncs: &'a [Sync],
+        path: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| *n == name) {
+            let mut cycle: Vec<String> = path[at..].iter().map(|n| (*n).to_owned()).collect();
+            cycle.push(name.to_owned());
+            return Some(cycle);
+        }
+        if !done.insert(name) {
+            return None;
+        }
+        path.push(name);
+        let deps = syncs.iter().find(|s| s.name == name).map(|s| &s.depends_on);
+        for dep in deps.into_iter().flatten() {
+            if let Some(cycle) = visit(dep, syncs, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = BTreeSet::new();
+    syncs
+        .iter()
+        .find_map(|s| visit(&s.name, syncs, &mut Vec::new(), &mut done))
+}
+
+/// The syncs in an order that puts each after the syncs it depends on (otherwise as given).
+pub(crate) fn dependency_order<'a>(syncs: &[&'a Sync]) -> Vec<&'a Sync> {
+    let mut ordered: Vec<&Sync> = Vec::new();
+    let mut pending: Vec<&Sync> = syncs.to_vec();
+    while !pending.is_empty() {
+        let ready = pending.iter().position(|s| {
+            s.depends_on.iter().all(|d| {
+                ordered.iter().any(|o| &o.name == d) || !pending.iter().any(|p| &p.name == d)
+            })
+        });
+        // a cycle cannot pass validation; take the rest as they come if one did
+        let next = pending.remove(ready.unwrap_or(0));
+        ordered.push(next);
+    }
+    ordered
 }
 
 /// The Workflow file a pipeline reads when the mapping names none.
@@ -384,6 +455,71 @@ syncs:
         let err = parse_one(&text).expect_err("dangling").to_string();
         assert!(err.starts_with("berth.yaml:10:17"), "{err}");
         assert!(err.contains("unknown repository \"nope\""), "{err}");
+    }
+
+    fn with_dependencies(edges: &[(&str, &str)]) -> String {
+        let mut text = String::from(
+            "apiVersion: berth.dev/v1alpha1\nkind: Mapping\nrepositories:\n  - name: config\n    url: https://example.com/c.git\nsyncs:\n",
+        );
+        for name in ["a", "b", "c"] {
+            text.push_str(&format!("  - name: {name}\n    repository: config\n"));
+            let deps: Vec<_> = edges
+                .iter()
+                .filter(|(f, _)| *f == name)
+                .map(|(_, t)| *t)
+                .collect();
+            if !deps.is_empty() {
+                text.push_str(&format!("    dependsOn: [{}]\n", deps.join(", ")));
+            }
+        }
+        text
+    }
+
+    #[test]
+    fn depends_on_is_checked_and_orders_syncs() {
+        let m = parse_one(&with_dependencies(&[("a", "c"), ("b", "a")])).expect("valid");
+        let all: Vec<&Sync> = m.syncs.iter().collect();
+        let order: Vec<_> = dependency_order(&all)
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(order, ["c", "a", "b"]);
+        let a = &m.syncs[0];
+        assert!(!a.wait);
+        assert_eq!(a.timeout, Duration::from_secs(300));
+
+        let err = parse_one(&with_dependencies(&[("a", "b"), ("b", "c"), ("c", "a")]))
+            .expect_err("cycle")
+            .to_string();
+        assert!(err.starts_with("berth.yaml:9:"), "{err}");
+        assert!(
+            err.contains("dependsOn forms a cycle: a → b → c → a"),
+            "{err}"
+        );
+        let err = parse_one(&with_dependencies(&[("a", "a")]))
+            .expect_err("self")
+            .to_string();
+        assert!(err.contains("cannot depend on itself"), "{err}");
+        let err = parse_one(&with_dependencies(&[("a", "z")]))
+            .expect_err("unknown")
+            .to_string();
+        assert!(err.contains("unknown sync \"z\" in dependsOn"), "{err}");
+    }
+
+    #[test]
+    fn wait_takes_a_timeout() {
+        let text = GOOD.replace(
+            "    repository: config\n",
+            "    repository: config\n    wait: true\n    timeout: 10s\n",
+        );
+        let m = parse_one(&text).expect("valid");
+        assert!(m.syncs[0].wait);
+        assert_eq!(m.syncs[0].timeout, Duration::from_secs(10));
+        let bad = GOOD.replace(
+            "    repository: config\n",
+            "    repository: config\n    timeout: soon\n",
+        );
+        assert!(parse_one(&bad).is_err());
     }
 
     #[test]

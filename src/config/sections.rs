@@ -25,6 +25,10 @@ pub(super) struct Registry {
     pub repository_refs: References,
     /// Pipelines named by cleanup rules.
     pub pipeline_refs: References,
+    /// Syncs named in `dependsOn`, with the sync that names them.
+    pub sync_refs: References,
+    /// Each `dependsOn` edge (from, to) and where it is written.
+    pub dependents: Vec<(String, String, super::Origin)>,
 }
 
 impl Default for Registry {
@@ -36,6 +40,8 @@ impl Default for Registry {
             rules: Names::new("cleanup rule"),
             repository_refs: References::default(),
             pipeline_refs: References::default(),
+            sync_refs: References::default(),
+            dependents: Vec::new(),
         }
     }
 }
@@ -91,6 +97,18 @@ pub(super) fn sync(src: Source<'_>, s: SyncFile, reg: &mut Registry) -> Result<S
         vars.insert(k, v.value);
     }
     reg.repository_refs.add(src, &s.repository);
+    for dep in &s.depends_on {
+        if dep.value == name {
+            return Err(src.invalid(dep.referenced, "a sync cannot depend on itself"));
+        }
+        reg.sync_refs.add(src, dep);
+        reg.dependents
+            .push((name.clone(), dep.value.clone(), src.at(dep.referenced)));
+    }
+    let timeout = match &s.timeout {
+        Some(t) => src.check(t, super::values::parse_interval)?,
+        None => DEFAULT_TIMEOUT,
+    };
     Ok(Sync {
         name,
         repository: s.repository.value,
@@ -104,8 +122,14 @@ pub(super) fn sync(src: Source<'_>, s: SyncFile, reg: &mut Registry) -> Result<S
         include: s.include.into_iter().map(|g| g.value).collect(),
         exclude: s.exclude.into_iter().map(|g| g.value).collect(),
         vars,
+        wait: s.wait,
+        timeout,
+        depends_on: s.depends_on.into_iter().map(|d| d.value).collect(),
     })
 }
+
+/// How long a sync with `wait: true` waits for its objects when the mapping sets no timeout.
+const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 pub(super) fn pipeline(
     src: Source<'_>,
