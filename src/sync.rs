@@ -52,6 +52,8 @@ pub(crate) enum Refusal {
     Adoption(Vec<String>),
     #[error("not applied: waiting for {0}")]
     Dependency(String),
+    #[error("{0}")]
+    Hook(String),
 }
 
 /// The result of one pass.
@@ -304,6 +306,24 @@ async fn pass(
         source: &source,
         commit: &commit.id,
     };
+    // hooks are not synced objects: they run in their phases, once per new revision
+    let hooks = take_hooks(&mut manifests, &mut changes);
+    let new_revision = old.as_ref().is_none_or(|o| o.revision != commit.id);
+    let hooks = Hooks {
+        ctx,
+        sync,
+        client: &client,
+        owner: &owner,
+        hooks: if mode == Mode::Apply && new_revision {
+            hooks
+        } else {
+            Vec::new()
+        },
+    };
+    if let Err(reason) = hooks.run(&resources, apply::HookPhase::PreSync).await {
+        hooks.failed(&resources).await;
+        return Err(Refusal::Hook(reason).into());
+    }
     let (first, second): (Vec<Manifest>, Vec<Manifest>) = manifests
         .iter()
         .cloned()
@@ -402,8 +422,14 @@ async fn pass(
         }
         plan.entries.extend(entries);
     }
+    if changes.errors.is_empty()
+        && let Err(reason) = hooks.run(&resources, apply::HookPhase::Sync).await
+    {
+        changes.errors.push(apply::Error::Hook(reason));
+    }
     // never prune after a failure: what is missing may be missing by mistake
     if !changes.errors.is_empty() {
+        hooks.failed(&resources).await;
         return Ok((plan, changes));
     }
 
@@ -481,7 +507,134 @@ async fn pass(
         .await;
         changes.waited = Some(waited);
     }
+    if hooks.any(apply::HookPhase::PostSync) && changes.errors.is_empty() {
+        // PostSync hooks run once everything is applied and Healthy
+        let healthy = match &changes.waited {
+            Some(done) => done.clone(),
+            None => {
+                wait_healthy(
+                    ctx,
+                    &client,
+                    &resources,
+                    &plan.entries,
+                    "the sync",
+                    sync.timeout,
+                )
+                .await
+            }
+        };
+        let ran = match healthy {
+            Ok(()) => hooks.run(&resources, apply::HookPhase::PostSync).await,
+            Err(reason) => Err(format!("PostSync hooks did not run: {reason}")),
+        };
+        if let Err(reason) = ran {
+            changes.errors.push(apply::Error::Hook(reason));
+            hooks.failed(&resources).await;
+        }
+    }
     Ok((plan, changes))
+}
+
+/// Takes the hooks (and the objects marked `Skip`) out of the manifests; a hook annotation
+/// that names no phase fails its object alone.
+fn take_hooks(manifests: &mut Vec<Manifest>, changes: &mut ChangeSet) -> Vec<Manifest> {
+    let mut hooks = Vec::new();
+    let mut rest = Vec::new();
+    for m in std::mem::take(manifests) {
+        match apply::hook(&m.object) {
+            Ok(apply::Hook::No) => rest.push(m),
+            Ok(apply::Hook::Skip) => {}
+            Ok(apply::Hook::Runs(_)) => hooks.push(m),
+            Err(reason) => fail_alone(changes, &m, reason),
+        }
+    }
+    *manifests = rest;
+    hooks
+}
+
+/// The hooks of a pass and what running them needs.
+struct Hooks<'a> {
+    ctx: &'a Context,
+    sync: &'a Sync,
+    client: &'a kube::Client,
+    owner: &'a Owner<'a>,
+    /// Empty when this pass runs none (not a new revision, or not applying).
+    hooks: Vec<Manifest>,
+}
+
+impl Hooks<'_> {
+    fn of(&self, phase: apply::HookPhase) -> impl Iterator<Item = &Manifest> {
+        self.hooks.iter().filter(move |m| {
+            matches!(apply::hook(&m.object), Ok(apply::Hook::Runs(p)) if p.contains(&phase))
+        })
+    }
+
+    fn any(&self, phase: apply::HookPhase) -> bool {
+        self.of(phase).next().is_some()
+    }
+
+    /// Runs the hooks of a phase one after the other, in file order: each is created (after
+    /// deleting the one before, by default), then must become Healthy (a Job complete) within
+    /// the sync's timeout. The first that fails stops the phase; the error names it and why.
+    async fn run(&self, resources: &Resources, phase: apply::HookPhase) -> Result<(), String> {
+        for m in self.of(phase) {
+            let id = m.id();
+            let policy = apply::delete_policy(&m.object);
+            if policy.before_creation {
+                apply::delete_hook(self.client, resources, m.api_version(), &id)
+                    .await
+                    .map_err(|e| format!("{phase:?} hook {id}: {e}"))?;
+            }
+            self.ctx
+                .progress(&self.sync.name, &format!("{phase:?} hook {id}: running"));
+            let entry = diff::Entry {
+                id: id.clone(),
+                manifest: diff::stamp(m, self.owner),
+                action: Action::Create,
+                hash: String::new(),
+                revision: self.owner.commit.to_owned(),
+                live: None,
+                predicted: None,
+            };
+            let mut created = ChangeSet::default();
+            let one = std::slice::from_ref(&entry);
+            apply::apply(self.client, resources, one, 1, &mut created).await;
+            if let Some(e) = created.errors.pop() {
+                return Err(format!("{phase:?} hook: {e}"));
+            }
+            let what = format!("{phase:?} hook");
+            let result = wait_healthy(
+                self.ctx,
+                self.client,
+                resources,
+                one,
+                &what,
+                self.sync.timeout,
+            )
+            .await;
+            info!(sync = %self.sync.name, hook = %id, ?phase, ok = result.is_ok(), "hook finished");
+            let delete = if result.is_ok() {
+                policy.on_success
+            } else {
+                policy.on_failure
+            };
+            if delete
+                && let Err(e) =
+                    apply::delete_hook(self.client, resources, m.api_version(), &id).await
+            {
+                warn!(error = %e, "failed to delete a finished hook");
+            }
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Runs the SyncFail hooks after a failure; their own failure is only logged.
+    async fn failed(&self, resources: &Resources) {
+        if let Err(e) = self.run(resources, apply::HookPhase::SyncFail).await {
+            warn!(sync = %self.sync.name, error = %e, "a SyncFail hook failed");
+        }
+    }
 }
 
 /// Records, before a stage writes, that the sync is about to own the objects it creates or

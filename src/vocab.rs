@@ -43,6 +43,10 @@ pub(crate) const FLUX_PRUNE: &str = "kustomize.toolkit.fluxcd.io/prune";
 pub(crate) const FLUX_RECONCILE: &str = "kustomize.toolkit.fluxcd.io/reconcile";
 /// Flux's apply policy: `Ignore`, `IfNotPresent`, `Merge` or `Override` (the default).
 pub(crate) const FLUX_SSA: &str = "kustomize.toolkit.fluxcd.io/ssa";
+/// Argo CD's hook annotation: `PreSync`, `Sync`, `PostSync`, `SyncFail` or `Skip`.
+pub(crate) const ARGOCD_HOOK: &str = "argocd.argoproj.io/hook";
+/// Argo CD's hook deletion policy: `HookSucceeded`, `HookFailed`, `BeforeHookCreation`.
+pub(crate) const ARGOCD_HOOK_DELETE_POLICY: &str = "argocd.argoproj.io/hook-delete-policy";
 /// The wave an object is applied in (an integer, default 0); lower waves first.
 pub(crate) const WAVE: &str = "berth.dev/wave";
 /// Argo CD's sync-wave annotation, honored like [`WAVE`].

@@ -479,3 +479,124 @@ async fn a_sync_waits_for_the_syncs_it_depends_on() {
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("dependsOn forms a cycle"), "{text}");
 }
+
+fn web_with_image(image: &str) -> String {
+    deployment("web", "").replace("image: nginx", &format!("image: {image}"))
+}
+
+fn hook_job(name: &str, phase: &str, policy: &str) -> String {
+    format!(
+        "apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {name}
+  annotations:
+    argocd.argoproj.io/hook: {phase}
+    argocd.argoproj.io/hook-delete-policy: {policy}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{{name: {name}, image: busybox}}]
+"
+    )
+}
+
+async fn image_of(client: &kube::Client, ns: &str) -> String {
+    let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), ns);
+    let d = api.get("web").await.expect("web");
+    let spec = d.spec.and_then(|s| s.template.spec).expect("pod spec");
+    spec.containers[0].image.clone().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_presync_job_runs_before_the_deployment_changes_and_a_failure_stops_the_pass() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app_ns = namespace(&client, &unique("app")).await;
+    let repo = Repo::new();
+    repo.write("app/web.yaml", &web_with_image("nginx:1"));
+    repo.commit("v1");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &mapping(&repo.url(), "app", "app", &app_ns.name, ""),
+    );
+    common::succeeds(&berth, &["sync"], "1 created");
+
+    // v2 comes with a migration that must finish first
+    repo.write("app/web.yaml", &web_with_image("nginx:2"))
+        .write("app/migrate.yaml", &hook_job("migrate", "PreSync", "HookSucceeded"))
+        .write(
+            "app/on-fail.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: sync-failed\n  annotations: {argocd.argoproj.io/hook: SyncFail}\n",
+        );
+    repo.commit("v2 with a migration");
+    let pass = Background::sync(&berth);
+    let job = pods(&client, &app_ns.name, "job-name=migrate", 1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        image_of(&client, &app_ns.name).await,
+        "nginx:1",
+        "changed before the hook ran"
+    );
+    set_pod_status(
+        &client,
+        &app_ns.name,
+        &job[0],
+        json!({"phase": "Succeeded"}),
+    )
+    .await;
+    let (code, text) = pass.finish().await;
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(image_of(&client, &app_ns.name).await, "nginx:2");
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), &app_ns.name);
+    assert!(
+        jobs.get_opt("migrate").await.expect("read").is_none(),
+        "HookSucceeded deletes the Job"
+    );
+    let configs: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), &app_ns.name);
+    assert!(
+        configs
+            .get_opt("sync-failed")
+            .await
+            .expect("read")
+            .is_none()
+    );
+
+    // v3's migration fails: nothing else is applied, and the SyncFail hook runs
+    repo.write("app/web.yaml", &web_with_image("nginx:3"));
+    repo.commit("v3 with a failing migration");
+    let pass = Background::sync(&berth);
+    // the new Job's pod, not the finished one of v2 that garbage collection has yet to remove
+    let pending = common::eventually(Duration::from_secs(30), || async {
+        pods(&client, &app_ns.name, "job-name=migrate", 1)
+            .await
+            .into_iter()
+            .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Succeeded"))
+    })
+    .await
+    .expect("the v3 migration's pod");
+    set_pod_status(&client, &app_ns.name, &pending, json!({"phase": "Failed"})).await;
+    let (code, text) = pass.finish().await;
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("PreSync hook is Degraded") && text.contains("Job.batch/migrate"),
+        "{text}"
+    );
+    assert_eq!(image_of(&client, &app_ns.name).await, "nginx:2");
+    assert!(
+        configs
+            .get_opt("sync-failed")
+            .await
+            .expect("read")
+            .is_some()
+    );
+    let a = status(&client, &berth_ns.name, "app")
+        .await
+        .metadata
+        .annotations
+        .unwrap_or_default();
+    assert_eq!(a["berth.dev/status"], "Failed");
+}

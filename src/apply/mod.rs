@@ -1,14 +1,16 @@
 //! The only code that writes synced objects: server-side apply of a plan's creates and updates,
 //! and pruning of what left git.
 
+mod hooks;
 mod order;
 mod policy;
 mod prune;
 mod ssa;
 
+pub(crate) use hooks::{Hook, Phase as HookPhase, delete_policy, hook};
 pub(crate) use order::{key as order_key, prune_key, wave};
 pub(crate) use policy::{hold, merge};
-pub(crate) use prune::{Decision, decide, prune};
+pub(crate) use prune::{Decision, decide, delete_hook, prune};
 pub(crate) use ssa::{apply, wait_established};
 
 use crate::object::ObjectId;
@@ -24,6 +26,9 @@ pub(crate) enum Error {
     },
     #[error("failed to prune {id}: {message}")]
     Prune { id: String, message: String },
+    /// A hook that failed, or that could not run.
+    #[error("{0}")]
+    Hook(String),
     #[error("CustomResourceDefinition {name} did not become Established within {seconds}s")]
     NotEstablished { name: String, seconds: u64 },
     /// An object left out of the pass: unserved, unnamed, refused by a dry-run, or

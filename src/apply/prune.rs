@@ -8,6 +8,7 @@ use kube::api::DeleteParams;
 use super::{ChangeSet, Error};
 use crate::cluster::{self, Resources};
 use crate::diff::Orphan;
+use crate::object::ObjectId;
 use crate::vocab;
 
 /// What happens to an orphan.
@@ -94,35 +95,78 @@ pub(crate) async fn prune(
 
 /// Deletes one orphan, with a precondition on the uid that was inspected, so a recreated
 /// object of the same name is safe.
-async fn delete_one(
+async fn delete_one(client: &Client, resources: &Resources, o: &Orphan) -> Result<ObjectId, Error> {
+    let uid = o.live.as_ref().and_then(|l| l["metadata"]["uid"].as_str());
+    delete(client, resources, &o.record.api_version, &o.id, uid).await?;
+    Ok(o.id.clone())
+}
+
+/// Deletes an object (background propagation), only if it still has `uid` when one is given;
+/// one already gone is not an error.
+async fn delete(
     client: &Client,
     resources: &Resources,
-    o: &Orphan,
-) -> Result<crate::object::ObjectId, Error> {
+    api_version: &str,
+    id: &ObjectId,
+    uid: Option<&str>,
+) -> Result<(), Error> {
+    let fail = |message: String| Error::Prune {
+        id: id.to_string(),
+        message,
+    };
     let resource = resources
-        .get(&o.record.api_version, &o.id.kind)
-        .or_else(|| resources.preferred(&o.id.group, &o.id.kind))
-        .ok_or_else(|| Error::Prune {
-            id: o.id.to_string(),
-            message: "its kind is no longer served".to_owned(),
-        })?;
-    let ns = Some(o.id.namespace.as_str()).filter(|n| !n.is_empty());
+        .get(api_version, &id.kind)
+        .or_else(|| resources.preferred(&id.group, &id.kind))
+        .ok_or_else(|| fail("its kind is no longer served".to_owned()))?;
+    let ns = Some(id.namespace.as_str()).filter(|n| !n.is_empty());
     let api = cluster::api(client, resource, ns);
     let mut params = DeleteParams::background();
-    if let Some(uid) = o.live.as_ref().and_then(|l| l["metadata"]["uid"].as_str()) {
+    if let Some(uid) = uid {
         params = params.preconditions(kube::api::Preconditions {
             uid: Some(uid.to_owned()),
             resource_version: None,
         });
     }
-    match api.delete(&o.id.name, &params).await {
-        Ok(_) => Ok(o.id.clone()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(o.id.clone()),
-        Err(e) => Err(Error::Prune {
-            id: o.id.to_string(),
-            message: cluster::api_message(&e),
-        }),
+    match api.delete(&id.name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(fail(cluster::api_message(&e))),
     }
+}
+
+/// Deletes a hook object and waits (up to a minute) until it is gone, so it can be created
+/// again under the same name.
+///
+/// # Errors
+/// The delete is refused, or the object is still there after a minute.
+pub(crate) async fn delete_hook(
+    client: &Client,
+    resources: &Resources,
+    api_version: &str,
+    id: &ObjectId,
+) -> Result<(), Error> {
+    delete(client, resources, api_version, id, None).await?;
+    let Some(resource) = resources.get(api_version, &id.kind) else {
+        return Ok(());
+    };
+    let ns = Some(id.namespace.as_str()).filter(|n| !n.is_empty());
+    let api = cluster::api(client, resource, ns);
+    for _ in 0..300 {
+        match api.get_opt(&id.name).await {
+            Ok(None) => return Ok(()),
+            Ok(Some(_)) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+            Err(e) => {
+                return Err(Error::Prune {
+                    id: id.to_string(),
+                    message: cluster::api_message(&e),
+                });
+            }
+        }
+    }
+    Err(Error::Prune {
+        id: id.to_string(),
+        message: "still there a minute after it was deleted".to_owned(),
+    })
 }
 
 #[cfg(test)]
