@@ -487,7 +487,9 @@ async fn pass(
             "objects left git; prune is disabled, leaving them"
         );
     }
-    if sync.wait && mode == Mode::Apply && changes.errors.is_empty() {
+    // `wait`, and PostSync hooks, need every object Healthy
+    let post_sync = hooks.any(apply::HookPhase::PostSync);
+    if (sync.wait || post_sync) && mode == Mode::Apply && changes.errors.is_empty() {
         ctx.progress(
             &sync.name,
             &format!(
@@ -505,31 +507,18 @@ async fn pass(
             sync.timeout,
         )
         .await;
-        changes.waited = Some(waited);
-    }
-    if hooks.any(apply::HookPhase::PostSync) && changes.errors.is_empty() {
-        // PostSync hooks run once everything is applied and Healthy
-        let healthy = match &changes.waited {
-            Some(done) => done.clone(),
-            None => {
-                wait_healthy(
-                    ctx,
-                    &client,
-                    &resources,
-                    &plan.entries,
-                    "the sync",
-                    sync.timeout,
-                )
-                .await
+        if sync.wait {
+            changes.waited = Some(waited.clone());
+        }
+        if post_sync {
+            let ran = match waited {
+                Ok(()) => hooks.run(&resources, apply::HookPhase::PostSync).await,
+                Err(reason) => Err(format!("PostSync hooks did not run: {reason}")),
+            };
+            if let Err(reason) = ran {
+                changes.errors.push(apply::Error::Hook(reason));
+                hooks.failed(&resources).await;
             }
-        };
-        let ran = match healthy {
-            Ok(()) => hooks.run(&resources, apply::HookPhase::PostSync).await,
-            Err(reason) => Err(format!("PostSync hooks did not run: {reason}")),
-        };
-        if let Err(reason) = ran {
-            changes.errors.push(apply::Error::Hook(reason));
-            hooks.failed(&resources).await;
         }
     }
     Ok((plan, changes))

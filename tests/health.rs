@@ -28,6 +28,24 @@ async fn pods(client: &kube::Client, ns: &str, selector: &str, count: usize) -> 
     .unwrap_or_else(|| panic!("the controllers created {count} pods for {selector}"))
 }
 
+/// The status a kubelet reports for a running, ready Pod.
+fn ready() -> serde_json::Value {
+    json!({"phase": "Running", "conditions": [
+        {"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}]})
+}
+
+/// The annotations of sync `app`'s status record.
+async fn annotations(
+    client: &kube::Client,
+    berth_ns: &str,
+) -> std::collections::BTreeMap<String, String> {
+    status(client, berth_ns, "app")
+        .await
+        .metadata
+        .annotations
+        .unwrap_or_default()
+}
+
 /// Sets a Pod's status as a kubelet would.
 async fn set_pod_status(client: &kube::Client, ns: &str, pod: &Pod, status: serde_json::Value) {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -67,11 +85,7 @@ async fn sync_until(
     for _ in 0..60 {
         let out = berth.run(&["sync"]);
         assert!(out.status.success(), "{}", common::text(&out));
-        let a = status(client, berth_ns, "app")
-            .await
-            .metadata
-            .annotations
-            .unwrap_or_default();
+        let a = annotations(client, berth_ns).await;
         last = a["berth.dev/health"].clone();
         if last == want {
             return a;
@@ -113,31 +127,21 @@ spec:
     );
 
     common::succeeds(&berth, &["sync"], "2 created");
-    let st = status(&client, &berth_ns.name, "app").await;
-    let a = st.metadata.annotations.unwrap_or_default();
+    let a = annotations(&client, &berth_ns.name).await;
     assert_eq!(a["berth.dev/health"], "Progressing");
 
     // the controllers create the pods; with none ready the rollout is still in progress
     let created = pods(&client, &app_ns.name, "app=web", 2).await;
     common::succeeds(&berth, &["sync"], "0 created");
-    let a = status(&client, &berth_ns.name, "app")
-        .await
-        .metadata
-        .annotations
-        .unwrap_or_default();
+    let a = annotations(&client, &berth_ns.name).await;
     assert_eq!(a["berth.dev/health"], "Progressing");
 
     // one ready pod of two is not enough
-    let ready = json!({"phase": "Running", "conditions": [
-        {"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}]});
+    let ready = ready();
     set_pod_status(&client, &app_ns.name, &created[0], ready.clone()).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     common::succeeds(&berth, &["sync"], "0 created");
-    let a = status(&client, &berth_ns.name, "app")
-        .await
-        .metadata
-        .annotations
-        .unwrap_or_default();
+    let a = annotations(&client, &berth_ns.name).await;
     assert_eq!(a["berth.dev/health"], "Progressing");
 
     set_pod_status(&client, &app_ns.name, &created[1], ready).await;
@@ -318,8 +322,7 @@ async fn a_wave_is_applied_only_after_the_wave_before_it_is_healthy() {
         "wave 1 was applied before wave 0 was Healthy"
     );
 
-    let ready = json!({"phase": "Running", "conditions": [
-        {"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}]});
+    let ready = ready();
     set_pod_status(&client, &app_ns.name, &db[0], ready).await;
     let (code, text) = pass.finish().await;
     assert_eq!(code, Some(0), "{text}");
@@ -368,11 +371,7 @@ spec:
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
         Api::namespaced(client.clone(), &app_ns.name);
     assert!(deployments.get_opt("web").await.expect("read").is_none());
-    let a = status(&client, &berth_ns.name, "app")
-        .await
-        .metadata
-        .annotations
-        .unwrap_or_default();
+    let a = annotations(&client, &berth_ns.name).await;
     assert_eq!(a["berth.dev/status"], "Failed");
 }
 
@@ -397,11 +396,7 @@ async fn wait_ends_degraded_when_pods_never_become_ready() {
     let out = berth.run(&["sync"]);
     let text = common::text(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    let a = status(&client, &berth_ns.name, "app")
-        .await
-        .metadata
-        .annotations
-        .unwrap_or_default();
+    let a = annotations(&client, &berth_ns.name).await;
     assert_eq!(a["berth.dev/health"], "Degraded");
     let message = &a["berth.dev/message"];
     assert!(
@@ -414,16 +409,11 @@ async fn wait_ends_degraded_when_pods_never_become_ready() {
 
     // once the pod is ready, the next pass waits only as long as that takes
     let created = pods(&client, &app_ns.name, "app=web", 1).await;
-    let ready = json!({"phase": "Running", "conditions": [
-        {"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}]});
+    let ready = ready();
     set_pod_status(&client, &app_ns.name, &created[0], ready).await;
     let out = berth.run(&["sync"]);
     assert!(out.status.success(), "{}", common::text(&out));
-    let a = status(&client, &berth_ns.name, "app")
-        .await
-        .metadata
-        .annotations
-        .unwrap_or_default();
+    let a = annotations(&client, &berth_ns.name).await;
     assert_eq!(a["berth.dev/health"], "Healthy");
 }
 
@@ -462,8 +452,7 @@ async fn a_sync_waits_for_the_syncs_it_depends_on() {
     assert!(configs.get_opt("after-web").await.expect("read").is_none());
 
     let created = pods(&client, &app_ns.name, "app=web", 1).await;
-    let ready = json!({"phase": "Running", "conditions": [
-        {"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}]});
+    let ready = ready();
     set_pod_status(&client, &app_ns.name, &created[0], ready).await;
     let applied = common::eventually(Duration::from_secs(30), || async {
         let out = berth.run(&["sync"]);
@@ -593,10 +582,50 @@ async fn a_presync_job_runs_before_the_deployment_changes_and_a_failure_stops_th
             .expect("read")
             .is_some()
     );
-    let a = status(&client, &berth_ns.name, "app")
-        .await
-        .metadata
-        .annotations
-        .unwrap_or_default();
+    let a = annotations(&client, &berth_ns.name).await;
     assert_eq!(a["berth.dev/status"], "Failed");
+}
+
+#[tokio::test]
+async fn a_post_sync_hook_runs_after_the_objects_are_healthy_and_is_never_pruned() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app_ns = namespace(&client, &unique("app")).await;
+    let repo = Repo::new();
+    repo.write(
+        "app/settings.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n",
+    )
+    .write(
+        "app/notify.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notified\n  annotations: {argocd.argoproj.io/hook: PostSync}\n",
+    )
+    .write(
+        "app/skipped.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: skipped\n  annotations: {argocd.argoproj.io/hook: Skip}\n",
+    );
+    repo.commit("with hooks");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &mapping(&repo.url(), "app", "app", &app_ns.name, ""),
+    );
+    common::succeeds(&berth, &["sync"], "1 created");
+    let configs: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), &app_ns.name);
+    assert!(configs.get_opt("notified").await.expect("read").is_some());
+    assert!(configs.get_opt("skipped").await.expect("read").is_none());
+    let inventory = status(&client, &berth_ns.name, "app")
+        .await
+        .data
+        .unwrap_or_default();
+    assert_eq!(
+        inventory.len(),
+        1,
+        "hooks are not synced objects: {inventory:?}"
+    );
+
+    repo.remove("app/notify.yaml");
+    repo.commit("no more hook");
+    common::succeeds(&berth, &["sync"], "0 pruned");
+    assert!(configs.get_opt("notified").await.expect("read").is_some());
 }
