@@ -6,6 +6,7 @@
 //! Its parts sit on [`shared::Shared`]: the HTTP server ([`server`]), file notifications
 //! ([`files`]) and leader election ([`lease`]).
 
+mod drift;
 mod files;
 mod lease;
 mod secrets;
@@ -336,6 +337,16 @@ impl Tasks {
             let trigger = shared
                 .trigger(&repo.name)
                 .expect("a trigger per repository");
+            let syncs: Vec<_> = mapping
+                .syncs
+                .iter()
+                .filter(|s| s.repository == repo.name)
+                .cloned()
+                .collect();
+            if !syncs.is_empty() {
+                let (ctx, trigger, stop) = (ctx.clone(), trigger.clone(), stop_rx.clone());
+                set.spawn(async move { drift::watch(ctx, syncs, trigger, stop).await });
+            }
             let (ctx, mapping, stop) = (ctx.clone(), mapping.clone(), stop_rx.clone());
             set.spawn(async move { poll(ctx, mapping, repo, trigger, stop).await });
         }
