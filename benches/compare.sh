@@ -189,6 +189,43 @@ rss20=$(awk '/VmRSS/ {print $2}' "/proc/$agent/status")
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$agent/status")
 kill "$agent"; wait "$agent" 2>/dev/null || true; agent=""
 
+# ---- P8/P9: drift repair latency and RSS with 10 000 watched objects ---------------------------
+log "P8/P9: berth run watching 10 syncs x 1000 objects; hand edits reverted by selfHeal"
+big=$work/watched
+mkdir -p "$big/apps"
+python3 - "$big/apps" <<'PY'
+import os, sys
+for s in range(10):
+    d = os.path.join(sys.argv[1], f"w{s}")
+    os.makedirs(d)
+    with open(os.path.join(d, "all.yaml"), "w") as f:
+        for i in range(1000):
+            f.write(f"---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i:04d}\ndata:\n  value: \"{i}\"\n")
+PY
+git -C "$big" init -q -b main; git -C "$big" add -A; git -C "$big" -c user.name=b -c user.email=b@example.com commit -qm watched
+{
+  echo "apiVersion: berth.dev/v1alpha1"; echo "kind: Mapping"
+  echo "repositories: [{name: config, url: \"file://$big\", interval: 1h}]"
+  echo "syncs:"
+  for s in $(seq 0 9); do kubectl create namespace "w$s" >/dev/null; echo "  - {name: w$s, repository: config, path: apps/w$s, namespace: w$s, selfHeal: true}"; done
+} >"$work/watched.yaml"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$berth" -c "$work/watched.yaml" run --listen "127.0.0.1:$port" --admin-listen 127.0.0.1:0 2>/dev/null &
+agent=$!
+passes() { curl -fs "http://127.0.0.1:$port/metrics" | awk '/^berth_syncs_total/ {s += $2} END {print int(s)}'; }
+until [ "$(passes 2>/dev/null || echo 0)" -ge 10 ]; do sleep 0.5; done
+sleep 12  # the watches pick up the recorded inventories
+p8=()
+for i in $(seq 1 15); do
+  t0=$(now)
+  kubectl -n w3 patch configmap cm-0042 --type=merge -p '{"data":{"value":"by hand"}}' >/dev/null
+  until [ "$(kubectl -n w3 get configmap cm-0042 -o jsonpath='{.data.value}')" = "42" ]; do :; done
+  t1=$(now); p8+=("$(elapsed "$t0" "$t1")")
+done
+watched_rss=$(awk '/VmRSS/ {print $2}' "/proc/$agent/status")
+watched_hwm=$(awk '/VmHWM/ {print $2}' "/proc/$agent/status")
+kill "$agent"; wait "$agent" 2>/dev/null || true; agent=""
+
 # ---- P4/P5: reaction latency ------------------------------------------------------------------
 latency=$(cargo bench --quiet --bench latency 2>/dev/null | grep -E '^P[45]' || true)
 
@@ -205,4 +242,6 @@ printf '%-4s %-58s %9s %9s %7s %s\n' P2 "no-op resync, 1000 objects (kubectl app
 printf '%-4s %-58s %9s %9s %7s %s\n' P3 "diff, 10 of 1000 changed (kubectl diff --server-side)" "$b3" "$k3" "$(ratio "$b3" "$k3")" "<= 0.5"
 printf '%-4s %-58s %9s %9s %7s %s\n' P6 "fetch 1 new commit, 5000 commits/2000 files (git fetch)" "$b6" "$g6" "$(ratio "$b6" "$g6")" "<= 1.0"
 echo "P7 berth run, 10 syncs x 100 objects, 20 cycles: peak RSS $((hwm / 1024)) MiB; RSS after 5 cycles $((rss5 / 1024)) MiB, after 20 $((rss20 / 1024)) MiB (target <= 40 MiB, flat)"
+echo "P8 drift -> repaired by selfHeal (kubectl patch to value back, via kubectl polling; an upper bound): p50 $(median "${p8[@]}") s over ${#p8[@]} edits (target p50 <= 2 s)"
+echo "P9 berth run watching 10 000 objects: RSS $((watched_rss / 1024)) MiB, peak $((watched_hwm / 1024)) MiB (target <= 64 MiB)"
 echo "$latency" | sed 's/^/    /'

@@ -178,3 +178,56 @@ fn drifted(seen: &mut Seen, event: Event<PartialObjectMeta<DynamicObject>>) -> O
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::api::ObjectMeta;
+    use kube::core::PartialObjectMetaExt as _;
+
+    fn meta(
+        generation: Option<i64>,
+        rv: &str,
+        replicas_label: &str,
+    ) -> PartialObjectMeta<DynamicObject> {
+        ObjectMeta {
+            name: Some("web".into()),
+            uid: Some("u1".into()),
+            generation,
+            resource_version: Some(rv.into()),
+            labels: Some([("tier".to_owned(), replicas_label.to_owned())].into()),
+            ..Default::default()
+        }
+        .into_response_partial()
+    }
+
+    #[test]
+    fn only_changes_berth_should_look_at_count() {
+        let mut seen = Seen::new();
+        assert_eq!(
+            drifted(&mut seen, Event::InitApply(meta(Some(1), "10", "a"))),
+            None
+        );
+        // a controller's status update: new resourceVersion, same generation
+        assert_eq!(
+            drifted(&mut seen, Event::Apply(meta(Some(1), "11", "a"))),
+            None
+        );
+        // kubectl scale: generation moves
+        assert_eq!(
+            drifted(&mut seen, Event::Apply(meta(Some(2), "12", "a"))).as_deref(),
+            Some("web")
+        );
+        // a label edited by hand
+        assert!(drifted(&mut seen, Event::Apply(meta(Some(2), "13", "b"))).is_some());
+
+        // kinds without a generation: any new resourceVersion is a change
+        let mut seen = Seen::new();
+        assert_eq!(
+            drifted(&mut seen, Event::InitApply(meta(None, "5", "a"))),
+            None
+        );
+        assert!(drifted(&mut seen, Event::Apply(meta(None, "6", "a"))).is_some());
+        assert!(drifted(&mut seen, Event::Delete(meta(None, "7", "a"))).is_some());
+    }
+}
