@@ -71,6 +71,9 @@ fn record(entry: &Entry, object: &Value) -> Record {
     }
 }
 
+/// How many times an apply is retried over a newer resourceVersion.
+const CONFLICT_RETRIES: u32 = 5;
+
 async fn apply_one(client: &Client, resources: &Resources, entry: &Entry) -> Result<Value, Error> {
     let m = &entry.manifest;
     let fail = |message: String| Error::Apply {
@@ -103,24 +106,27 @@ async fn apply_one(client: &Client, resources: &Resources, entry: &Entry) -> Res
     {
         object["metadata"]["resourceVersion"] = Value::from(version);
     }
-    let applied = match api.patch(m.name(), &params, &Patch::Apply(&object)).await {
-        Ok(applied) => applied,
-        // Changed since the plan looked (a controller's status update, usually): apply over
-        // what is there now. The retry is a new write, so it passes the fence again.
-        Err(e) if cluster::is_conflict(&e) => {
-            let current = api
-                .get(m.name())
-                .await
-                .map_err(|e| fail(cluster::api_message(&e)))?;
-            object["metadata"]["resourceVersion"] =
-                Value::from(current.metadata.resource_version.unwrap_or_default());
-            api.patch(m.name(), &params, &Patch::Apply(&object))
-                .await
-                .map_err(|e| fail(cluster::api_message(&e)))?
+    // Changed since the plan looked (a controller's status update, usually, and a rollout
+    // right after a hand edit updates status several times a second): apply over what is
+    // there now. Each retry is a new write, so it passes the fence again.
+    let mut attempts = 0;
+    loop {
+        match api.patch(m.name(), &params, &Patch::Apply(&object)).await {
+            Ok(applied) => {
+                return Ok(serde_json::to_value(&applied).expect("objects from the API serialize"));
+            }
+            Err(e) if cluster::is_conflict(&e) && attempts < CONFLICT_RETRIES => {
+                attempts += 1;
+                let current = api
+                    .get(m.name())
+                    .await
+                    .map_err(|e| fail(cluster::api_message(&e)))?;
+                object["metadata"]["resourceVersion"] =
+                    Value::from(current.metadata.resource_version.unwrap_or_default());
+            }
+            Err(e) => return Err(fail(cluster::api_message(&e))),
         }
-        Err(e) => return Err(fail(cluster::api_message(&e))),
-    };
-    Ok(serde_json::to_value(&applied).expect("objects from the API serialize"))
+    }
 }
 
 /// Waits until each named CustomResourceDefinition reports `Established`.
