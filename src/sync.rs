@@ -409,15 +409,32 @@ async fn pass(
             }
             entries.sort_by_key(|e| apply::order_key(&e.manifest.object));
             apply_in_order(ctx, &sync.name, &client, &resources, &entries, &mut changes).await;
-            let crds: Vec<String> = entries
+            let new_crds: Vec<&diff::Entry> = entries
                 .iter()
                 .filter(|e| e.manifest.is_crd() && e.action != Action::Unchanged)
                 .filter(|e| !changes.failed.contains(&e.id))
+                .collect();
+            let crds: Vec<String> = new_crds
+                .iter()
                 .map(|e| e.manifest.name().to_owned())
                 .collect();
             if stage == 0 && !crds.is_empty() {
                 apply::wait_established(&client, &resources, &crds, CRD_TIMEOUT).await?;
-                resources = Resources::discover(&client, &groups).await?;
+                // discovery can lag behind Established on a busy API server: look again until
+                // every new kind is served (or give up after a few seconds and let it fail alone)
+                for _ in 0..20 {
+                    resources = Resources::discover(&client, &groups).await?;
+                    let served = new_crds.iter().all(|e| {
+                        let spec = &e.manifest.object["spec"];
+                        let group = spec["group"].as_str().unwrap_or_default();
+                        let kind = spec["names"]["kind"].as_str().unwrap_or_default();
+                        resources.preferred(group, kind).is_some()
+                    });
+                    if served {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
             }
         }
         plan.entries.extend(entries);
