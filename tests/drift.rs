@@ -57,28 +57,59 @@ async fn scale(api: &Api<Deployment>, to: i32) {
     .expect("scaled by hand");
 }
 
+/// `berth run` on a repository with one Deployment, once it has applied it and its watches
+/// have started (they pick up the inventory the first pass recorded within 10 s).
+struct Running {
+    // the agent stops first (fields drop in order), then its files, then the namespaces
+    _agent: common::ChildGuard,
+    _berth: Berth,
+    _repo: Repo,
+    client: kube::Client,
+    berth_ns: common::NamespaceGuard,
+    _app_ns: common::NamespaceGuard,
+    api: Api<Deployment>,
+}
+
+impl Running {
+    async fn start(self_heal: bool) -> Self {
+        let client = client().await;
+        let berth_ns = namespace(&client, &unique("berth")).await;
+        let app_ns = namespace(&client, &unique("app")).await;
+        let repo = Repo::new();
+        repo.write("app/web.yaml", WEB);
+        repo.commit("web");
+        let berth = Berth::new(
+            &berth_ns.name,
+            &hourly(&repo.url(), &app_ns.name, self_heal),
+        );
+        let (agent, _) = berth.agent();
+        let api: Api<Deployment> = Api::namespaced(client.clone(), &app_ns.name);
+        let synced = common::eventually(Duration::from_secs(30), || async {
+            (replicas(&api).await == Some(1)).then_some(())
+        })
+        .await;
+        assert!(synced.is_some(), "first pass applied web");
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        Self {
+            _agent: agent,
+            _berth: berth,
+            _repo: repo,
+            client,
+            berth_ns,
+            _app_ns: app_ns,
+            api,
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_hand_edit_is_reverted_at_once_with_self_heal() {
-    let client = client().await;
-    let berth_ns = namespace(&client, &unique("berth")).await;
-    let app_ns = namespace(&client, &unique("app")).await;
-    let repo = Repo::new();
-    repo.write("app/web.yaml", WEB);
-    repo.commit("web");
-    let berth = Berth::new(&berth_ns.name, &hourly(&repo.url(), &app_ns.name, true));
-    let (_agent, _) = berth.agent();
-    let api: Api<Deployment> = Api::namespaced(client.clone(), &app_ns.name);
-    let synced = common::eventually(Duration::from_secs(30), || async {
-        (replicas(&api).await == Some(1)).then_some(())
-    })
-    .await;
-    assert!(synced.is_some(), "first pass applied web");
-    // let the watches start on the inventory the first pass recorded
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    let running = Running::start(true).await;
+    let api = &running.api;
 
-    scale(&api, 3).await;
+    scale(api, 3).await;
     let reverted = common::eventually(Duration::from_secs(2), || async {
-        (replicas(&api).await == Some(1)).then_some(())
+        (replicas(api).await == Some(1)).then_some(())
     })
     .await;
     assert!(reverted.is_some(), "scale to 3 was not reverted within 2 s");
@@ -86,32 +117,19 @@ async fn a_hand_edit_is_reverted_at_once_with_self_heal() {
 
 #[tokio::test]
 async fn a_hand_edit_shows_out_of_sync_at_once_without_self_heal() {
-    let client = client().await;
-    let berth_ns = namespace(&client, &unique("berth")).await;
-    let app_ns = namespace(&client, &unique("app")).await;
-    let repo = Repo::new();
-    repo.write("app/web.yaml", WEB);
-    repo.commit("web");
-    let berth = Berth::new(&berth_ns.name, &hourly(&repo.url(), &app_ns.name, false));
-    let (_agent, _) = berth.agent();
-    let api: Api<Deployment> = Api::namespaced(client.clone(), &app_ns.name);
-    let synced = common::eventually(Duration::from_secs(30), || async {
-        (replicas(&api).await == Some(1)).then_some(())
-    })
-    .await;
-    assert!(synced.is_some(), "first pass applied web");
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    let running = Running::start(false).await;
+    let (api, client) = (&running.api, &running.client);
 
-    scale(&api, 3).await;
+    scale(api, 3).await;
     let out_of_sync = common::eventually(Duration::from_secs(2), || async {
-        let st = status(&client, &berth_ns.name, "app").await;
+        let st = status(client, &running.berth_ns.name, "app").await;
         let a = st.metadata.annotations.unwrap_or_default();
         (a["berth.dev/status"] == "OutOfSync").then_some(())
     })
     .await;
     assert!(out_of_sync.is_some(), "not OutOfSync within 2 s");
     assert_eq!(
-        replicas(&api).await,
+        replicas(api).await,
         Some(3),
         "without selfHeal the edit stays"
     );
