@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Berth, Repo, client, mapping, namespace, status, unique};
+use common::{App, Berth, Repo, client, mapping, namespace, status, unique};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
@@ -97,10 +97,13 @@ async fn sync_until(
 
 #[tokio::test]
 async fn a_deployment_is_progressing_until_its_pods_are_ready() {
-    let client = client().await;
-    let berth_ns = namespace(&client, &unique("berth")).await;
-    let app_ns = namespace(&client, &unique("app")).await;
-    let repo = Repo::new();
+    let App {
+        client,
+        berth_ns,
+        app_ns,
+        repo,
+        berth,
+    } = App::new("").await;
     repo.write(
         "app/web.yaml",
         "apiVersion: apps/v1
@@ -121,10 +124,6 @@ spec:
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n",
     );
     repo.commit("web");
-    let berth = Berth::new(
-        &berth_ns.name,
-        &mapping(&repo.url(), "app", "app", &app_ns.name, ""),
-    );
 
     common::succeeds(&berth, &["sync"], "2 created");
     let a = annotations(&client, &berth_ns.name).await;
@@ -170,10 +169,13 @@ spec:
 
 #[tokio::test]
 async fn a_failed_job_makes_the_sync_degraded_and_says_why() {
-    let client = client().await;
-    let berth_ns = namespace(&client, &unique("berth")).await;
-    let app_ns = namespace(&client, &unique("app")).await;
-    let repo = Repo::new();
+    let App {
+        client,
+        berth_ns,
+        app_ns,
+        repo,
+        berth,
+    } = App::new("").await;
     repo.write(
         "app/migrate.yaml",
         "apiVersion: batch/v1
@@ -189,10 +191,6 @@ spec:
 ",
     );
     repo.commit("migrate");
-    let berth = Berth::new(
-        &berth_ns.name,
-        &mapping(&repo.url(), "app", "app", &app_ns.name, ""),
-    );
     common::succeeds(&berth, &["sync"], "1 created");
     let pod = pods(&client, &app_ns.name, "job-name=migrate", 1).await;
     let failed = json!({"phase": "Failed", "reason": "Error", "containerStatuses": [{
@@ -289,10 +287,13 @@ spec:
 
 #[tokio::test]
 async fn a_wave_is_applied_only_after_the_wave_before_it_is_healthy() {
-    let client = client().await;
-    let berth_ns = namespace(&client, &unique("berth")).await;
-    let app_ns = namespace(&client, &unique("app")).await;
-    let repo = Repo::new();
+    let App {
+        client,
+        berth_ns: _berth_ns,
+        app_ns,
+        repo,
+        berth,
+    } = App::new("").await;
     repo.write("app/db.yaml", &deployment("db", ""))
         .write(
             "app/web.yaml",
@@ -303,10 +304,6 @@ async fn a_wave_is_applied_only_after_the_wave_before_it_is_healthy() {
             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n",
         );
     repo.commit("two waves");
-    let berth = Berth::new(
-        &berth_ns.name,
-        &mapping(&repo.url(), "app", "app", &app_ns.name, ""),
-    );
     let pass = Background::sync(&berth);
 
     // wave 0 is applied and rolls out; wave 1 waits for it
@@ -332,10 +329,13 @@ async fn a_wave_is_applied_only_after_the_wave_before_it_is_healthy() {
 
 #[tokio::test]
 async fn a_failed_wave_stops_the_waves_after_it() {
-    let client = client().await;
-    let berth_ns = namespace(&client, &unique("berth")).await;
-    let app_ns = namespace(&client, &unique("app")).await;
-    let repo = Repo::new();
+    let App {
+        client,
+        berth_ns,
+        app_ns,
+        repo,
+        berth,
+    } = App::new("").await;
     repo.write(
         "app/migrate.yaml",
         "apiVersion: batch/v1
@@ -353,10 +353,6 @@ spec:
     )
     .write("app/web.yaml", &deployment("web", ""));
     repo.commit("migrate first");
-    let berth = Berth::new(
-        &berth_ns.name,
-        &mapping(&repo.url(), "app", "app", &app_ns.name, ""),
-    );
     let pass = Background::sync(&berth);
     let pod = pods(&client, &app_ns.name, "job-name=migrate", 1).await;
     let failed = json!({"phase": "Failed", "reason": "Error"});
@@ -377,22 +373,15 @@ spec:
 
 #[tokio::test]
 async fn wait_ends_degraded_when_pods_never_become_ready() {
-    let client = client().await;
-    let berth_ns = namespace(&client, &unique("berth")).await;
-    let app_ns = namespace(&client, &unique("app")).await;
-    let repo = Repo::new();
+    let App {
+        client,
+        berth_ns,
+        app_ns,
+        repo,
+        berth,
+    } = App::new("    wait: true\n    timeout: 10s\n").await;
     repo.write("app/web.yaml", &deployment("web", ""));
     repo.commit("web");
-    let berth = Berth::new(
-        &berth_ns.name,
-        &mapping(
-            &repo.url(),
-            "app",
-            "app",
-            &app_ns.name,
-            "    wait: true\n    timeout: 10s\n",
-        ),
-    );
     let out = berth.run(&["sync"]);
     let text = common::text(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
@@ -501,16 +490,15 @@ async fn image_of(client: &kube::Client, ns: &str) -> String {
 
 #[tokio::test]
 async fn a_presync_job_runs_before_the_deployment_changes_and_a_failure_stops_the_pass() {
-    let client = client().await;
-    let berth_ns = namespace(&client, &unique("berth")).await;
-    let app_ns = namespace(&client, &unique("app")).await;
-    let repo = Repo::new();
+    let App {
+        client,
+        berth_ns,
+        app_ns,
+        repo,
+        berth,
+    } = App::new("").await;
     repo.write("app/web.yaml", &web_with_image("nginx:1"));
     repo.commit("v1");
-    let berth = Berth::new(
-        &berth_ns.name,
-        &mapping(&repo.url(), "app", "app", &app_ns.name, ""),
-    );
     common::succeeds(&berth, &["sync"], "1 created");
 
     // v2 comes with a migration that must finish first
@@ -588,10 +576,13 @@ async fn a_presync_job_runs_before_the_deployment_changes_and_a_failure_stops_th
 
 #[tokio::test]
 async fn a_post_sync_hook_runs_after_the_objects_are_healthy_and_is_never_pruned() {
-    let client = client().await;
-    let berth_ns = namespace(&client, &unique("berth")).await;
-    let app_ns = namespace(&client, &unique("app")).await;
-    let repo = Repo::new();
+    let App {
+        client,
+        berth_ns,
+        app_ns,
+        repo,
+        berth,
+    } = App::new("").await;
     repo.write(
         "app/settings.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n",
@@ -605,10 +596,6 @@ async fn a_post_sync_hook_runs_after_the_objects_are_healthy_and_is_never_pruned
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: skipped\n  annotations: {argocd.argoproj.io/hook: Skip}\n",
     );
     repo.commit("with hooks");
-    let berth = Berth::new(
-        &berth_ns.name,
-        &mapping(&repo.url(), "app", "app", &app_ns.name, ""),
-    );
     common::succeeds(&berth, &["sync"], "1 created");
     let configs: Api<k8s_openapi::api::core::v1::ConfigMap> =
         Api::namespaced(client.clone(), &app_ns.name);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Berth, Repo, client, mapping, namespace, unique};
+use common::App;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
@@ -14,33 +14,12 @@ fn config_map(name: &str, annotations: &str, value: &str) -> String {
     )
 }
 
-struct Setup {
-    client: kube::Client,
-    _berth_ns: common::NamespaceGuard,
-    app_ns: common::NamespaceGuard,
-    repo: Repo,
-    berth: Berth,
+async fn setup() -> App {
+    App::new("    prune: true\n").await
 }
 
-async fn setup() -> Setup {
-    let client = client().await;
-    let berth_ns = namespace(&client, &unique("berth")).await;
-    let app_ns = namespace(&client, &unique("app")).await;
-    let repo = Repo::new();
-    let berth = Berth::new(
-        &berth_ns.name,
-        &mapping(&repo.url(), "app", "app", &app_ns.name, "    prune: true\n"),
-    );
-    Setup {
-        client,
-        _berth_ns: berth_ns,
-        app_ns,
-        repo,
-        berth,
-    }
-}
-
-impl Setup {
+/// Reading the ConfigMaps a test syncs.
+impl App {
     fn api(&self) -> Api<ConfigMap> {
         Api::namespaced(self.client.clone(), &self.app_ns.name)
     }

@@ -302,6 +302,36 @@ syncs:
     )
 }
 
+/// A sync `app` of path `app` in a fresh repository, into a fresh namespace, with berth's own
+/// namespace: what most tests start from. `extra` adds lines to the sync (see [`mapping`]).
+pub struct App {
+    pub client: Client,
+    pub berth_ns: NamespaceGuard,
+    pub app_ns: NamespaceGuard,
+    pub repo: Repo,
+    pub berth: Berth,
+}
+
+impl App {
+    pub async fn new(extra: &str) -> Self {
+        let client = client().await;
+        let berth_ns = namespace(&client, &unique("berth")).await;
+        let app_ns = namespace(&client, &unique("app")).await;
+        let repo = Repo::new();
+        let berth = Berth::new(
+            &berth_ns.name,
+            &mapping(&repo.url(), "app", "app", &app_ns.name, extra),
+        );
+        Self {
+            client,
+            berth_ns,
+            app_ns,
+            repo,
+            berth,
+        }
+    }
+}
+
 /// The status ConfigMap of a sync.
 pub async fn status(client: &Client, namespace: &str, sync: &str) -> ConfigMap {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
