@@ -407,7 +407,7 @@ async fn pass(
                     &format!("stage {} of 2: applying {writes} changes", stage + 1),
                 );
             }
-            entries.sort_by_key(|e| apply::order_key(&e.manifest.object));
+            entries.sort_by_cached_key(|e| apply::order_key(&e.manifest.object));
             apply_in_order(ctx, &sync.name, &client, &resources, &entries, &mut changes).await;
             let new_crds: Vec<&diff::Entry> = entries
                 .iter()

@@ -320,12 +320,16 @@ pub(crate) fn parse(sources: &[(PathBuf, String)]) -> Result<Mapping, Error> {
             pipeline.branches.push(repo.branch.clone());
         }
     }
-    reg.sync_refs.resolve(&reg.syncs, |name, names| {
-        format!(
+    if let Some((_, name, origin)) = reg
+        .dependents
+        .iter()
+        .find(|(_, to, _)| !reg.syncs.contains(to))
+    {
+        return Err(origin.clone().invalid(format!(
             "unknown sync {name:?} in dependsOn (defined: {})",
-            names.known().join(", ")
-        )
-    })?;
+            reg.syncs.known().join(", ")
+        )));
+    }
     if let Some(cycle) = dependency_cycle(&mapping.syncs) {
         let (_, _, origin) = reg
             .dependents

@@ -25,8 +25,6 @@ pub(super) struct Registry {
     pub repository_refs: References,
     /// Pipelines named by cleanup rules.
     pub pipeline_refs: References,
-    /// Syncs named in `dependsOn`, with the sync that names them.
-    pub sync_refs: References,
     /// Each `dependsOn` edge (from, to) and where it is written.
     pub dependents: Vec<(String, String, super::Origin)>,
 }
@@ -40,7 +38,6 @@ impl Default for Registry {
             rules: Names::new("cleanup rule"),
             repository_refs: References::default(),
             pipeline_refs: References::default(),
-            sync_refs: References::default(),
             dependents: Vec::new(),
         }
     }
@@ -101,7 +98,6 @@ pub(super) fn sync(src: Source<'_>, s: SyncFile, reg: &mut Registry) -> Result<S
         if dep.value == name {
             return Err(src.invalid(dep.referenced, "a sync cannot depend on itself"));
         }
-        reg.sync_refs.add(src, dep);
         reg.dependents
             .push((name.clone(), dep.value.clone(), src.at(dep.referenced)));
     }
