@@ -110,16 +110,7 @@ async fn delete(
     id: &ObjectId,
     uid: Option<&str>,
 ) -> Result<(), Error> {
-    let fail = |message: String| Error::Prune {
-        id: id.to_string(),
-        message,
-    };
-    let resource = resources
-        .get(api_version, &id.kind)
-        .or_else(|| resources.preferred(&id.group, &id.kind))
-        .ok_or_else(|| fail("its kind is no longer served".to_owned()))?;
-    let ns = Some(id.namespace.as_str()).filter(|n| !n.is_empty());
-    let api = cluster::api(client, resource, ns);
+    let api = api_for(client, resources, api_version, id)?;
     let mut params = DeleteParams::background();
     if let Some(uid) = uid {
         params = params.preconditions(kube::api::Preconditions {
@@ -130,8 +121,30 @@ async fn delete(
     match api.delete(&id.name, &params).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(fail(cluster::api_message(&e))),
+        Err(e) => Err(failed(id, cluster::api_message(&e))),
     }
+}
+
+fn failed(id: &ObjectId, message: String) -> Error {
+    Error::Prune {
+        id: id.to_string(),
+        message,
+    }
+}
+
+/// The dynamic handle for an object berth may delete.
+fn api_for(
+    client: &Client,
+    resources: &Resources,
+    api_version: &str,
+    id: &ObjectId,
+) -> Result<kube::Api<kube::api::DynamicObject>, Error> {
+    let resource = resources
+        .get(api_version, &id.kind)
+        .or_else(|| resources.preferred(&id.group, &id.kind))
+        .ok_or_else(|| failed(id, "its kind is no longer served".to_owned()))?;
+    let ns = Some(id.namespace.as_str()).filter(|n| !n.is_empty());
+    Ok(cluster::api(client, resource, ns))
 }
 
 /// Deletes a hook object and waits (up to a minute) until it is gone, so it can be created
@@ -146,27 +159,18 @@ pub(crate) async fn delete_hook(
     id: &ObjectId,
 ) -> Result<(), Error> {
     delete(client, resources, api_version, id, None).await?;
-    let Some(resource) = resources.get(api_version, &id.kind) else {
-        return Ok(());
-    };
-    let ns = Some(id.namespace.as_str()).filter(|n| !n.is_empty());
-    let api = cluster::api(client, resource, ns);
+    let api = api_for(client, resources, api_version, id)?;
     for _ in 0..300 {
         match api.get_opt(&id.name).await {
             Ok(None) => return Ok(()),
             Ok(Some(_)) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
-            Err(e) => {
-                return Err(Error::Prune {
-                    id: id.to_string(),
-                    message: cluster::api_message(&e),
-                });
-            }
+            Err(e) => return Err(failed(id, cluster::api_message(&e))),
         }
     }
-    Err(Error::Prune {
-        id: id.to_string(),
-        message: "still there a minute after it was deleted".to_owned(),
-    })
+    Err(failed(
+        id,
+        "still there a minute after it was deleted".to_owned(),
+    ))
 }
 
 #[cfg(test)]
