@@ -176,20 +176,7 @@ async fn a_failed_job_makes_the_sync_degraded_and_says_why() {
         repo,
         berth,
     } = App::new("").await;
-    repo.write(
-        "app/migrate.yaml",
-        "apiVersion: batch/v1
-kind: Job
-metadata:
-  name: migrate
-spec:
-  backoffLimit: 0
-  template:
-    spec:
-      restartPolicy: Never
-      containers: [{name: migrate, image: busybox}]
-",
-    );
+    repo.write("app/migrate.yaml", &job("migrate", ""));
     repo.commit("migrate");
     common::succeeds(&berth, &["sync"], "1 created");
     let pod = pods(&client, &app_ns.name, "job-name=migrate", 1).await;
@@ -338,18 +325,7 @@ async fn a_failed_wave_stops_the_waves_after_it() {
     } = App::new("").await;
     repo.write(
         "app/migrate.yaml",
-        "apiVersion: batch/v1
-kind: Job
-metadata:
-  name: migrate
-  annotations: {berth.dev/wave: \"-1\"}
-spec:
-  backoffLimit: 0
-  template:
-    spec:
-      restartPolicy: Never
-      containers: [{name: migrate, image: busybox}]
-",
+        &job("migrate", "berth.dev/wave: \"-1\""),
     )
     .write("app/web.yaml", &deployment("web", ""));
     repo.commit("migrate first");
@@ -462,15 +438,14 @@ fn web_with_image(image: &str) -> String {
     deployment("web", "").replace("image: nginx", &format!("image: {image}"))
 }
 
-fn hook_job(name: &str, phase: &str, policy: &str) -> String {
+/// A Job of one busybox pod that is never retried, with `annotations` (flow-style pairs).
+fn job(name: &str, annotations: &str) -> String {
     format!(
         "apiVersion: batch/v1
 kind: Job
 metadata:
   name: {name}
-  annotations:
-    argocd.argoproj.io/hook: {phase}
-    argocd.argoproj.io/hook-delete-policy: {policy}
+  annotations: {{{annotations}}}
 spec:
   backoffLimit: 0
   template:
@@ -478,6 +453,15 @@ spec:
       restartPolicy: Never
       containers: [{{name: {name}, image: busybox}}]
 "
+    )
+}
+
+fn hook_job(name: &str, phase: &str, policy: &str) -> String {
+    job(
+        name,
+        &format!(
+            "argocd.argoproj.io/hook: {phase}, argocd.argoproj.io/hook-delete-policy: {policy}"
+        ),
     )
 }
 
