@@ -7,7 +7,7 @@ use std::io::IsTerminal as _;
 
 use futures::{StreamExt as _, TryStreamExt as _};
 use kube::Client;
-use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::{Map, Value};
 use sha2::Digest as _;
 
@@ -94,9 +94,28 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// True when applying would change nothing (creates, updates or prunes).
-    pub(crate) fn is_noop(&self) -> bool {
-        self.entries.iter().all(|e| e.action == Action::Unchanged) && self.prune.is_empty()
+    /// How many objects differ from git: creates, updates and prunes, except leftovers marked
+    /// with Argo CD's `compare-options: IgnoreExtraneous` (still pruned, never counted).
+    pub(crate) fn differences(&self) -> usize {
+        let changed = self
+            .entries
+            .iter()
+            .filter(|e| e.action != Action::Unchanged)
+            .count();
+        let leftovers = self
+            .prune
+            .iter()
+            .filter(|o| {
+                !o.live.as_ref().is_some_and(|live| {
+                    crate::object::has_option(
+                        live,
+                        vocab::ARGOCD_COMPARE_OPTIONS,
+                        "IgnoreExtraneous",
+                    )
+                })
+            })
+            .count();
+        changed + leftovers
     }
 }
 
@@ -249,6 +268,8 @@ pub(crate) async fn observe(
             );
         }
     }
+    let wanted: std::collections::HashSet<&ObjectId> = targets.iter().map(|(_, id)| id).collect();
+    let wanted = &wanted;
     let calls: Vec<_> = scopes
         .into_iter()
         .map(|((_, _, ns), r)| async move {
@@ -262,7 +283,9 @@ pub(crate) async fn observe(
             } else {
                 format!("{} in {ns}", r.api.plural)
             };
-            let mut objects: Vec<DynamicObject> = Vec::new();
+            // only the targets are kept, without their managedFields (nothing reads them, and
+            // they are often the larger half of an object): a page at a time
+            let mut objects: Vec<(ObjectId, Value)> = Vec::new();
             let mut params = ListParams::default().limit(500);
             loop {
                 let page = match api.list(&params).await {
@@ -278,7 +301,23 @@ pub(crate) async fn observe(
                         });
                     }
                 };
-                objects.extend(page.items);
+                for mut o in page.items {
+                    let id = ObjectId {
+                        group: r.api.group.clone(),
+                        kind: r.api.kind.clone(),
+                        namespace: o.metadata.namespace.clone().unwrap_or_default(),
+                        name: o.metadata.name.clone().unwrap_or_default(),
+                    };
+                    if !wanted.contains(&id) {
+                        continue;
+                    }
+                    o.metadata.managed_fields = None;
+                    let mut value =
+                        serde_json::to_value(&o).expect("objects from the API serialize");
+                    value["apiVersion"] = Value::from(r.api.api_version.clone());
+                    value["kind"] = Value::from(r.api.kind.clone());
+                    objects.push((id, value));
+                }
                 match page.metadata.continue_.filter(|c| !c.is_empty()) {
                     Some(token) => params = params.continue_token(&token),
                     None => break,
@@ -307,18 +346,7 @@ pub(crate) async fn observe(
                 continue;
             }
         };
-        for o in objects {
-            let id = ObjectId {
-                group: r.api.group.clone(),
-                kind: r.api.kind.clone(),
-                namespace: o.metadata.namespace.clone().unwrap_or_default(),
-                name: o.metadata.name.clone().unwrap_or_default(),
-            };
-            let mut value = serde_json::to_value(&o).expect("objects from the API serialize");
-            value["apiVersion"] = Value::from(r.api.api_version.clone());
-            value["kind"] = Value::from(r.api.kind.clone());
-            live.insert(id, value);
-        }
+        live.extend(objects);
     }
     Ok(Observed { live, refused })
 }
@@ -586,6 +614,7 @@ mod tests {
             generation: 0,
             hash: "h".into(),
             revision: "c".into(),
+            health: crate::status::Health::Healthy,
         };
         let p = |live: Option<&Value>, record: Option<&Record>, hash: &str| {
             presume(live, record, &desired, hash)

@@ -7,7 +7,7 @@ use std::fmt;
 use serde_json::Value;
 
 /// Health of an object or, aggregated, of a sync's objects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Health {
     Healthy,
     Progressing,
@@ -82,6 +82,22 @@ pub(crate) fn follows_status(kind: &str) -> bool {
     )
 }
 
+/// The health of an object a pass just looked at: one of the kinds a controller reports on
+/// that was just created or changed is Progressing whatever its old status said; any other is
+/// judged from `object` (the live or applied object), and one not seen yet is Unknown.
+pub(crate) fn after_pass(kind: &str, changed: bool, object: Option<&Value>) -> Assessment {
+    if changed && follows_status(kind) {
+        return progressing("just applied");
+    }
+    object.map_or(
+        Assessment {
+            health: Health::Unknown,
+            reason: String::new(),
+        },
+        assess,
+    )
+}
+
 /// The health of one live object.
 pub(crate) fn assess(o: &Value) -> Assessment {
     let kind = o["kind"].as_str().unwrap_or_default();
@@ -115,9 +131,15 @@ pub(crate) fn assess(o: &Value) -> Assessment {
 pub(crate) fn worst<'a>(
     objects: impl IntoIterator<Item = (String, &'a Value)>,
 ) -> (Health, Option<(String, String)>) {
+    worst_of(objects.into_iter().map(|(name, o)| (name, assess(o))))
+}
+
+/// [`worst`] over health already assessed; Unknown ones do not count.
+pub(crate) fn worst_of(
+    objects: impl IntoIterator<Item = (String, Assessment)>,
+) -> (Health, Option<(String, String)>) {
     let mut result = (Health::Healthy, None);
-    for (name, o) in objects {
-        let a = assess(o);
+    for (name, a) in objects {
         match a.health {
             Health::Degraded => return (Health::Degraded, Some((name, a.reason))),
             Health::Progressing if result.0 != Health::Progressing => {

@@ -159,6 +159,14 @@ impl Scope for BuiltinScope {
     }
 }
 
+/// Whether an option-list annotation on `object` (Argo CD's `argocd.argoproj.io/sync-options`
+/// or `compare-options`: comma-separated, white space trimmed) holds `option`.
+pub(crate) fn has_option(object: &serde_json::Value, key: &str, option: &str) -> bool {
+    object["metadata"]["annotations"][key]
+        .as_str()
+        .is_some_and(|list| list.split(',').any(|o| o.trim() == option))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -59,10 +59,21 @@ pub(crate) struct Record {
     pub hash: String,
     /// Commit of the object's last change.
     pub revision: String,
+    /// The object's health when the pass looked (stored only when it is not Healthy).
+    #[serde(default = "healthy", skip_serializing_if = "is_healthy")]
+    pub health: Health,
 }
 
 fn is_zero(n: &i64) -> bool {
     *n == 0
+}
+
+fn healthy() -> Health {
+    Health::Healthy
+}
+
+fn is_healthy(h: &Health) -> bool {
+    *h == Health::Healthy
 }
 
 impl Record {
@@ -259,7 +270,19 @@ mod tests {
             generation: 3,
             hash: "h".into(),
             revision: "c".into(),
+            health: Health::Progressing,
         };
+        // a Healthy object stores no health, and reads back Healthy
+        let healthy = Record {
+            health: Health::Healthy,
+            ..record.clone()
+        };
+        let text = serde_json::to_string(&healthy).expect("json");
+        assert!(!text.contains("health"), "{text}");
+        assert_eq!(
+            serde_json::from_str::<Record>(&text).expect("record"),
+            healthy
+        );
         let cm = ConfigMap {
             metadata: ObjectMeta {
                 annotations: Some(BTreeMap::from([

@@ -68,6 +68,8 @@ pub(crate) struct Report {
     pub duration: Duration,
     /// Set when the status ConfigMap could not be written.
     pub status_error: Option<String>,
+    /// What the sync manages after the pass, when the pass recorded it (not for a plan).
+    pub inventory: Option<BTreeMap<ObjectId, status::Record>>,
 }
 
 impl Report {
@@ -290,6 +292,23 @@ async fn pass(
     groups.extend(inventory.keys().map(|id| id.group.clone()));
     groups.insert("apiextensions.k8s.io".to_owned());
     let mut resources = Resources::discover(&client, &groups).await?;
+    // Argo CD's SkipDryRunOnMissingResource=true: a kind not served yet may come with the rest
+    // of the pass (an operator that installs its CRDs); such objects go last
+    let waits: Vec<bool> = {
+        let scope = WithCrds::new(&manifests, &resources);
+        manifests
+            .iter()
+            .map(|m| {
+                apply::waits_for_kind(&m.object) && scope.namespaced(m.group(), m.kind()).is_none()
+            })
+            .collect()
+    };
+    let (deferred, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut manifests)
+        .into_iter()
+        .zip(waits)
+        .partition(|(_, waits)| *waits);
+    manifests = rest.into_iter().map(|(m, _)| m).collect();
+    let mut deferred: Vec<Manifest> = deferred.into_iter().map(|(m, _)| m).collect();
     for (m, reason) in unservable(&mut manifests, &resources, sync) {
         fail_alone(&mut changes, &m, reason);
     }
@@ -329,7 +348,43 @@ async fn pass(
         .cloned()
         .partition(|m| m.is_namespace() || m.is_crd());
     let mut plan = Plan::default();
-    for (stage, desired) in [first.clone(), second].into_iter().enumerate() {
+    let stages = if deferred.is_empty() { 2 } else { 3 };
+    for (stage, desired) in [first.clone(), second, Vec::new()].into_iter().enumerate() {
+        let desired = if stage == 2 {
+            if deferred.is_empty() {
+                continue;
+            }
+            let waiting = std::mem::take(&mut deferred);
+            let later = later_kinds(
+                ctx,
+                &client,
+                &resources,
+                &groups,
+                sync,
+                mode,
+                &changes,
+                &plan.entries,
+                waiting,
+            )
+            .await?;
+            match later {
+                (Some(now), ready, still) => {
+                    resources = now;
+                    for (m, reason) in still {
+                        fail_alone(&mut changes, &m, reason);
+                    }
+                    ready
+                }
+                (None, _, still) => {
+                    for (m, reason) in still {
+                        fail_alone(&mut changes, &m, reason);
+                    }
+                    continue;
+                }
+            }
+        } else {
+            desired
+        };
         // what depends on a Namespace or CRD that failed is not attempted
         let (desired, blocked) = blocked_by_failures(desired, &first, &changes.failed);
         for (m, reason) in blocked {
@@ -345,7 +400,7 @@ async fn pass(
         ctx.progress(
             &sync.name,
             &format!(
-                "stage {} of 2: planning {} objects",
+                "stage {} of {stages}: planning {} objects",
                 stage + 1,
                 desired.len()
             ),
@@ -404,7 +459,7 @@ async fn pass(
             if writes > 0 {
                 ctx.progress(
                     &sync.name,
-                    &format!("stage {} of 2: applying {writes} changes", stage + 1),
+                    &format!("stage {} of {stages}: applying {writes} changes", stage + 1),
                 );
             }
             entries.sort_by_cached_key(|e| apply::order_key(&e.manifest.object));
@@ -524,6 +579,12 @@ async fn pass(
             sync.timeout,
         )
         .await;
+        if waited.is_ok() {
+            // every object was seen Healthy: the records say so rather than "just applied"
+            for (_, record) in &mut changes.records {
+                record.health = status::Health::Healthy;
+            }
+        }
         if sync.wait {
             changes.waited = Some(waited.clone());
         }
@@ -539,6 +600,87 @@ async fn pass(
         }
     }
     Ok((plan, changes))
+}
+
+/// The objects that waited for their kind (`SkipDryRunOnMissingResource=true`), once the rest of
+/// the pass is applied and Healthy (an operator that installs the kind is running): discovery
+/// is read again every second, up to the sync's `timeout`, until their kinds are served.
+/// Returns the new discovery with the objects now served, and the others with why they fail.
+/// Only a pass that applies, and applied the rest without failure, gets that far.
+#[allow(clippy::too_many_arguments)]
+async fn later_kinds(
+    ctx: &Context,
+    client: &kube::Client,
+    resources: &Resources,
+    groups: &BTreeSet<String>,
+    sync: &Sync,
+    mode: Mode,
+    changes: &ChangeSet,
+    applied: &[diff::Entry],
+    waiting: Vec<Manifest>,
+) -> Result<(Option<Resources>, Vec<Manifest>, Vec<(Manifest, String)>), Error> {
+    let option = format!(
+        "{}: SkipDryRunOnMissingResource=true",
+        crate::vocab::ARGOCD_SYNC_OPTIONS
+    );
+    let fail_all = |waiting: Vec<Manifest>, why: &str| {
+        let still = waiting
+            .into_iter()
+            .map(|m| (m, format!("{why} ({option})")))
+            .collect();
+        Ok((None, Vec::new(), still))
+    };
+    if mode != Mode::Apply {
+        return fail_all(
+            waiting,
+            "its kind is not served yet; a pass that applies tries it after the rest",
+        );
+    }
+    if !changes.errors.is_empty() {
+        return fail_all(
+            waiting,
+            "its kind is not served, and the rest of the pass failed",
+        );
+    }
+    let deadline = Instant::now() + sync.timeout;
+    ctx.progress(
+        &sync.name,
+        &format!(
+            "waiting for the kinds of {} objects (SkipDryRunOnMissingResource)",
+            waiting.len()
+        ),
+    );
+    if let Err(reason) = wait_healthy(
+        ctx,
+        client,
+        resources,
+        applied,
+        "the rest of the pass",
+        sync.timeout,
+    )
+    .await
+    {
+        return fail_all(waiting, &format!("not applied: {reason}"));
+    }
+    loop {
+        let now = Resources::discover(client, groups).await?;
+        let mut probe = waiting.clone();
+        let unserved = unservable(&mut probe, &now, sync);
+        if unserved.is_empty() || Instant::now() >= deadline {
+            let still = unserved
+                .into_iter()
+                .map(|(m, reason)| {
+                    let reason = format!(
+                        "{reason}, still {}s after the rest of the pass was applied ({option})",
+                        sync.timeout.as_secs()
+                    );
+                    (m, reason)
+                })
+                .collect();
+            return Ok((Some(now), probe, still));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Takes the hooks (and the objects marked `Skip`) out of the manifests; a hook annotation
@@ -1152,7 +1294,7 @@ async fn finish(
     problems.dedup();
     let phase = if !problems.is_empty() {
         Phase::Failed
-    } else if mode != Mode::Apply && !plan.is_noop() {
+    } else if mode != Mode::Apply && plan.differences() > 0 {
         Phase::OutOfSync
     } else {
         Phase::Synced
@@ -1163,7 +1305,7 @@ async fn finish(
         summarize_problems(&problems)
     };
     let old_revision = old.as_ref().map(|o| o.revision.clone()).unwrap_or_default();
-    let report = |plan, changes, status_error| Report {
+    let report = |plan, changes, status_error, inventory| Report {
         sync: sync.name.clone(),
         revision: commit.map_or_else(|| old_revision.clone(), |c| c.id.clone()),
         plan,
@@ -1172,10 +1314,11 @@ async fn finish(
         message: message.clone(),
         duration: started.elapsed(),
         status_error,
+        inventory,
     };
     // a plan writes nothing; a check that could not look records nothing either
     if mode == Mode::Plan || (mode == Mode::Check && phase == Phase::Failed) {
-        return report(plan, changes, None);
+        return report(plan, changes, None, None);
     }
 
     let old_inventory = old
@@ -1207,12 +1350,7 @@ async fn finish(
     if let Some(why) = &unhealthy {
         tracing::info!(sync = %sync.name, %health, object = %why, "not healthy yet");
     }
-    let drifted = plan
-        .entries
-        .iter()
-        .filter(|e| e.action != Action::Unchanged)
-        .count()
-        + plan.prune.len();
+    let drifted = plan.differences();
     let new = SyncStatus {
         phase,
         health,
@@ -1239,6 +1377,7 @@ async fn finish(
         },
         inventory,
     };
+    let inventory = new.inventory.clone();
     let flipped = old.as_ref().is_none_or(|o| o.phase != phase);
     let mut status_error = None;
     if let Some(next) = status::next(old.as_ref(), new, &store::now())
@@ -1330,7 +1469,7 @@ async fn finish(
         )
         .await;
     }
-    let r = report(plan, changes, status_error);
+    let r = report(plan, changes, status_error, Some(inventory));
     let labels = crate::telemetry::SyncLabels {
         sync: sync.name.clone(),
     };
@@ -1398,21 +1537,15 @@ fn health(plan: &Plan, old: Option<&SyncStatus>) -> (status::Health, Option<Stri
     if plan.entries.is_empty() {
         return (old.map(|o| o.health).unwrap_or_default(), None);
     }
-    if let Some(e) = plan
+    // a just-applied workload decides before anything judged from an older live state
+    let (changed, rest): (Vec<&diff::Entry>, Vec<&diff::Entry>) = plan
         .entries
         .iter()
-        .find(|e| e.action != Action::Unchanged && health::follows_status(&e.id.kind))
-    {
-        return (
-            status::Health::Progressing,
-            Some(format!("{}: just applied", e.id)),
-        );
-    }
-    let (h, who) = health::worst(
-        plan.entries
-            .iter()
-            .filter_map(|e| Some((e.id.to_string(), e.live.as_ref()?))),
-    );
+        .partition(|e| e.action != Action::Unchanged);
+    let (h, who) = health::worst_of(changed.into_iter().chain(rest).map(|e| {
+        let a = health::after_pass(&e.id.kind, e.action != Action::Unchanged, e.live.as_ref());
+        (e.id.to_string(), a)
+    }));
     (h, who.map(|(id, reason)| format!("{id}: {reason}")))
 }
 

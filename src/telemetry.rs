@@ -109,6 +109,7 @@ pub(crate) struct Metrics {
     pub objects_adopted: Family<SyncLabels, Counter>,
     pub sync_health: Family<HealthLabels, Gauge>,
     pub fetch_duration: Family<RepositoryLabels, Histogram, fn() -> Histogram>,
+    pub watched_objects: Family<RepositoryLabels, Gauge>,
     pub webhook_deliveries: Family<DeliveryLabels, Counter>,
     pub pipeline_launches: Family<PipelineResult, Counter>,
     pub cleanup_deletions: Family<RuleLabels, Counter>,
@@ -184,6 +185,12 @@ impl Metrics {
                 "git_fetch_duration_seconds",
                 "Duration of git fetches (its count is the number of fetches)",
                 durations(),
+            ),
+            watched_objects: register(
+                r,
+                "watched_objects",
+                "Managed objects the drift watches of a repository's syncs have seen",
+                Family::default(),
             ),
             webhook_deliveries: register(
                 r,

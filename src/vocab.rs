@@ -37,6 +37,9 @@ pub(crate) const REVISION: &str = "berth.dev/revision";
 pub(crate) const PRUNE: &str = "berth.dev/prune";
 /// Argo CD's sync options annotation; `Prune=false` is honored like [`PRUNE`].
 pub(crate) const ARGOCD_SYNC_OPTIONS: &str = "argocd.argoproj.io/sync-options";
+/// Argo CD's compare options annotation; `IgnoreExtraneous` keeps a leftover object from making
+/// a sync `OutOfSync`.
+pub(crate) const ARGOCD_COMPARE_OPTIONS: &str = "argocd.argoproj.io/compare-options";
 /// Flux's prune opt-out, honored like [`PRUNE`].
 pub(crate) const FLUX_PRUNE: &str = "kustomize.toolkit.fluxcd.io/prune";
 /// Flux's reconcile opt-out: `disabled` leaves an existing object alone, never pruned.

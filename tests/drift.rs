@@ -57,8 +57,8 @@ async fn scale(api: &Api<Deployment>, to: i32) {
     .expect("scaled by hand");
 }
 
-/// `berth run` on a repository with one Deployment, once it has applied it and its watches
-/// have started (they pick up the inventory the first pass recorded within 10 s).
+/// `berth run` on a repository with one Deployment, once it has applied it and its watch has
+/// listed it.
 struct Running {
     // the agent stops first (fields drop in order), then its files, then the namespaces
     _agent: common::ChildGuard,
@@ -82,14 +82,27 @@ impl Running {
             &berth_ns.name,
             &hourly(&repo.url(), &app_ns.name, self_heal),
         );
-        let (agent, _) = berth.agent();
+        let (agent, base) = berth.agent();
         let api: Api<Deployment> = Api::namespaced(client.clone(), &app_ns.name);
         let synced = common::eventually(Duration::from_secs(30), || async {
             (replicas(&api).await == Some(1)).then_some(())
         })
         .await;
         assert!(synced.is_some(), "first pass applied web");
-        tokio::time::sleep(Duration::from_secs(12)).await;
+        // the pass hands its inventory to the watches, which export what they have listed
+        let watching = common::eventually(Duration::from_secs(30), || {
+            let url = format!("{base}/metrics");
+            async move {
+                let text =
+                    tokio::task::spawn_blocking(move || common::http("GET", &url, &[], b"").1)
+                        .await
+                        .ok()?;
+                let seen = common::metric(&text, "berth_watched_objects{repository=\"config\"}");
+                (seen >= 1.0).then_some(())
+            }
+        })
+        .await;
+        assert!(watching.is_some(), "the drift watch listed web");
         Self {
             _agent: agent,
             _berth: berth,

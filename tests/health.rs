@@ -74,6 +74,14 @@ async fn reasons(client: &kube::Client, ns: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The health of one object as the sync's inventory records it (Healthy when not stored).
+async fn object_health(client: &kube::Client, berth_ns: &str, key: &str) -> String {
+    let status = common::status(client, berth_ns, "app").await;
+    let record = status.data.unwrap_or_default()[key].clone();
+    let record: serde_json::Value = serde_json::from_str(&record).expect("a JSON record");
+    record["health"].as_str().unwrap_or("Healthy").to_owned()
+}
+
 /// Syncs until the sync's health is `want`; returns the status annotations then.
 async fn sync_until(
     client: &kube::Client,
@@ -128,6 +136,16 @@ spec:
     common::succeeds(&berth, &["sync"], "2 created");
     let a = annotations(&client, &berth_ns.name).await;
     assert_eq!(a["berth.dev/health"], "Progressing");
+    let web = format!("apps_Deployment_{}_web", app_ns.name);
+    let settings = format!("_ConfigMap_{}_settings", app_ns.name);
+    assert_eq!(
+        object_health(&client, &berth_ns.name, &web).await,
+        "Progressing"
+    );
+    assert_eq!(
+        object_health(&client, &berth_ns.name, &settings).await,
+        "Healthy"
+    );
 
     // the controllers create the pods; with none ready the rollout is still in progress
     let created = pods(&client, &app_ns.name, "app=web", 2).await;
@@ -146,6 +164,10 @@ spec:
     set_pod_status(&client, &app_ns.name, &created[1], ready).await;
     let a = sync_until(&client, &berth, &berth_ns.name, "Healthy").await;
     assert_eq!(a["berth.dev/status"], "Synced");
+    assert_eq!(
+        object_health(&client, &berth_ns.name, &web).await,
+        "Healthy"
+    );
 
     let out = berth.run(&["status"]);
     let text = common::text(&out);

@@ -162,3 +162,148 @@ async fn flux_ssa_merge_leaves_other_managers_fields_and_override_takes_them() {
     assert_eq!(s.value("merged").await.as_deref(), Some("operator"));
     assert_eq!(s.value("forced").await.as_deref(), Some("git"));
 }
+
+/// A CustomResourceDefinition of kind `Widget` in `group`, as JSON for the API.
+fn widget_crd(group: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("widgets.{group}")},
+        "spec": {
+            "group": group,
+            "names": {"kind": "Widget", "plural": "widgets"},
+            "scope": "Namespaced",
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object",
+                    "x-kubernetes-preserve-unknown-fields": true}}}]
+        }
+    })
+}
+
+fn widget(group: &str, annotations: &str) -> String {
+    format!(
+        "apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: w\n  annotations: {{{annotations}}}\nspec: {{size: 3}}\n"
+    )
+}
+
+/// Plays an operator that installs its CRD once its own object (the ConfigMap `operator`) is
+/// applied, as an operator Deployment does when it starts.
+async fn operator_installs(s: &App, group: &str) {
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(s.client.clone());
+    let started = common::eventually(std::time::Duration::from_secs(60), || async {
+        s.value("operator").await.map(drop)
+    })
+    .await;
+    assert!(started.is_some(), "berth applied the operator");
+    crds.patch(
+        &format!("widgets.{group}"),
+        &PatchParams::apply("operator").force(),
+        &Patch::Apply(widget_crd(group)),
+    )
+    .await
+    .expect("the operator installs its CRD");
+}
+
+async fn delete_crd(client: &kube::Client, group: &str) {
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    let _ = crds
+        .delete(&format!("widgets.{group}"), &Default::default())
+        .await;
+}
+
+#[tokio::test]
+async fn skip_dry_run_on_missing_resource_waits_for_the_kind_an_operator_installs() {
+    let s = setup().await;
+    let group = format!("{}.example.com", common::unique("op"));
+    s.repo
+        .write("app/operator.yaml", &config_map("operator", "", "a"))
+        .write(
+            "app/widget.yaml",
+            &widget(
+                &group,
+                "argocd.argoproj.io/sync-options: SkipDryRunOnMissingResource=true",
+            ),
+        );
+    s.repo.commit("operator and its widget");
+    let berth = s.berth.command(&["sync"]);
+    let (out, ()) = tokio::join!(
+        tokio::task::spawn_blocking(move || {
+            let mut berth = berth;
+            berth.output().expect("berth sync runs")
+        }),
+        operator_installs(&s, &group),
+    );
+    let out = out.expect("joined");
+    let text = common::text(&out);
+    let widgets: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        s.client.clone(),
+        &s.app_ns.name,
+        &kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+            &group, "v1", "Widget",
+        )),
+    );
+    let applied = widgets.get_opt("w").await.expect("read the widget");
+    delete_crd(&s.client, &group).await;
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("2 created"), "{text}");
+    assert_eq!(
+        applied.map(|w| w.data["spec"]["size"].clone()),
+        Some(json!(3)),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn without_skip_dry_run_an_unserved_kind_fails_alone() {
+    let s = setup().await;
+    let group = format!("{}.example.com", common::unique("none"));
+    s.repo
+        .write("app/operator.yaml", &config_map("operator", "", "a"))
+        .write("app/widget.yaml", &widget(&group, ""));
+    s.repo.commit("a widget nobody serves");
+    let out = s.berth.run(&["sync"]);
+    let text = common::text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("no API resource serves Widget in {group}/v1")),
+        "{text}"
+    );
+    assert_eq!(s.value("operator").await.as_deref(), Some("a"), "{text}");
+}
+
+#[tokio::test]
+async fn ignore_extraneous_leftovers_do_not_count_as_differences_but_are_pruned() {
+    let s = setup().await;
+    s.repo
+        .write(
+            "app/generated.yaml",
+            &config_map(
+                "generated",
+                "argocd.argoproj.io/compare-options: IgnoreExtraneous",
+                "a",
+            ),
+        )
+        .write("app/plain.yaml", &config_map("plain", "", "a"));
+    s.repo.commit("two");
+    common::succeeds(&s.berth, &["sync"], "2 created");
+
+    s.repo.remove("app/generated.yaml");
+    s.repo.commit("the generated one left git");
+    let out = s.berth.run(&["diff"]);
+    let text = common::text(&out);
+    assert_eq!(out.status.code(), Some(0), "not a difference: {text}");
+    assert!(text.contains("generated"), "still shown: {text}");
+
+    s.repo
+        .remove("app/plain.yaml")
+        .write("app/other.yaml", &config_map("other", "", "a"));
+    s.repo.commit("the plain one left git too");
+    let out = s.berth.run(&["diff"]);
+    assert_eq!(out.status.code(), Some(1), "{}", common::text(&out));
+
+    let out = common::succeeds(&s.berth, &["sync"], "2 pruned");
+    let text = common::text(&out);
+    assert_eq!(s.value("generated").await, None, "still pruned: {text}");
+}

@@ -343,12 +343,15 @@ impl Tasks {
                 .filter(|s| s.repository == repo.name)
                 .cloned()
                 .collect();
+            let drift = Arc::new(drift::Drift::new());
             if !syncs.is_empty() {
-                let (ctx, trigger, stop) = (ctx.clone(), trigger.clone(), stop_rx.clone());
-                set.spawn(async move { drift::watch(ctx, syncs, trigger, stop).await });
+                let (ctx, drift, stop) = (ctx.clone(), drift.clone(), stop_rx.clone());
+                let name = repo.name.clone();
+                set.spawn(async move { drift::watch(ctx, name, syncs, drift, stop).await });
             }
             let (ctx, mapping, stop) = (ctx.clone(), mapping.clone(), stop_rx.clone());
-            set.spawn(async move { poll(ctx, mapping, repo, trigger, stop).await });
+            let wake = Wake { trigger, drift };
+            set.spawn(async move { poll(ctx, mapping, repo, wake, stop).await });
         }
         if !mapping.pipelines.is_empty() {
             let (ctx, mapping, stop) = (ctx.clone(), (*mapping).clone(), stop_rx.clone());
@@ -375,13 +378,20 @@ impl Tasks {
     }
 }
 
+/// What wakes a repository loop: a webhook, file event or `berth trigger` (fetch and pass), or
+/// a hand edit of a managed object (re-plan its sync at the commit already fetched).
+struct Wake {
+    trigger: Arc<Notify>,
+    drift: Arc<drift::Drift>,
+}
+
 /// The loop of one repository.
 #[instrument(skip_all, fields(repository = %repo.name))]
 async fn poll(
     ctx: Context,
     mapping: Arc<Mapping>,
     repo: Repository,
-    trigger: Arc<Notify>,
+    wake: Wake,
     mut stop: watch::Receiver<bool>,
 ) {
     let syncs: Vec<_> = mapping
@@ -404,32 +414,18 @@ async fn poll(
                 repository: repo.name.clone(),
             })
             .observe(started.elapsed().as_secs_f64());
+        let mut head = None;
         let failed = match fetched {
-            Ok(head) => {
+            Ok(fetched) => {
+                head = fetched;
                 // syncs and pipelines are independent: neither waits for the other
                 let syncs = async {
-                    let Some(commit) = head else { return false };
+                    let Some(commit) = &head else { return false };
                     let mut failed = false;
                     for s in &syncs {
                         let moved = done.get(&s.name) != Some(&commit.id);
-                        // at the same commit, selfHeal re-applies drift; otherwise the check
-                        // only reports it (OutOfSync)
-                        let mode = if moved || s.self_heal {
-                            Mode::Apply
-                        } else {
-                            Mode::Check
-                        };
-                        let report = sync::run_once(&ctx, &mapping, &repo, s, &commit, mode).await;
-                        failed |= report.failed();
-                        match (mode, report.failed()) {
-                            (Mode::Apply, true) => {
-                                done.remove(&s.name);
-                            }
-                            (Mode::Apply, false) => {
-                                done.insert(s.name.clone(), commit.id.clone());
-                            }
-                            _ => {}
-                        }
+                        failed |=
+                            pass(&ctx, &mapping, &repo, s, commit, moved, &mut done, &wake).await;
                     }
                     failed
                 };
@@ -452,17 +448,78 @@ async fn poll(
             // interval 0: only notifications start a pass
             (false, None) => None,
         };
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            () = trigger.notified() => {}
-            () = sleep(delay) => {}
+        let deadline = delay.map(|d| tokio::time::Instant::now() + d);
+        loop {
+            let stopped = async {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            tokio::select! {
+                () = stopped => return,
+                () = wake.trigger.notified() => break,
+                () = sleep_until(deadline) => break,
+                () = wake.drift.wake.notified() => {
+                    // a hand edit: only the syncs it touched, at the commit they passed at
+                    let Some(commit) = &head else { continue };
+                    let mut failed = false;
+                    for (name, changes) in wake.drift.take() {
+                        let Some(s) = syncs.iter().find(|s| s.name == name) else { continue };
+                        if done.get(&s.name) != Some(&commit.id) {
+                            continue; // failing: the backoff retries it
+                        }
+                        let ids: Vec<String> = changes.iter().map(|c| c.id.to_string()).collect();
+                        info!(sync = %s.name, objects = %ids.join(", "), "changed by hand; re-planning");
+                        failed |= pass(&ctx, &mapping, &repo, s, commit, false, &mut done, &wake)
+                            .await;
+                    }
+                    if failed {
+                        break;
+                    }
+                }
+            }
         }
     }
 }
 
-async fn sleep(d: Option<Duration>) {
-    match d {
-        Some(d) => tokio::time::sleep(d).await,
+/// One pass of a sync at `commit`. A sync applies when the commit `moved` or it heals drift
+/// (`selfHeal`); otherwise it only checks. Records the commit of a successful apply in `done`
+/// and hands the inventory to the drift watches. True when the pass failed.
+#[allow(clippy::too_many_arguments)]
+async fn pass(
+    ctx: &Context,
+    mapping: &Mapping,
+    repo: &Repository,
+    s: &config::Sync,
+    commit: &crate::git::Commit,
+    moved: bool,
+    done: &mut HashMap<String, String>,
+    wake: &Wake,
+) -> bool {
+    // at the same commit, selfHeal re-applies drift; otherwise the check only reports it
+    // (OutOfSync)
+    let mode = if moved || s.self_heal {
+        Mode::Apply
+    } else {
+        Mode::Check
+    };
+    let report = sync::run_once(ctx, mapping, repo, s, commit, mode).await;
+    if let Some(inventory) = &report.inventory {
+        wake.drift.record(&s.name, inventory);
+    }
+    match (mode, report.failed()) {
+        (Mode::Apply, true) => {
+            done.remove(&s.name);
+        }
+        (Mode::Apply, false) => {
+            done.insert(s.name.clone(), commit.id.clone());
+        }
+        _ => {}
+    }
+    report.failed()
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending::<()>().await,
     }
 }

@@ -9,7 +9,7 @@ mod ssa;
 
 pub(crate) use hooks::{Hook, Phase as HookPhase, delete_policy, hook};
 pub(crate) use order::{key as order_key, prune_key, wave};
-pub(crate) use policy::{hold, merge};
+pub(crate) use policy::{hold, merge, waits_for_kind};
 pub(crate) use prune::{Decision, decide, delete_hook, prune};
 pub(crate) use ssa::{apply, wait_established};
 

@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use crate::object;
 use crate::vocab;
 
 fn annotation<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
@@ -26,6 +27,16 @@ pub(crate) fn hold(desired: &Value, live: Option<&Value>) -> Option<String> {
         .flatten()
         .any(|o| annotation(o, vocab::FLUX_RECONCILE) == Some("disabled"));
     disabled.then(|| format!("{}: disabled", vocab::FLUX_RECONCILE))
+}
+
+/// Argo CD's `SkipDryRunOnMissingResource=true`: an object whose kind is not served yet waits
+/// for the rest of the pass (whose CRDs or operators may bring the kind) instead of failing.
+pub(crate) fn waits_for_kind(desired: &Value) -> bool {
+    object::has_option(
+        desired,
+        vocab::ARGOCD_SYNC_OPTIONS,
+        "SkipDryRunOnMissingResource=true",
+    )
 }
 
 /// Whether an apply leaves fields other managers own to them (Flux's `ssa: Merge`) instead of
@@ -61,5 +72,23 @@ mod tests {
         );
         assert!(merge(&with(vocab::FLUX_SSA, "Merge")));
         assert!(!merge(&with(vocab::FLUX_SSA, "Override")));
+    }
+
+    #[test]
+    fn argo_option_lists_are_comma_separated_and_trimmed() {
+        let options = with(
+            vocab::ARGOCD_SYNC_OPTIONS,
+            "Prune=false, SkipDryRunOnMissingResource=true",
+        );
+        assert!(waits_for_kind(&options));
+        assert!(object::has_option(
+            &options,
+            vocab::ARGOCD_SYNC_OPTIONS,
+            "Prune=false"
+        ));
+        assert!(!waits_for_kind(&with(
+            vocab::ARGOCD_SYNC_OPTIONS,
+            "SkipDryRunOnMissingResource=false"
+        )));
     }
 }

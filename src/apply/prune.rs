@@ -38,11 +38,8 @@ pub(crate) fn decide(orphan: &Orphan, sync: &str) -> Decision {
             return Decision::Keep(format!("{key}: disabled"));
         }
     }
-    let argo = meta["annotations"][vocab::ARGOCD_SYNC_OPTIONS]
-        .as_str()
-        .unwrap_or_default();
     for option in ["Prune=false", "Delete=false"] {
-        if argo.split(',').any(|o| o.trim() == option) {
+        if crate::object::has_option(live, vocab::ARGOCD_SYNC_OPTIONS, option) {
             return Decision::Keep(format!("{}: {option}", vocab::ARGOCD_SYNC_OPTIONS));
         }
     }

@@ -68,6 +68,12 @@ fn record(entry: &Entry, object: &Value) -> Record {
         generation: meta["generation"].as_i64().unwrap_or_default(),
         hash: entry.hash.clone(),
         revision: entry.revision.clone(),
+        health: crate::health::after_pass(
+            &entry.id.kind,
+            entry.action != Action::Unchanged,
+            Some(object),
+        )
+        .health,
     }
 }
 

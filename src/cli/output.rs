@@ -84,19 +84,18 @@ pub(super) fn diffs(
             found.failed = true;
             continue;
         }
+        found.differ |= r.plan.differences() > 0;
         for e in r
             .plan
             .entries
             .iter()
             .filter(|e| e.action != Action::Unchanged)
         {
-            found.differ = true;
             let desired = e.predicted.as_ref().unwrap_or(&e.manifest.object);
             let text = diff::entry_diff(&e.id, e.live.as_ref(), Some(desired));
             write!(out, "{}", colorize(&text))?;
         }
         for o in &r.plan.prune {
-            found.differ = true;
             write!(
                 out,
                 "{}",
