@@ -481,6 +481,24 @@ pub(crate) fn text_diff(name: &str, live: &str, desired: &str) -> String {
         .to_string()
 }
 
+/// The diff of every change a plan holds (creates, updates, prunes), one text per object,
+/// Secret values masked.
+pub(crate) fn plan_diffs(plan: &Plan) -> Vec<String> {
+    let changes = plan
+        .entries
+        .iter()
+        .filter(|e| e.action != Action::Unchanged)
+        .map(|e| {
+            let desired = e.predicted.as_ref().unwrap_or(&e.manifest.object);
+            entry_diff(&e.id, e.live.as_ref(), Some(desired))
+        });
+    let prunes = plan
+        .prune
+        .iter()
+        .map(|o| entry_diff(&o.id, o.live.as_ref(), None));
+    changes.chain(prunes).collect()
+}
+
 /// The diff text for one plan entry or orphan, with Secret values masked.
 pub(crate) fn entry_diff(id: &ObjectId, live: Option<&Value>, desired: Option<&Value>) -> String {
     let mut live = live.map(normalize);

@@ -40,6 +40,7 @@ mod agent;
 mod cleanup;
 pub mod cli;
 mod pipelines;
+mod ui;
 pub mod webhook;
 
 /// Any failure of a berth operation.

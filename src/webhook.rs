@@ -359,6 +359,21 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// A webhook delivery as the audit log keeps it: no payload, no secret.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct DeliveryRecord {
+    pub id: String,
+    pub provider: String,
+    pub event: String,
+    pub received: String,
+    pub repositories: Vec<String>,
+    pub branch: Option<String>,
+    pub commit: Option<String>,
+    pub matched: Vec<String>,
+    pub action: String,
+    pub status: u16,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

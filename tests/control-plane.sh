@@ -17,9 +17,11 @@ log() { printf 'control-plane: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# everything berth's build, tests and quick start need besides Rust
+# everything berth's build, tests and quick start need besides Rust (Chromium drives the
+# dashboard tests)
 PACKAGES="etcd-server golang-go rsync jq openssl golang-github-modern-go-reflect2-dev dpkg-dev
-  pkg-config libssl-dev zlib1g-dev git python3 curl openssh-server openssh-client"
+  pkg-config libssl-dev zlib1g-dev git python3 curl openssh-server openssh-client
+  chromium chromium-driver"
 
 packages_missing() {
   local p

@@ -6,6 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash tests/control-plane.sh install
+# the dashboard tests drive Debian's Chromium through playwright-core and check pages with
+# axe-core, both pinned in tests/browser/package-lock.json
+if ! command -v npm >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 dir=$(mktemp -d)
 trap 'bash tests/control-plane.sh stop "$dir"; rm -rf "$dir"' EXIT
 KUBECONFIG=$(bash tests/control-plane.sh start "$dir")

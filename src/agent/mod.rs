@@ -6,12 +6,15 @@
 //! Its parts sit on [`shared::Shared`]: the HTTP server ([`server`]), file notifications
 //! ([`files`]) and leader election ([`lease`]).
 
+mod dashboard;
 mod drift;
 mod files;
 mod lease;
 mod secrets;
 mod server;
 mod shared;
+
+pub(crate) use dashboard::Records;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -65,8 +68,10 @@ pub(crate) async fn shutdown_signal() {
 pub(crate) struct Options {
     pub config: PathBuf,
     pub listen: std::net::SocketAddr,
-    /// Where the operators' endpoints (the delivery log) are served.
+    /// Where the operators' endpoints (the dashboard, the delivery log) are served.
     pub admin_listen: std::net::SocketAddr,
+    /// The token that turns the dashboard's actions on.
+    pub admin_token: Option<String>,
     pub max_webhook_bytes: usize,
     pub leader_election: Option<LeaderElection>,
 }
@@ -110,7 +115,14 @@ pub(crate) async fn run(
             shared: shared.clone(),
             ctx: ctx.clone(),
             max_webhook_bytes: options.max_webhook_bytes,
+            admin_token: options.admin_token.clone().map(Arc::from),
         },
+        server_stopped.clone(),
+    ));
+    // the dashboard's live pages follow berth's records and the pipelines' runs
+    let dashboard_feed = tokio::spawn(dashboard::follow(
+        ctx.clone(),
+        shared.clone(),
         server_stopped.clone(),
     ));
     // every replica keeps the webhook secrets, so a new leader answers at once
@@ -212,6 +224,7 @@ pub(crate) async fn run(
     let _ = server_stop.send(true);
     let _ = server.await;
     let _ = secret_watch.await;
+    let _ = dashboard_feed.await;
     info!("agent stopped");
     Ok(())
 }
@@ -350,7 +363,11 @@ impl Tasks {
                 set.spawn(async move { drift::watch(ctx, name, syncs, drift, stop).await });
             }
             let (ctx, mapping, stop) = (ctx.clone(), mapping.clone(), stop_rx.clone());
-            let wake = Wake { trigger, drift };
+            let wake = Wake {
+                trigger,
+                drift,
+                shared: shared.clone(),
+            };
             set.spawn(async move { poll(ctx, mapping, repo, wake, stop).await });
         }
         if !mapping.pipelines.is_empty() {
@@ -383,6 +400,8 @@ impl Tasks {
 struct Wake {
     trigger: Arc<Notify>,
     drift: Arc<drift::Drift>,
+    /// Where passes are recorded for the dashboard.
+    shared: Arc<Shared>,
 }
 
 /// The loop of one repository.
@@ -505,6 +524,17 @@ async fn pass(
     if let Some(inventory) = &report.inventory {
         wake.drift.record(&s.name, inventory);
     }
+    wake.shared.record_pass(
+        &s.name,
+        crate::ui::pages::PassRow {
+            at: store::now(),
+            revision: report.revision.clone(),
+            phase: report.phase.to_string(),
+            summary: report.message.clone(),
+            duration_ms: u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
+        },
+        (mode == Mode::Apply).then(|| report.changes.actions()),
+    );
     match (mode, report.failed()) {
         (Mode::Apply, true) => {
             done.remove(&s.name);

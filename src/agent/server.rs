@@ -28,6 +28,8 @@ pub(super) struct State {
     pub shared: Arc<Shared>,
     pub ctx: Context,
     pub max_webhook_bytes: usize,
+    /// The dashboard's admin token, when actions are on.
+    pub admin_token: Option<Arc<str>>,
 }
 
 /// Unverified webhook bodies held in memory at once; more wait their turn before their body
@@ -60,6 +62,7 @@ pub(super) async fn serve(
         .with_state(state.clone());
     let operators = Router::new()
         .route("/deliveries", get(deliveries))
+        .merge(super::dashboard::routes())
         .with_state(state);
     tokio::join!(
         run(listener, public, stop.clone()),
@@ -176,17 +179,28 @@ async fn metrics(Extract(state): Extract<State>) -> Response {
         .into_response()
 }
 
-async fn deliveries(Extract(state): Extract<State>) -> Json<Vec<DeliveryRecord>> {
-    Json(
-        state
-            .shared
-            .deliveries
-            .lock()
-            .expect("delivery lock")
-            .iter()
-            .cloned()
-            .collect(),
-    )
+/// The delivery log: a page for a browser (which asks for HTML), JSON for everything else.
+async fn deliveries(
+    Extract(state): Extract<State>,
+    axum::extract::Query(q): axum::extract::Query<super::dashboard::PageQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if html {
+        return super::dashboard::deliveries_page(&state.shared, &q);
+    }
+    let records: Vec<DeliveryRecord> = state
+        .shared
+        .deliveries
+        .lock()
+        .expect("delivery lock")
+        .iter()
+        .cloned()
+        .collect();
+    Json(records).into_response()
 }
 
 /// The outcome of a delivery: status, result label, action text (for the delivery log),

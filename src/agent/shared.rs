@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::Notify;
 
 use crate::config::Mapping;
+use crate::ui::pages::PassRow;
 
 /// How many webhook deliveries the delivery log keeps.
 pub(crate) const DELIVERY_LOG: usize = 100;
@@ -18,20 +19,7 @@ pub(crate) const REMEMBERED_DELIVERIES: usize = 1000;
 /// Webhook secrets by Secret name (the value of its key `secret`), as a watch keeps them.
 pub(crate) type Secrets = Arc<HashMap<String, Vec<u8>>>;
 
-/// A webhook delivery as the audit log keeps it: no payload, no secret.
-#[derive(Debug, Clone, serde::Serialize)]
-pub(crate) struct DeliveryRecord {
-    pub id: String,
-    pub provider: String,
-    pub event: String,
-    pub received: String,
-    pub repositories: Vec<String>,
-    pub branch: Option<String>,
-    pub commit: Option<String>,
-    pub matched: Vec<String>,
-    pub action: String,
-    pub status: u16,
-}
+pub(crate) use crate::webhook::DeliveryRecord;
 
 /// State the agent's tasks and its HTTP server share.
 pub(crate) struct Shared {
@@ -52,6 +40,25 @@ pub(crate) struct Shared {
     secrets: tokio::sync::watch::Sender<Option<Secrets>>,
     /// Recent delivery ids, `provider/id`, oldest first.
     seen: Mutex<VecDeque<String>>,
+    /// Moves whenever something the dashboard shows may have changed.
+    changes: tokio::sync::watch::Sender<u64>,
+    /// What the agent's passes did, per sync, for the dashboard.
+    activity: Mutex<HashMap<String, Activity>>,
+    /// Commit subjects by revision, as read from the mirrors (they never change).
+    pub subjects: Mutex<HashMap<String, String>>,
+}
+
+/// How many passes per sync the dashboard lists.
+pub(crate) const PASSES_KEPT: usize = 10;
+
+/// What the agent's recent passes of one sync did.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Activity {
+    /// Newest first.
+    pub passes: VecDeque<PassRow>,
+    /// What the newest pass that applied did to each object it changed (by object id);
+    /// objects not named were unchanged.
+    pub actions: HashMap<String, &'static str>,
 }
 
 impl Shared {
@@ -65,6 +72,9 @@ impl Shared {
             failed_task: RwLock::new(None),
             secrets: tokio::sync::watch::Sender::new(None),
             seen: Mutex::new(VecDeque::new()),
+            changes: tokio::sync::watch::Sender::new(0),
+            activity: Mutex::new(HashMap::new()),
+            subjects: Mutex::new(HashMap::new()),
         };
         shared.reset_triggers();
         shared
@@ -152,9 +162,52 @@ impl Shared {
 
     /// Adds a delivery to the audit log, dropping the oldest beyond [`DELIVERY_LOG`].
     pub(crate) fn record(&self, delivery: DeliveryRecord) {
-        let mut log = self.deliveries.lock().expect("delivery lock");
-        log.push_front(delivery);
-        log.truncate(DELIVERY_LOG);
+        {
+            let mut log = self.deliveries.lock().expect("delivery lock");
+            log.push_front(delivery);
+            log.truncate(DELIVERY_LOG);
+        }
+        self.changed();
+    }
+
+    /// Tells the dashboard's live pages that something may have changed.
+    pub(crate) fn changed(&self) {
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Follows [`Shared::changed`].
+    pub(crate) fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Records a pass of a sync: `actions` (object id, what was done) are kept when the pass
+    /// applied, replacing those of the pass before.
+    pub(crate) fn record_pass(
+        &self,
+        sync: &str,
+        pass: PassRow,
+        actions: Option<HashMap<String, &'static str>>,
+    ) {
+        {
+            let mut all = self.activity.lock().expect("activity lock");
+            let a = all.entry(sync.to_owned()).or_default();
+            a.passes.push_front(pass);
+            a.passes.truncate(PASSES_KEPT);
+            if let Some(actions) = actions {
+                a.actions = actions;
+            }
+        }
+        self.changed();
+    }
+
+    /// What the agent's passes of `sync` did (empty before its first pass).
+    pub(crate) fn activity(&self, sync: &str) -> Activity {
+        self.activity
+            .lock()
+            .expect("activity lock")
+            .get(sync)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 

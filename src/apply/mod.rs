@@ -70,6 +70,21 @@ impl ChangeSet {
             || !self.pruned.is_empty()
     }
 
+    /// What the pass did to each object it touched, by object id (`created`, `configured`,
+    /// `adopted`, `pruned`, `failed`); the others were unchanged.
+    pub(crate) fn actions(&self) -> std::collections::HashMap<String, &'static str> {
+        [
+            (&self.created, "created"),
+            (&self.configured, "configured"),
+            (&self.adopted, "adopted"),
+            (&self.pruned, "pruned"),
+            (&self.failed, "failed"),
+        ]
+        .into_iter()
+        .flat_map(|(ids, what)| ids.iter().map(move |id| (id.to_string(), what)))
+        .collect()
+    }
+
     /// One line for logs, events and status: `2 created, 1 configured, 5 unchanged, 1 pruned`.
     pub(crate) fn summary(&self) -> String {
         let mut parts = vec![

@@ -14,7 +14,7 @@ use crate::context::Context;
 use crate::git::Credentials;
 use crate::sync::{self, Mode, Report};
 use crate::telemetry::LogFormat;
-use crate::{agent, cleanup, cluster, diff, pipelines, status};
+use crate::{agent, cleanup, cluster, diff, pipelines};
 
 /// berth: GitOps for Kubernetes from one mapping file.
 ///
@@ -144,10 +144,16 @@ pub enum Command {
         /// one to expose to git hosts.
         #[arg(long, env = "BERTH_LISTEN", default_value = "0.0.0.0:8080")]
         listen: std::net::SocketAddr,
-        /// Address for operators: the webhook delivery log (/deliveries). Keep it private
-        /// (`kubectl port-forward`).
+        /// Address for operators: the dashboard (/: every sync, pipeline run and cleanup rule,
+        /// live) and the webhook delivery log (/deliveries). Keep it private (`kubectl
+        /// port-forward`).
         #[arg(long, env = "BERTH_ADMIN_LISTEN", default_value = "127.0.0.1:8081")]
         admin_listen: std::net::SocketAddr,
+        /// Turns on the dashboard's actions (refresh a repository, trigger a pipeline) for
+        /// requests that carry this token (sign in on the page, or `Authorization: Bearer`).
+        /// Without it the dashboard is strictly read-only. Prefer the environment variable.
+        #[arg(long, env = "BERTH_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
         /// Largest webhook body accepted; larger deliveries get 413.
         #[arg(long, env = "BERTH_MAX_WEBHOOK_BYTES", default_value_t = 5 * 1024 * 1024)]
         max_webhook_bytes: usize,
@@ -344,6 +350,7 @@ pub async fn run(args: Args) -> ExitCode {
         Command::Run {
             listen,
             admin_listen,
+            admin_token,
             max_webhook_bytes,
             leader_elect,
             lease_duration,
@@ -371,6 +378,7 @@ pub async fn run(args: Args) -> ExitCode {
                 config: args.config.clone(),
                 listen: *listen,
                 admin_listen: *admin_listen,
+                admin_token: admin_token.clone().filter(|t| !t.is_empty()),
                 max_webhook_bytes: *max_webhook_bytes,
                 leader_election,
             };
@@ -681,49 +689,12 @@ async fn show_status(args: &Args, format: StatusFormat) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(USAGE, e),
     };
-    let store = ctx.store();
-    let records = async {
-        Ok::<_, crate::store::Error>((
-            status::list(&store).await?,
-            pipelines::list_states(&store).await?,
-            cleanup::list_states(&store).await?,
-        ))
-    };
-    let (syncs, pipelines, rules) = match records.await {
+    let records = match agent::Records::read(&ctx, mapping.as_ref(), 1).await {
         Ok(r) => r,
         Err(e) => return fail(USAGE, e),
     };
-    let agent = store
-        .get(crate::vocab::RecordKind::Agent, "")
-        .await
-        .ok()
-        .flatten()
-        .map(|cm| {
-            let a = crate::store::annotations(&cm);
-            let get = |k: &str| a.get(k).cloned().unwrap_or_default();
-            output::AgentState {
-                mapping: get(crate::vocab::CONFIG_STATUS),
-                message: get(crate::vocab::MESSAGE),
-                changed: get(crate::vocab::LAST_SYNC),
-            }
-        });
-    let mut newest = std::collections::BTreeMap::new();
-    for p in mapping.iter().flat_map(|m| &m.pipelines) {
-        let namespace = p.namespace.as_deref().unwrap_or(&ctx.namespace);
-        if let Some(run) = pipelines::newest_run(&ctx.client, namespace, &p.name).await {
-            newest.insert(p.name.clone(), run);
-        }
-    }
-    let view = output::StatusView {
-        mapping: mapping.as_ref(),
-        syncs: &syncs,
-        pipelines: &pipelines,
-        rules: &rules,
-        newest: &newest,
-        agent,
-        now: jiff::Timestamp::now(),
-    };
-    print(|w| output::status(w, &view, format));
+    let doc = records.document(mapping.as_ref());
+    print(|w| output::status_document(w, &doc, format));
     ExitCode::SUCCESS
 }
 

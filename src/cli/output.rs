@@ -1,17 +1,12 @@
 //! What the verbs print, as pure functions of their results written to any [`Write`], so every
 //! line and table can be unit-tested. The verbs in `cli` gather; this module only formats.
 
-use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use jiff::Timestamp;
-
 use crate::cleanup;
-use crate::config::Mapping;
 use crate::diff::{self, Action};
 use crate::pipelines;
 use crate::render::{self, Manifest};
-use crate::status::SyncStatus;
 use crate::sync::{Mode, Report};
 
 /// The 7-character form of a commit id.
@@ -85,22 +80,8 @@ pub(super) fn diffs(
             continue;
         }
         found.differ |= r.plan.differences() > 0;
-        for e in r
-            .plan
-            .entries
-            .iter()
-            .filter(|e| e.action != Action::Unchanged)
-        {
-            let desired = e.predicted.as_ref().unwrap_or(&e.manifest.object);
-            let text = diff::entry_diff(&e.id, e.live.as_ref(), Some(desired));
+        for text in diff::plan_diffs(&r.plan) {
             write!(out, "{}", colorize(&text))?;
-        }
-        for o in &r.plan.prune {
-            write!(
-                out,
-                "{}",
-                colorize(&diff::entry_diff(&o.id, o.live.as_ref(), None))
-            )?;
         }
     }
     Ok(found)
@@ -172,79 +153,25 @@ pub(super) fn check(w: &mut impl Write, ok: bool, what: &str) -> io::Result<()> 
 }
 
 pub(super) use super::StatusFormat as Format;
-
-/// The state of the mapping file as the agent recorded it (`berth-agent`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub(super) struct AgentState {
-    /// `Valid` or `Invalid`.
-    pub mapping: String,
-    pub message: String,
-    pub changed: String,
-}
-
-/// What `berth status` shows: the mapping (when it loads) joined with the records on the
-/// cluster and the newest run of each pipeline.
-pub(super) struct StatusView<'a> {
-    pub mapping: Option<&'a Mapping>,
-    pub syncs: &'a BTreeMap<String, SyncStatus>,
-    pub pipelines: &'a BTreeMap<String, pipelines::State>,
-    pub rules: &'a BTreeMap<String, cleanup::State>,
-    /// The newest run of each pipeline, read from the cluster (runs `trigger` launched
-    /// included).
-    pub newest: &'a BTreeMap<String, pipelines::Run>,
-    pub agent: Option<AgentState>,
-    pub now: Timestamp,
-}
-
-#[derive(Debug, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct SyncRow {
-    name: String,
-    repository: String,
-    revision: String,
-    status: String,
-    health: String,
-    objects: usize,
-    last_sync: String,
-    message: String,
-}
-
-#[derive(Debug, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PipelineRow {
-    name: String,
-    repository: String,
-    last_run: Option<pipelines::Run>,
-    message: String,
-}
-
-#[derive(Debug, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct RuleRow {
-    name: String,
-    schedule: String,
-    last_run: Option<String>,
-    next_run: Option<String>,
-    deleted: usize,
-    stuck: usize,
-    message: String,
-}
-
-/// Everything `berth status` reports, as tables print it and scripts read it.
-#[derive(Debug, serde::Serialize)]
-struct Document {
-    syncs: Vec<SyncRow>,
-    pipelines: Vec<PipelineRow>,
-    cleanup: Vec<RuleRow>,
-    agent: Option<AgentState>,
-}
+use crate::ui::status::Document;
+#[cfg(test)]
+use crate::ui::status::{AgentState, StatusView, document};
 
 /// `berth status`: tables of syncs, then of pipelines and cleanup rules when there are any,
 /// then the agent's mapping state when it recorded one; or the same as JSON or YAML.
 /// Entries of the mapping that never ran show as such; records of entries no longer in the
 /// mapping still show.
-pub(super) fn status(w: &mut impl Write, view: &StatusView<'_>, format: Format) -> io::Result<()> {
-    let doc = document(view);
+#[cfg(test)]
+fn status(w: &mut impl Write, view: &StatusView<'_>, format: Format) -> io::Result<()> {
+    status_document(w, &document(view), format)
+}
+
+/// [`status`] of a document already built.
+pub(super) fn status_document(
+    w: &mut impl Write,
+    doc: &Document,
+    format: Format,
+) -> io::Result<()> {
     match format {
         Format::Json => {
             let text = serde_json::to_string_pretty(&doc).expect("the status document serializes");
@@ -254,16 +181,7 @@ pub(super) fn status(w: &mut impl Write, view: &StatusView<'_>, format: Format) 
             let text = serde_saphyr::to_string(&doc).expect("the status document serializes");
             write!(w, "{text}")
         }
-        Format::Table | Format::Wide => tables(w, &doc, format == Format::Wide),
-    }
-}
-
-fn document(view: &StatusView<'_>) -> Document {
-    Document {
-        syncs: sync_rows(view),
-        pipelines: pipeline_rows(view),
-        cleanup: rule_rows(view),
-        agent: view.agent.clone(),
+        Format::Table | Format::Wide => tables(w, doc, format == Format::Wide),
     }
 }
 
@@ -377,104 +295,6 @@ fn cells<const N: usize>(texts: [&str; N]) -> [String; N] {
     texts.map(str::to_owned)
 }
 
-fn sync_rows(view: &StatusView<'_>) -> Vec<SyncRow> {
-    let mut joined: BTreeMap<&str, (&str, Option<&SyncStatus>)> = BTreeMap::new();
-    for s in view.mapping.iter().flat_map(|m| &m.syncs) {
-        joined.insert(&s.name, (&s.repository, view.syncs.get(&s.name)));
-    }
-    for (name, st) in view.syncs {
-        joined.entry(name).or_insert(("", Some(st)));
-    }
-    joined
-        .into_iter()
-        .map(|(name, (repo, st))| match st {
-            Some(s) => SyncRow {
-                name: name.to_owned(),
-                repository: repo.to_owned(),
-                revision: s.revision.clone(),
-                status: s.phase.to_string(),
-                health: s.health.to_string(),
-                objects: s.inventory.len(),
-                last_sync: s.last_sync.clone(),
-                message: s.message.clone(),
-            },
-            None => SyncRow {
-                name: name.to_owned(),
-                repository: repo.to_owned(),
-                revision: String::new(),
-                status: "Unknown".into(),
-                health: "Unknown".into(),
-                objects: 0,
-                last_sync: String::new(),
-                message: "not synced yet".into(),
-            },
-        })
-        .collect()
-}
-
-fn pipeline_rows(view: &StatusView<'_>) -> Vec<PipelineRow> {
-    let mut names: Vec<(&str, &str)> = view
-        .mapping
-        .iter()
-        .flat_map(|m| &m.pipelines)
-        .map(|p| (p.name.as_str(), p.repository.as_str()))
-        .collect();
-    for name in view.pipelines.keys() {
-        if !names.iter().any(|(n, _)| n == name) {
-            names.push((name, ""));
-        }
-    }
-    names
-        .into_iter()
-        .map(|(name, repo)| {
-            let state = view.pipelines.get(name).cloned().unwrap_or_default();
-            let last_run = view
-                .newest
-                .get(name)
-                .cloned()
-                .or_else(|| state.runs.first().cloned());
-            PipelineRow {
-                name: name.to_owned(),
-                repository: repo.to_owned(),
-                last_run,
-                message: state.message,
-            }
-        })
-        .collect()
-}
-
-fn rule_rows(view: &StatusView<'_>) -> Vec<RuleRow> {
-    let mut rules: Vec<(&str, Option<&crate::schedule::Schedule>)> = view
-        .mapping
-        .iter()
-        .flat_map(|m| &m.cleanup)
-        .map(|r| (r.name.as_str(), Some(&r.schedule)))
-        .collect();
-    for name in view.rules.keys() {
-        if !rules.iter().any(|(n, _)| n == name) {
-            rules.push((name, None));
-        }
-    }
-    rules
-        .into_iter()
-        .map(|(name, schedule)| {
-            let state = view.rules.get(name).cloned().unwrap_or_default();
-            let next_run = schedule
-                .and_then(|s| s.due(view.now, state.last_run))
-                .map(|t| t.round(jiff::Unit::Second).unwrap_or(t).to_string());
-            RuleRow {
-                name: name.to_owned(),
-                schedule: schedule.map(|s| s.text().to_owned()).unwrap_or_default(),
-                last_run: state.last_run.map(|t| t.to_string()),
-                next_run,
-                deleted: state.last.deleted.len(),
-                stuck: state.last.stuck.len(),
-                message: state.message,
-            }
-        })
-        .collect()
-}
-
 /// Left-aligned columns separated by three spaces, like kubectl's tables.
 fn format_table<const N: usize>(rows: &[[String; N]]) -> String {
     let mut widths = [0; N];
@@ -501,8 +321,13 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
+    use std::collections::BTreeMap;
+
+    use jiff::Timestamp;
+
     use crate::config;
     use crate::pipelines::Run;
+    use crate::status::SyncStatus;
     use crate::status::{Health, Phase};
 
     fn text(write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> String {

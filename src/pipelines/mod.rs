@@ -16,7 +16,9 @@ use tracing::{info, instrument, warn};
 
 pub(crate) use launch::{Launched, check, launch_commit, resolve};
 use launch::{launched_before, resume_queued};
-pub(crate) use run::{Run, RunInfo, is_finished, workflow_api_message, workflows};
+pub(crate) use run::{
+    Run, RunInfo, is_finished, run_of, workflow_api_message, workflow_resource, workflows,
+};
 pub(crate) use state::{Outcome, State, list as list_states};
 pub(crate) use watch::watch_runs;
 use workflow::paths_match;
@@ -53,25 +55,31 @@ pub(crate) enum Error {
     Status(#[from] store::Error),
 }
 
-/// The newest run of a pipeline on the cluster (by creation), whoever launched it; `None`
-/// when it has none, or when the Workflow kind is not installed.
-pub(crate) async fn newest_run(
+/// Up to `count` runs of a pipeline on the cluster, newest (by creation) first; none when the
+/// Workflow kind is not installed.
+pub(crate) async fn recent_runs(
     client: &kube::Client,
     namespace: &str,
     pipeline: &str,
-) -> Option<Run> {
+    count: usize,
+) -> Vec<Run> {
     let params = kube::api::ListParams::default()
         .labels(&format!("{}={pipeline}", crate::vocab::PIPELINE_LABEL));
-    let list = workflows(client, namespace).list(&params).await.ok()?;
-    list.items
+    let Ok(list) = workflows(client, namespace).list(&params).await else {
+        return Vec::new();
+    };
+    let mut items = list.items;
+    items.sort_by(|a, b| {
+        let key = |o: &kube::api::DynamicObject| o.metadata.creation_timestamp.clone();
+        key(b)
+            .cmp(&key(a))
+            .then_with(|| b.metadata.name.cmp(&a.metadata.name))
+    });
+    items
         .into_iter()
-        .max_by(|a, b| {
-            let key = |o: &kube::api::DynamicObject| o.metadata.creation_timestamp.clone();
-            key(a)
-                .cmp(&key(b))
-                .then_with(|| a.metadata.name.cmp(&b.metadata.name))
-        })
+        .take(count)
         .map(|o| run::run_of(&serde_json::to_value(&o).expect("objects serialize")))
+        .collect()
 }
 
 /// The client a pipeline's Workflows are created, terminated, resumed and cleaned up with: its

@@ -6,6 +6,8 @@
     reason = "each test binary and bench uses a different part of this shared module"
 )]
 
+pub mod browser;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;

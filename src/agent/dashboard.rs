@@ -1,0 +1,718 @@
+//! The dashboard on the admin listener: gathers what the pages show (status records, runs,
+//! Events, the diff against git, pod logs) and serves the pages of [`crate::ui`], a live feed
+//! (server-sent events) that moves whenever berth's records, a pipeline's Workflows, a pass or a
+//! delivery change, and, with `--admin-token`, two actions: refresh a repository and trigger a
+//! pipeline. Every asset is in the binary.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State as Extract};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod};
+use kube::api::{Api, DynamicObject, ListParams, LogParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::watcher;
+use serde::Deserialize;
+use subtle::ConstantTimeEq as _;
+use tokio::sync::watch;
+use tracing::debug;
+
+use super::server::State;
+use super::shared::Shared;
+use crate::config::Mapping;
+use crate::context::Context;
+use crate::git;
+use crate::status::{self, SyncStatus};
+use crate::sync::{self, Mode};
+use crate::ui::graph;
+use crate::ui::html::{Section, page};
+use crate::ui::pages::{self, EventRow, Logs, ObjectRow};
+use crate::ui::status::{AgentState, Document, StatusView, document};
+use crate::{cleanup, pipelines, vocab};
+
+const STYLE: &str = include_str!("../ui/berth.css");
+const SCRIPT: &str = include_str!("../ui/berth.js");
+/// The cookie that carries the admin token once signed in.
+const COOKIE: &str = "berth_admin";
+/// How many runs per pipeline the overview lists.
+const RUNS_SHOWN: usize = 5;
+/// How many Events a sync page lists.
+const EVENTS_SHOWN: usize = 20;
+
+/// The dashboard's routes, to merge into the admin listener.
+pub(super) fn routes() -> Router<State> {
+    Router::new()
+        .route("/", get(overview))
+        .route("/syncs/{name}", get(sync_page))
+        .route("/pipelines/{name}/runs/{run}", get(run_page))
+        .route("/live", get(live))
+        .route("/assets/berth.css", get(style))
+        .route("/assets/berth.js", get(script))
+        .route("/sign-in", post(sign_in))
+        .route("/actions/repositories/{name}/refresh", post(refresh))
+        .route("/actions/pipelines/{name}/trigger", post(trigger))
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub(super) struct PageQuery {
+    /// Only the page's `main`, for the live update.
+    fragment: Option<String>,
+    /// The selected node of a run.
+    node: Option<String>,
+}
+
+/// A page, whole or (for the live update) only its `main`.
+fn respond(title: &str, section: Section, main: String, q: &PageQuery) -> Response {
+    let body = if q.fragment.is_some() {
+        main
+    } else {
+        page(title, section, &main)
+    };
+    let mut r = Html(body).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn not_found(what: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Html(page(
+            "not found",
+            Section::Overview,
+            &format!(
+                "<h1>Not found</h1><p>{}</p><p><a href=\"/\">Back to the overview</a></p>",
+                crate::ui::html::escape(what)
+            ),
+        )),
+    )
+        .into_response()
+}
+
+/// Whether the request carries the admin token (cookie or bearer); never without one set.
+fn authorized(state: &State, headers: &HeaderMap) -> bool {
+    let Some(token) = &state.admin_token else {
+        return false;
+    };
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_owned());
+    [bearer, cookie]
+        .into_iter()
+        .flatten()
+        .any(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes())))
+}
+
+/// Everything `berth status` and the overview read from the cluster.
+pub(crate) struct Records {
+    pub syncs: BTreeMap<String, SyncStatus>,
+    pub pipelines: BTreeMap<String, pipelines::State>,
+    pub rules: BTreeMap<String, cleanup::State>,
+    pub agent: Option<AgentState>,
+    /// The newest runs of each pipeline of the mapping, newest first.
+    pub runs: BTreeMap<String, Vec<pipelines::Run>>,
+}
+
+impl Records {
+    /// Reads the records in berth's namespace and up to `runs` runs per pipeline.
+    ///
+    /// # Errors
+    /// The records cannot be read.
+    pub(crate) async fn read(
+        ctx: &Context,
+        mapping: Option<&Mapping>,
+        runs: usize,
+    ) -> Result<Self, crate::store::Error> {
+        let store = ctx.store();
+        let syncs = status::list(&store).await?;
+        let pipeline_states = pipelines::list_states(&store).await?;
+        let rules = cleanup::list_states(&store).await?;
+        let agent = store
+            .get(vocab::RecordKind::Agent, "")
+            .await
+            .ok()
+            .flatten()
+            .map(|cm| {
+                let a = crate::store::annotations(&cm);
+                let get = |k: &str| a.get(k).cloned().unwrap_or_default();
+                AgentState {
+                    mapping: get(vocab::CONFIG_STATUS),
+                    message: get(vocab::MESSAGE),
+                    changed: get(vocab::LAST_SYNC),
+                }
+            });
+        let mut recent = BTreeMap::new();
+        for p in mapping.iter().flat_map(|m| &m.pipelines) {
+            let namespace = p.namespace.as_deref().unwrap_or(&ctx.namespace);
+            let found = pipelines::recent_runs(&ctx.client, namespace, &p.name, runs).await;
+            if !found.is_empty() {
+                recent.insert(p.name.clone(), found);
+            }
+        }
+        Ok(Self {
+            syncs,
+            pipelines: pipeline_states,
+            rules,
+            agent,
+            runs: recent,
+        })
+    }
+
+    /// `berth status`'s document of these records.
+    pub(crate) fn document(&self, mapping: Option<&Mapping>) -> Document {
+        let newest: BTreeMap<String, pipelines::Run> = self
+            .runs
+            .iter()
+            .filter_map(|(name, runs)| Some((name.clone(), runs.first()?.clone())))
+            .collect();
+        document(&StatusView {
+            mapping,
+            syncs: &self.syncs,
+            pipelines: &self.pipelines,
+            rules: &self.rules,
+            newest: &newest,
+            agent: self.agent.clone(),
+            now: jiff::Timestamp::now(),
+        })
+    }
+}
+
+/// Commit subjects of `revisions`, from the repositories' mirrors (remembered: they never
+/// change).
+async fn subjects(
+    ctx: &Context,
+    shared: &Shared,
+    mapping: &Mapping,
+    revisions: &[(String, String)],
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (repository, revision) in revisions {
+        if revision.is_empty() {
+            continue;
+        }
+        let known = shared
+            .subjects
+            .lock()
+            .expect("subjects lock")
+            .get(revision)
+            .cloned();
+        let subject = match known {
+            Some(s) => s,
+            None => {
+                let Some(repo) = mapping.repository(repository) else {
+                    continue;
+                };
+                let rev = revision.clone();
+                let read =
+                    git::with_mirror(&ctx.cache_dir, repo.url.as_str(), move |m| m.commit(&rev))
+                        .await;
+                let Ok(commit) = read else { continue };
+                shared
+                    .subjects
+                    .lock()
+                    .expect("subjects lock")
+                    .insert(revision.clone(), commit.subject.clone());
+                commit.subject
+            }
+        };
+        out.insert(revision.clone(), subject);
+    }
+    out
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Html(page(
+            "unavailable",
+            Section::Overview,
+            &format!(
+                "<h1>The API server could not be read</h1><p class=\"alert\" role=\"alert\">{}</p>",
+                crate::ui::html::escape(&e.to_string())
+            ),
+        )),
+    )
+        .into_response()
+}
+
+async fn overview(
+    Extract(state): Extract<State>,
+    Query(q): Query<PageQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let mapping = state.shared.mapping();
+    let records = match Records::read(&state.ctx, Some(&mapping), RUNS_SHOWN).await {
+        Ok(r) => r,
+        Err(e) => return unavailable(e),
+    };
+    let doc = records.document(Some(&mapping));
+    let revisions: Vec<(String, String)> = doc
+        .syncs
+        .iter()
+        .map(|r| (r.repository.clone(), r.revision.clone()))
+        .collect();
+    let subjects = subjects(&state.ctx, &state.shared, &mapping, &revisions).await;
+    let repositories: Vec<String> = mapping
+        .repositories
+        .iter()
+        .map(|r| r.name.clone())
+        .collect();
+    let main = pages::overview(&pages::Overview {
+        status: &doc,
+        subjects: &subjects,
+        runs: &records.runs,
+        repositories: &repositories,
+        actions: authorized(&state, &headers),
+        sign_in: state.admin_token.is_some(),
+        now: jiff::Timestamp::now(),
+    });
+    respond("Overview", Section::Overview, main, &q)
+}
+
+/// The diff between live state and the head of the sync's branch, fetched now.
+async fn current_diff(
+    ctx: &Context,
+    mapping: &Mapping,
+    name: &str,
+) -> (String, Result<Vec<String>, String>) {
+    let Some(s) = mapping.syncs.iter().find(|s| s.name == name) else {
+        return (
+            String::new(),
+            Err("the sync is not in the mapping".to_owned()),
+        );
+    };
+    let Some(repo) = mapping.repository(&s.repository) else {
+        return (
+            String::new(),
+            Err("its repository is not in the mapping".to_owned()),
+        );
+    };
+    let head = match sync::refresh(ctx, repo, vec![repo.branch.clone()]).await {
+        Ok(Some(head)) => head,
+        Ok(None) => return (String::new(), Err("the branch has no head".to_owned())),
+        Err(e) => return (String::new(), Err(e.to_string())),
+    };
+    let report = sync::run_once(ctx, mapping, repo, s, &head, Mode::Plan).await;
+    if report.failed() {
+        return (head.id, Err(report.message));
+    }
+    (head.id, Ok(crate::diff::plan_diffs(&report.plan)))
+}
+
+/// The Events about a sync's record, newest first.
+async fn sync_events(ctx: &Context, name: &str) -> Vec<EventRow> {
+    let api: Api<Event> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let params = ListParams::default().fields(&format!(
+        "involvedObject.name={}",
+        vocab::RecordKind::Sync.config_map(name)
+    ));
+    let Ok(list) = api.list(&params).await else {
+        return Vec::new();
+    };
+    let mut rows: Vec<(String, EventRow)> = list
+        .items
+        .into_iter()
+        .map(|e| {
+            let at = e
+                .event_time
+                .map(|t| t.0.to_string())
+                .or_else(|| e.last_timestamp.map(|t| t.0.to_string()))
+                .or_else(|| e.metadata.creation_timestamp.map(|t| t.0.to_string()))
+                .unwrap_or_default();
+            let row = EventRow {
+                at: at.clone(),
+                reason: e.reason.unwrap_or_default(),
+                message: e.message.unwrap_or_default(),
+            };
+            (at, row)
+        })
+        .collect();
+    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    rows.into_iter()
+        .take(EVENTS_SHOWN)
+        .map(|(_, r)| r)
+        .collect()
+}
+
+async fn sync_page(
+    Extract(state): Extract<State>,
+    Path(name): Path<String>,
+    Query(q): Query<PageQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let mapping = state.shared.mapping();
+    let records = match Records::read(&state.ctx, Some(&mapping), 0).await {
+        Ok(r) => r,
+        Err(e) => return unavailable(e),
+    };
+    let doc = records.document(Some(&mapping));
+    let Some(row) = doc.syncs.iter().find(|r| r.name == name) else {
+        return not_found(&format!("There is no sync {name:?}."));
+    };
+    let activity = state.shared.activity(&name);
+    let objects: Vec<ObjectRow> = records
+        .syncs
+        .get(&name)
+        .map(|s| {
+            s.inventory
+                .iter()
+                .map(|(id, record)| ObjectRow {
+                    kind: id.kind.clone(),
+                    namespace: id.namespace.clone(),
+                    name: id.name.clone(),
+                    health: record.health.to_string(),
+                    action: activity
+                        .actions
+                        .get(&id.to_string())
+                        .copied()
+                        .unwrap_or("unchanged")
+                        .to_owned(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let (head, diff) = current_diff(&state.ctx, &mapping, &name).await;
+    let events = sync_events(&state.ctx, &name).await;
+    let subject = subjects(
+        &state.ctx,
+        &state.shared,
+        &mapping,
+        &[(row.repository.clone(), row.revision.clone())],
+    )
+    .await
+    .remove(&row.revision)
+    .unwrap_or_default();
+    let passes: Vec<_> = activity.passes.iter().cloned().collect();
+    let main = pages::sync(&pages::SyncPage {
+        row,
+        subject: &subject,
+        objects: &objects,
+        diff: &diff,
+        head: &head,
+        passes: &passes,
+        events: &events,
+        actions: authorized(&state, &headers),
+    });
+    respond(&format!("sync {name}"), Section::Overview, main, &q)
+}
+
+/// The log of a run's node, from its pod when there is one.
+async fn node_logs(
+    client: &kube::Client,
+    namespace: &str,
+    workflow: &str,
+    node: &graph::Node,
+) -> Logs {
+    if node.kind != "Pod" {
+        return Logs::Note(format!(
+            "{} is a {} node: it runs no pod of its own.",
+            node.name,
+            if node.kind.is_empty() {
+                "pending"
+            } else {
+                &node.kind
+            }
+        ));
+    }
+    // Argo names a node's pod after the node id, or (v3.4 and later) after the workflow, the
+    // template and the id's number
+    let number = node.id.rsplit('-').next().unwrap_or_default();
+    let candidates = [
+        node.id.clone(),
+        format!("{workflow}-{}-{number}", node.template),
+    ];
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    for name in candidates {
+        if let Ok(Some(_)) = pods.get_opt(&name).await {
+            let params = LogParams {
+                container: Some("main".to_owned()),
+                tail_lines: Some(500),
+                ..LogParams::default()
+            };
+            return match pods.logs(&name, &params).await {
+                Ok(text) => Logs::Text(text),
+                Err(e) => Logs::Note(format!("The log of pod {name} could not be read: {e}")),
+            };
+        }
+    }
+    Logs::Note(format!(
+        "There is no pod for {} (it has not started, or it was deleted).",
+        node.name
+    ))
+}
+
+async fn run_page(
+    Extract(state): Extract<State>,
+    Path((pipeline, run)): Path<(String, String)>,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let mapping = state.shared.mapping();
+    let Some(p) = mapping.pipelines.iter().find(|p| p.name == pipeline) else {
+        return not_found(&format!("There is no pipeline {pipeline:?}."));
+    };
+    let namespace = p.namespace.as_deref().unwrap_or(&state.ctx.namespace);
+    let api = pipelines::workflows(&state.ctx.client, namespace);
+    let workflow: DynamicObject = match api.get_opt(&run).await {
+        Ok(Some(w)) => w,
+        Ok(None) => {
+            return not_found(&format!(
+                "There is no run {run:?} of pipeline {pipeline:?}."
+            ));
+        }
+        Err(e) => return unavailable(e),
+    };
+    let object = serde_json::to_value(&workflow).expect("objects serialize");
+    let nodes = graph::nodes(&object);
+    let selected = q
+        .node
+        .as_deref()
+        .filter(|id| nodes.iter().any(|n| n.id == *id));
+    let logs = match selected.and_then(|id| nodes.iter().find(|n| n.id == id)) {
+        Some(node) => node_logs(&state.ctx.client, namespace, &run, node).await,
+        None => Logs::None,
+    };
+    let main = pages::run(&pages::RunPage {
+        pipeline: &pipeline,
+        namespace,
+        run: &pipelines::run_of(&object),
+        message: object["status"]["message"].as_str().unwrap_or_default(),
+        nodes: &nodes,
+        selected,
+        logs: &logs,
+        now: jiff::Timestamp::now(),
+    });
+    respond(&format!("run {run}"), Section::Overview, main, &q)
+}
+
+/// The delivery log as a page (for a browser) or as JSON.
+pub(super) fn deliveries_page(shared: &Shared, q: &PageQuery) -> Response {
+    let records: Vec<_> = shared
+        .deliveries
+        .lock()
+        .expect("delivery lock")
+        .iter()
+        .rev()
+        .cloned()
+        .collect();
+    respond(
+        "Deliveries",
+        Section::Deliveries,
+        pages::deliveries(&records),
+        q,
+    )
+}
+
+/// Server-sent events: a message whenever something the pages show may have changed (at most
+/// every 200 ms); the page then fetches its `main` again.
+async fn live(
+    Extract(state): Extract<State>,
+) -> Sse<impl futures::Stream<Item = Result<SseEvent, Infallible>>> {
+    let changes = state.shared.changes();
+    let stream = futures::stream::unfold((changes, true), |(mut rx, first)| async move {
+        if !first {
+            rx.changed().await.ok()?;
+            // changes in a burst (a pass writes several records) make one update
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        let version = *rx.borrow_and_update();
+        let event = SseEvent::default().data(version.to_string());
+        Some((Ok(event), (rx, false)))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn style() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response()
+}
+
+async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        SCRIPT,
+    )
+        .into_response()
+}
+
+fn form_field(body: &[u8], key: &str) -> Option<String> {
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Exchanges the admin token from the sign-in form for a cookie.
+async fn sign_in(Extract(state): Extract<State>, body: Bytes) -> Response {
+    let Some(token) = state.admin_token.clone() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let given = form_field(&body, "token").unwrap_or_default();
+    if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Html(page(
+                "sign in",
+                Section::Overview,
+                "<h1>Wrong token</h1><p><a href=\"/\">Back to the overview</a></p>",
+            )),
+        )
+            .into_response();
+    }
+    let cookie = format!("{COOKIE}={given}; Path=/; HttpOnly; SameSite=Strict");
+    let mut r = Redirect::to("/").into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+/// Why an action is refused: no actions without a token (404), none without it (401).
+fn refused(state: &State) -> Response {
+    if state.admin_token.is_none() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        "this action needs the admin token (sign in on the dashboard, or send Authorization: Bearer)\n",
+    )
+        .into_response()
+}
+
+fn back(headers: &HeaderMap) -> Response {
+    let to = headers
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| r.find("://").map(|i| &r[i + 3..]))
+        .and_then(|rest| rest.find('/').map(|i| rest[i..].to_owned()))
+        .unwrap_or_else(|| "/".to_owned());
+    Redirect::to(&to).into_response()
+}
+
+async fn refresh(
+    Extract(state): Extract<State>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&state, &headers) {
+        return refused(&state);
+    }
+    let Some(trigger) = state.shared.trigger(&name) else {
+        return not_found(&format!("There is no repository {name:?}."));
+    };
+    tracing::info!(repository = %name, "refresh requested on the dashboard");
+    trigger.notify_one();
+    back(&headers)
+}
+
+async fn trigger(
+    Extract(state): Extract<State>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&state, &headers) {
+        return refused(&state);
+    }
+    let mapping = state.shared.mapping();
+    let Some(p) = mapping.pipelines.iter().find(|p| p.name == name) else {
+        return not_found(&format!("There is no pipeline {name:?}."));
+    };
+    let repo = mapping
+        .repository(&p.repository)
+        .expect("validated mapping");
+    let branch = pipelines::default_branch(p, repo);
+    let ctx = &state.ctx;
+    let launched = async {
+        sync::refresh(ctx, repo, vec![branch.clone()]).await?;
+        let commit = pipelines::resolve(&ctx.cache_dir, repo, &branch, None).await?;
+        Ok::<_, crate::Error>(pipelines::launch_commit(ctx, p, repo, &branch, &commit, true).await?)
+    }
+    .await;
+    match launched {
+        Ok(pipelines::Launched::Created { name: run, .. } | pipelines::Launched::Existed { name: run }) => {
+            tracing::info!(pipeline = %name, run = %run, "pipeline triggered on the dashboard");
+            state.shared.changed();
+            Redirect::to(&format!(
+                "/pipelines/{}/runs/{}",
+                crate::ui::html::segment(&name),
+                crate::ui::html::segment(&run)
+            ))
+            .into_response()
+        }
+        Err(e) => (
+            StatusCode::BAD_GATEWAY,
+            Html(page(
+                "trigger failed",
+                Section::Overview,
+                &format!(
+                    "<h1>The pipeline was not triggered</h1><p class=\"alert\" role=\"alert\">{}</p>",
+                    crate::ui::html::escape(&e.to_string())
+                ),
+            )),
+        )
+            .into_response(),
+    }
+}
+
+/// Moves [`Shared::changed`] whenever berth's records or the pipelines' Workflows change, until
+/// `stop`. Metadata-only watches; the set of namespaces follows the mapping.
+pub(super) async fn follow(ctx: Context, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let mapping = shared.mapping();
+        let records: Api<PartialObjectMeta<ConfigMap>> =
+            Api::namespaced(ctx.client.clone(), &ctx.namespace);
+        let mut streams = vec![
+            watcher::watcher(records, watcher::Config::default())
+                .map(|e| e.map(drop))
+                .boxed(),
+        ];
+        let namespaces: std::collections::BTreeSet<String> = mapping
+            .pipelines
+            .iter()
+            .map(|p| p.namespace.clone().unwrap_or_else(|| ctx.namespace.clone()))
+            .collect();
+        let resource = pipelines::workflow_resource();
+        for ns in namespaces {
+            let api: Api<PartialObjectMeta<DynamicObject>> =
+                Api::namespaced_with(ctx.client.clone(), &ns, &resource);
+            let config = watcher::Config::default().labels(vocab::PIPELINE_LABEL);
+            streams.push(watcher::watcher(api, config).map(|e| e.map(drop)).boxed());
+        }
+        let mut events = futures::stream::select_all(streams);
+        let mut check = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            let stopped = async {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            tokio::select! {
+                () = stopped => return,
+                _ = check.tick() => {
+                    if !Arc::ptr_eq(&mapping, &shared.mapping()) {
+                        shared.changed();
+                        break;
+                    }
+                }
+                event = events.next() => match event {
+                    Some(Ok(())) => shared.changed(),
+                    Some(Err(e)) => debug!(error = %e, "dashboard watch"),
+                    None => break,
+                },
+            }
+        }
+    }
+}

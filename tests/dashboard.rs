@@ -1,0 +1,423 @@
+//! The dashboard in Debian's headless Chromium: `berth run` on the local control plane, real
+//! git repositories, Workflows whose node statuses are set through the status subresource,
+//! and the pages as a browser shows them. Each test writes screenshots of its pages at
+//! 1280×800 to `docs/screenshots/` (README shows them) and runs axe-core on them.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::browser::Browser;
+use common::{Berth, ChildGuard, GitDaemon, NamespaceGuard, Repo, client, namespace, unique};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+const WORKFLOW: &str = "apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata:
+  generateName: build-
+spec:
+  entrypoint: main
+  templates:
+    - name: main
+      container: {image: alpine}
+";
+
+const TOKEN: &str = "let-me-act";
+
+/// An agent with a sync, a pipeline and a cleanup rule, its admin listener, and the parts a
+/// test changes.
+struct Agent {
+    _agent: ChildGuard,
+    admin: String,
+    _berth: Berth,
+    config: Repo,
+    /// Serves `config` over git://, so the agent sees a commit only when it fetches.
+    daemon: GitDaemon,
+    _source: Repo,
+    client: kube::Client,
+    runs_ns: NamespaceGuard,
+    _app_ns: NamespaceGuard,
+    berth_ns: NamespaceGuard,
+}
+
+impl Agent {
+    async fn start(token: Option<&str>) -> Self {
+        let client = client().await;
+        common::install_workflow_crds(&client).await;
+        let berth_ns = namespace(&client, &unique("berth")).await;
+        let app_ns = namespace(&client, &unique("app")).await;
+        let runs_ns = namespace(&client, &unique("runs")).await;
+        common::workflow_launcher(&client, &runs_ns.name, "ci").await;
+        let config = Repo::new();
+        config
+            .write(
+                "app/settings.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {level: info}\n",
+            )
+            .write(
+                "app/db.yaml",
+                "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: first-secret}\n",
+            );
+        config.commit("first settings");
+        let daemon = GitDaemon::start(&config);
+        let source = Repo::new();
+        source.write(".argo/workflow.yaml", WORKFLOW);
+        source.commit("first build");
+        let mapping = format!(
+            "apiVersion: berth.dev/v1alpha1
+kind: Mapping
+repositories:
+  - {{name: config, url: \"{config}\", interval: 1h}}
+  - {{name: source, url: \"{source}\", interval: 1h}}
+syncs:
+  - {{name: web, repository: config, path: app, namespace: {app}}}
+pipelines:
+  - {{name: build, repository: source, namespace: {runs}, serviceAccount: ci}}
+cleanup:
+  - {{name: old-builds, schedule: \"@daily\", namespace: {runs}, keepLast: 10}}
+",
+            config = daemon.url,
+            source = source.url(),
+            app = app_ns.name,
+            runs = runs_ns.name,
+        );
+        let berth = Berth::new(&berth_ns.name, &mapping);
+        let run: Vec<&str> = token.map_or_else(Vec::new, |t| vec!["--admin-token", t]);
+        let (agent, _, admin) = berth.agent_with(&[], &run, |_| {});
+        let synced = common::eventually(Duration::from_secs(60), || async {
+            let cm = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(
+                client.clone(),
+                &app_ns.name,
+            )
+            .get_opt("settings")
+            .await
+            .ok()
+            .flatten();
+            cm.map(drop)
+        })
+        .await;
+        assert!(synced.is_some(), "the agent synced the config repository");
+        Self {
+            _agent: agent,
+            admin,
+            _berth: berth,
+            config,
+            daemon,
+            _source: source,
+            client,
+            runs_ns,
+            _app_ns: app_ns,
+            berth_ns,
+        }
+    }
+
+    fn runs(&self) -> Api<DynamicObject> {
+        Api::namespaced_with(
+            self.client.clone(),
+            &self.runs_ns.name,
+            &common::workflow_resource(),
+        )
+    }
+
+    /// Asks the agent to fetch the config repository now (as a webhook would).
+    fn refresh(&self) -> u16 {
+        common::http(
+            "POST",
+            &format!("{}/actions/repositories/config/refresh", self.admin),
+            &[("Authorization", &format!("Bearer {TOKEN}"))],
+            b"",
+        )
+        .0
+    }
+}
+
+/// Runs axe-core on the page and fails on any serious or critical violation.
+fn accessible(browser: &mut Browser, page: &str) {
+    let serious = browser.serious_violations();
+    assert!(serious.is_empty(), "{page}: {serious:#?}");
+}
+
+#[tokio::test]
+async fn the_overview_lists_everything_and_follows_a_commit_without_a_reload() {
+    let agent = Agent::start(Some(TOKEN)).await;
+    let mut browser = Browser::start();
+    assert_eq!(browser.goto(&format!("{}/", agent.admin)), 200);
+    browser.wait_text("#live", "live", 10_000);
+    let main = browser.text("main");
+    for needle in ["web", "first settings", "build", "old-builds", "@daily"] {
+        assert!(main.contains(needle), "{needle}: {main}");
+    }
+    // a marker a reload would lose
+    browser.eval("window.stillHere = true");
+    let head = agent.config.git(&["rev-parse", "HEAD"]);
+    assert!(main.contains(&head[..7]), "{main}");
+
+    agent.config.write(
+        "app/settings.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {level: debug}\n",
+    );
+    let new = agent.config.commit("debug logging");
+    agent.daemon.push(&agent.config);
+    let started = Instant::now();
+    assert_eq!(agent.refresh(), 303);
+    browser.wait_text("main", &new[..7], 20_000);
+    let shown = started.elapsed();
+    println!(
+        "commit → shown on the open overview: {} ms",
+        shown.as_millis()
+    );
+    assert_eq!(
+        browser.eval("window.stillHere === true"),
+        json!(true),
+        "no reload"
+    );
+    assert!(browser.text("main").contains("debug logging"));
+
+    browser.screenshot("docs/screenshots/overview.png");
+    accessible(&mut browser, "overview");
+    // the same page in dark mode and on a phone stays readable
+    browser.call(json!({"op": "colorScheme", "scheme": "dark"}));
+    browser.screenshot("docs/screenshots/overview-dark.png");
+    accessible(&mut browser, "overview, dark");
+    browser.call(json!({"op": "viewport", "width": 390, "height": 844}));
+    browser.screenshot("docs/screenshots/overview-phone.png");
+    accessible(&mut browser, "overview, phone");
+    let overflow = browser.eval("document.documentElement.scrollWidth <= window.innerWidth");
+    assert_eq!(overflow, json!(true), "the page fits a phone's width");
+}
+
+/// A run with a steps group and a DAG: root → [0] → a → [1] → (b, c); b's DAG: d → e.
+fn nodes(b_phase: &str) -> Value {
+    json!({
+        "demo": {"id": "demo", "displayName": "demo", "type": "Steps", "phase": "Running", "children": ["demo-1"],
+                 "startedAt": "2026-11-26T10:00:00Z"},
+        "demo-1": {"id": "demo-1", "displayName": "[0]", "type": "StepGroup", "phase": "Succeeded", "children": ["demo-2"],
+                   "startedAt": "2026-11-26T10:00:01Z"},
+        "demo-2": {"id": "demo-2", "displayName": "checkout", "type": "Pod", "templateName": "git", "phase": "Succeeded",
+                   "children": ["demo-3"], "startedAt": "2026-11-26T10:00:02Z", "finishedAt": "2026-11-26T10:00:09Z",
+                   "outputs": {"parameters": [{"name": "sha", "value": "abc1234"}]}},
+        "demo-3": {"id": "demo-3", "displayName": "[1]", "type": "StepGroup", "phase": "Running", "children": ["demo-4", "demo-5"],
+                   "startedAt": "2026-11-26T10:00:10Z"},
+        "demo-4": {"id": "demo-4", "displayName": "test", "type": "DAG", "phase": b_phase, "children": ["demo-6"],
+                   "startedAt": "2026-11-26T10:00:11Z"},
+        "demo-5": {"id": "demo-5", "displayName": "lint", "type": "Pod", "templateName": "lint", "phase": "Failed",
+                   "message": "exit code 1", "startedAt": "2026-11-26T10:00:11Z", "finishedAt": "2026-11-26T10:00:15Z"},
+        "demo-6": {"id": "demo-6", "displayName": "unit", "type": "Pod", "templateName": "unit", "phase": "Succeeded",
+                   "children": ["demo-7"], "startedAt": "2026-11-26T10:00:12Z"},
+        "demo-7": {"id": "demo-7", "displayName": "integration", "type": "Pod", "templateName": "it", "phase": b_phase,
+                   "startedAt": "2026-11-26T10:00:13Z"}
+    })
+}
+
+#[tokio::test]
+async fn a_run_shows_its_steps_and_dag_as_a_graph_that_follows_the_node_statuses() {
+    let agent = Agent::start(None).await;
+    let runs = agent.runs();
+    let run: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": "demo",
+                     "labels": {"berth.dev/pipeline": "build", "berth.dev/revision": "0123456789abcdef"},
+                     "annotations": {"berth.dev/branch": "main"}},
+        "spec": {"entrypoint": "main", "templates": [{"name": "main", "container": {"image": "alpine"}}]},
+    }))
+    .expect("workflow");
+    runs.create(&PostParams::default(), &run)
+        .await
+        .expect("create run");
+    let set = |phase: &'static str| {
+        let runs = runs.clone();
+        async move {
+            runs.patch_status(
+                "demo",
+                &PatchParams::default(),
+                &Patch::Merge(
+                    &json!({"status": {"phase": "Running", "startedAt": "2026-11-26T10:00:00Z",
+                    "nodes": nodes(phase)}}),
+                ),
+            )
+            .await
+            .expect("node statuses");
+        }
+    };
+    set("Running").await;
+
+    let mut browser = Browser::start();
+    let url = format!("{}/pipelines/build/runs/demo", agent.admin);
+    assert_eq!(browser.goto(&url), 200);
+    browser.wait_text("#live", "live", 10_000);
+    let phases = browser.attrs("svg.graph a.node", "data-phase");
+    let ids = browser.attrs("svg.graph a.node", "data-node");
+    let phase_of = |id: &str| {
+        ids.iter()
+            .position(|i| i == id)
+            .map(|i| phases[i].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(ids.len(), 8, "{ids:?}");
+    assert_eq!(phase_of("demo-2"), "Succeeded");
+    assert_eq!(phase_of("demo-5"), "Failed");
+    assert_eq!(phase_of("demo-7"), "Running");
+    let from = browser.attrs("svg.graph line.edge", "data-from");
+    let to = browser.attrs("svg.graph line.edge", "data-to");
+    let edges: Vec<(String, String)> = from.into_iter().zip(to).collect();
+    for (a, b) in [
+        ("demo", "demo-1"),
+        ("demo-1", "demo-2"),
+        ("demo-2", "demo-3"),
+        ("demo-3", "demo-4"),
+        ("demo-3", "demo-5"),
+        ("demo-4", "demo-6"),
+        ("demo-6", "demo-7"),
+    ] {
+        assert!(
+            edges.contains(&(a.to_owned(), b.to_owned())),
+            "{a} → {b}: {edges:?}"
+        );
+    }
+    assert_eq!(edges.len(), 7, "{edges:?}");
+    let main = browser.text("main");
+    assert!(
+        main.contains("sha=abc1234") && main.contains("exit code 1"),
+        "{main}"
+    );
+    assert!(main.contains("0123456"), "the commit: {main}");
+    browser.screenshot("docs/screenshots/run.png");
+    accessible(&mut browser, "run");
+
+    // a node changes: the open page follows
+    browser.eval("window.stillHere = true");
+    set("Succeeded").await;
+    browser.call(json!({"op": "waitFor",
+        "selector": "svg.graph a[data-node=\"demo-7\"][data-phase=\"Succeeded\"]", "timeoutMs": 20000}));
+    assert_eq!(
+        browser.eval("window.stillHere === true"),
+        json!(true),
+        "no reload"
+    );
+
+    // a node's logs: no pod exists on this control plane, and the page says so
+    assert_eq!(browser.goto(&format!("{url}?node=demo-7")), 200);
+    let logs = browser.text("#logs");
+    assert!(logs.contains("There is no pod for integration"), "{logs}");
+    browser.screenshot("docs/screenshots/run-node.png");
+    accessible(&mut browser, "run with a node selected");
+    // keyboard: the graph's nodes are links in tab order
+    let focusable = browser.count("svg.graph a[href]");
+    assert_eq!(focusable, 8);
+}
+
+#[tokio::test]
+async fn a_sync_page_shows_the_masked_secret_diff_before_the_sync() {
+    let agent = Agent::start(Some(TOKEN)).await;
+    agent.config.write(
+        "app/db.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: second-secret}\n",
+    );
+    agent.config.commit("rotate the database password");
+    agent.daemon.push(&agent.config);
+    let mut browser = Browser::start();
+    assert_eq!(browser.goto(&format!("{}/syncs/web", agent.admin)), 200);
+    let main = browser.text("main");
+    assert_eq!(browser.count("pre.diff"), 1, "{main}");
+    let diff = browser.text("pre.diff");
+    assert!(diff.contains("Secret/db"), "{diff}");
+    assert!(diff.contains("password: +"), "masked: {diff}");
+    assert!(
+        !diff.contains("first-secret") && !diff.contains("second-secret"),
+        "{diff}"
+    );
+    assert!(
+        !diff.contains("Zmlyc3Qtc2VjcmV0"),
+        "no base64 either: {diff}"
+    );
+    assert!(
+        main.contains("ConfigMap (1)") && main.contains("Secret (1)"),
+        "{main}"
+    );
+    assert!(
+        main.contains("first settings"),
+        "still at the synced commit: {main}"
+    );
+    browser.screenshot("docs/screenshots/sync.png");
+    accessible(&mut browser, "sync");
+}
+
+#[tokio::test]
+async fn actions_exist_only_with_the_token_and_trigger_launches_a_run() {
+    // without --admin-token: no action anywhere, and the endpoints do not exist
+    let plain = Agent::start(None).await;
+    let mut browser = Browser::start();
+    browser.goto(&format!("{}/", plain.admin));
+    assert_eq!(browser.count("form"), 0, "strictly read-only");
+    let (status, _) = common::http(
+        "POST",
+        &format!("{}/actions/pipelines/build/trigger", plain.admin),
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+        b"",
+    );
+    assert_eq!(status, 404);
+    drop(plain);
+
+    let agent = Agent::start(Some(TOKEN)).await;
+    // a request without the token is refused and launches nothing
+    let (status, body) = common::http(
+        "POST",
+        &format!("{}/actions/pipelines/build/trigger", agent.admin),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 401, "{body}");
+    let before = agent
+        .runs()
+        .list(&Default::default())
+        .await
+        .expect("runs")
+        .items
+        .len();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = agent
+        .runs()
+        .list(&Default::default())
+        .await
+        .expect("runs")
+        .items;
+    assert_eq!(after.len(), before, "nothing launched");
+
+    browser.goto(&format!("{}/", agent.admin));
+    assert_eq!(browser.count("form.action"), 0, "not signed in: no action");
+    browser.call(json!({"op": "fill", "selector": "#token", "value": TOKEN}));
+    browser.call(json!({"op": "click", "selector": "form.sign-in button"}));
+    assert!(
+        browser.count("form.action") >= 2,
+        "signed in: refresh and trigger"
+    );
+    browser.screenshot("docs/screenshots/overview-actions.png");
+    accessible(&mut browser, "overview with actions");
+    let landed = browser.call(json!({"op": "click",
+        "selector": "form[action=\"/actions/pipelines/build/trigger\"] button"}));
+    let url = landed["url"].as_str().unwrap_or_default().to_owned();
+    assert!(url.contains("/pipelines/build/runs/"), "{url}");
+    let launched = agent
+        .runs()
+        .list(&Default::default())
+        .await
+        .expect("runs")
+        .items;
+    assert_eq!(launched.len(), before + 1, "one more Workflow");
+    let new: Vec<String> = launched
+        .iter()
+        .filter_map(|w| w.metadata.name.clone())
+        .filter(|n| !after.iter().any(|a| a.metadata.name.as_deref() == Some(n)))
+        .collect();
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert!(url.ends_with(&new[0]), "{url} names {}", new[0]);
+
+    // the delivery log page
+    browser.goto(&format!("{}/deliveries", agent.admin));
+    assert!(browser.text("main").contains("Webhook deliveries"));
+    browser.screenshot("docs/screenshots/deliveries.png");
+    accessible(&mut browser, "deliveries");
+    let _ = &agent.berth_ns;
+}
