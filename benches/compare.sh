@@ -226,6 +226,57 @@ watched_rss=$(awk '/VmRSS/ {print $2}' "/proc/$agent/status")
 watched_hwm=$(awk '/VmHWM/ {print $2}' "/proc/$agent/status")
 kill "$agent"; wait "$agent" 2>/dev/null || true; agent=""
 
+# ---- P10: a commit shown on an open dashboard page ---------------------------------------------
+log "P10: commit -> new revision on the open dashboard overview (server-sent events, as the page does)"
+live=$work/live
+mkdir -p "$live/app"
+printf 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: live}\ndata: {n: "0"}\n' >"$live/app/live.yaml"
+git -C "$live" init -q -b main; git -C "$live" add -A; git -C "$live" -c user.name=b -c user.email=b@example.com commit -qm live
+kubectl create namespace live >/dev/null
+printf 'apiVersion: berth.dev/v1alpha1\nkind: Mapping\nrepositories: [{name: config, url: "file://%s", interval: 1h}]\nsyncs: [{name: live, repository: config, path: app, namespace: live}]\n' "$live" >"$work/live.yaml"
+admin=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$berth" -c "$work/live.yaml" run --listen 127.0.0.1:0 --admin-listen "127.0.0.1:$admin" 2>/dev/null &
+agent=$!
+p10=$(python3 - "$live" "$admin" <<'PY'
+import subprocess, sys, threading, time, urllib.request
+repo, port = sys.argv[1], sys.argv[2]
+base = f"http://127.0.0.1:{port}"
+for _ in range(200):
+    try:
+        if b"live" in urllib.request.urlopen(base + "/?fragment=1").read():
+            break
+    except OSError:
+        pass
+    time.sleep(0.1)
+events = threading.Event()
+def listen():
+    with urllib.request.urlopen(base + "/live") as r:
+        for line in r:
+            if line.startswith(b"data:"):
+                events.set()
+threading.Thread(target=listen, daemon=True).start()
+time.sleep(1)
+samples = []
+for i in range(1, 11):
+    with open(f"{repo}/app/live.yaml", "w") as f:
+        f.write(f'apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: live}}\ndata: {{n: "{i}"}}\n')
+    git = ["git", "-C", repo, "-c", "user.name=b", "-c", "user.email=b@example.com"]
+    subprocess.run(git + ["commit", "-qam", f"live {i}"], check=True)
+    sha = subprocess.run(["git", "-C", repo, "rev-parse", "--short=7", "HEAD"], capture_output=True, text=True).stdout.strip()
+    t0 = time.monotonic()
+    while True:
+        events.wait(10)
+        events.clear()
+        if sha.encode() in urllib.request.urlopen(base + "/?fragment=1").read():
+            break
+    samples.append(time.monotonic() - t0)
+    time.sleep(0.5)
+samples.sort()
+print(f"{samples[len(samples) // 2]:.3f}")
+PY
+)
+kill "$agent"; wait "$agent" 2>/dev/null || true; agent=""
+
 # ---- P4/P5: reaction latency ------------------------------------------------------------------
 latency=$(cargo bench --quiet --bench latency 2>/dev/null | grep -E '^P[45]' || true)
 
@@ -244,4 +295,5 @@ printf '%-4s %-58s %9s %9s %7s %s\n' P6 "fetch 1 new commit, 5000 commits/2000 f
 echo "P7 berth run, 10 syncs x 100 objects, 20 cycles: peak RSS $((hwm / 1024)) MiB; RSS after 5 cycles $((rss5 / 1024)) MiB, after 20 $((rss20 / 1024)) MiB (target <= 40 MiB, flat)"
 echo "P8 drift -> repaired by selfHeal (kubectl patch to value back, via kubectl polling; an upper bound): p50 $(median "${p8[@]}") s over ${#p8[@]} edits (target p50 <= 2 s)"
 echo "P9 berth run watching 10 000 objects: RSS $((watched_rss / 1024)) MiB, peak $((watched_hwm / 1024)) MiB (target <= 64 MiB)"
+echo "P10 commit -> shown on the open dashboard overview (file event, pass, server-sent event, page fetch): p50 $p10 s over 10 commits (target <= 1 s)"
 echo "$latency" | sed 's/^/    /'

@@ -144,6 +144,23 @@ async fn the_overview_lists_everything_and_follows_a_commit_without_a_reload() {
     let mut browser = Browser::start();
     assert_eq!(browser.goto(&format!("{}/", agent.admin)), 200);
     browser.wait_text("#live", "live", 10_000);
+    // the keyboard reaches everything, starting with a way past the navigation
+    let first = browser.call(json!({"op": "press", "key": "Tab"}));
+    assert!(
+        first["focused"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Skip to content"),
+        "{first}"
+    );
+    let next = browser.call(json!({"op": "press", "key": "Tab"}));
+    assert!(
+        next["focused"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("berth"),
+        "{next}"
+    );
     let main = browser.text("main");
     for needle in ["web", "first settings", "build", "old-builds", "@daily"] {
         assert!(main.contains(needle), "{needle}: {main}");

@@ -263,7 +263,34 @@ async fn overview(
         Ok(r) => r,
         Err(e) => return unavailable(e),
     };
-    let doc = records.document(Some(&mapping));
+    let mut doc = records.document(Some(&mapping));
+    // before any reload the agent has recorded nothing: say what this process holds
+    if doc.agent.is_none() {
+        let error = state
+            .shared
+            .config_error
+            .read()
+            .expect("config error lock")
+            .clone();
+        doc.agent = Some(AgentState {
+            mapping: if error.is_some() { "Invalid" } else { "Valid" }.to_owned(),
+            message: error.unwrap_or_else(|| {
+                format!(
+                    "{} repositories, {} syncs, {} pipelines, {} cleanup rules; {}",
+                    mapping.repositories.len(),
+                    mapping.syncs.len(),
+                    mapping.pipelines.len(),
+                    mapping.cleanup.len(),
+                    if state.shared.is_leading() {
+                        "this replica works"
+                    } else {
+                        "this replica stands by"
+                    }
+                )
+            }),
+            changed: "start".to_owned(),
+        });
+    }
     let revisions: Vec<(String, String)> = doc
         .syncs
         .iter()

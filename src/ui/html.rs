@@ -16,6 +16,11 @@ pub(crate) fn escape(text: &str) -> String {
     out
 }
 
+/// `text`, or `instead` when it is empty (a phase not reported yet, a time not reached).
+pub(crate) fn or<'a>(text: &'a str, instead: &'a str) -> &'a str {
+    if text.is_empty() { instead } else { text }
+}
+
 /// A path segment, percent-encoded for a link.
 pub(crate) fn segment(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
@@ -67,17 +72,28 @@ pub(crate) fn badge(word: &str) -> String {
     format!("<span class=\"badge {class}\">{}</span>", escape(word))
 }
 
-/// A table with a caption; cells are HTML already.
+/// A table under a second-level heading; cells are HTML already.
 pub(crate) fn table(caption: &str, headers: &[&str], rows: &[Vec<String>], empty: &str) -> String {
+    table_at(2, caption, headers, rows, empty)
+}
+
+/// A table under a heading of `level` (a table within a section gets 3).
+pub(crate) fn table_at(
+    level: u8,
+    caption: &str,
+    headers: &[&str],
+    rows: &[Vec<String>],
+    empty: &str,
+) -> String {
     if rows.is_empty() {
         return format!(
-            "<section><h2>{}</h2><p class=\"empty\">{}</p></section>",
+            "<section><h{level}>{}</h{level}><p class=\"empty\">{}</p></section>",
             escape(caption),
             escape(empty)
         );
     }
     let mut out = format!(
-        "<section><h2>{c}</h2><div class=\"scroll\" tabindex=\"0\" role=\"region\" \
+        "<section><h{level}>{c}</h{level}><div class=\"scroll\" tabindex=\"0\" role=\"region\" \
          aria-label=\"{c}\"><table><thead><tr>",
         c = escape(caption)
     );

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::graph::{self, Node};
-use super::html::{badge, escape, segment, table};
+use super::html::{badge, escape, or, segment, table, table_at};
 use super::status::{Document, SyncRow};
 use crate::pipelines::Run;
 use crate::webhook::DeliveryRecord;
@@ -94,11 +94,7 @@ fn sync_cells(r: &SyncRow, subjects: &BTreeMap<String, String>) -> Vec<String> {
         badge(&r.health),
         at,
         r.objects.to_string(),
-        escape(if r.last_sync.is_empty() {
-            "never"
-        } else {
-            &r.last_sync
-        }),
+        escape(or(&r.last_sync, "never")),
         format!("<span class=\"message\">{}</span>", escape(&r.message)),
     ]
 }
@@ -155,7 +151,7 @@ pub(crate) fn overview(o: &Overview<'_>) -> String {
                         segment(&p.name),
                         segment(&r.name),
                         escape(&r.name),
-                        badge(if r.phase.is_empty() { "Pending" } else { &r.phase }),
+                        badge(or(&r.phase, "Pending")),
                         escape(&r.branch),
                         escape(short(&r.revision)),
                         escape(&duration(r, o.now))
@@ -305,11 +301,7 @@ pub(crate) fn sync(p: &SyncPage<'_>) -> String {
         escape(short(&r.revision)),
         escape(p.subject),
         r.objects,
-        escape(if r.last_sync.is_empty() {
-            "never"
-        } else {
-            &r.last_sync
-        }),
+        escape(or(&r.last_sync, "never")),
         escape(&r.message)
     );
     if p.actions && !r.repository.is_empty() {
@@ -332,17 +324,14 @@ pub(crate) fn sync(p: &SyncPage<'_>) -> String {
             .map(|o| {
                 vec![
                     escape(&o.name),
-                    escape(if o.namespace.is_empty() {
-                        "–"
-                    } else {
-                        &o.namespace
-                    }),
+                    escape(or(&o.namespace, "–")),
                     badge(&o.health),
                     escape(&o.action),
                 ]
             })
             .collect();
-        out.push_str(&table(
+        out.push_str(&table_at(
+            3,
             &format!("{kind} ({})", objects.len()),
             &["Name", "Namespace", "Health", "Last pass"],
             &rows,
@@ -464,20 +453,12 @@ pub(crate) fn run(p: &RunPage<'_>) -> String {
          <dt>Message</dt><dd>{}</dd></dl>",
         escape(p.pipeline),
         escape(&r.name),
-        badge(if r.phase.is_empty() {
-            "Pending"
-        } else {
-            &r.phase
-        }),
+        badge(or(&r.phase, "Pending")),
         escape(&r.branch),
         escape(short(&r.revision)),
         escape(p.namespace),
         escape(&r.started),
-        escape(if r.finished.is_empty() {
-            "–"
-        } else {
-            &r.finished
-        }),
+        escape(or(&r.finished, "–")),
         escape(&duration(r, p.now)),
         escape(p.message)
     );
@@ -512,11 +493,7 @@ pub(crate) fn run(p: &RunPage<'_>) -> String {
                     escape(&n.name)
                 ),
                 escape(&n.kind),
-                badge(if n.phase.is_empty() {
-                    "Pending"
-                } else {
-                    &n.phase
-                }),
+                badge(or(&n.phase, "Pending")),
                 escape(&n.started),
                 escape(&n.finished),
                 escape(&n.message),
