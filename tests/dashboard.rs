@@ -38,7 +38,7 @@ struct Agent {
     client: kube::Client,
     runs_ns: NamespaceGuard,
     _app_ns: NamespaceGuard,
-    berth_ns: NamespaceGuard,
+    _berth_ns: NamespaceGuard,
 }
 
 impl Agent {
@@ -108,7 +108,7 @@ cleanup:
             client,
             runs_ns,
             _app_ns: app_ns,
-            berth_ns,
+            _berth_ns: berth_ns,
         }
     }
 
@@ -436,5 +436,9 @@ async fn actions_exist_only_with_the_token_and_trigger_launches_a_run() {
     assert!(browser.text("main").contains("Webhook deliveries"));
     browser.screenshot("docs/screenshots/deliveries.png");
     accessible(&mut browser, "deliveries");
-    let _ = &agent.berth_ns;
+
+    // the agent goes away: the open page says the connection is lost
+    browser.wait_text("#live", "live", 10_000);
+    drop(agent);
+    browser.wait_text("#live", "connection lost", 20_000);
 }

@@ -314,9 +314,50 @@ async fn overview(
     respond("Overview", Section::Overview, main, &q)
 }
 
-/// The diff between live state and the head of the sync's branch, fetched now.
+/// How long a fetch for a sync page counts as current: live updates and several viewers reuse
+/// it rather than fetching on every page load.
+const FETCH_REUSE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The head of a repository's branch: fetched now, or read from the mirror when the dashboard
+/// fetched it less than [`FETCH_REUSE`] ago.
+async fn head_of(
+    ctx: &Context,
+    shared: &Shared,
+    repo: &crate::config::Repository,
+) -> Result<git::Commit, String> {
+    let recent = shared
+        .fetched
+        .lock()
+        .expect("fetched lock")
+        .get(&repo.name)
+        .is_some_and(|at| at.elapsed() < FETCH_REUSE);
+    if recent {
+        let branch = repo.branch.clone();
+        let read = git::with_mirror(&ctx.cache_dir, repo.url.as_str(), move |m| {
+            m.resolve(&branch)
+        })
+        .await;
+        if let Ok(head) = read {
+            return Ok(head);
+        }
+    }
+    let head = match sync::refresh(ctx, repo, vec![repo.branch.clone()]).await {
+        Ok(Some(head)) => head,
+        Ok(None) => return Err("the branch has no head".to_owned()),
+        Err(e) => return Err(e.to_string()),
+    };
+    shared
+        .fetched
+        .lock()
+        .expect("fetched lock")
+        .insert(repo.name.clone(), std::time::Instant::now());
+    Ok(head)
+}
+
+/// The diff between live state and the head of the sync's branch.
 async fn current_diff(
     ctx: &Context,
+    shared: &Shared,
     mapping: &Mapping,
     name: &str,
 ) -> (String, Result<Vec<String>, String>) {
@@ -332,10 +373,9 @@ async fn current_diff(
             Err("its repository is not in the mapping".to_owned()),
         );
     };
-    let head = match sync::refresh(ctx, repo, vec![repo.branch.clone()]).await {
-        Ok(Some(head)) => head,
-        Ok(None) => return (String::new(), Err("the branch has no head".to_owned())),
-        Err(e) => return (String::new(), Err(e.to_string())),
+    let head = match head_of(ctx, shared, repo).await {
+        Ok(head) => head,
+        Err(e) => return (String::new(), Err(e)),
     };
     let report = sync::run_once(ctx, mapping, repo, s, &head, Mode::Plan).await;
     if report.failed() {
@@ -416,7 +456,7 @@ async fn sync_page(
                 .collect()
         })
         .unwrap_or_default();
-    let (head, diff) = current_diff(&state.ctx, &mapping, &name).await;
+    let (head, diff) = current_diff(&state.ctx, &state.shared, &mapping, &name).await;
     let events = sync_events(&state.ctx, &name).await;
     let subject = subjects(
         &state.ctx,
@@ -627,6 +667,8 @@ fn back(headers: &HeaderMap) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|r| r.find("://").map(|i| &r[i + 3..]))
         .and_then(|rest| rest.find('/').map(|i| rest[i..].to_owned()))
+        // a path of this listener only: never `//host`, which a browser reads as another site
+        .filter(|path| !path.starts_with("//"))
         .unwrap_or_else(|| "/".to_owned());
     Redirect::to(&to).into_response()
 }

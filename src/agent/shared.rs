@@ -46,6 +46,8 @@ pub(crate) struct Shared {
     activity: Mutex<HashMap<String, Activity>>,
     /// Commit subjects by revision, as read from the mirrors (they never change).
     pub subjects: Mutex<HashMap<String, String>>,
+    /// When the dashboard last fetched each repository.
+    pub fetched: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 /// How many passes per sync the dashboard lists.
@@ -75,6 +77,7 @@ impl Shared {
             changes: tokio::sync::watch::Sender::new(0),
             activity: Mutex::new(HashMap::new()),
             subjects: Mutex::new(HashMap::new()),
+            fetched: Mutex::new(HashMap::new()),
         };
         shared.reset_triggers();
         shared
