@@ -437,8 +437,22 @@ async fn actions_exist_only_with_the_token_and_trigger_launches_a_run() {
     browser.screenshot("docs/screenshots/deliveries.png");
     accessible(&mut browser, "deliveries");
 
-    // the agent goes away: the open page says the connection is lost
+    // SIGTERM stops the agent although a page still follows it, and the page says so
     browser.wait_text("#live", "live", 10_000);
-    drop(agent);
+    let mut agent = agent;
+    let pid = agent._agent.0.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    let mut exited = None;
+    for _ in 0..200 {
+        exited = agent._agent.0.try_wait().expect("wait");
+        if exited.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(exited.is_some(), "berth run did not stop within 20 s");
     browser.wait_text("#live", "connection lost", 20_000);
 }

@@ -19,7 +19,7 @@ use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod};
 use kube::api::{Api, DynamicObject, ListParams, LogParams};
 use kube::core::PartialObjectMeta;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt as _, watcher};
 use serde::Deserialize;
 use subtle::ConstantTimeEq as _;
 use tokio::sync::watch;
@@ -508,16 +508,25 @@ async fn node_logs(
     ];
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     for name in candidates {
-        if let Ok(Some(_)) = pods.get_opt(&name).await {
-            let params = LogParams {
-                container: Some("main".to_owned()),
-                tail_lines: Some(500),
-                ..LogParams::default()
-            };
-            return match pods.logs(&name, &params).await {
-                Ok(text) => Logs::Text(text),
-                Err(e) => Logs::Note(format!("The log of pod {name} could not be read: {e}")),
-            };
+        match pods.get_opt(&name).await {
+            Ok(Some(_)) => {
+                let params = LogParams {
+                    container: Some("main".to_owned()),
+                    tail_lines: Some(500),
+                    ..LogParams::default()
+                };
+                return match pods.logs(&name, &params).await {
+                    Ok(text) => Logs::Text(text),
+                    Err(e) => Logs::Note(format!("The log of pod {name} could not be read: {e}")),
+                };
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return Logs::Note(format!(
+                    "The pods of this run could not be read: {}",
+                    crate::cluster::api_message(&e)
+                ));
+            }
         }
     }
     Logs::Note(format!(
@@ -552,9 +561,14 @@ async fn run_page(
         .node
         .as_deref()
         .filter(|id| nodes.iter().any(|n| n.id == *id));
-    let logs = match selected.and_then(|id| nodes.iter().find(|n| n.id == id)) {
-        Some(node) => node_logs(&state.ctx.client, namespace, &run, node).await,
-        None => Logs::None,
+    // logs are read as the pipeline's account, like everything else it does
+    let logs = match (
+        selected.and_then(|id| nodes.iter().find(|n| n.id == id)),
+        pipelines::client_for(&state.ctx, p),
+    ) {
+        (Some(node), Ok((client, _))) => node_logs(&client, namespace, &run, node).await,
+        (Some(_), Err(e)) => Logs::Note(format!("The pipeline's account cannot be used: {e}")),
+        (None, _) => Logs::None,
     };
     let main = pages::run(&pages::RunPage {
         pipeline: &pipeline,
@@ -593,15 +607,20 @@ async fn live(
     Extract(state): Extract<State>,
 ) -> Sse<impl futures::Stream<Item = Result<SseEvent, Infallible>>> {
     let changes = state.shared.changes();
-    let stream = futures::stream::unfold((changes, true), |(mut rx, first)| async move {
+    // the stream ends when the server stops, so a page left open never holds up a shutdown
+    let start = (changes, state.stop.clone(), true);
+    let stream = futures::stream::unfold(start, |(mut rx, mut stop, first)| async move {
         if !first {
-            rx.changed().await.ok()?;
+            tokio::select! {
+                changed = rx.changed() => changed.ok()?,
+                _ = stop.wait_for(|s| *s) => return None,
+            }
             // changes in a burst (a pass writes several records) make one update
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
         let version = *rx.borrow_and_update();
         let event = SseEvent::default().data(version.to_string());
-        Some((Ok(event), (rx, false)))
+        Some((Ok(event), (rx, stop, false)))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
@@ -747,6 +766,7 @@ pub(super) async fn follow(ctx: Context, shared: Arc<Shared>, mut stop: watch::R
             Api::namespaced(ctx.client.clone(), &ctx.namespace);
         let mut streams = vec![
             watcher::watcher(records, watcher::Config::default())
+                .default_backoff()
                 .map(|e| e.map(drop))
                 .boxed(),
         ];
@@ -760,7 +780,12 @@ pub(super) async fn follow(ctx: Context, shared: Arc<Shared>, mut stop: watch::R
             let api: Api<PartialObjectMeta<DynamicObject>> =
                 Api::namespaced_with(ctx.client.clone(), &ns, &resource);
             let config = watcher::Config::default().labels(vocab::PIPELINE_LABEL);
-            streams.push(watcher::watcher(api, config).map(|e| e.map(drop)).boxed());
+            streams.push(
+                watcher::watcher(api, config)
+                    .default_backoff()
+                    .map(|e| e.map(drop))
+                    .boxed(),
+            );
         }
         let mut events = futures::stream::select_all(streams);
         let mut check = tokio::time::interval(std::time::Duration::from_secs(5));

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt as _;
 use kube::api::{Api, DynamicObject};
 use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event};
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info};
@@ -291,6 +292,7 @@ async fn streams(ctx: &Context, syncs: &[Sync], targets: &BTreeSet<Target>) -> V
             let tag = Arc::new(target.clone());
             out.push(
                 watcher::watcher(api, config)
+                    .default_backoff()
                     .map(move |e| (tag.clone(), e))
                     .boxed(),
             );

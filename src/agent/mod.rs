@@ -116,6 +116,7 @@ pub(crate) async fn run(
             ctx: ctx.clone(),
             max_webhook_bytes: options.max_webhook_bytes,
             admin_token: options.admin_token.clone().map(Arc::from),
+            stop: server_stopped.clone(),
         },
         server_stopped.clone(),
     ));

@@ -30,6 +30,8 @@ pub(super) struct State {
     pub max_webhook_bytes: usize,
     /// The dashboard's admin token, when actions are on.
     pub admin_token: Option<Arc<str>>,
+    /// Flips when the server stops (long-lived responses end then).
+    pub stop: watch::Receiver<bool>,
 }
 
 /// Unverified webhook bodies held in memory at once; more wait their turn before their body

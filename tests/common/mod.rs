@@ -845,7 +845,8 @@ pub async fn workflow_launcher(client: &Client, namespace: &str, name: &str) {
             "Role",
             "roles",
             serde_json::json!({"rules": [{"apiGroups": ["argoproj.io"], "resources": ["workflows"],
-                "verbs": ["get", "list", "watch", "create", "patch", "delete"]}]}),
+                "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
+                {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get"]}]}),
         ),
         (
             "rbac.authorization.k8s.io",
