@@ -692,14 +692,30 @@ fn back(headers: &HeaderMap) -> Response {
     Redirect::to(&to).into_response()
 }
 
+/// A request that carries the admin token; any other is refused before its handler runs.
+struct Authorized;
+
+impl axum::extract::FromRequestParts<State> for Authorized {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &State,
+    ) -> Result<Self, Response> {
+        if authorized(state, &parts.headers) {
+            Ok(Self)
+        } else {
+            Err(refused(state))
+        }
+    }
+}
+
 async fn refresh(
+    _: Authorized,
     Extract(state): Extract<State>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if !authorized(&state, &headers) {
-        return refused(&state);
-    }
     let Some(trigger) = state.shared.trigger(&name) else {
         return not_found(&format!("There is no repository {name:?}."));
     };
@@ -709,13 +725,10 @@ async fn refresh(
 }
 
 async fn trigger(
+    _: Authorized,
     Extract(state): Extract<State>,
     Path(name): Path<String>,
-    headers: HeaderMap,
 ) -> Response {
-    if !authorized(&state, &headers) {
-        return refused(&state);
-    }
     let mapping = state.shared.mapping();
     let Some(p) = mapping.pipelines.iter().find(|p| p.name == name) else {
         return not_found(&format!("There is no pipeline {name:?}."));
