@@ -275,12 +275,15 @@ async fn overview(
         doc.agent = Some(AgentState {
             mapping: if error.is_some() { "Invalid" } else { "Valid" }.to_owned(),
             message: error.unwrap_or_else(|| {
+                let count = |n: usize, one: &str, many: &str| {
+                    format!("{n} {}", if n == 1 { one } else { many })
+                };
                 format!(
-                    "{} repositories, {} syncs, {} pipelines, {} cleanup rules; {}",
-                    mapping.repositories.len(),
-                    mapping.syncs.len(),
-                    mapping.pipelines.len(),
-                    mapping.cleanup.len(),
+                    "{}, {}, {}, {}; {}",
+                    count(mapping.repositories.len(), "repository", "repositories"),
+                    count(mapping.syncs.len(), "sync", "syncs"),
+                    count(mapping.pipelines.len(), "pipeline", "pipelines"),
+                    count(mapping.cleanup.len(), "cleanup rule", "cleanup rules"),
                     if state.shared.is_leading() {
                         "this replica works"
                     } else {
