@@ -367,21 +367,13 @@ async fn pass(
                 waiting,
             )
             .await?;
-            match later {
-                (Some(now), ready, still) => {
-                    resources = now;
-                    for (m, reason) in still {
-                        fail_alone(&mut changes, &m, reason);
-                    }
-                    ready
-                }
-                (None, _, still) => {
-                    for (m, reason) in still {
-                        fail_alone(&mut changes, &m, reason);
-                    }
-                    continue;
-                }
+            let (now, ready, still) = later;
+            for (m, reason) in still {
+                fail_alone(&mut changes, &m, reason);
             }
+            let Some(now) = now else { continue };
+            resources = now;
+            ready
         } else {
             desired
         };
@@ -477,19 +469,17 @@ async fn pass(
                 apply::wait_established(&client, &resources, &crds, CRD_TIMEOUT).await?;
                 // discovery can lag behind Established on a busy API server: look again until
                 // every new kind is served (or give up after a few seconds and let it fail alone)
-                for _ in 0..20 {
-                    resources = Resources::discover(&client, &groups).await?;
-                    let served = new_crds.iter().all(|e| {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                let pause = Duration::from_millis(250);
+                resources = discover_until(&client, &groups, deadline, pause, |r| {
+                    new_crds.iter().all(|e| {
                         let spec = &e.manifest.object["spec"];
                         let group = spec["group"].as_str().unwrap_or_default();
                         let kind = spec["names"]["kind"].as_str().unwrap_or_default();
-                        resources.preferred(group, kind).is_some()
-                    });
-                    if served {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
+                        r.preferred(group, kind).is_some()
+                    })
+                })
+                .await?;
             }
         }
         plan.entries.extend(entries);
@@ -662,24 +652,39 @@ async fn later_kinds(
     {
         return fail_all(waiting, &format!("not applied: {reason}"));
     }
+    let now = discover_until(client, groups, deadline, Duration::from_secs(1), |r| {
+        unservable(&mut waiting.clone(), r, sync).is_empty()
+    })
+    .await?;
+    let mut ready = waiting;
+    let still = unservable(&mut ready, &now, sync)
+        .into_iter()
+        .map(|(m, reason)| {
+            let reason = format!(
+                "{reason}, still {}s after the rest of the pass was applied ({option})",
+                sync.timeout.as_secs()
+            );
+            (m, reason)
+        })
+        .collect();
+    Ok((Some(now), ready, still))
+}
+
+/// Reads discovery again every `pause` until `served` holds for it or `deadline` passes;
+/// returns the last discovery read either way.
+async fn discover_until(
+    client: &kube::Client,
+    groups: &BTreeSet<String>,
+    deadline: Instant,
+    pause: Duration,
+    served: impl Fn(&Resources) -> bool,
+) -> Result<Resources, Error> {
     loop {
         let now = Resources::discover(client, groups).await?;
-        let mut probe = waiting.clone();
-        let unserved = unservable(&mut probe, &now, sync);
-        if unserved.is_empty() || Instant::now() >= deadline {
-            let still = unserved
-                .into_iter()
-                .map(|(m, reason)| {
-                    let reason = format!(
-                        "{reason}, still {}s after the rest of the pass was applied ({option})",
-                        sync.timeout.as_secs()
-                    );
-                    (m, reason)
-                })
-                .collect();
-            return Ok((Some(now), probe, still));
+        if served(&now) || Instant::now() >= deadline {
+            return Ok(now);
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(pause).await;
     }
 }
 

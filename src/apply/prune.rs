@@ -94,20 +94,18 @@ pub(crate) async fn prune(
 /// object of the same name is safe.
 async fn delete_one(client: &Client, resources: &Resources, o: &Orphan) -> Result<ObjectId, Error> {
     let uid = o.live.as_ref().and_then(|l| l["metadata"]["uid"].as_str());
-    delete(client, resources, &o.record.api_version, &o.id, uid).await?;
+    let api = api_for(client, resources, &o.record.api_version, &o.id)?;
+    delete(&api, &o.id, uid).await?;
     Ok(o.id.clone())
 }
 
 /// Deletes an object (background propagation), only if it still has `uid` when one is given;
 /// one already gone is not an error.
 async fn delete(
-    client: &Client,
-    resources: &Resources,
-    api_version: &str,
+    api: &kube::Api<kube::api::DynamicObject>,
     id: &ObjectId,
     uid: Option<&str>,
 ) -> Result<(), Error> {
-    let api = api_for(client, resources, api_version, id)?;
     let mut params = DeleteParams::background();
     if let Some(uid) = uid {
         params = params.preconditions(kube::api::Preconditions {
@@ -155,8 +153,8 @@ pub(crate) async fn delete_hook(
     api_version: &str,
     id: &ObjectId,
 ) -> Result<(), Error> {
-    delete(client, resources, api_version, id, None).await?;
     let api = api_for(client, resources, api_version, id)?;
+    delete(&api, id, None).await?;
     for _ in 0..300 {
         match api.get_opt(&id.name).await {
             Ok(None) => return Ok(()),
