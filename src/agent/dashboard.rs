@@ -82,19 +82,26 @@ fn respond(title: &str, section: Section, main: String, q: &PageQuery) -> Respon
     r
 }
 
+/// A whole page that answers a request with `status`: why it could not be done.
+fn problem(status: StatusCode, title: &str, main: &str) -> Response {
+    (status, Html(page(title, Section::Overview, main))).into_response()
+}
+
+/// [`problem`] with the error in an alert under `heading`.
+fn alert(status: StatusCode, title: &str, heading: &str, error: &str) -> Response {
+    let main = format!(
+        "<h1>{heading}</h1><p class=\"alert\" role=\"alert\">{}</p>",
+        crate::ui::html::escape(error)
+    );
+    problem(status, title, &main)
+}
+
 fn not_found(what: &str) -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        Html(page(
-            "not found",
-            Section::Overview,
-            &format!(
-                "<h1>Not found</h1><p>{}</p><p><a href=\"/\">Back to the overview</a></p>",
-                crate::ui::html::escape(what)
-            ),
-        )),
-    )
-        .into_response()
+    let main = format!(
+        "<h1>Not found</h1><p>{}</p><p><a href=\"/\">Back to the overview</a></p>",
+        crate::ui::html::escape(what)
+    );
+    problem(StatusCode::NOT_FOUND, "not found", &main)
 }
 
 /// Whether the request carries the admin token (cookie or bearer); never without one set.
@@ -239,18 +246,12 @@ async fn subjects(
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Response {
-    (
+    alert(
         StatusCode::SERVICE_UNAVAILABLE,
-        Html(page(
-            "unavailable",
-            Section::Overview,
-            &format!(
-                "<h1>The API server could not be read</h1><p class=\"alert\" role=\"alert\">{}</p>",
-                crate::ui::html::escape(&e.to_string())
-            ),
-        )),
+        "unavailable",
+        "The API server could not be read",
+        &e.to_string(),
     )
-        .into_response()
 }
 
 async fn overview(
@@ -565,13 +566,12 @@ async fn run_page(
         .as_deref()
         .filter(|id| nodes.iter().any(|n| n.id == *id));
     // logs are read as the pipeline's account, like everything else it does
-    let logs = match (
-        selected.and_then(|id| nodes.iter().find(|n| n.id == id)),
-        pipelines::client_for(&state.ctx, p),
-    ) {
-        (Some(node), Ok((client, _))) => node_logs(&client, namespace, &run, node).await,
-        (Some(_), Err(e)) => Logs::Note(format!("The pipeline's account cannot be used: {e}")),
-        (None, _) => Logs::None,
+    let logs = match selected.and_then(|id| nodes.iter().find(|n| n.id == id)) {
+        None => Logs::None,
+        Some(node) => match pipelines::client_for(&state.ctx, p) {
+            Ok((client, _)) => node_logs(&client, namespace, &run, node).await,
+            Err(e) => Logs::Note(format!("The pipeline's account cannot be used: {e}")),
+        },
     };
     let main = pages::run(&pages::RunPage {
         pipeline: &pipeline,
@@ -588,18 +588,10 @@ async fn run_page(
 
 /// The delivery log as a page (for a browser) or as JSON.
 pub(super) fn deliveries_page(shared: &Shared, q: &PageQuery) -> Response {
-    let records: Vec<_> = shared
-        .deliveries
-        .lock()
-        .expect("delivery lock")
-        .iter()
-        .rev()
-        .cloned()
-        .collect();
     respond(
         "Deliveries",
         Section::Deliveries,
-        pages::deliveries(&records),
+        pages::deliveries(&shared.delivery_log()),
         q,
     )
 }
@@ -653,15 +645,11 @@ async fn sign_in(Extract(state): Extract<State>, body: Bytes) -> Response {
     };
     let given = form_field(&body, "token").unwrap_or_default();
     if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
-        return (
+        return problem(
             StatusCode::UNAUTHORIZED,
-            Html(page(
-                "sign in",
-                Section::Overview,
-                "<h1>Wrong token</h1><p><a href=\"/\">Back to the overview</a></p>",
-            )),
-        )
-            .into_response();
+            "sign in",
+            "<h1>Wrong token</h1><p><a href=\"/\">Back to the overview</a></p>",
+        );
     }
     let cookie = format!("{COOKIE}={given}; Path=/; HttpOnly; SameSite=Strict");
     let mut r = Redirect::to("/").into_response();
@@ -748,9 +736,11 @@ async fn trigger(
     }
     .await;
     match launched {
-        Ok(pipelines::Launched::Created { name: run, .. } | pipelines::Launched::Existed { name: run }) => {
+        Ok(
+            pipelines::Launched::Created { name: run, .. }
+            | pipelines::Launched::Existed { name: run },
+        ) => {
             tracing::info!(pipeline = %name, run = %run, "pipeline triggered on the dashboard");
-            state.shared.changed();
             Redirect::to(&format!(
                 "/pipelines/{}/runs/{}",
                 crate::ui::html::segment(&name),
@@ -758,18 +748,12 @@ async fn trigger(
             ))
             .into_response()
         }
-        Err(e) => (
+        Err(e) => alert(
             StatusCode::BAD_GATEWAY,
-            Html(page(
-                "trigger failed",
-                Section::Overview,
-                &format!(
-                    "<h1>The pipeline was not triggered</h1><p class=\"alert\" role=\"alert\">{}</p>",
-                    crate::ui::html::escape(&e.to_string())
-                ),
-            )),
-        )
-            .into_response(),
+            "trigger failed",
+            "The pipeline was not triggered",
+            &e.to_string(),
+        ),
     }
 }
 

@@ -194,15 +194,7 @@ async fn deliveries(
     if html {
         return super::dashboard::deliveries_page(&state.shared, &q);
     }
-    let records: Vec<DeliveryRecord> = state
-        .shared
-        .deliveries
-        .lock()
-        .expect("delivery lock")
-        .iter()
-        .cloned()
-        .collect();
-    Json(records).into_response()
+    Json(state.shared.delivery_log()).into_response()
 }
 
 /// The outcome of a delivery: status, result label, action text (for the delivery log),

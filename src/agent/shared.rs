@@ -173,6 +173,16 @@ impl Shared {
         self.changed();
     }
 
+    /// The delivery log, newest first.
+    pub(crate) fn delivery_log(&self) -> Vec<DeliveryRecord> {
+        self.deliveries
+            .lock()
+            .expect("delivery lock")
+            .iter()
+            .cloned()
+            .collect()
+    }
+
     /// Tells the dashboard's live pages that something may have changed.
     pub(crate) fn changed(&self) {
         self.changes.send_modify(|v| *v = v.wrapping_add(1));

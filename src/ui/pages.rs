@@ -532,11 +532,10 @@ pub(crate) fn run(p: &RunPage<'_>) -> String {
     out
 }
 
-/// The webhook delivery log, newest first.
+/// The webhook delivery log; `records` come newest first, as the log keeps them.
 pub(crate) fn deliveries(records: &[DeliveryRecord]) -> String {
     let rows: Vec<Vec<String>> = records
         .iter()
-        .rev()
         .map(|d| {
             vec![
                 escape(&d.received),
