@@ -10,7 +10,7 @@ root=$PWD
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 commit() { git -C "$1" -c user.name=quickstart -c user.email=qs@example.com commit -qam "$2" "${@:3}"; }
 
-step "installing Debian packages and building the control plane (first run: ~8 min)"
+step "installing Debian packages and building the control plane from its Go modules (first run: ~20 min)"
 bash tests/control-plane.sh install
 step "building berth"
 # cargo shows its progress on a terminal: the first build takes a few minutes
@@ -40,7 +40,6 @@ until_true() { # until_true SECONDS COMMAND...: retries COMMAND every 0.5 s
 
 step "creating the config and source repositories from examples/"
 cp -r examples/config-repo "$work/config"
-cp manifests/argo-workflows-crds.yaml "$work/config/platform/"
 cp -r examples/source-repo "$work/web"
 for repo in config web; do
   git -C "$work/$repo" init -q -b main
@@ -79,11 +78,13 @@ api /apis/apps/v1/namespaces/demo/deployments/web \
   | jq '{name: .metadata.name, replicas: .spec.replicas, labels: .metadata.labels, annotations: .metadata.annotations}'
 step "the sync status ConfigMap"
 api /api/v1/namespaces/berth-system/configmaps/berth-sync-demo | jq '.metadata.annotations'
-step "the Workflow launched for the new source commit, with its parameters"
+step "the Workflow launched for the new source commit, with its parameters, as Argo's controller runs it"
+echo "(the local control plane has no storage provisioner: the example's volume claim keeps its first step Pending)"
 api "/apis/argoproj.io/v1alpha1/namespaces/ci/workflows/web-ci-$second_source" \
   | jq '{name: .metadata.name, labels: .metadata.labels, annotations: .metadata.annotations,
          parameters: .spec.arguments.parameters, serviceAccount: .spec.serviceAccountName,
-         ttlStrategy: .spec.ttlStrategy, artifactGC: .spec.artifactGC}'
+         ttlStrategy: .spec.ttlStrategy, artifactGC: .spec.artifactGC,
+         phase: .status.phase, steps: [.status.nodes // {} | .[] | {name: .displayName, phase, message}]}'
 step "berth status"
 "$berth_bin" status
 step "metrics (excerpt)"

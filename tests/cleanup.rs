@@ -1,5 +1,6 @@
-//! Cleanup rules against a real API server: Workflows created with the labels berth puts on
-//! its runs, their status set as Argo's controller would, and `berth cleanup` / `berth run`.
+//! Cleanup rules against a real API server and Argo's controller: finished runs made with the
+//! labels berth puts on its runs and the status Argo's controller writes (hours-old runs cannot
+//! be waited for), running ones run by the controller, and `berth cleanup` / `berth run`.
 
 mod common;
 
@@ -11,6 +12,13 @@ use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 /// Creates a run; `berth_labels` false makes it look like someone else's Workflow.
+/// - A finished phase (`Succeeded`, `Failed`, `Error`) makes a run as Argo's controller leaves
+///   one: the status with its times, and the `workflows.argoproj.io/completed` label, so the
+///   controller does not run it again.
+/// - `Running` has the controller start it (its step runs for an hour) and waits until it
+///   reports Running.
+/// - An empty phase is a run just created: the controller starts it as it would `Running`, and
+///   this does not wait for it.
 async fn run(
     client: &kube::Client,
     ns: &str,
@@ -20,34 +28,40 @@ async fn run(
     berth_labels: bool,
 ) {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &workflow_resource());
-    let labels = if berth_labels {
+    let mut labels = if berth_labels {
         json!({"app.kubernetes.io/managed-by": "berth", "berth.dev/pipeline": "web-ci",
                "berth.dev/branch": "main", "berth.dev/revision": "0123456789abcdef0123456789abcdef01234567"})
     } else {
         json!({"team": "other"})
     };
-    let object: DynamicObject = serde_json::from_value(json!({
+    let finished = ["Succeeded", "Failed", "Error"].contains(&phase);
+    let mut object = json!({
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Workflow",
         "metadata": {"name": name, "labels": labels, "annotations": {"berth.dev/branch": "main"}},
-        "spec": {"entrypoint": "main", "templates": [{"name": "main", "container": {"image": "alpine"}}]},
-    }))
-    .expect("workflow");
+        "spec": {"entrypoint": "main", "templates": [{"name": "main", "container": {"image": "alpine"},
+                 "metadata": {"annotations": {"pod-complete.stage.kwok.x-k8s.io/delay": "1h"}}}]},
+    });
+    if finished {
+        labels["workflows.argoproj.io/completed"] = json!("true");
+        object["metadata"]["labels"] = labels;
+        let mut status = json!({"phase": phase, "startedAt": "2026-01-01T00:00:00Z"});
+        if let Some(ago) = finished_ago {
+            status["finishedAt"] = json!((Timestamp::now() - ago).to_string());
+        }
+        object["status"] = status;
+    }
+    let object: DynamicObject = serde_json::from_value(object).expect("workflow");
     api.create(&PostParams::default(), &object)
         .await
         .expect("create run");
-    let mut status = json!({"phase": phase, "startedAt": "2026-01-01T00:00:00Z"});
-    if let Some(ago) = finished_ago {
-        status["finishedAt"] = json!((Timestamp::now() - ago).to_string());
-    }
-    if !phase.is_empty() {
-        api.patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"status": status})),
-        )
-        .await
-        .expect("patch status");
+    if phase == "Running" {
+        let running = common::eventually(Duration::from_secs(30), || async {
+            let w = api.get(name).await.ok()?;
+            (w.data["status"]["phase"] == "Running").then_some(())
+        })
+        .await;
+        assert!(running.is_some(), "the controller did not start {name}");
     }
 }
 
@@ -219,12 +233,7 @@ async fn a_two_second_schedule_fires_in_berth_run() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(workflows(&client, ns).await.len(), 2);
     // the second run finishes: now the older one is beyond keepLast
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &workflow_resource());
-    let status =
-        json!({"status": {"phase": "Succeeded", "finishedAt": Timestamp::now().to_string()}});
-    api.patch_status("second", &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .expect("finish");
+    common::finish_pods(&client, ns, "second").await;
     let left = runs_left(&client, ns, 1).await;
     assert_eq!(left, Some(vec!["second".to_owned()]));
 }
@@ -243,7 +252,9 @@ async fn a_run_held_by_a_finalizer_is_reported_not_retried() {
     )
     .await;
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &workflow_resource());
-    let finalizer = json!({"metadata": {"finalizers": ["workflows.argoproj.io/artifact-gc"]}});
+    // a finalizer nobody releases (Argo's controller releases its own artifact-gc finalizer
+    // once GC ran: see the next test)
+    let finalizer = json!({"metadata": {"finalizers": ["archive.example.com/hold"]}});
     api.patch("held", &PatchParams::default(), &Patch::Merge(&finalizer))
         .await
         .expect("add finalizer");
@@ -306,6 +317,57 @@ async fn a_run_held_by_a_finalizer_is_reported_not_retried() {
     )
     .await
     .expect("remove finalizer");
+}
+
+/// A pipeline's Workflow with an artifact GC strategy: Argo's controller holds it with its
+/// finalizer after it finishes, until cleanup deletes it; then the controller runs its GC and
+/// releases it.
+#[tokio::test]
+async fn a_run_with_artifact_gc_keeps_the_controllers_finalizer_until_cleanup_deletes_it() {
+    let (client, berth_ns, wf_ns) = setup().await;
+    let ns = &wf_ns.name;
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &workflow_resource());
+    let object: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": "with-gc", "annotations": {"berth.dev/branch": "main"},
+                     "labels": {"app.kubernetes.io/managed-by": "berth", "berth.dev/pipeline": "web-ci",
+                                "berth.dev/branch": "main"}},
+        "spec": {
+            "entrypoint": "main",
+            "artifactGC": {"strategy": "OnWorkflowDeletion"},
+            "templates": [{"name": "main", "container": {"image": "alpine"},
+                "outputs": {"artifacts": [{"name": "report", "path": "/tmp/report", "optional": true,
+                    "s3": {"endpoint": "127.0.0.1:9", "bucket": "runs", "key": "report", "insecure": true}}]}}]
+        },
+    }))
+    .expect("workflow");
+    api.create(&PostParams::default(), &object)
+        .await
+        .expect("create run");
+    let done = common::workflow_phase(&client, ns, "with-gc", "Succeeded").await;
+    let finalizers = |w: &DynamicObject| w.metadata.finalizers.clone().unwrap_or_default();
+    assert!(
+        finalizers(&done).contains(&"workflows.argoproj.io/artifact-gc".to_owned()),
+        "{:?}",
+        done.metadata
+    );
+
+    let berth = Berth::new(
+        &berth_ns.name,
+        &mapping(&format!(
+            "  - name: all\n    schedule: \"@daily\"\n    namespace: {ns}\n    keepLast: 0\n"
+        )),
+    );
+    let out = berth.run(&["cleanup"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("deleted {ns}/with-gc")),
+        "{}",
+        text(&out)
+    );
+    let gone = runs_left(&client, ns, 0).await;
+    assert_eq!(gone, Some(vec![]), "the controller released its finalizer");
 }
 
 #[tokio::test]

@@ -1,27 +1,47 @@
 #!/usr/bin/env bash
-# Local Kubernetes control plane for berth's tests and quick start: etcd + kube-apiserver +
-# kube-controller-manager on loopback, built from Debian's packages (see README "Tests").
+# Local Kubernetes control plane for berth's tests, benchmarks and quick start, built from the
+# upstream Go modules at test time (see README "Tests"):
 #
-#   tests/control-plane.sh install          apt packages (build, tests, control plane) + build
-#                                           the binaries once (cached)
+#   etcd, kube-apiserver, kube-controller-manager and kube-scheduler on loopback; KWOK, which
+#   plays the kubelet for one fake node; the Argo Workflows controller with its release's full
+#   CRDs. kubectl of the same release is built beside them for the benchmarks.
+#
+#   tests/control-plane.sh install          Debian packages + build every binary once (cached)
 #   tests/control-plane.sh start DIR        start in DIR, write DIR/kubeconfig, print its path
 #   tests/control-plane.sh stop DIR         stop what `start DIR` started
+#   tests/control-plane.sh module MOD@VER   print the directory of a Go module's source (for the
+#                                           tests that sync public manifests)
+#   tests/control-plane.sh versions         print the component versions, one per line
+#   tests/control-plane.sh kubectl          print the path of the kubectl built with the release
 #
-# Env: BERTH_K8S_CACHE (default ~/.cache/berth/k8s-1.20.2) holds the built binaries;
+# Env: K8S_VERSION (default 1.37.2) picks the Kubernetes release; ETCD_VERSION, ARGO_VERSION and
+#      KWOK_VERSION the others. Binaries are cached per version under BERTH_CACHE_ROOT (default
+#      ~/.cache/berth). BERTH_NO_ARGO=1 at start leaves the Argo controller and its CRDs out.
 #      BERTH_WATCH_PID, when set at start, stops the control plane once that process exits.
 set -euo pipefail
 
-K8S_VERSION=1.20.2
-CACHE=${BERTH_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/berth/k8s-$K8S_VERSION}
+K8S_VERSION=${K8S_VERSION:-1.37.2}
+ETCD_VERSION=${ETCD_VERSION:-3.7.3}
+ARGO_VERSION=${ARGO_VERSION:-3.7.18}
+KWOK_VERSION=${KWOK_VERSION:-0.8.0}
+ROOT=${BERTH_CACHE_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/berth}
+K8S=$ROOT/k8s-$K8S_VERSION
+ETCD=$ROOT/etcd-$ETCD_VERSION
+ARGO=$ROOT/argo-workflows-$ARGO_VERSION
+KWOK=$ROOT/kwok-$KWOK_VERSION
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
 log() { printf 'control-plane: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# everything berth's build, tests and quick start need besides Rust (Chromium drives the
+# Go reaches only the module proxy here: no checksum database, no toolchain downloads.
+export GOSUMDB=off GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
+
+# everything berth's build, tests and quick start need besides Rust and Go (Chromium drives the
 # dashboard tests)
-PACKAGES="etcd-server golang-go rsync jq openssl golang-github-modern-go-reflect2-dev dpkg-dev
-  pkg-config libssl-dev zlib1g-dev git python3 curl openssh-server openssh-client
-  chromium chromium-driver"
+PACKAGES="rsync jq openssl pkg-config libssl-dev zlib1g-dev git python3 curl openssh-server
+  openssh-client chromium chromium-driver"
 
 packages_missing() {
   local p
@@ -40,59 +60,209 @@ install_packages() {
   as_root apt-get install -y -qq $PACKAGES >/dev/null
 }
 
-enable_sources() {
-  if grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ || grep -qs '^deb-src' /etc/apt/sources.list; then
-    return
-  fi
-  log "enabling deb-src entries"
-  sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources \
-    | as_root tee /etc/apt/sources.list.d/berth-debian-src.sources >/dev/null
-  as_root apt-get update -qq
+need_go() {
+  command -v go >/dev/null || die "Go is not installed; the control plane is built from Go modules (Go >= 1.26)"
 }
 
-build() {
-  if [ -x "$CACHE/kube-apiserver" ] && [ -x "$CACHE/kube-controller-manager" ]; then return; fi
-  enable_sources
+# The source directory of MODULE@VERSION in the Go module cache (downloaded once).
+module_dir() {
+  need_go
+  local dir
+  dir=$(cd "${TMPDIR:-/tmp}" && go mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  [ -d "$dir" ] || die "could not download the Go module $1"
+  echo "$dir"
+}
+
+# go_build NAME DEST GOMOD_BODY LDFLAGS PACKAGE...: builds PACKAGEs in a throwaway module whose
+# go.mod is `module berth.test/NAME` plus GOMOD_BODY, and moves the binaries into DEST.
+go_build() {
+  local name=$1 dest=$2 body=$3 ldflags=$4; shift 4
+  need_go
   local work; work=$(mktemp -d)
-  log "building kube-apiserver and kube-controller-manager $K8S_VERSION in $work (5-8 min, once)"
+  printf 'module berth.test/%s\n\ngo 1.26\n\n%s\n' "$name" "$body" >"$work/go.mod"
+  { printf '//go:build tools\n\npackage tools\n\nimport (\n'
+    local p; for p in "$@"; do printf '\t_ "%s"\n' "$p"; done
+    printf ')\n'; } >"$work/tools.go"
   (
     cd "$work"
-    apt-get source --download-only kubernetes >/dev/null 2>&1 || die "apt-get source kubernetes failed"
-    tar xzf kubernetes_*.orig.tar.gz
-    cd kubernetes-$K8S_VERSION
-    mkdir -p .go/src/k8s.io && ln -sfn ../../.. .go/src/k8s.io/kubernetes
-    # The vendored reflect2 1.0.1 faults under Go >= 1.18; Debian's 1.0.2 works.
-    V=vendor/github.com/modern-go/reflect2; rm -f $V/*.go $V/*.s
-    cp /usr/share/gocode/src/github.com/modern-go/reflect2/*.go /usr/share/gocode/src/github.com/modern-go/reflect2/*.s $V/
-    GOPATH=$PWD/.go CGO_ENABLED=0 HOME=$work/home GOCACHE=$work/gocache \
-      make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$work/build.log" 2>&1 \
-      || { tail -30 "$work/build.log" >&2; die "build failed (log: $work/build.log)"; }
-    mkdir -p "$CACHE"
-    for b in kube-apiserver kube-controller-manager; do
-      [ -s _output/local/bin/linux/amd64/$b ] || die "build produced no $b"
-      cp _output/local/bin/linux/amd64/$b "$CACHE/$b.tmp" && mv "$CACHE/$b.tmp" "$CACHE/$b"
-    done
+    go mod tidy >"$work/build.log" 2>&1 || { tail -20 "$work/build.log" >&2; die "go mod tidy for $name failed"; }
+    mkdir -p bin
+    go build -trimpath -ldflags "-s -w $ldflags" -o bin/ "$@" >>"$work/build.log" 2>&1 \
+      || { tail -30 "$work/build.log" >&2; die "building $name failed (log: $work/build.log)"; }
+    mkdir -p "$dest"
+    local b; for b in bin/*; do cp "$b" "$dest/$(basename "$b").tmp" && mv "$dest/$(basename "$b").tmp" "$dest/$(basename "$b")"; done
   )
   rm -rf "$work"
-  log "binaries cached in $CACHE"
+}
+
+build_kubernetes() {
+  local bins="kube-apiserver kube-controller-manager kube-scheduler kubectl" b missing=""
+  for b in $bins; do [ -x "$K8S/$b" ] || missing=1; done
+  [ -n "$missing" ] || return 0
+  log "building Kubernetes $K8S_VERSION (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl) from k8s.io/kubernetes (once; ~15 min on 2 cores)"
+  local mod minor staging replaces ld p
+  mod=$(module_dir "k8s.io/kubernetes@v$K8S_VERSION")
+  minor=${K8S_VERSION#*.}; minor=${minor%%.*}
+  # the staging modules are published as k8s.io/NAME v0.MINOR.PATCH
+  staging="v0.${K8S_VERSION#*.}"
+  replaces=$(sed -n '/^replace (/,/^)/p' "$mod/go.mod" | awk -v v="$staging" '/=> \.\/staging/ {print $1" => "$1" "v}')
+  [ -n "$replaces" ] || die "no staging modules found in k8s.io/kubernetes@v$K8S_VERSION's go.mod"
+  ld=""
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld="$ld -X $p.gitVersion=v$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
+  done
+  go_build kubernetes "$K8S" "require k8s.io/kubernetes v$K8S_VERSION
+replace (
+$replaces
+)" "$ld" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+}
+
+build_etcd() {
+  [ ! -x "$ETCD/etcd" ] || return 0
+  log "building etcd $ETCD_VERSION from go.etcd.io/etcd/server/v3 (once)"
+  local work; work=$(mktemp -d)
+  # the server module's own main is etcdmain.Main; its sibling modules share its version
+  mkdir -p "$work/etcd"
+  printf 'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n' >"$work/etcd/main.go"
+  printf 'module berth.test/etcd\n\ngo 1.26\n\nrequire go.etcd.io/etcd/server/v3 v%s\n\nreplace (\n' "$ETCD_VERSION" >"$work/go.mod"
+  local m; for m in api/v3 client/pkg/v3 client/v3 pkg/v3; do
+    printf '\tgo.etcd.io/etcd/%s => go.etcd.io/etcd/%s v%s\n' "$m" "$m" "$ETCD_VERSION" >>"$work/go.mod"
+  done
+  printf ')\n' >>"$work/go.mod"
+  (
+    cd "$work"
+    go mod tidy >build.log 2>&1 && go build -trimpath -ldflags "-s -w" -o bin/etcd ./etcd >>build.log 2>&1 \
+      || { tail -30 build.log >&2; die "building etcd failed"; }
+    mkdir -p "$ETCD" && cp bin/etcd "$ETCD/etcd.tmp" && mv "$ETCD/etcd.tmp" "$ETCD/etcd"
+  )
+  rm -rf "$work"
+}
+
+build_argo() {
+  [ ! -x "$ARGO/workflow-controller" ] || return 0
+  log "building the Argo Workflows controller $ARGO_VERSION from github.com/argoproj/argo-workflows/v3 (once)"
+  local mod replaces
+  mod=$(module_dir "github.com/argoproj/argo-workflows/v3@v$ARGO_VERSION")
+  # keep the module's own version pins (`replace X => Y vN`)
+  replaces=$(grep -E '^replace [^ ]+ => [^ .][^ ]* v' "$mod/go.mod" || true)
+  go_build argo "$ARGO" "require github.com/argoproj/argo-workflows/v3 v$ARGO_VERSION
+$replaces" "-X github.com/argoproj/argo-workflows/v3.version=v$ARGO_VERSION" \
+    github.com/argoproj/argo-workflows/v3/cmd/workflow-controller
+}
+
+build_kwok() {
+  [ ! -x "$KWOK/kwok" ] || return 0
+  log "building KWOK $KWOK_VERSION from sigs.k8s.io/kwok (once)"
+  go_build kwok "$KWOK" "require sigs.k8s.io/kwok v$KWOK_VERSION" "" sigs.k8s.io/kwok/cmd/kwok
+}
+
+install() {
+  install_packages
+  build_kubernetes
+  build_etcd
+  build_kwok
+  build_argo
 }
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
-  local deadline=$((SECONDS + $1)) what=$2; shift 2
+wait_for() { # wait_for SECONDS COMMAND...
+  local deadline=$((SECONDS + $1)); shift
   until "$@" >/dev/null 2>&1; do
     [ $SECONDS -lt $deadline ] || return 1
     sleep 0.2
   done
 }
 
+# The pods of Workflows run on one KWOK node, tainted so that only they land there (the tests
+# of Deployments and Jobs play the kubelet themselves). KWOK readies a pod and removes a deleted
+# one with its own stages from the module; berth's stage ends an Argo pod: after
+# `pod-complete.stage.kwok.x-k8s.io/delay` (default 1 s), with exit code 0, or with the code in
+# the pod's `berth.test/exit-code` annotation (the Workflow template's metadata sets it).
+kwok_config() {
+  local mod=$1
+  cat "$mod/kustomize/stage/node/fast/node-initialize.yaml"
+  echo "---"
+  cat "$mod/kustomize/stage/node/heartbeat/node-heartbeat.yaml"
+  echo "---"
+  cat "$mod/kustomize/stage/pod/fast/pod-ready.yaml"
+  echo "---"
+  cat "$mod/kustomize/stage/pod/fast/pod-delete.yaml"
+  echo "---"
+  cat "$HERE/fixtures/kwok-argo-pod-complete.yaml"
+}
+
+start_kwok() {
+  local dir=$1 mod
+  mod=$(module_dir "sigs.k8s.io/kwok@v$KWOK_VERSION")
+  kwok_config "$mod" >kwok.yaml
+  "$KWOK/kwok" --kubeconfig="$dir/kubeconfig" --config=kwok.yaml --manage-all-nodes=false \
+    --manage-nodes-with-label-selector=berth.test/kwok=true --server-address=127.0.0.1:0 \
+    --node-ip=127.0.0.2 >kwok.log 2>&1 &
+  echo $! >kwok.pid
+  "$K8S/kubectl" --kubeconfig="$dir/kubeconfig" apply -f - >/dev/null <<'NODE'
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node
+  labels: {berth.test/kwok: "true", kubernetes.io/hostname: kwok-node, type: kwok}
+  annotations: {node.alpha.kubernetes.io/ttl: "0", kwok.x-k8s.io/node: fake}
+spec:
+  taints:
+    - {key: berth.test/kwok, value: workflows, effect: NoSchedule}
+NODE
+}
+
+start_argo() {
+  local dir=$1 kc="$K8S/kubectl --kubeconfig=$dir/kubeconfig" mod
+  mod=$(module_dir "github.com/argoproj/argo-workflows/v3@v$ARGO_VERSION")
+  # the release's full CRDs, as its install applies them (server-side: they are too large for
+  # the last-applied annotation)
+  local crds=() f
+  for f in "$mod"/manifests/base/crds/full/argoproj.io_*.yaml; do crds+=(-f "$f"); done
+  $kc apply --server-side --force-conflicts --field-manager=argo-install \
+    "${crds[@]}" >/dev/null 2>"$dir/argo-crds.log" \
+    || { cat "$dir/argo-crds.log" >&2; die "the Argo Workflows CRDs did not apply"; }
+  $kc create namespace argo >/dev/null
+  # every Workflow's pods tolerate the KWOK node's taint; no metrics port (several control
+  # planes may run at once)
+  $kc -n argo apply -f - >/dev/null <<'CM'
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: workflow-controller-configmap}
+data:
+  metricsConfig: |
+    enabled: false
+  # no registry is reachable: the entrypoints of the images the tests and examples run
+  images: |
+    alpine: {cmd: [/bin/sh]}
+    busybox: {cmd: [sh]}
+    alpine/git:2.45.2: {entrypoint: [git]}
+    gcr.io/kaniko-project/executor:v1.23.2: {entrypoint: [/kaniko/executor]}
+  workflowDefaults: |
+    spec:
+      tolerations:
+        - {key: berth.test/kwok, operator: Exists, effect: NoSchedule}
+CM
+  $kc wait --for=condition=Established --timeout=60s crd/workflows.argoproj.io >/dev/null
+  # one instance, no election; a short requeue as Argo's own test setup uses
+  LEADER_ELECTION_DISABLE=true DEFAULT_REQUEUE_TIME=1s "$ARGO/workflow-controller" --kubeconfig="$dir/kubeconfig" --namespace=argo \
+    --executor-image="quay.io/argoproj/argoexec:v$ARGO_VERSION" --loglevel=info \
+    >workflow-controller.log 2>&1 &
+  echo $! >workflow-controller.pid
+}
+
 start() {
   local dir=${1:?usage: start DIR}
   mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
-  [ -x "$CACHE/kube-apiserver" ] || die "binaries missing in $CACHE; run: $0 install"
+  local b; for b in "$K8S/kube-apiserver" "$ETCD/etcd"; do
+    [ -x "$b" ] || die "$b is missing; run: $0 install"
+  done
+  # a start that fails part-way stops what it started
+  trap 'status=$?; [ $status -eq 0 ] || stop "$dir"' EXIT
   local etcd_port peer_port api_port
   etcd_port=$(free_port); peer_port=$(free_port); api_port=$(free_port)
   cd "$dir"
@@ -109,19 +279,20 @@ start() {
   local token; token=$(openssl rand -hex 16)
   printf '%s,admin,admin,system:masters\n' "$token" >tokens.csv
 
-  etcd --data-dir "$dir/etcd" --name default \
+  "$ETCD/etcd" --data-dir "$dir/etcd" --name default --log-level=warn \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
-    --initial-cluster "default=http://127.0.0.1:$peer_port" >etcd.log 2>&1 &
+    --initial-cluster "default=http://127.0.0.1:$peer_port" --quota-backend-bytes=4294967296 \
+    --unsafe-no-fsync >etcd.log 2>&1 &
   echo $! >etcd.pid
 
-  "$CACHE/kube-apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
+  "$K8S/kube-apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
     --tls-cert-file=apiserver.crt --tls-private-key-file=apiserver.key --client-ca-file=ca.crt \
     --token-auth-file=tokens.csv --authorization-mode=RBAC --service-cluster-ip-range=10.0.0.0/16 \
     --service-account-key-file=sa.pub --service-account-signing-key-file=sa.key \
     --service-account-issuer=https://kubernetes.default.svc \
-    --disable-admission-plugins=ServiceAccount --allow-privileged=true \
+    --disable-admission-plugins=ServiceAccount,TaintNodesByCondition --allow-privileged=true \
     --endpoint-reconciler-type=none >apiserver.log 2>&1 &
   echo $! >apiserver.pid
 
@@ -142,34 +313,48 @@ contexts:
   context: {cluster: local, user: admin}
 current-context: local
 KC
-  if ! wait_for 60 "api server" curl -fsS --cacert ca.crt -H "Authorization: Bearer $token" \
+  if ! wait_for 90 curl -fsS --cacert ca.crt -H "Authorization: Bearer $token" \
       "https://127.0.0.1:$api_port/readyz"; then
-    tail -20 apiserver.log >&2; stop "$dir"; die "kube-apiserver did not become ready"
+    tail -20 apiserver.log >&2; die "kube-apiserver did not become ready"
   fi
-
-  "$CACHE/kube-controller-manager" --kubeconfig="$dir/kubeconfig" --leader-elect=false \
-    --bind-address=127.0.0.1 --secure-port=0 --port=0 \
-    --controllers=garbagecollector,namespace,serviceaccount,serviceaccount-token,deployment,replicaset,job,statefulset,daemonset \
-    --service-account-private-key-file=sa.key --root-ca-file=ca.crt >controller-manager.log 2>&1 &
-  echo $! >controller-manager.pid
-
+  # a stale pid file must never stop someone else's process: from here on `stop` may run
   if [ -n "${BERTH_WATCH_PID:-}" ]; then
     # stop everything once the process that asked for this control plane is gone
     ( trap '' HUP; while kill -0 "$BERTH_WATCH_PID" 2>/dev/null && [ -f "$dir/apiserver.pid" ]; do sleep 1; done
       "$0" stop "$dir" ) </dev/null >/dev/null 2>&1 &
   fi
-  log "ready: https://127.0.0.1:$api_port (kubeconfig $dir/kubeconfig)"
+
+  "$K8S/kube-controller-manager" --kubeconfig="$dir/kubeconfig" --leader-elect=false \
+    --bind-address=127.0.0.1 --secure-port=0 \
+    --controllers=garbagecollector,namespace,serviceaccount,serviceaccount-token,deployment,replicaset,job,cronjob,statefulset,daemonset,podgc,ttl-after-finished,disruption \
+    --service-account-private-key-file=sa.key --root-ca-file=ca.crt >controller-manager.log 2>&1 &
+  echo $! >controller-manager.pid
+  "$K8S/kube-scheduler" --kubeconfig="$dir/kubeconfig" --leader-elect=false \
+    --bind-address=127.0.0.1 --secure-port=0 >scheduler.log 2>&1 &
+  echo $! >scheduler.pid
+  start_kwok "$dir"
+  if [ "${BERTH_NO_ARGO:-}" != 1 ]; then start_argo "$dir"; fi
+
+  local version
+  version=$(curl -fsS --cacert ca.crt -H "Authorization: Bearer $token" "https://127.0.0.1:$api_port/version" | jq -r .gitVersion)
+  if [ "${BERTH_NO_ARGO:-}" = 1 ]; then
+    log "ready: Kubernetes $version at https://127.0.0.1:$api_port, no Argo controller (kubeconfig $dir/kubeconfig)"
+  else
+    log "ready: Kubernetes $version at https://127.0.0.1:$api_port, Argo Workflows v$ARGO_VERSION (kubeconfig $dir/kubeconfig)"
+  fi
   echo "$dir/kubeconfig"
 }
 
+PROCESSES="workflow-controller kwok scheduler controller-manager apiserver etcd"
+
 stop() {
   local dir=${1:?usage: stop DIR} p
-  for p in controller-manager apiserver etcd; do
+  for p in $PROCESSES; do
     if [ -f "$dir/$p.pid" ]; then
       kill "$(cat "$dir/$p.pid")" 2>/dev/null || true
     fi
   done
-  for p in controller-manager apiserver etcd; do
+  for p in $PROCESSES; do
     if [ -f "$dir/$p.pid" ]; then
       local pid; pid=$(cat "$dir/$p.pid")
       for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -179,9 +364,16 @@ stop() {
   done
 }
 
+versions() {
+  printf 'kubernetes %s\netcd %s\nargo-workflows %s\nkwok %s\n' "$K8S_VERSION" "$ETCD_VERSION" "$ARGO_VERSION" "$KWOK_VERSION"
+}
+
 case "${1:-}" in
-  install) install_packages; build ;;
+  install) install ;;
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
-  *) echo "usage: $0 install | start DIR | stop DIR" >&2; exit 2 ;;
+  module) shift; module_dir "${1:?usage: module MODULE@VERSION}" ;;
+  versions) versions ;;
+  kubectl) [ -x "$K8S/kubectl" ] || die "kubectl is missing; run: $0 install"; echo "$K8S/kubectl" ;;
+  *) echo "usage: $0 install | start DIR | stop DIR | module MODULE@VERSION | versions | kubectl" >&2; exit 2 ;;
 esac

@@ -1,6 +1,6 @@
 //! The dashboard in Debian's headless Chromium: `berth run` on the local control plane, real
-//! git repositories, Workflows whose node statuses are set through the status subresource,
-//! and the pages as a browser shows them. Each test writes screenshots of its pages at
+//! git repositories, Workflows run by Argo's controller (KWOK plays the kubelet), and the pages
+//! as a browser shows them. Each test writes screenshots of its pages at
 //! 1280×800 to `docs/screenshots/` (README shows them) and runs axe-core on them.
 
 mod common;
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::browser::Browser;
 use common::{Berth, ChildGuard, GitDaemon, NamespaceGuard, Repo, client, namespace, unique};
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, PostParams};
 use serde_json::{Value, json};
 
 const WORKFLOW: &str = "apiVersion: argoproj.io/v1alpha1
@@ -204,93 +204,121 @@ async fn the_overview_lists_everything_and_follows_a_commit_without_a_reload() {
     assert_eq!(overflow, json!(true), "the page fits a phone's width");
 }
 
-/// A run with a steps group and a DAG: root → [0] → a → [1] → (b, c); b's DAG: d → e.
-fn nodes(b_phase: &str) -> Value {
-    json!({
-        "demo": {"id": "demo", "displayName": "demo", "type": "Steps", "phase": "Running", "children": ["demo-1"],
-                 "startedAt": "2026-11-26T10:00:00Z"},
-        "demo-1": {"id": "demo-1", "displayName": "[0]", "type": "StepGroup", "phase": "Succeeded", "children": ["demo-2"],
-                   "startedAt": "2026-11-26T10:00:01Z"},
-        "demo-2": {"id": "demo-2", "displayName": "checkout", "type": "Pod", "templateName": "git", "phase": "Succeeded",
-                   "children": ["demo-3"], "startedAt": "2026-11-26T10:00:02Z", "finishedAt": "2026-11-26T10:00:09Z",
-                   "outputs": {"parameters": [{"name": "sha", "value": "abc1234"}]}},
-        "demo-3": {"id": "demo-3", "displayName": "[1]", "type": "StepGroup", "phase": "Running", "children": ["demo-4", "demo-5"],
-                   "startedAt": "2026-11-26T10:00:10Z"},
-        "demo-4": {"id": "demo-4", "displayName": "test", "type": "DAG", "phase": b_phase, "children": ["demo-6"],
-                   "startedAt": "2026-11-26T10:00:11Z"},
-        "demo-5": {"id": "demo-5", "displayName": "lint", "type": "Pod", "templateName": "lint", "phase": "Failed",
-                   "message": "exit code 1", "startedAt": "2026-11-26T10:00:11Z", "finishedAt": "2026-11-26T10:00:15Z"},
-        "demo-6": {"id": "demo-6", "displayName": "unit", "type": "Pod", "templateName": "unit", "phase": "Succeeded",
-                   "children": ["demo-7"], "startedAt": "2026-11-26T10:00:12Z"},
-        "demo-7": {"id": "demo-7", "displayName": "integration", "type": "Pod", "templateName": "it", "phase": b_phase,
-                   "startedAt": "2026-11-26T10:00:13Z"}
+/// A run with a steps group and a DAG: root → [0] → checkout → [1] → (test, lint); test's
+/// DAG: unit → integration. lint exits 1; integration runs until the test ends its pod.
+const DEMO: &str = r#"{
+  "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+  "metadata": {"name": "demo",
+               "labels": {"berth.dev/pipeline": "build", "berth.dev/revision": "0123456789abcdef"},
+               "annotations": {"berth.dev/branch": "main"}},
+  "spec": {"entrypoint": "main", "templates": [
+    {"name": "main", "steps": [[{"name": "checkout", "template": "git"}],
+                               [{"name": "test", "template": "test"}, {"name": "lint", "template": "lint"}]]},
+    {"name": "git", "container": {"image": "alpine"},
+     "outputs": {"parameters": [{"name": "sha", "valueFrom": {"path": "/tmp/sha"}}]}},
+    {"name": "lint", "container": {"image": "alpine"},
+     "metadata": {"annotations": {"berth.test/exit-code": "1"}}},
+    {"name": "test", "dag": {"tasks": [{"name": "unit", "template": "unit"},
+                                        {"name": "integration", "template": "it", "dependencies": ["unit"]}]}},
+    {"name": "unit", "container": {"image": "alpine"}},
+    {"name": "it", "container": {"image": "alpine"},
+     "metadata": {"annotations": {"pod-complete.stage.kwok.x-k8s.io/delay": "1h"}}}
+  ]}
+}"#;
+
+/// The controller's node ids of a Workflow by display name, once `ready` holds for its nodes.
+async fn node_ids(
+    runs: &Api<DynamicObject>,
+    name: &str,
+    ready: impl Fn(&std::collections::BTreeMap<String, (String, String)>) -> bool,
+) -> std::collections::BTreeMap<String, (String, String)> {
+    let found = common::eventually(Duration::from_secs(60), || async {
+        let w = runs.get(name).await.ok()?;
+        let nodes: std::collections::BTreeMap<String, (String, String)> = w.data["status"]["nodes"]
+            .as_object()?
+            .values()
+            .map(|n| {
+                let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+                (text(&n["displayName"]), (text(&n["id"]), text(&n["phase"])))
+            })
+            .collect();
+        ready(&nodes).then_some(nodes)
     })
+    .await;
+    found.unwrap_or_else(|| panic!("the nodes of {name} did not get there"))
 }
 
 #[tokio::test]
 async fn a_run_shows_its_steps_and_dag_as_a_graph_that_follows_the_node_statuses() {
     let agent = Agent::start(None).await;
     let runs = agent.runs();
-    let run: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Workflow",
-        "metadata": {"name": "demo",
-                     "labels": {"berth.dev/pipeline": "build", "berth.dev/revision": "0123456789abcdef"},
-                     "annotations": {"berth.dev/branch": "main"}},
-        "spec": {"entrypoint": "main", "templates": [{"name": "main", "container": {"image": "alpine"}}]},
-    }))
-    .expect("workflow");
+    let run: DynamicObject = serde_json::from_str(DEMO).expect("workflow");
     runs.create(&PostParams::default(), &run)
         .await
         .expect("create run");
-    let set = |phase: &'static str| {
-        let runs = runs.clone();
-        async move {
-            runs.patch_status(
-                "demo",
-                &PatchParams::default(),
-                &Patch::Merge(
-                    &json!({"status": {"phase": "Running", "startedAt": "2026-11-26T10:00:00Z",
-                    "nodes": nodes(phase)}}),
-                ),
-            )
-            .await
-            .expect("node statuses");
-        }
+    // the executor's report of checkout's output, as Argo's wait container writes it
+    let ids = node_ids(&runs, "demo", |n| n.contains_key("checkout")).await;
+    let checkout = ids["checkout"].0.clone();
+    let results: Api<DynamicObject> = Api::namespaced_with(
+        agent.client.clone(),
+        &agent.runs_ns.name,
+        &kube::core::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk("argoproj.io", "v1alpha1", "WorkflowTaskResult"),
+            "workflowtaskresults",
+        ),
+    );
+    let report: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTaskResult",
+        "metadata": {"name": checkout, "labels": {"workflows.argoproj.io/workflow": "demo",
+                     "workflows.argoproj.io/report-outputs-completed": "true"}},
+        "outputs": {"parameters": [{"name": "sha", "value": "abc1234"}]}
+    }))
+    .expect("task result");
+    results
+        .create(&PostParams::default(), &report)
+        .await
+        .expect("report outputs");
+    let phase = |n: &std::collections::BTreeMap<String, (String, String)>, name: &str| {
+        n.get(name).map(|(_, p)| p.clone()).unwrap_or_default()
     };
-    set("Running").await;
+    let ids = node_ids(&runs, "demo", |n| {
+        phase(n, "integration") == "Running" && phase(n, "lint") == "Failed"
+    })
+    .await;
+    let id = |name: &str| ids[name].0.clone();
 
     let mut browser = Browser::start();
     let url = format!("{}/pipelines/build/runs/demo", agent.admin);
     assert_eq!(browser.goto(&url), 200);
     browser.wait_text("#live", "live", 10_000);
     let phases = browser.attrs("svg.graph a.node", "data-phase");
-    let ids = browser.attrs("svg.graph a.node", "data-node");
-    let phase_of = |id: &str| {
-        ids.iter()
-            .position(|i| i == id)
+    let nodes = browser.attrs("svg.graph a.node", "data-node");
+    let phase_of = |name: &str| {
+        nodes
+            .iter()
+            .position(|i| *i == id(name))
             .map(|i| phases[i].clone())
             .unwrap_or_default()
     };
-    assert_eq!(ids.len(), 8, "{ids:?}");
-    assert_eq!(phase_of("demo-2"), "Succeeded");
-    assert_eq!(phase_of("demo-5"), "Failed");
-    assert_eq!(phase_of("demo-7"), "Running");
+    assert_eq!(nodes.len(), 8, "{nodes:?}");
+    assert_eq!(phase_of("checkout"), "Succeeded");
+    assert_eq!(phase_of("lint"), "Failed");
+    assert_eq!(phase_of("integration"), "Running");
     let from = browser.attrs("svg.graph line.edge", "data-from");
     let to = browser.attrs("svg.graph line.edge", "data-to");
     let edges: Vec<(String, String)> = from.into_iter().zip(to).collect();
     for (a, b) in [
-        ("demo", "demo-1"),
-        ("demo-1", "demo-2"),
-        ("demo-2", "demo-3"),
-        ("demo-3", "demo-4"),
-        ("demo-3", "demo-5"),
-        ("demo-4", "demo-6"),
-        ("demo-6", "demo-7"),
+        ("demo", "[0]"),
+        ("[0]", "checkout"),
+        ("checkout", "[1]"),
+        ("[1]", "test"),
+        ("[1]", "lint"),
+        ("test", "unit"),
+        ("unit", "integration"),
     ] {
         assert!(
-            edges.contains(&(a.to_owned(), b.to_owned())),
-            "{a} → {b}: {edges:?}"
+            edges.contains(&(id(a), id(b))),
+            "{a} → {b}: {edges:?} ({ids:?})"
         );
     }
     assert_eq!(edges.len(), 7, "{edges:?}");
@@ -305,19 +333,27 @@ async fn a_run_shows_its_steps_and_dag_as_a_graph_that_follows_the_node_statuses
 
     // a node changes: the open page follows
     browser.eval("window.stillHere = true");
-    set("Succeeded").await;
+    common::finish_pods(&agent.client, &agent.runs_ns.name, "demo").await;
     browser.call(json!({"op": "waitFor",
-        "selector": "svg.graph a[data-node=\"demo-7\"][data-phase=\"Succeeded\"]", "timeoutMs": 20000}));
+        "selector": format!("svg.graph a[data-node=\"{}\"][data-phase=\"Succeeded\"]", id("integration")),
+        "timeoutMs": 20000}));
     assert_eq!(
         browser.eval("window.stillHere === true"),
         json!(true),
         "no reload"
     );
 
-    // a node's logs: no pod exists on this control plane, and the page says so
-    assert_eq!(browser.goto(&format!("{url}?node=demo-7")), 200);
+    // a node's logs: its pod ran on KWOK's node, which has no kubelet to serve them, and the
+    // page says so
+    assert_eq!(
+        browser.goto(&format!("{url}?node={}", id("integration"))),
+        200
+    );
     let logs = browser.text("#logs");
-    assert!(logs.contains("There is no pod for integration"), "{logs}");
+    assert!(
+        logs.contains("The log of pod") && logs.contains("could not be read"),
+        "{logs}"
+    );
     browser.screenshot("docs/screenshots/run-node.png");
     accessible(&mut browser, "run with a node selected");
     // keyboard: the graph's nodes are links in tab order

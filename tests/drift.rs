@@ -46,7 +46,8 @@ async fn replicas(api: &Api<Deployment>) -> Option<i32> {
     api.get_opt("web").await.ok()??.spec?.replicas
 }
 
-/// `kubectl scale`: on 1.20 this leaves no field-manager entry of its own and bumps generation.
+/// `kubectl scale`: a merge patch of the replicas, as another field manager, which bumps the
+/// generation.
 async fn scale(api: &Api<Deployment>, to: i32) {
     api.patch(
         "web",

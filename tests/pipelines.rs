@@ -1,12 +1,13 @@
-//! Pipelines against a real API server: source repositories in temp dirs, `berth run` and
-//! `berth trigger`, and the Workflows the API server then holds.
+//! Pipelines against a real API server and Argo Workflows' controller: source repositories in
+//! temp dirs, `berth run` and `berth trigger`, the Workflows berth launches and what the
+//! controller makes of them (KWOK runs their pods: see `tests/control-plane.sh`).
 
 mod common;
 
 use std::time::Duration;
 
 use common::{Berth, ChildGuard, Repo, client, namespace, text, unique, workflows};
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, ListParams};
 
 const WORKFLOW: &str = "apiVersion: argoproj.io/v1alpha1
 kind: Workflow
@@ -25,10 +26,42 @@ spec:
         args: ['{{workflow.parameters.revision}}']
 ";
 
+/// A workflow whose step runs for an hour, until the test ends its pod.
+fn long_running() -> String {
+    WORKFLOW.replace(
+        "    - name: main\n",
+        "    - name: main\n      metadata:\n        annotations: {pod-complete.stage.kwok.x-k8s.io/delay: 1h}\n",
+    )
+}
+
+/// A workflow of two steps, the second of which exits 2.
+const FAILING: &str = "apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata:
+  generateName: ci-
+spec:
+  entrypoint: main
+  templates:
+    - name: main
+      steps:
+        - - {name: build, template: ok}
+        - - {name: test, template: fails}
+    - name: ok
+      container: {image: alpine}
+    - name: fails
+      metadata:
+        annotations: {berth.test/exit-code: '2'}
+      container: {image: alpine}
+";
+
 /// A source repository with a workflow file and a first commit on main.
 fn source() -> Repo {
+    source_with(WORKFLOW)
+}
+
+fn source_with(workflow: &str) -> Repo {
     let repo = Repo::new();
-    repo.write(".argo/workflow.yaml", WORKFLOW)
+    repo.write(".argo/workflow.yaml", workflow)
         .write("src/main.rs", "fn main() {}\n")
         .write("docs/README.md", "docs\n");
     repo.commit("initial");
@@ -171,6 +204,9 @@ async fn a_commit_to_main_launches_exactly_one_workflow_and_other_branches_none(
         w.data["spec"]["templates"][0]["container"]["args"][0],
         "{{workflow.parameters.revision}}"
     );
+    // the controller runs it to the end
+    let name = w.metadata.name.clone().expect("name");
+    common::workflow_phase(&s.client, &s.wf_ns.name, &name, "Succeeded").await;
 
     // a commit on an unmapped branch launches nothing
     repo.git(&["checkout", "-q", "-b", "feature/x"]);
@@ -243,27 +279,14 @@ async fn a_paths_filter_skips_docs_only_commits() {
     assert!(has_revision(&runs, &code), "no run for {code}");
 }
 
-/// Sets a run's `status.phase` the way Argo's controller would.
-async fn set_phase(client: &kube::Client, ns: &str, name: &str, phase: &str) {
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), ns, &common::workflow_resource());
-    let mut status =
-        serde_json::json!({"status": {"phase": phase, "startedAt": "2026-01-01T00:00:00Z"}});
-    if phase != "Running" {
-        status["status"]["finishedAt"] = serde_json::json!("2026-01-01T00:05:00Z");
-    }
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .expect("patch status");
-}
-
-/// A pipeline with `concurrency` whose first run is Running when a second commit lands.
-/// Returns the agent (keep it alive), the first run's name and both runs.
+/// A pipeline with `concurrency` whose first run is Running (as the controller reports it)
+/// when a second commit lands. Returns the agent (keep it alive), the source repository, the
+/// first run's name and both runs.
 async fn second_commit_while_running(
     s: &Setup,
     concurrency: &str,
-) -> (ChildGuard, String, Vec<DynamicObject>) {
-    let repo = source();
+) -> (ChildGuard, Repo, String, Vec<DynamicObject>) {
+    let repo = source_with(&long_running());
     let pipelines = format!("{BASIC}    concurrency: {concurrency}\n");
     let berth = Berth::new(
         &s._berth_ns.name,
@@ -272,20 +295,20 @@ async fn second_commit_while_running(
     let agent = agent(&berth);
     let runs = expect_runs(&s.client, &s.wf_ns.name, 1).await;
     let first = runs[0].metadata.name.clone().expect("name");
-    set_phase(&s.client, &s.wf_ns.name, &first, "Running").await;
+    common::workflow_phase(&s.client, &s.wf_ns.name, &first, "Running").await;
     repo.write(
         "src/main.rs",
         &format!("fn main() {{ /* {concurrency} */ }}\n"),
     );
     repo.commit("second");
     let runs = expect_runs(&s.client, &s.wf_ns.name, 2).await;
-    (agent, first, runs)
+    (agent, repo, first, runs)
 }
 
 #[tokio::test]
 async fn cancel_in_progress_terminates_the_running_run() {
     let s = setup().await;
-    let (_agent, first, runs) = second_commit_while_running(&s, "cancel-in-progress").await;
+    let (_agent, _repo, first, runs) = second_commit_while_running(&s, "cancel-in-progress").await;
     let old = runs
         .iter()
         .find(|w| w.metadata.name.as_deref() == Some(first.as_str()))
@@ -296,31 +319,73 @@ async fn cancel_in_progress_terminates_the_running_run() {
         .find(|w| w.metadata.name.as_deref() != Some(first.as_str()))
         .expect("new run");
     assert!(new.data["spec"].get("shutdown").is_none());
+    // the controller ends the old run, and says why
+    let ended = common::workflow_phase(&s.client, &s.wf_ns.name, &first, "Failed").await;
+    let message = ended.data["status"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("Terminate"), "{message}");
+    let new_name = new.metadata.name.clone().expect("name");
+    common::workflow_phase(&s.client, &s.wf_ns.name, &new_name, "Running").await;
 }
 
 #[tokio::test]
 async fn queue_suspends_the_new_run_until_the_previous_finishes_and_runs_are_recorded() {
     let s = setup().await;
-    let (_agent, first, runs) = second_commit_while_running(&s, "queue").await;
+    let (_agent, repo, first, runs) = second_commit_while_running(&s, "queue").await;
     let queued = runs
         .iter()
         .find(|w| w.metadata.name.as_deref() != Some(first.as_str()))
         .expect("queued");
     assert_eq!(queued.data["spec"]["suspend"], true);
     let queued_name = queued.metadata.name.clone().expect("name");
-
-    set_phase(&s.client, &s.wf_ns.name, &first, "Succeeded").await;
+    // a third commit queues behind the second
+    repo.write("src/main.rs", "fn main() { /* third */ }\n");
+    let third_sha = repo.commit("third");
+    let runs = expect_runs(&s.client, &s.wf_ns.name, 3).await;
+    let third = runs
+        .iter()
+        .find(|w| has_revision(std::slice::from_ref(w), &third_sha))
+        .and_then(|w| w.metadata.name.clone())
+        .expect("third run");
     let api: Api<DynamicObject> = Api::namespaced_with(
         s.client.clone(),
         &s.wf_ns.name,
         &common::workflow_resource(),
     );
+    let suspended = |name: String| {
+        let api = api.clone();
+        async move {
+            api.get(&name)
+                .await
+                .ok()
+                .map(|w| w.data["spec"]["suspend"] == true)
+        }
+    };
+    assert_eq!(suspended(third.clone()).await, Some(true));
+
+    // the first run's step ends: the controller finishes it, berth resumes the second only
+    common::finish_pods(&s.client, &s.wf_ns.name, &first).await;
+    common::workflow_phase(&s.client, &s.wf_ns.name, &first, "Succeeded").await;
     let resumed = common::eventually(Duration::from_secs(20), || async {
-        let w = api.get(&queued_name).await.ok()?;
-        (w.data["spec"]["suspend"] != true).then_some(())
+        (suspended(queued_name.clone()).await == Some(false)).then_some(())
     })
     .await;
     assert!(resumed.is_some(), "the queued run was not resumed");
+    assert_eq!(
+        suspended(third.clone()).await,
+        Some(true),
+        "the third waits for the second"
+    );
+    // the second runs and ends: the third resumes
+    common::finish_pods(&s.client, &s.wf_ns.name, &queued_name).await;
+    common::workflow_phase(&s.client, &s.wf_ns.name, &queued_name, "Succeeded").await;
+    let resumed = common::eventually(Duration::from_secs(20), || async {
+        (suspended(third.clone()).await == Some(false)).then_some(())
+    })
+    .await;
+    assert!(
+        resumed.is_some(),
+        "the third run was not resumed after the second"
+    );
 
     // the finished run is recorded in the pipeline's ConfigMap, with an Event
     let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
@@ -345,6 +410,63 @@ async fn queue_suspends_the_new_run_until_the_previous_finishes_and_runs_are_rec
     assert!(
         reasons.contains(&"Launched".to_owned()) && reasons.contains(&"RunSucceeded".to_owned()),
         "{reasons:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_step_fails_the_run_and_status_and_the_run_page_name_it() {
+    let s = setup().await;
+    let repo = source_with(FAILING);
+    let berth = Berth::new(
+        &s._berth_ns.name,
+        &mapping(&repo.url(), &s.wf_ns.name, BASIC),
+    );
+    let (_agent, _, admin) = berth.agent_with(&[], &[], |_| {});
+    let runs = expect_runs(&s.client, &s.wf_ns.name, 1).await;
+    let name = runs[0].metadata.name.clone().expect("name");
+    let failed = common::workflow_phase(&s.client, &s.wf_ns.name, &name, "Failed").await;
+    assert!(
+        failed.data["status"]["nodes"].as_object().is_some_and(|n| n
+            .values()
+            .any(|n| n["displayName"] == "build" && n["phase"] == "Succeeded")),
+        "the first step ran: {}",
+        failed.data["status"]
+    );
+    let step = "failed at step test: main: Error (exit code 2)";
+    let shown = common::eventually(Duration::from_secs(20), || async {
+        let out = berth.run(&["status"]);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        stdout.contains(step).then_some(stdout)
+    })
+    .await;
+    assert!(shown.is_some(), "{}", text(&berth.run(&["status"])));
+    let (code, page) = common::http(
+        "GET",
+        &format!("{admin}/pipelines/web-ci/runs/{name}"),
+        &[],
+        b"",
+    );
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains("Failed step") && page.contains("test: main: Error (exit code 2)"),
+        "{page}"
+    );
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(s.client.clone(), &s._berth_ns.name);
+    let failed_events: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("RunFailed"))
+        .filter_map(|e| e.message)
+        .collect();
+    assert!(
+        failed_events
+            .iter()
+            .any(|m| m.contains("failed at step test")),
+        "{failed_events:?}"
     );
 }
 

@@ -375,28 +375,22 @@ async fn berth_installed_in_impersonation_mode_syncs_a_tenant_repository() {
         "subjects": subject}),
     )
     .await;
-    // its token, as the pod would mount it
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    // its token, as the kubelet mounts it in the pod: a bound token from the TokenRequest API
+    // (current servers no longer create token Secrets for ServiceAccounts)
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), ns);
+    let request: k8s_openapi::api::authentication::v1::TokenRequest =
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"audiences": [], "expirationSeconds": 3600}}))
+        .expect("token request");
     let token = common::eventually(std::time::Duration::from_secs(20), || async {
-        secrets
-            .list(&kube::api::ListParams::default())
+        accounts
+            .create_token_request("berth", &Default::default(), &request)
             .await
             .ok()?
-            .items
-            .into_iter()
-            .find(|s| {
-                s.type_.as_deref() == Some("kubernetes.io/service-account-token")
-                    && s.metadata
-                        .annotations
-                        .as_ref()
-                        .and_then(|a| a.get("kubernetes.io/service-account.name"))
-                        == Some(&"berth".to_owned())
-            })
-            .and_then(|s| {
-                s.data?
-                    .get("token")
-                    .map(|t| String::from_utf8_lossy(&t.0).into_owned())
-            })
+            .status
+            .map(|s| s.token)
     })
     .await
     .expect("a token for berth's account");

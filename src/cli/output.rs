@@ -14,6 +14,16 @@ fn short(revision: &str) -> &str {
     &revision[..revision.len().min(7)]
 }
 
+/// A pipeline's message in `berth status`: the step that failed its last run, else the
+/// pipeline's own message.
+fn run_message(run: &pipelines::Run, message: &str) -> String {
+    if run.failed_step.is_empty() {
+        message.to_owned()
+    } else {
+        format!("failed at step {}", run.failed_step)
+    }
+}
+
 /// One sync's result for `berth sync` (with `--dry-run`, the planned changes).
 pub(super) fn report(w: &mut impl Write, r: &Report, mode: Mode) -> io::Result<()> {
     let short = short(&r.revision);
@@ -247,6 +257,7 @@ fn tables(w: &mut impl Write, doc: &Document, wide: bool) -> io::Result<()> {
                 (false, true) => "Pending".to_owned(),
                 (false, false) => run.phase.clone(),
             };
+            let message = cut(&run_message(&run, &p.message));
             rows.push([
                 p.name.clone(),
                 p.repository.clone(),
@@ -255,7 +266,7 @@ fn tables(w: &mut impl Write, doc: &Document, wide: bool) -> io::Result<()> {
                 phase,
                 run.started,
                 run.finished,
-                cut(&p.message),
+                message,
             ]);
         }
         write!(w, "\n{}", format_table(&rows))?;

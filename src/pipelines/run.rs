@@ -54,6 +54,10 @@ pub(crate) struct Run {
     pub phase: String,
     pub started: String,
     pub finished: String,
+    /// The step that failed the run, with Argo's message for it (`test: main: Error (exit
+    /// code 2)`); empty unless the run failed in a step.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub failed_step: String,
 }
 
 /// Whether an Argo phase is final.
@@ -72,7 +76,35 @@ pub(crate) fn run_of(object: &Value) -> Run {
         phase: text(&object["status"]["phase"]),
         started: text(&object["status"]["startedAt"]),
         finished: text(&object["status"]["finishedAt"]),
+        failed_step: failed_step(object),
     }
+}
+
+/// The step that failed a finished run, from the controller's `status.nodes`: the first pod
+/// (by finish time) that failed or errored, as `name: message`.
+pub(crate) fn failed_step(object: &Value) -> String {
+    let status = &object["status"];
+    if !matches!(status["phase"].as_str(), Some("Failed" | "Error")) {
+        return String::new();
+    }
+    let Some(nodes) = status["nodes"].as_object() else {
+        return String::new();
+    };
+    fn text(v: &Value) -> &str {
+        v.as_str().unwrap_or_default()
+    }
+    nodes
+        .values()
+        .filter(|n| n["type"] == "Pod" && matches!(text(&n["phase"]), "Failed" | "Error"))
+        .min_by_key(|n| (text(&n["finishedAt"]), text(&n["id"])))
+        .map(|n| {
+            let name = text(&n["displayName"]);
+            match text(&n["message"]) {
+                "" => name.to_owned(),
+                message => format!("{name}: {message}"),
+            }
+        })
+        .unwrap_or_default()
 }
 
 /// Merges a run into the recorded list (newest first, at most [`KEEP_RUNS`]). Returns the new
@@ -181,6 +213,29 @@ mod tests {
             .collect();
         let (kept, done) = record_run(&many, run("old", "Failed", "t0"), "t0");
         assert!(!done && kept.len() == KEEP_RUNS && kept.iter().all(|r| r.name != "old"));
+    }
+
+    #[test]
+    fn the_failed_step_is_the_first_pod_that_failed() {
+        let run = serde_json::json!({"status": {"phase": "Failed", "message": "child 'x-2' failed",
+        "nodes": {
+            "x": {"id": "x", "displayName": "x", "type": "Steps", "phase": "Failed"},
+            "x-1": {"id": "x-1", "displayName": "build", "type": "Pod", "phase": "Succeeded",
+                    "finishedAt": "2026-01-01T00:00:01Z"},
+            "x-2": {"id": "x-2", "displayName": "test", "type": "Pod", "phase": "Failed",
+                    "message": "main: Error (exit code 2)", "finishedAt": "2026-01-01T00:00:02Z"},
+            "x-3": {"id": "x-3", "displayName": "lint", "type": "Pod", "phase": "Error",
+                    "finishedAt": "2026-01-01T00:00:03Z"}
+        }}});
+        assert_eq!(failed_step(&run), "test: main: Error (exit code 2)");
+        assert_eq!(run_of(&run).failed_step, "test: main: Error (exit code 2)");
+        let mut succeeded = run.clone();
+        succeeded["status"]["phase"] = "Succeeded".into();
+        assert_eq!(failed_step(&succeeded), "");
+        // stopped before any step failed: nothing to name
+        let stopped = serde_json::json!({"status": {"phase": "Failed",
+            "message": "Stopped with strategy 'Terminate'", "nodes": {}}});
+        assert_eq!(failed_step(&stopped), "");
     }
 
     #[test]

@@ -95,13 +95,16 @@ async fn observe_run(
     }
     cache.insert(pipeline.name.clone(), updated);
     if finished_now {
-        let message = format!(
+        let mut message = format!(
             "{} {} ({}@{})",
             run.name,
             run.phase,
             run.branch,
             &run.revision[..run.revision.len().min(7)]
         );
+        if !run.failed_step.is_empty() {
+            message.push_str(&format!(": failed at step {}", run.failed_step));
+        }
         info!(pipeline = %pipeline.name, run = %run.name, phase = %run.phase, "run finished");
         if let Some(reason) = Reason::of_run(&run.phase) {
             events::publish(

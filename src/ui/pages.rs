@@ -450,7 +450,7 @@ pub(crate) fn run(p: &RunPage<'_>) -> String {
          <dl class=\"facts\"><dt>Phase</dt><dd>{}</dd><dt>Branch</dt><dd>{}</dd>\
          <dt>Commit</dt><dd><code class=\"revision\">{}</code></dd><dt>Namespace</dt><dd>{}</dd>\
          <dt>Started</dt><dd>{}</dd><dt>Finished</dt><dd>{}</dd><dt>Duration</dt><dd>{}</dd>\
-         <dt>Message</dt><dd>{}</dd></dl>",
+         <dt>Message</dt><dd>{}</dd>{}</dl>",
         escape(p.pipeline),
         escape(&r.name),
         badge(or(&r.phase, "Pending")),
@@ -460,7 +460,15 @@ pub(crate) fn run(p: &RunPage<'_>) -> String {
         escape(&r.started),
         escape(or(&r.finished, "–")),
         escape(&duration(r, p.now)),
-        escape(p.message)
+        escape(p.message),
+        if r.failed_step.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<dt>Failed step</dt><dd class=\"failed-step\">{}</dd>",
+                escape(&r.failed_step)
+            )
+        }
     );
     out.push_str("<section><h2>Steps and tasks</h2>");
     if p.nodes.is_empty() {

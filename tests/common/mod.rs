@@ -57,6 +57,39 @@ pub fn kubeconfig() -> &'static Path {
     })
 }
 
+/// The version of a component of the test control plane (`kubernetes`, `argo-workflows`,
+/// `etcd`, `kwok`), as `tests/control-plane.sh versions` prints it.
+pub fn component_version(name: &str) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/control-plane.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("versions")
+        .output()
+        .expect("control-plane.sh runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")).map(str::to_owned))
+        .unwrap_or_else(|| panic!("no version of {name}"))
+}
+
+/// The source of a Go module (`MODULE@VERSION`) from the module proxy, for tests that sync
+/// public manifests as their projects publish them (nothing of them is committed here).
+pub fn go_module(module: &str) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/control-plane.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("module")
+        .arg(module)
+        .output()
+        .expect("control-plane.sh runs");
+    assert!(
+        out.status.success(),
+        "{module}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
 /// A client for the test cluster.
 pub async fn client() -> Client {
     let kubeconfig = Kubeconfig::read_from(kubeconfig()).expect("kubeconfig");
@@ -153,6 +186,22 @@ impl Repo {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Copies the files of `dir` whose names `keep` accepts into `under/`, unchanged.
+    pub fn copy_files(&self, dir: &Path, under: &str, keep: impl Fn(&str) -> bool) -> &Self {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| keep(n))
+            .collect();
+        names.sort();
+        assert!(!names.is_empty(), "no files taken from {}", dir.display());
+        for name in names {
+            let text = std::fs::read_to_string(dir.join(&name)).expect("read");
+            self.write(&format!("{under}/{name}"), &text);
+        }
+        self
     }
 
     pub fn write(&self, path: &str, content: &str) -> &Self {
@@ -390,11 +439,15 @@ where
     }
 }
 
-/// Installs `manifests/argo-workflows-crds.yaml` (idempotent) and waits until the Workflow
-/// kind is served.
+/// Makes sure the Workflow kind is served. The test control plane installs Argo Workflows'
+/// full CRDs with its controller; on a cluster without them (`BERTH_NO_ARGO=1`), this applies
+/// the minimal ones in `manifests/argo-workflows-crds.yaml` (idempotent).
 pub async fn install_workflow_crds(client: &Client) {
     use kube::api::{DynamicObject, Patch, PatchParams};
     use kube::core::{ApiResource, GroupVersionKind};
+    if argo_controller(client).await {
+        return;
+    }
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/manifests/argo-workflows-crds.yaml"
@@ -422,6 +475,95 @@ pub async fn install_workflow_crds(client: &Client) {
     })
     .await;
     assert!(ready.is_some(), "the Workflow CRD was not served");
+}
+
+/// Whether the cluster runs Argo Workflows' controller (the test control plane does, unless
+/// started with `BERTH_NO_ARGO=1`): its full Workflow CRD is installed and the controller's
+/// configuration exists.
+pub async fn argo_controller(client: &Client) -> bool {
+    static ARGO: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new();
+    *ARGO
+        .get_or_init(|| async {
+            let config: Api<ConfigMap> = Api::namespaced(client.clone(), "argo");
+            config
+                .get_opt("workflow-controller-configmap")
+                .await
+                .ok()
+                .flatten()
+                .is_some()
+        })
+        .await
+}
+
+/// Ends the running pods of a Workflow as a kubelet does when their containers exit 0. KWOK
+/// runs a Workflow's pods on the test control plane: a step whose template sets
+/// `pod-complete.stage.kwok.x-k8s.io/delay` (an hour, say) runs until this ends it, and Argo's
+/// controller then finishes the step as it would any other.
+pub async fn finish_pods(client: &Client, namespace: &str, workflow: &str) {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{ListParams, Patch, PatchParams};
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("workflows.argoproj.io/workflow={workflow}");
+    let running = eventually(Duration::from_secs(30), || async {
+        let list = pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .ok()?;
+        let running: Vec<Pod> = list
+            .items
+            .into_iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .collect();
+        (!running.is_empty()).then_some(running)
+    })
+    .await
+    .unwrap_or_else(|| panic!("no running pod of {workflow}"));
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    for pod in running {
+        let spec = pod.spec.as_ref().expect("pod spec");
+        let statuses: Vec<serde_json::Value> = spec
+            .containers
+            .iter()
+            .map(|c| {
+                serde_json::json!({"name": c.name, "image": c.image, "imageID": "", "ready": false,
+                    "restartCount": 0, "started": false,
+                    "state": {"terminated": {"exitCode": 0, "reason": "Completed",
+                                             "startedAt": now, "finishedAt": now}}})
+            })
+            .collect();
+        let status =
+            serde_json::json!({"status": {"phase": "Succeeded", "containerStatuses": statuses}});
+        pods.patch_status(
+            pod.metadata.name.as_deref().expect("name"),
+            &PatchParams::default(),
+            &Patch::Merge(&status),
+        )
+        .await
+        .expect("end the pod");
+    }
+}
+
+/// Waits until a Workflow reaches `phase` as Argo's controller reports it; returns it.
+pub async fn workflow_phase(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    phase: &str,
+) -> kube::api::DynamicObject {
+    let api: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(client.clone(), namespace, &workflow_resource());
+    let reached = eventually(Duration::from_secs(60), || async {
+        let w = api.get(name).await.ok()?;
+        (w.data["status"]["phase"] == phase).then_some(w)
+    })
+    .await;
+    match reached {
+        Some(w) => w,
+        None => {
+            let now = api.get(name).await.map(|w| w.data["status"].clone());
+            panic!("{name} did not reach {phase}: {now:?}")
+        }
+    }
 }
 
 pub fn workflow_resource() -> kube::core::ApiResource {
