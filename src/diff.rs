@@ -126,6 +126,10 @@ pub(crate) struct Owner<'a> {
     /// `<repo-url>#<path>`, credentials removed.
     pub source: &'a str,
     pub commit: &'a str,
+    /// Also dry-run the objects to be created (a plan: `diff`, `sync --dry-run`), so that what
+    /// the server would refuse shows before anything is applied. An apply skips it: the apply
+    /// itself is checked the same way.
+    pub check_creates: bool,
 }
 
 /// Adds berth's labels and source annotation (not the revision) to a rendered object.
@@ -385,6 +389,10 @@ pub(crate) async fn plan(
             let full = with_revision(&base, &revision);
             let current = live.get(&id);
             let (action, predicted) = match current {
+                None if owner.check_creates => {
+                    check_create(client, resources, &full).await?;
+                    (Action::Create, None)
+                }
                 Some(live) if !managed_by_berth(live) => (
                     Action::Adopt,
                     Some(dry_run(client, resources, &full).await?),
@@ -415,6 +423,27 @@ pub(crate) async fn plan(
         .await
 }
 
+/// Asks the server whether it would create the object (the diff still shows the object as
+/// git has it). An object that depends on something the same pass creates first (its
+/// namespace, or its kind) cannot be asked yet and passes.
+///
+/// # Errors
+/// The server refuses the object (a field its schema lacks, a rule it breaks).
+async fn check_create(
+    client: &Client,
+    resources: &Resources,
+    manifest: &Manifest,
+) -> Result<(), Error> {
+    if resource_for(resources, manifest).is_err() {
+        return Ok(());
+    }
+    match dry_run(client, resources, manifest).await {
+        Err(Error::DryRun { message, .. }) if message.contains(" not found") => Ok(()),
+        Err(e) => Err(e),
+        Ok(_) => Ok(()),
+    }
+}
+
 /// What the API server would store if the object were applied now.
 async fn dry_run(
     client: &Client,
@@ -423,16 +452,31 @@ async fn dry_run(
 ) -> Result<Value, Error> {
     let resource = resource_for(resources, manifest)?;
     let api = cluster::api(client, resource, manifest.namespace());
-    let params = PatchParams::apply(vocab::FIELD_MANAGER).force().dry_run();
+    // Strict: a field the schema lacks fails the object, as it would in Flux; kubectl only
+    // warns, and the server would drop the field silently.
+    let params = PatchParams::apply(vocab::FIELD_MANAGER)
+        .force()
+        .dry_run()
+        .validation_strict();
     let result = api
         .patch(manifest.name(), &params, &Patch::Apply(&manifest.object))
         .await
-        .map_err(|e| Error::DryRun {
-            origin: manifest.origin(),
-            id: manifest.id().to_string(),
-            message: cluster::api_message(&e),
+        .map_err(|e| {
+            let (origin, message) = refusal(manifest, &e);
+            Error::DryRun {
+                origin,
+                id: manifest.id().to_string(),
+                message,
+            }
         })?;
     Ok(serde_json::to_value(&result).expect("objects from the API serialize"))
+}
+
+/// Where and why the API server refused a manifest: at the line of each field it names
+/// (strict field validation), else at the object.
+pub(crate) fn refusal(manifest: &Manifest, e: &kube::Error) -> (String, String) {
+    let message = cluster::api_message(e);
+    crate::locate::explain(manifest, &message).unwrap_or_else(|| (manifest.origin(), message))
 }
 
 /// The discovered resource for a manifest.
@@ -582,6 +626,7 @@ mod tests {
             object,
             file: "a.yaml".into(),
             line: 1,
+            source: std::sync::Arc::from(""),
         }
     }
 
@@ -590,6 +635,7 @@ mod tests {
             sync: "web",
             source: "https://git/x.git#apps",
             commit: "c0ffee",
+            check_creates: false,
         }
     }
 

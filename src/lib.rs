@@ -31,6 +31,7 @@ mod apply;
 mod config;
 mod diff;
 mod health;
+mod locate;
 mod render;
 mod status;
 mod sync;

@@ -3,6 +3,7 @@
 //! would reject if missing. Pure: no cluster, no network.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde_json::Value;
 use serde_saphyr::Spanned;
@@ -42,6 +43,9 @@ pub(crate) struct Manifest {
     pub file: String,
     /// Line where the object starts.
     pub line: u64,
+    /// The file's text (as substituted), shared by its objects, so that an error about a
+    /// field can name the field's line.
+    pub source: Arc<str>,
 }
 
 impl Manifest {
@@ -183,7 +187,7 @@ pub(crate) fn directory(
             Some(vars) if !vars.is_empty() => substitute(text, vars, &file.path)?,
             _ => text.to_owned(),
         };
-        for parsed in parse_file(&file.path, &text)? {
+        for parsed in parse_file(&file.path, Arc::from(text))? {
             match parsed {
                 Ok(m) => manifests.push(m),
                 Err(r) => rejected.push(r),
@@ -224,7 +228,7 @@ pub(crate) struct Rejected {
 /// so the budget need not bound a document's size: real install files (Argo Workflows' CRDs,
 /// a few hundred thousand nodes) parse. What it bounds is alias expansion, the one way a
 /// small file grows without limit (a billion laughs).
-fn yaml_options() -> serde_saphyr::Options {
+pub(crate) fn yaml_options() -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_nodes = 20_000_000;
     budget.max_events = 40_000_000;
@@ -250,20 +254,33 @@ pub(crate) fn yaml_documents(text: &str) -> Result<Vec<(u64, Value)>, serde_saph
         .collect())
 }
 
-/// Parses one file into objects; `List` kinds are expanded into their items.
-fn parse_file(path: &str, text: &str) -> Result<Vec<Result<Manifest, Rejected>>, Error> {
-    let documents: Vec<(u64, Value)> = if git::has_extension(path, &["json"]) {
-        let value: Value = serde_json::from_str(text)
+/// A document of a stream with the line it starts on, or why it cannot be synced.
+type Document = Result<(u64, Value), Rejected>;
+
+/// Parses one file into objects; `List` kinds are expanded into their items. A document with
+/// a duplicated field fails alone (the API server would refuse it, and which value was meant
+/// is unknown); any other YAML error fails the file.
+fn parse_file(path: &str, text: Arc<str>) -> Result<Vec<Result<Manifest, Rejected>>, Error> {
+    let documents: Vec<Document> = if git::has_extension(path, &["json"]) {
+        let value: Value = serde_json::from_str(&text)
             .map_err(|e| invalid(path, e.line() as u64, format!("invalid JSON: {e}")))?;
-        vec![(1, value)]
+        vec![Ok((1, value))]
     } else {
-        yaml_documents(text).map_err(|e| {
-            let line = e.location().map_or(1, |l| l.line());
-            invalid(path, line, format!("invalid YAML: {}", yaml_message(&e)))
-        })?
+        match yaml_documents(&text) {
+            Ok(docs) => docs.into_iter().map(Ok).collect(),
+            Err(e) if duplicate_key(&e).is_some() => documents_alone(path, &text)?,
+            Err(e) => return Err(yaml_error(path, &e)),
+        }
     };
     let mut out = Vec::new();
-    for (line, value) in documents {
+    for document in documents {
+        let (line, value) = match document {
+            Ok(d) => d,
+            Err(rejected) => {
+                out.push(Err(rejected));
+                continue;
+            }
+        };
         if value.is_null() {
             continue;
         }
@@ -274,16 +291,99 @@ fn parse_file(path: &str, text: &str) -> Result<Vec<Result<Manifest, Rejected>>,
                 continue;
             };
             for item in items {
-                out.push(checked(path, line, item)?);
+                out.push(checked(path, line, item, &text)?);
             }
         } else {
-            out.push(checked(path, line, value)?);
+            out.push(checked(path, line, value, &text)?);
         }
     }
     Ok(out)
 }
 
-fn checked(path: &str, line: u64, object: Value) -> Result<Result<Manifest, Rejected>, Error> {
+fn yaml_error(path: &str, e: &serde_saphyr::Error) -> Error {
+    let line = e.location().map_or(1, |l| l.line());
+    invalid(path, line, format!("invalid YAML: {}", yaml_message(e)))
+}
+
+/// The key and line of a duplicated mapping key.
+fn duplicate_key(e: &serde_saphyr::Error) -> Option<(String, u64)> {
+    let mut e = e;
+    loop {
+        match e {
+            serde_saphyr::Error::WithSnippet { error, .. }
+            | serde_saphyr::Error::AliasError { error, .. } => e = error,
+            serde_saphyr::Error::DuplicateMappingKey { key, location } => {
+                return Some((key.clone().unwrap_or_default(), location.line()));
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// The documents of a stream parsed one by one: one with a duplicated key becomes a
+/// [`Rejected`] naming the key and its line (and the object, as far as it can be read).
+fn documents_alone(path: &str, text: &str) -> Result<Vec<Document>, Error> {
+    let mut out = Vec::new();
+    for (first_line, document) in split_documents(text) {
+        // padded with newlines, so lines and errors count from the top of the file
+        let padded = format!("{}{document}", "\n".repeat(first_line as usize - 1));
+        match yaml_documents(&padded) {
+            Ok(docs) => out.extend(docs.into_iter().map(Ok)),
+            Err(e) => {
+                let Some((key, line)) = duplicate_key(&e) else {
+                    return Err(yaml_error(path, &e));
+                };
+                let mut lenient = yaml_options();
+                lenient.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::LastWins;
+                let object: Value =
+                    serde_saphyr::from_str_with_options(&padded, lenient).unwrap_or(Value::Null);
+                let name = |pointer: &str| object.pointer(pointer).and_then(Value::as_str);
+                out.push(Err(Rejected {
+                    origin: format!("{path}:{line}"),
+                    what: match (name("/kind"), name("/metadata/name")) {
+                        (Some(kind), Some(n)) => format!("{kind} {n}"),
+                        (Some(kind), None) => kind.to_owned(),
+                        _ => "object".to_owned(),
+                    },
+                    reason: format!(
+                        "field \"{key}\" is set twice; the API server would refuse it, and \
+                         which value is meant is unclear: keep one"
+                    ),
+                }));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A YAML stream split at its document markers (`---` at the start of a line): each part with
+/// the line it starts on.
+fn split_documents(text: &str) -> Vec<(u64, &str)> {
+    let mut parts = Vec::new();
+    let (mut start, mut start_line) = (0usize, 1u64);
+    let mut offset = 0usize;
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let is_marker =
+            line.starts_with("---") && line[3..].chars().next().is_none_or(char::is_whitespace);
+        if is_marker && offset > start {
+            parts.push((start_line, &text[start..offset]));
+            start = offset;
+            start_line = index as u64 + 1;
+        }
+        offset += line.len();
+    }
+    if start < text.len() {
+        parts.push((start_line, &text[start..]));
+    }
+    parts
+}
+
+fn checked(
+    path: &str,
+    line: u64,
+    object: Value,
+    source: &Arc<str>,
+) -> Result<Result<Manifest, Rejected>, Error> {
     if !object.is_object() {
         return Err(invalid(path, line, "document is not a mapping"));
     }
@@ -319,6 +419,7 @@ fn checked(path: &str, line: u64, object: Value) -> Result<Result<Manifest, Reje
         object,
         file: path.to_owned(),
         line,
+        source: Arc::clone(source),
     }))
 }
 
@@ -390,8 +491,10 @@ pub(crate) fn default_namespace(m: &mut Manifest, namespace: Option<&str>, scope
     }
 }
 
-/// Kubernetes 1.20's server-side apply rejects Service and container ports that omit
-/// `protocol` (a key of those lists), so fill in the API default `TCP`, as Flux does.
+/// Fills in the API default `TCP` for Service and container ports that omit `protocol` (a key
+/// of those lists), as Flux does. Server-side apply before Kubernetes 1.26 rejected such
+/// entries; current servers default the key themselves, so the same value is stored either
+/// way, and berth's plan stays the same on both.
 fn fill_protocols(object: &mut Value) {
     let kind = object["kind"].as_str().unwrap_or_default().to_owned();
     let pod_spec = match kind.as_str() {
@@ -666,6 +769,38 @@ apiVersion: other.io/v1\nkind: Gadget\nmetadata: {name: g}\n";
         assert_eq!(r.rejected[0].origin, "a.yaml:8");
         assert_eq!(r.rejected[0].what, "Job generateName=migrate-");
         assert!(r.rejected[0].reason.contains("give it a name"));
+    }
+
+    #[test]
+    fn a_document_with_a_duplicated_field_is_rejected_alone() {
+        let text = format!(
+            "{CM}---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  replicas: 2\n---\n{}",
+            CM.replace("name: a", "name: b")
+        );
+        let r = directory(&[file("a.yaml", &text)], &Options::default(), &BuiltinScope)
+            .expect("the rest renders");
+        assert_eq!(
+            r.manifests.iter().map(Manifest::name).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(r.manifests[1].line, 16, "lines count from the file's top");
+        assert_eq!(r.rejected.len(), 1);
+        assert_eq!(r.rejected[0].origin, "a.yaml:14");
+        assert_eq!(r.rejected[0].what, "Deployment web");
+        assert!(
+            r.rejected[0].reason.contains("\"replicas\" is set twice"),
+            "{}",
+            r.rejected[0].reason
+        );
+        // any other YAML error still fails the file, at its line
+        let broken = format!("{CM}---\nkind: [\n");
+        let e = directory(
+            &[file("b.yaml", &broken)],
+            &Options::default(),
+            &BuiltinScope,
+        )
+        .expect_err("broken");
+        assert!(e.to_string().starts_with("b.yaml:"), "{e}");
     }
 
     #[test]

@@ -324,6 +324,7 @@ async fn pass(
         sync: &sync.name,
         source: &source,
         commit: &commit.id,
+        check_creates: mode != Mode::Apply,
     };
     // hooks are not synced objects: they run in their phases, once per new revision
     let hooks = take_hooks(&mut manifests, &mut changes);
@@ -1564,6 +1565,7 @@ mod tests {
                 "metadata": {"name": name, "namespace": namespace}}),
             file: "f.yaml".into(),
             line: 1,
+            source: std::sync::Arc::from(""),
         }
     }
 

@@ -193,3 +193,105 @@ async fn a_bad_object_fails_alone_and_every_failure_is_named() {
         );
     }
 }
+
+/// Server-side field validation `Strict`: an object with a field its schema lacks, or a field
+/// set twice, fails alone, naming the field, the file and the line; `diff` and `sync
+/// --dry-run` say the same; the rest applies, and a custom resource whose schema keeps unknown
+/// fields is still accepted.
+#[tokio::test]
+async fn a_typo_in_a_field_fails_that_object_alone_with_the_field_file_and_line() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let app = namespace(&client, &unique("app")).await;
+    let suffix = unique("x").replace('-', "");
+    let repo = Repo::new();
+    repo.write(
+        "app/web.yaml",
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicsa: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: nginx}]
+",
+    )
+    .write(
+        "app/twice.yaml",
+        &format!(
+            "{}---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: twice\ndata:\n  level: info\n  level: debug\n",
+            config_map("first")
+        ),
+    )
+    .write("app/settings.yaml", &config_map("settings"))
+    .write(
+        "app/open.yaml",
+        &format!(
+            "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {{name: opens{suffix}.strict.berth.dev}}
+spec:
+  group: strict.berth.dev
+  scope: Namespaced
+  names: {{kind: Open{suffix}, plural: opens{suffix}, singular: open{suffix}, listKind: Open{suffix}List}}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
+---
+apiVersion: strict.berth.dev/v1
+kind: Open{suffix}
+metadata: {{name: anything}}
+spec: {{whatever: [1, 2], nested: {{keys: kept}}}}
+"
+        ),
+    );
+    repo.commit("a typo, a duplicate and the rest");
+    let berth = Berth::new(
+        &berth_ns.name,
+        &mapping(&repo.url(), "app", "app", &app.name, ""),
+    );
+    let typo = "app/web.yaml:6";
+    let field = ".spec.replicsa: field not declared in schema";
+    let twice = "app/twice.yaml:14";
+    for verb in [&["diff"][..], &["sync", "--dry-run"], &["sync"]] {
+        let out = berth.run(verb);
+        let all = text(&out);
+        assert_ne!(out.status.code(), Some(0), "{verb:?}: {all}");
+        assert!(all.contains(typo) && all.contains(field), "{verb:?}: {all}");
+        assert!(
+            all.contains(twice) && all.contains("\"level\" is set twice"),
+            "{verb:?}: {all}"
+        );
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &app.name);
+    for name in ["settings", "first"] {
+        assert!(cms.get_opt(name).await.expect("get").is_some(), "{name}");
+    }
+    assert!(cms.get_opt("twice").await.expect("get").is_none());
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), &app.name);
+    assert!(deployments.get_opt("web").await.expect("get").is_none());
+    let open: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &app.name,
+        &kube::core::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk("strict.berth.dev", "v1", &format!("Open{suffix}")),
+            &format!("opens{suffix}"),
+        ),
+    );
+    let kept = open
+        .get("anything")
+        .await
+        .expect("the open custom resource");
+    assert_eq!(kept.data["spec"]["nested"]["keys"], "kept");
+}

@@ -87,6 +87,14 @@ async fn apply_one(client: &Client, resources: &Resources, entry: &Entry) -> Res
         id: entry.id.to_string(),
         message,
     };
+    let refused = |e: &kube::Error| {
+        let (origin, message) = crate::diff::refusal(m, e);
+        Error::Apply {
+            origin,
+            id: entry.id.to_string(),
+            message,
+        }
+    };
     let resource = resources.get(m.api_version(), m.kind()).ok_or_else(|| {
         fail(format!(
             "no API resource serves {} in {}",
@@ -98,7 +106,7 @@ async fn apply_one(client: &Client, resources: &Resources, entry: &Entry) -> Res
     // force: git is the source of truth, so berth takes over fields another manager (a hand
     // edit with kubectl, say) set on what it declares, as Flux and `kubectl apply
     // --force-conflicts` do.
-    let mut params = PatchParams::apply(vocab::FIELD_MANAGER);
+    let mut params = PatchParams::apply(vocab::FIELD_MANAGER).validation_strict();
     if !super::merge(&m.object) {
         params = params.force();
     }
@@ -130,7 +138,7 @@ async fn apply_one(client: &Client, resources: &Resources, entry: &Entry) -> Res
                 object["metadata"]["resourceVersion"] =
                     Value::from(current.metadata.resource_version.unwrap_or_default());
             }
-            Err(e) => return Err(fail(cluster::api_message(&e))),
+            Err(e) => return Err(refused(&e)),
         }
     }
 }
