@@ -212,8 +212,9 @@ git -C "$big" init -q -b main; git -C "$big" add -A; git -C "$big" -c user.name=
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$berth" -c "$work/watched.yaml" run --listen "127.0.0.1:$port" --admin-listen 127.0.0.1:0 2>/dev/null &
 agent=$!
-passes() { curl -fs "http://127.0.0.1:$port/metrics" | awk '/^berth_syncs_total/ {s += $2} END {print int(s)}'; }
-until [ "$(passes 2>/dev/null || echo 0)" -ge 10 ]; do sleep 0.5; done
+# one number, 0 until the agent listens
+passes() { { curl -fs "http://127.0.0.1:$port/metrics" || true; } | awk '/^berth_syncs_total/ {s += $2} END {print int(s)}'; }
+until [ "$(passes)" -ge 10 ]; do sleep 0.5; done
 sleep 12  # the watches pick up the recorded inventories
 p8=()
 for i in $(seq 1 15); do

@@ -10,7 +10,7 @@ root=$PWD
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 commit() { git -C "$1" -c user.name=quickstart -c user.email=qs@example.com commit -qam "$2" "${@:3}"; }
 
-step "installing Debian packages and building the control plane from its Go modules (first run: ~20 min)"
+step "installing Debian packages and building the control plane from its Go modules (first run: ~12 min)"
 bash tests/control-plane.sh install
 step "building berth"
 # cargo shows its progress on a terminal: the first build takes a few minutes

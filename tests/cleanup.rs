@@ -319,14 +319,16 @@ async fn a_run_held_by_a_finalizer_is_reported_not_retried() {
     .expect("remove finalizer");
 }
 
-/// A pipeline's Workflow with an artifact GC strategy: Argo's controller holds it with its
-/// finalizer after it finishes, until cleanup deletes it; then the controller runs its GC and
-/// releases it.
+/// A pipeline's Workflow with an artifact GC strategy and an artifact: Argo's controller holds
+/// it with its finalizer after it finishes, until cleanup deletes it; then the controller runs
+/// its GC pod and releases it. The test reports the step's artifact as Argo's executor does (a
+/// WorkflowTaskResult); KWOK runs the GC pod.
 #[tokio::test]
 async fn a_run_with_artifact_gc_keeps_the_controllers_finalizer_until_cleanup_deletes_it() {
     let (client, berth_ns, wf_ns) = setup().await;
     let ns = &wf_ns.name;
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &workflow_resource());
+    let s3 = json!({"endpoint": "127.0.0.1:9", "bucket": "runs", "key": "with-gc/report", "insecure": true});
     let object: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Workflow",
@@ -335,22 +337,58 @@ async fn a_run_with_artifact_gc_keeps_the_controllers_finalizer_until_cleanup_de
                                 "berth.dev/branch": "main"}},
         "spec": {
             "entrypoint": "main",
-            "artifactGC": {"strategy": "OnWorkflowDeletion"},
+            "artifactGC": {"strategy": "OnWorkflowDeletion", "forceFinalizerRemoval": true},
             "templates": [{"name": "main", "container": {"image": "alpine"},
-                "outputs": {"artifacts": [{"name": "report", "path": "/tmp/report", "optional": true,
-                    "s3": {"endpoint": "127.0.0.1:9", "bucket": "runs", "key": "report", "insecure": true}}]}}]
+                "outputs": {"artifacts": [{"name": "report", "path": "/tmp/report", "s3": s3}]}}]
         },
     }))
     .expect("workflow");
     api.create(&PostParams::default(), &object)
         .await
         .expect("create run");
+    // the executor's report of the step's artifact, once the step exists
+    let node = common::eventually(Duration::from_secs(30), || async {
+        let w = api.get("with-gc").await.ok()?;
+        w.data["status"]["nodes"]
+            .as_object()?
+            .values()
+            .find(|n| n["type"] == "Pod")
+            .and_then(|n| n["id"].as_str().map(str::to_owned))
+    })
+    .await
+    .expect("the step started");
+    let results: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns,
+        &kube::core::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk("argoproj.io", "v1alpha1", "WorkflowTaskResult"),
+            "workflowtaskresults",
+        ),
+    );
+    let report: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTaskResult",
+        "metadata": {"name": node, "labels": {"workflows.argoproj.io/workflow": "with-gc",
+                     "workflows.argoproj.io/report-outputs-completed": "true"}},
+        "outputs": {"artifacts": [{"name": "report", "path": "/tmp/report", "s3": s3}]}
+    }))
+    .expect("task result");
+    results
+        .create(&PostParams::default(), &report)
+        .await
+        .expect("report the artifact");
     let done = common::workflow_phase(&client, ns, "with-gc", "Succeeded").await;
     let finalizers = |w: &DynamicObject| w.metadata.finalizers.clone().unwrap_or_default();
     assert!(
         finalizers(&done).contains(&"workflows.argoproj.io/artifact-gc".to_owned()),
         "{:?}",
         done.metadata
+    );
+    // finished, it stays held: nothing but a deletion starts the controller's GC
+    let held = api.get("with-gc").await.expect("the run");
+    assert!(
+        finalizers(&held).contains(&"workflows.argoproj.io/artifact-gc".to_owned()),
+        "{:?}",
+        held.metadata
     );
 
     let berth = Berth::new(

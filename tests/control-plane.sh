@@ -99,7 +99,7 @@ build_kubernetes() {
   local bins="kube-apiserver kube-controller-manager kube-scheduler kubectl" b missing=""
   for b in $bins; do [ -x "$K8S/$b" ] || missing=1; done
   [ -n "$missing" ] || return 0
-  log "building Kubernetes $K8S_VERSION (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl) from k8s.io/kubernetes (once; ~15 min on 2 cores)"
+  log "building Kubernetes $K8S_VERSION (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl) from k8s.io/kubernetes (once; ~5 min on 2 cores)"
   local mod minor staging replaces ld p
   mod=$(module_dir "k8s.io/kubernetes@v$K8S_VERSION")
   minor=${K8S_VERSION#*.}; minor=${minor%%.*}
@@ -227,7 +227,7 @@ start_argo() {
     "${crds[@]}" >/dev/null 2>"$dir/argo-crds.log" \
     || { cat "$dir/argo-crds.log" >&2; die "the Argo Workflows CRDs did not apply"; }
   $kc create namespace argo >/dev/null
-  # every Workflow's pods tolerate the KWOK node's taint; no metrics port (several control
+  # every Workflow's pods (and its artifact GC pods) tolerate the KWOK node's taint; no metrics port (several control
   # planes may run at once)
   $kc -n argo apply -f - >/dev/null <<'CM'
 apiVersion: v1
@@ -246,6 +246,8 @@ data:
     spec:
       tolerations:
         - {key: berth.test/kwok, operator: Exists, effect: NoSchedule}
+      artifactGC:
+        podSpecPatch: '{"tolerations": [{"key": "berth.test/kwok", "operator": "Exists", "effect": "NoSchedule"}]}'
 CM
   $kc wait --for=condition=Established --timeout=60s crd/workflows.argoproj.io >/dev/null
   # one instance, no election; a short requeue as Argo's own test setup uses
@@ -262,7 +264,8 @@ start() {
     [ -x "$b" ] || die "$b is missing; run: $0 install"
   done
   # a start that fails part-way stops what it started
-  trap 'status=$?; [ $status -eq 0 ] || stop "$dir"' EXIT
+  STARTED_IN=$dir
+  trap 'status=$?; [ $status -eq 0 ] || stop "$STARTED_IN"' EXIT
   local etcd_port peer_port api_port
   etcd_port=$(free_port); peer_port=$(free_port); api_port=$(free_port)
   cd "$dir"
@@ -321,7 +324,7 @@ KC
   if [ -n "${BERTH_WATCH_PID:-}" ]; then
     # stop everything once the process that asked for this control plane is gone
     ( trap '' HUP; while kill -0 "$BERTH_WATCH_PID" 2>/dev/null && [ -f "$dir/apiserver.pid" ]; do sleep 1; done
-      "$0" stop "$dir" ) </dev/null >/dev/null 2>&1 &
+      "$HERE/control-plane.sh" stop "$dir" ) </dev/null >/dev/null 2>&1 &
   fi
 
   "$K8S/kube-controller-manager" --kubeconfig="$dir/kubeconfig" --leader-elect=false \

@@ -231,28 +231,18 @@ spec:
     .write(
         "app/open.yaml",
         &format!(
-            "apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {{name: opens{suffix}.strict.berth.dev}}
-spec:
-  group: strict.berth.dev
-  scope: Namespaced
-  names: {{kind: Open{suffix}, plural: opens{suffix}, singular: open{suffix}, listKind: Open{suffix}List}}
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema:
-        openAPIV3Schema:
-          type: object
-          properties:
-            spec: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
----
+            "{}---
 apiVersion: strict.berth.dev/v1
 kind: Open{suffix}
 metadata: {{name: anything}}
 spec: {{whatever: [1, 2], nested: {{keys: kept}}}}
-"
+",
+            common::crd_yaml(
+                "strict.berth.dev",
+                &format!("Open{suffix}"),
+                &format!("opens{suffix}"),
+                "{type: object, x-kubernetes-preserve-unknown-fields: true}"
+            )
         ),
     );
     repo.commit("a typo, a duplicate and the rest");

@@ -451,17 +451,7 @@ async fn a_failing_step_fails_the_run_and_status_and_the_run_page_name_it() {
         page.contains("Failed step") && page.contains("test: main: Error (exit code 2)"),
         "{page}"
     );
-    let events: Api<k8s_openapi::api::core::v1::Event> =
-        Api::namespaced(s.client.clone(), &s._berth_ns.name);
-    let failed_events: Vec<String> = events
-        .list(&ListParams::default())
-        .await
-        .expect("events")
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("RunFailed"))
-        .filter_map(|e| e.message)
-        .collect();
+    let failed_events = common::event_messages(&s.client, &s._berth_ns.name, "RunFailed").await;
     assert!(
         failed_events
             .iter()

@@ -236,35 +236,25 @@ spec:
     .write(
         "apis/crd.yaml",
         &format!(
-            "apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {{name: ranges{suffix}.cel.berth.dev}}
-spec:
-  group: cel.berth.dev
-  scope: Namespaced
-  names: {{kind: Range{suffix}, plural: ranges{suffix}, singular: range{suffix}, listKind: Range{suffix}List}}
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema:
-        openAPIV3Schema:
-          type: object
-          properties:
-            spec:
+            "{}---
+apiVersion: cel.berth.dev/v1
+kind: Range{suffix}
+metadata: {{name: ports}}
+spec: {{min: 1000, max: 2000}}
+",
+            common::crd_yaml(
+                "cel.berth.dev",
+                &format!("Range{suffix}"),
+                &format!("ranges{suffix}"),
+                "
               type: object
               x-kubernetes-validations:
                 - rule: self.min <= self.max
                   message: min must not exceed max
               properties:
-                min: {{type: integer}}
-                max: {{type: integer}}
----
-apiVersion: cel.berth.dev/v1
-kind: Range{suffix}
-metadata: {{name: ports}}
-spec: {{min: 1000, max: 2000}}
-"
+                min: {type: integer}
+                max: {type: integer}"
+            )
         ),
     );
     repo.commit("current APIs");

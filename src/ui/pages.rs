@@ -437,20 +437,23 @@ pub(crate) struct RunPage<'a> {
     pub now: jiff::Timestamp,
 }
 
-/// A run: its facts, the graph of its steps and tasks, and the selected node's details.
-pub(crate) fn run(p: &RunPage<'_>) -> String {
+/// A run page's heading and facts: phase, branch, commit, times, message and the failed step.
+fn run_facts(p: &RunPage<'_>) -> String {
     let r = p.run;
-    let base = format!(
-        "/pipelines/{}/runs/{}",
-        segment(p.pipeline),
-        segment(&r.name)
-    );
-    let mut out = format!(
+    let failed_step = if r.failed_step.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<dt>Failed step</dt><dd class=\"failed-step\">{}</dd>",
+            escape(&r.failed_step)
+        )
+    };
+    format!(
         "<p class=\"crumbs\"><a href=\"/\">Overview</a> / pipeline {} / run</p><h1>{}</h1>\
          <dl class=\"facts\"><dt>Phase</dt><dd>{}</dd><dt>Branch</dt><dd>{}</dd>\
          <dt>Commit</dt><dd><code class=\"revision\">{}</code></dd><dt>Namespace</dt><dd>{}</dd>\
          <dt>Started</dt><dd>{}</dd><dt>Finished</dt><dd>{}</dd><dt>Duration</dt><dd>{}</dd>\
-         <dt>Message</dt><dd>{}</dd>{}</dl>",
+         <dt>Message</dt><dd>{}</dd>{failed_step}</dl>",
         escape(p.pipeline),
         escape(&r.name),
         badge(or(&r.phase, "Pending")),
@@ -461,15 +464,18 @@ pub(crate) fn run(p: &RunPage<'_>) -> String {
         escape(or(&r.finished, "–")),
         escape(&duration(r, p.now)),
         escape(p.message),
-        if r.failed_step.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "<dt>Failed step</dt><dd class=\"failed-step\">{}</dd>",
-                escape(&r.failed_step)
-            )
-        }
+    )
+}
+
+/// A run: its facts, the graph of its steps and tasks, and the selected node's details.
+pub(crate) fn run(p: &RunPage<'_>) -> String {
+    let r = p.run;
+    let base = format!(
+        "/pipelines/{}/runs/{}",
+        segment(p.pipeline),
+        segment(&r.name)
     );
+    let mut out = run_facts(p);
     out.push_str("<section><h2>Steps and tasks</h2>");
     if p.nodes.is_empty() {
         out.push_str(
@@ -655,6 +661,39 @@ mod tests {
             ..run
         };
         assert_eq!(duration(&done, now), "9s");
+    }
+
+    #[test]
+    fn a_failed_run_names_its_step_escaped() {
+        let failed = Run {
+            name: "ci-1".into(),
+            phase: "Failed".into(),
+            failed_step: "lint<x>: main: Error (exit code 1)".into(),
+            ..Run::default()
+        };
+        let page = |run: &Run| {
+            run_facts(&RunPage {
+                pipeline: "ci",
+                namespace: "runs",
+                run,
+                message: "child failed",
+                nodes: &[],
+                selected: None,
+                logs: &Logs::Note(String::new()),
+                now: jiff::Timestamp::UNIX_EPOCH,
+            })
+        };
+        let html = page(&failed);
+        assert!(
+            html.contains("<dt>Failed step</dt><dd class=\"failed-step\">lint&lt;x&gt;: main: Error (exit code 1)</dd>"),
+            "{html}"
+        );
+        let ok = Run {
+            phase: "Succeeded".into(),
+            failed_step: String::new(),
+            ..failed
+        };
+        assert!(!page(&ok).contains("Failed step"));
     }
 
     #[test]

@@ -18,6 +18,29 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
+/// Runs `tests/control-plane.sh ARGS` (with `BERTH_WATCH_PID` set when `watch`), returning
+/// its output; it fails the test when the script does.
+fn control_plane(args: &[&std::ffi::OsStr], watch: bool) -> Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/control-plane.sh");
+    let mut cmd = Command::new("bash");
+    cmd.arg(&script).args(args);
+    if watch {
+        cmd.env("BERTH_WATCH_PID", std::process::id().to_string());
+    }
+    let out = cmd.output().expect("control-plane.sh runs");
+    assert!(
+        out.status.success(),
+        "control-plane.sh {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The first line a control-plane.sh command printed.
+fn printed(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// The kubeconfig of the cluster tests run against. Without `KUBECONFIG`, this starts a local
 /// control plane with `tests/control-plane.sh`, which stops it when this test process exits.
 pub fn kubeconfig() -> &'static Path {
@@ -29,44 +52,23 @@ pub fn kubeconfig() -> &'static Path {
         {
             return path;
         }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/control-plane.sh");
-        let install = Command::new("bash")
-            .arg(&script)
-            .arg("install")
-            .status()
-            .expect("control-plane.sh runs");
-        assert!(install.success(), "control-plane.sh install failed");
+        control_plane(&["install".as_ref()], false);
         let dir = tempfile::Builder::new()
             .prefix("berth-cp-")
             .tempdir()
             .expect("tempdir")
             .keep();
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg("start")
-            .arg(&dir)
-            .env("BERTH_WATCH_PID", std::process::id().to_string())
-            .output()
-            .expect("control-plane.sh runs");
-        assert!(
-            out.status.success(),
-            "control plane did not start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        PathBuf::from(printed(&control_plane(
+            &["start".as_ref(), dir.as_os_str()],
+            true,
+        )))
     })
 }
 
 /// The version of a component of the test control plane (`kubernetes`, `argo-workflows`,
 /// `etcd`, `kwok`), as `tests/control-plane.sh versions` prints it.
 pub fn component_version(name: &str) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/control-plane.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg("versions")
-        .output()
-        .expect("control-plane.sh runs");
-    String::from_utf8_lossy(&out.stdout)
+    printed(&control_plane(&["versions".as_ref()], false))
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")).map(str::to_owned))
         .unwrap_or_else(|| panic!("no version of {name}"))
@@ -75,19 +77,49 @@ pub fn component_version(name: &str) -> String {
 /// The source of a Go module (`MODULE@VERSION`) from the module proxy, for tests that sync
 /// public manifests as their projects publish them (nothing of them is committed here).
 pub fn go_module(module: &str) -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/control-plane.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg("module")
-        .arg(module)
-        .output()
-        .expect("control-plane.sh runs");
-    assert!(
-        out.status.success(),
-        "{module}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    PathBuf::from(printed(&control_plane(
+        &["module".as_ref(), module.as_ref()],
+        false,
+    )))
+}
+
+/// A namespaced CustomResourceDefinition `PLURAL.GROUP` of kind `kind`, version `v1`, whose
+/// `spec` has the schema `spec` (YAML, in flow style or indented by 14).
+pub fn crd_yaml(group: &str, kind: &str, plural: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {{name: {plural}.{group}}}
+spec:
+  group: {group}
+  scope: Namespaced
+  names: {{kind: {kind}, plural: {plural}, singular: {singular}, listKind: {kind}List}}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec: {spec}
+",
+        singular = kind.to_lowercase()
+    )
+}
+
+/// The Events in a namespace with the given reason: their messages.
+pub async fn event_messages(client: &Client, namespace: &str, reason: &str) -> Vec<String> {
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), namespace);
+    events
+        .list(&Default::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .map(|e| e.message.unwrap_or_default())
+        .collect()
 }
 
 /// A client for the test cluster.
