@@ -11,6 +11,9 @@
 #   tests/control-plane.sh stop DIR         stop what `start DIR` started
 #   tests/control-plane.sh module MOD@VER   print the directory of a Go module's source (for the
 #                                           tests that sync public manifests)
+#   tests/control-plane.sh gitea DIR        start a Gitea server (SQLite) in DIR, write DIR/gitea.env
+#                                           (URL, admin user and token), print its path; stop DIR
+#                                           stops it
 #   tests/control-plane.sh versions         print the component versions, one per line
 #   tests/control-plane.sh kubectl          print the path of the kubectl built with the release
 #
@@ -24,11 +27,13 @@ K8S_VERSION=${K8S_VERSION:-1.37.2}
 ETCD_VERSION=${ETCD_VERSION:-3.7.3}
 ARGO_VERSION=${ARGO_VERSION:-3.7.18}
 KWOK_VERSION=${KWOK_VERSION:-0.8.0}
+GITEA_VERSION=${GITEA_VERSION:-1.26.4}
 ROOT=${BERTH_CACHE_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/berth}
 K8S=$ROOT/k8s-$K8S_VERSION
 ETCD=$ROOT/etcd-$ETCD_VERSION
 ARGO=$ROOT/argo-workflows-$ARGO_VERSION
 KWOK=$ROOT/kwok-$KWOK_VERSION
+GITEA=$ROOT/gitea-$GITEA_VERSION
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 log() { printf 'control-plane: %s\n' "$*" >&2; }
@@ -139,22 +144,37 @@ build_etcd() {
   rm -rf "$work"
 }
 
+# go_build_module NAME DEST MODULE VERSION LDFLAGS PACKAGE...: builds PACKAGEs of MODULE at
+# VERSION, keeping the module's own version pins (`replace X => Y vN`).
+go_build_module() {
+  local name=$1 dest=$2 module=$3 version=$4 ldflags=$5; shift 5
+  local replaces
+  replaces=$(grep -E '^replace [^ ]+ => [^ .][^ ]* v' "$(module_dir "$module@v$version")/go.mod" || true)
+  go_build "$name" "$dest" "require $module v$version
+$replaces" "$ldflags" "$@"
+}
+
 build_argo() {
   [ ! -x "$ARGO/workflow-controller" ] || return 0
   log "building the Argo Workflows controller $ARGO_VERSION from github.com/argoproj/argo-workflows/v3 (once)"
-  local mod replaces
-  mod=$(module_dir "github.com/argoproj/argo-workflows/v3@v$ARGO_VERSION")
-  # keep the module's own version pins (`replace X => Y vN`)
-  replaces=$(grep -E '^replace [^ ]+ => [^ .][^ ]* v' "$mod/go.mod" || true)
-  go_build argo "$ARGO" "require github.com/argoproj/argo-workflows/v3 v$ARGO_VERSION
-$replaces" "-X github.com/argoproj/argo-workflows/v3.version=v$ARGO_VERSION" \
+  go_build_module argo "$ARGO" github.com/argoproj/argo-workflows/v3 "$ARGO_VERSION" \
+    "-X github.com/argoproj/argo-workflows/v3.version=v$ARGO_VERSION" \
     github.com/argoproj/argo-workflows/v3/cmd/workflow-controller
 }
 
 build_kwok() {
   [ ! -x "$KWOK/kwok" ] || return 0
   log "building KWOK $KWOK_VERSION from sigs.k8s.io/kwok (once)"
-  go_build kwok "$KWOK" "require sigs.k8s.io/kwok v$KWOK_VERSION" "" sigs.k8s.io/kwok/cmd/kwok
+  go_build_module kwok "$KWOK" sigs.k8s.io/kwok "$KWOK_VERSION" "" sigs.k8s.io/kwok/cmd/kwok
+}
+
+build_gitea() {
+  [ ! -x "$GITEA/gitea" ] || return 0
+  log "building Gitea $GITEA_VERSION from code.gitea.io/gitea (once)"
+  # SQLite is mattn's driver: cgo, and the build tags Gitea's own build sets
+  CGO_ENABLED=1 GOFLAGS="-mod=mod -tags=sqlite,sqlite_unlock_notify" \
+    go_build_module gitea "$GITEA" code.gitea.io/gitea "$GITEA_VERSION" \
+    "-X main.Version=$GITEA_VERSION" code.gitea.io/gitea
 }
 
 install() {
@@ -163,6 +183,7 @@ install() {
   build_etcd
   build_kwok
   build_argo
+  build_gitea
 }
 
 free_port() {
@@ -348,7 +369,75 @@ KC
   echo "$dir/kubeconfig"
 }
 
-PROCESSES="workflow-controller kwok scheduler controller-manager apiserver etcd"
+# gitea DIR: a Gitea server on a free loopback port with SQLite, its templates and options from
+# its module; an admin `berth` with an access token. Writes DIR/gitea.env (GITEA_URL,
+# GITEA_USER, GITEA_TOKEN) and prints its path; `stop DIR` stops it.
+gitea() {
+  local dir=${1:?usage: gitea DIR}
+  mkdir -p "$dir/gitea"; dir=$(cd "$dir" && pwd)
+  [ -x "$GITEA/gitea" ] || die "$GITEA/gitea is missing; run: $0 install"
+  local mod port
+  mod=$(module_dir "code.gitea.io/gitea@v$GITEA_VERSION")
+  port=$(free_port)
+  cat >"$dir/gitea/app.ini" <<INI
+APP_NAME = berth tests
+RUN_MODE = prod
+; the tests run as root, as CI does
+I_AM_BEING_UNSAFE_RUNNING_AS_ROOT = true
+WORK_PATH = $dir/gitea
+[server]
+HTTP_ADDR = 127.0.0.1
+HTTP_PORT = $port
+ROOT_URL = http://127.0.0.1:$port/
+STATIC_ROOT_PATH = $mod
+APP_DATA_PATH = $dir/gitea/data
+DISABLE_SSH = true
+OFFLINE_MODE = true
+LFS_START_SERVER = false
+[database]
+DB_TYPE = sqlite3
+PATH = $dir/gitea/gitea.db
+[repository]
+ROOT = $dir/gitea/repositories
+[security]
+INSTALL_LOCK = true
+SECRET_KEY = $(openssl rand -hex 32)
+INTERNAL_TOKEN = $(openssl rand -hex 48)
+[service]
+DISABLE_REGISTRATION = true
+[webhook]
+ALLOWED_HOST_LIST = loopback
+DELIVER_TIMEOUT = 10
+[log]
+MODE = console
+LEVEL = Warn
+[session]
+PROVIDER = memory
+[cache]
+ADAPTER = memory
+[indexer]
+REPO_INDEXER_ENABLED = false
+[cron]
+ENABLED = false
+INI
+  local g="$GITEA/gitea --config $dir/gitea/app.ini --work-path $dir/gitea"
+  $g migrate >"$dir/gitea/migrate.log" 2>&1 || { tail -20 "$dir/gitea/migrate.log" >&2; die "gitea migrate failed"; }
+  local password token
+  password=$(openssl rand -hex 12)
+  token=$($g admin user create --admin --username berth --email berth@example.com \
+    --password "$password" --must-change-password=false --access-token --access-token-scopes all 2>/dev/null \
+    | sed -n 's/^Access token was successfully created\.\.\. //p')
+  [ -n "$token" ] || die "gitea did not create the admin's token"
+  $g web >"$dir/gitea/web.log" 2>&1 &
+  echo $! >"$dir/gitea.pid"
+  wait_for 60 curl -fsS "http://127.0.0.1:$port/api/v1/version" \
+    || { tail -20 "$dir/gitea/web.log" >&2; die "gitea did not answer"; }
+  printf 'GITEA_URL=http://127.0.0.1:%s\nGITEA_USER=berth\nGITEA_PASSWORD=%s\nGITEA_TOKEN=%s\n' "$port" "$password" "$token" >"$dir/gitea.env"
+  log "gitea $GITEA_VERSION at http://127.0.0.1:$port"
+  echo "$dir/gitea.env"
+}
+
+PROCESSES="gitea workflow-controller kwok scheduler controller-manager apiserver etcd"
 
 stop() {
   local dir=${1:?usage: stop DIR} p
@@ -368,15 +457,16 @@ stop() {
 }
 
 versions() {
-  printf 'kubernetes %s\netcd %s\nargo-workflows %s\nkwok %s\n' "$K8S_VERSION" "$ETCD_VERSION" "$ARGO_VERSION" "$KWOK_VERSION"
+  printf 'kubernetes %s\netcd %s\nargo-workflows %s\nkwok %s\ngitea %s\n' "$K8S_VERSION" "$ETCD_VERSION" "$ARGO_VERSION" "$KWOK_VERSION" "$GITEA_VERSION"
 }
 
 case "${1:-}" in
   install) install ;;
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
+  gitea) shift; gitea "$@" ;;
   module) shift; module_dir "${1:?usage: module MODULE@VERSION}" ;;
   versions) versions ;;
   kubectl) [ -x "$K8S/kubectl" ] || die "kubectl is missing; run: $0 install"; echo "$K8S/kubectl" ;;
-  *) echo "usage: $0 install | start DIR | stop DIR | module MODULE@VERSION | versions | kubectl" >&2; exit 2 ;;
+  *) echo "usage: $0 install | start DIR | stop DIR | gitea DIR | module MODULE@VERSION | versions | kubectl" >&2; exit 2 ;;
 esac

@@ -83,6 +83,91 @@ pub fn go_module(module: &str) -> PathBuf {
     )))
 }
 
+/// A Gitea server (`tests/control-plane.sh gitea`: built from its Go module, SQLite, on
+/// loopback) with an admin `berth` and its access token; stopped when dropped.
+pub struct Gitea {
+    /// `http://127.0.0.1:<port>`
+    pub url: String,
+    pub user: String,
+    pub token: String,
+    dir: tempfile::TempDir,
+}
+
+impl Gitea {
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-gitea-")
+            .tempdir()
+            .expect("tempdir");
+        let env = printed(&control_plane(
+            &["gitea".as_ref(), dir.path().as_os_str()],
+            false,
+        ));
+        let text = std::fs::read_to_string(&env).expect("gitea.env");
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .unwrap_or_else(|| panic!("{key} in {env}"))
+                .to_owned()
+        };
+        Self {
+            url: value("GITEA_URL"),
+            user: value("GITEA_USER"),
+            token: value("GITEA_TOKEN"),
+            dir,
+        }
+    }
+
+    /// Calls Gitea's API (`/api/v1` + `path`) as the admin; returns the status and the body.
+    pub fn api(&self, method: &str, path: &str, body: &serde_json::Value) -> (u16, String) {
+        let auth = format!("token {}", self.token);
+        let body = if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        };
+        http(
+            method,
+            &format!("{}/api/v1{path}", self.url),
+            &[
+                ("Authorization", auth.as_str()),
+                ("Content-Type", "application/json"),
+            ],
+            &body,
+        )
+    }
+
+    /// Creates the admin's repository `name`; returns its clone URL.
+    pub fn create_repo(&self, name: &str) -> String {
+        let (code, body) = self.api(
+            "POST",
+            "/user/repos",
+            &serde_json::json!({"name": name, "default_branch": "main", "private": true}),
+        );
+        assert_eq!(code, 201, "{body}");
+        format!("{}/{}/{name}.git", self.url, self.user)
+    }
+
+    /// Pushes `repo`'s main to the admin's repository `name` over HTTP.
+    pub fn push(&self, repo: &Repo, name: &str) {
+        let url = self
+            .url
+            .replace("http://", &format!("http://{}:{}@", self.user, self.token));
+        repo.git(&[
+            "push",
+            "-q",
+            &format!("{url}/{}/{name}.git", self.user),
+            "main",
+        ]);
+    }
+}
+
+impl Drop for Gitea {
+    fn drop(&mut self) {
+        control_plane(&["stop".as_ref(), self.dir.path().as_os_str()], false);
+    }
+}
+
 /// A namespaced CustomResourceDefinition `PLURAL.GROUP` of kind `kind`, version `v1`, whose
 /// `spec` has the schema `spec` (YAML, in flow style or indented by 14).
 pub fn crd_yaml(group: &str, kind: &str, plural: &str, spec: &str) -> String {
