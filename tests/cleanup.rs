@@ -229,8 +229,19 @@ async fn a_two_second_schedule_fires_in_berth_run() {
     .await;
     run(&client, ns, "second", "Running", None, true).await;
     let _agent = berth.agent().0;
-    // nothing eligible yet: one finished run is within keepLast
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // nothing eligible yet: one finished run is within keepLast, as the rule's first run
+    // records
+    let records: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), &berth_ns.name);
+    let ran = common::eventually(Duration::from_secs(20), || async {
+        let cm = records.get_opt("berth-cleanup-fast").await.ok()??;
+        let message = cm.metadata.annotations?.get("berth.dev/message")?.clone();
+        message
+            .contains("deleted 0 of 1 finished runs")
+            .then_some(())
+    })
+    .await;
+    assert!(ran.is_some(), "the rule did not run");
     assert_eq!(workflows(&client, ns).await.len(), 2);
     // the second run finishes: now the older one is beyond keepLast
     common::finish_pods(&client, ns, "second").await;

@@ -111,19 +111,59 @@ async fn setup() -> Setup {
     }
 }
 
-/// Waits until the namespace holds `count` Workflows, then a little longer to catch extras.
-async fn expect_runs(client: &kube::Client, ns: &str, count: usize) -> Vec<DynamicObject> {
+/// `berth run` for a test, with its public listener for metrics.
+struct Agent {
+    _child: ChildGuard,
+    base: String,
+}
+
+impl Agent {
+    /// How many times the agent has fetched repository `web` (0 until it listens).
+    fn fetches(&self) -> f64 {
+        if std::net::TcpStream::connect(self.base.trim_start_matches("http://")).is_err() {
+            return 0.0;
+        }
+        let (_, text) = common::http("GET", &format!("{}/metrics", self.base), &[], b"");
+        common::metric(
+            &text,
+            "berth_git_fetch_duration_seconds_count{repository=\"web\"}",
+        )
+    }
+
+    /// Waits until the agent has fetched twice more: the pass after the first of those
+    /// fetches has completed, so it has acted on every commit made before this call.
+    async fn one_full_pass(&self) {
+        let start = self.fetches();
+        let passed = common::eventually(Duration::from_secs(60), || async {
+            (self.fetches() >= start + 2.0).then_some(())
+        })
+        .await;
+        assert!(passed.is_some(), "the agent made no further pass");
+    }
+}
+
+/// Waits until the namespace holds at least `count` Workflows.
+async fn wait_runs(client: &kube::Client, ns: &str, count: usize) -> Vec<DynamicObject> {
     let reached = common::eventually(Duration::from_secs(30), || async {
-        (workflows(client, ns).await.len() >= count).then_some(())
+        let runs = workflows(client, ns).await;
+        (runs.len() >= count).then_some(runs)
     })
     .await;
-    assert!(
-        reached.is_some(),
-        "expected {count} Workflows, have {}",
-        workflows(client, ns).await.len()
-    );
-    // two more poll intervals: a duplicate launch would show up by then
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    reached.unwrap_or_else(|| {
+        panic!("expected {count} Workflows in {ns}");
+    })
+}
+
+/// Waits until the namespace holds `count` Workflows and the agent has made a full pass since
+/// (a duplicate launch would show up by then); then there must be exactly `count`.
+async fn expect_runs(
+    client: &kube::Client,
+    ns: &str,
+    agent: &Agent,
+    count: usize,
+) -> Vec<DynamicObject> {
+    wait_runs(client, ns, count).await;
+    agent.one_full_pass().await;
     let runs = workflows(client, ns).await;
     assert_eq!(
         runs.len(),
@@ -148,8 +188,12 @@ fn has_revision(runs: &[DynamicObject], sha: &str) -> bool {
     })
 }
 
-fn agent(berth: &Berth) -> ChildGuard {
-    berth.agent().0
+fn agent(berth: &Berth) -> Agent {
+    let (child, base) = berth.agent();
+    Agent {
+        _child: child,
+        base,
+    }
 }
 
 fn params(w: &DynamicObject) -> std::collections::BTreeMap<String, String> {
@@ -172,9 +216,9 @@ async fn a_commit_to_main_launches_exactly_one_workflow_and_other_branches_none(
     let repo = source();
     let berth_ns = s._berth_ns.name.clone();
     let berth = Berth::new(&berth_ns, &mapping(&repo.url(), &s.wf_ns.name, BASIC));
-    let _agent = agent(&berth);
+    let agent = agent(&berth);
     let first = repo.git(&["rev-parse", "HEAD"]);
-    let runs = expect_runs(&s.client, &s.wf_ns.name, 1).await;
+    let runs = expect_runs(&s.client, &s.wf_ns.name, &agent, 1).await;
 
     let w = &runs[0];
     assert_eq!(
@@ -212,7 +256,7 @@ async fn a_commit_to_main_launches_exactly_one_workflow_and_other_branches_none(
     repo.git(&["checkout", "-q", "-b", "feature/x"]);
     repo.write("src/lib.rs", "pub fn x() {}\n");
     repo.commit("feature work");
-    expect_runs(&s.client, &s.wf_ns.name, 1).await;
+    expect_runs(&s.client, &s.wf_ns.name, &agent, 1).await;
 
     // several commits pushed at once launch once, for the newest
     repo.git(&["checkout", "-q", "main"]);
@@ -220,7 +264,7 @@ async fn a_commit_to_main_launches_exactly_one_workflow_and_other_branches_none(
     repo.commit("a");
     repo.write("src/b.rs", "b");
     let newest = repo.commit("b");
-    let runs = expect_runs(&s.client, &s.wf_ns.name, 2).await;
+    let runs = expect_runs(&s.client, &s.wf_ns.name, &agent, 2).await;
     assert!(
         runs.iter().any(
             |w| w.metadata.name.as_deref() == Some(format!("web-ci-{}", &newest[..7]).as_str())
@@ -246,15 +290,15 @@ async fn a_restart_launches_nothing_new_and_the_next_commit_exactly_one() {
         &mapping(&repo.url(), &s.wf_ns.name, BASIC),
     );
     let mut first_agent = agent(&berth);
-    expect_runs(&s.client, &s.wf_ns.name, 1).await;
-    first_agent.0.kill().expect("SIGKILL");
-    first_agent.0.wait().expect("reaped");
+    expect_runs(&s.client, &s.wf_ns.name, &first_agent, 1).await;
+    first_agent._child.0.kill().expect("SIGKILL");
+    first_agent._child.0.wait().expect("reaped");
 
-    let _second_agent = agent(&berth);
-    expect_runs(&s.client, &s.wf_ns.name, 1).await;
+    let agent = agent(&berth);
+    expect_runs(&s.client, &s.wf_ns.name, &agent, 1).await;
     repo.write("src/main.rs", "fn main() { println!(); }\n");
     let next = repo.commit("next");
-    let runs = expect_runs(&s.client, &s.wf_ns.name, 2).await;
+    let runs = expect_runs(&s.client, &s.wf_ns.name, &agent, 2).await;
     assert!(has_revision(&runs, &next), "no run for {next}");
 }
 
@@ -267,15 +311,15 @@ async fn a_paths_filter_skips_docs_only_commits() {
         &s._berth_ns.name,
         &mapping(&repo.url(), &s.wf_ns.name, &pipelines),
     );
-    let _agent = agent(&berth);
+    let agent = agent(&berth);
     // first sight: the initial commit touched src/ (against its empty parent), so it launches
-    expect_runs(&s.client, &s.wf_ns.name, 1).await;
+    expect_runs(&s.client, &s.wf_ns.name, &agent, 1).await;
     repo.write("docs/README.md", "more docs\n");
     repo.commit("docs only");
-    expect_runs(&s.client, &s.wf_ns.name, 1).await;
+    expect_runs(&s.client, &s.wf_ns.name, &agent, 1).await;
     repo.write("src/main.rs", "fn main() { todo!() }\n");
     let code = repo.commit("code");
-    let runs = expect_runs(&s.client, &s.wf_ns.name, 2).await;
+    let runs = expect_runs(&s.client, &s.wf_ns.name, &agent, 2).await;
     assert!(has_revision(&runs, &code), "no run for {code}");
 }
 
@@ -285,7 +329,7 @@ async fn a_paths_filter_skips_docs_only_commits() {
 async fn second_commit_while_running(
     s: &Setup,
     concurrency: &str,
-) -> (ChildGuard, Repo, String, Vec<DynamicObject>) {
+) -> (Agent, Repo, String, Vec<DynamicObject>) {
     let repo = source_with(&long_running());
     let pipelines = format!("{BASIC}    concurrency: {concurrency}\n");
     let berth = Berth::new(
@@ -293,7 +337,7 @@ async fn second_commit_while_running(
         &mapping(&repo.url(), &s.wf_ns.name, &pipelines),
     );
     let agent = agent(&berth);
-    let runs = expect_runs(&s.client, &s.wf_ns.name, 1).await;
+    let runs = expect_runs(&s.client, &s.wf_ns.name, &agent, 1).await;
     let first = runs[0].metadata.name.clone().expect("name");
     common::workflow_phase(&s.client, &s.wf_ns.name, &first, "Running").await;
     repo.write(
@@ -301,7 +345,7 @@ async fn second_commit_while_running(
         &format!("fn main() {{ /* {concurrency} */ }}\n"),
     );
     repo.commit("second");
-    let runs = expect_runs(&s.client, &s.wf_ns.name, 2).await;
+    let runs = expect_runs(&s.client, &s.wf_ns.name, &agent, 2).await;
     (agent, repo, first, runs)
 }
 
@@ -330,7 +374,7 @@ async fn cancel_in_progress_terminates_the_running_run() {
 #[tokio::test]
 async fn queue_suspends_the_new_run_until_the_previous_finishes_and_runs_are_recorded() {
     let s = setup().await;
-    let (_agent, repo, first, runs) = second_commit_while_running(&s, "queue").await;
+    let (agent, repo, first, runs) = second_commit_while_running(&s, "queue").await;
     let queued = runs
         .iter()
         .find(|w| w.metadata.name.as_deref() != Some(first.as_str()))
@@ -340,7 +384,7 @@ async fn queue_suspends_the_new_run_until_the_previous_finishes_and_runs_are_rec
     // a third commit queues behind the second
     repo.write("src/main.rs", "fn main() { /* third */ }\n");
     let third_sha = repo.commit("third");
-    let runs = expect_runs(&s.client, &s.wf_ns.name, 3).await;
+    let runs = expect_runs(&s.client, &s.wf_ns.name, &agent, 3).await;
     let third = runs
         .iter()
         .find(|w| has_revision(std::slice::from_ref(w), &third_sha))
@@ -421,8 +465,12 @@ async fn a_failing_step_fails_the_run_and_status_and_the_run_page_name_it() {
         &s._berth_ns.name,
         &mapping(&repo.url(), &s.wf_ns.name, BASIC),
     );
-    let (_agent, _, admin) = berth.agent_with(&[], &[], |_| {});
-    let runs = expect_runs(&s.client, &s.wf_ns.name, 1).await;
+    let (child, base, admin) = berth.agent_with(&[], &[], |_| {});
+    let agent = Agent {
+        _child: child,
+        base,
+    };
+    let runs = expect_runs(&s.client, &s.wf_ns.name, &agent, 1).await;
     let name = runs[0].metadata.name.clone().expect("name");
     let failed = common::workflow_phase(&s.client, &s.wf_ns.name, &name, "Failed").await;
     assert!(
@@ -480,8 +528,8 @@ async fn a_broken_workflow_file_fails_clearly_and_other_pipelines_go_on() {
         &mapping(&repo.url(), &s.wf_ns.name, &pipelines),
     );
     let head = repo.git(&["rev-parse", "HEAD"]);
-    let _agent = agent(&berth);
-    let runs = expect_runs(&s.client, &s.wf_ns.name, 1).await;
+    let agent = agent(&berth);
+    let runs = expect_runs(&s.client, &s.wf_ns.name, &agent, 1).await;
     assert_eq!(
         runs[0]
             .metadata
@@ -528,10 +576,11 @@ async fn a_broken_workflow_file_fails_clearly_and_other_pipelines_go_on() {
         "{failures:?}"
     );
 
-    // the agent keeps serving: a new commit still launches web-ci
+    // the agent keeps serving: a new commit still launches web-ci (its failing pipelines back
+    // off the repository's passes, so this waits for the launch only)
     repo.write("src/main.rs", "fn main() { /* more */ }\n");
     repo.commit("more");
-    expect_runs(&s.client, &s.wf_ns.name, 2).await;
+    wait_runs(&s.client, &s.wf_ns.name, 2).await;
 }
 
 #[tokio::test]
