@@ -156,7 +156,15 @@ spec:
     // one ready pod of two is not enough
     let ready = ready();
     set_pod_status(&client, &app_ns.name, &created[0], ready.clone()).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // the deployment controller counts it
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), &app_ns.name);
+    let counted = common::eventually(Duration::from_secs(20), || async {
+        let d = deployments.get("web").await.ok()?;
+        (d.status?.ready_replicas? == 1).then_some(())
+    })
+    .await;
+    assert!(counted.is_some(), "the ready pod was not counted");
     common::succeeds(&berth, &["sync"], "0 created");
     let a = annotations(&client, &berth_ns.name).await;
     assert_eq!(a["berth.dev/health"], "Progressing");

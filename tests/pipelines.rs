@@ -118,27 +118,10 @@ struct Agent {
 }
 
 impl Agent {
-    /// How many times the agent has fetched repository `web` (0 until it listens).
-    fn fetches(&self) -> f64 {
-        if std::net::TcpStream::connect(self.base.trim_start_matches("http://")).is_err() {
-            return 0.0;
-        }
-        let (_, text) = common::http("GET", &format!("{}/metrics", self.base), &[], b"");
-        common::metric(
-            &text,
-            "berth_git_fetch_duration_seconds_count{repository=\"web\"}",
-        )
-    }
-
     /// Waits until the agent has fetched twice more: the pass after the first of those
     /// fetches has completed, so it has acted on every commit made before this call.
     async fn one_full_pass(&self) {
-        let start = self.fetches();
-        let passed = common::eventually(Duration::from_secs(60), || async {
-            (self.fetches() >= start + 2.0).then_some(())
-        })
-        .await;
-        assert!(passed.is_some(), "the agent made no further pass");
+        common::more_fetches(&self.base, "web", 2).await;
     }
 }
 

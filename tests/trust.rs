@@ -135,9 +135,10 @@ async fn a_second_sync_declaring_an_owned_object_fails_and_a_move_keeps_the_uid(
             .any(|(r, m)| r == "SyncFailed" && m.contains("shared") && m.contains("first")),
         "a SyncFailed Event names the object and the owner"
     );
-    // nothing flip-flops: the owner keeps it, pass after pass
-    let (_agent, _) = berth.agent();
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // nothing flip-flops: the owner keeps it, pass after pass (four more fetches: three
+    // passes of both syncs)
+    let (_agent, base) = berth.agent();
+    common::more_fetches(&base, "config", 4).await;
     let again = cms.get("shared").await.expect("shared");
     assert_eq!(
         again.metadata.resource_version, version,

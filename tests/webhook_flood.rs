@@ -63,8 +63,13 @@ async fn sixteen_unsigned_five_mib_posts_are_refused_cheaply() {
     })
     .await;
     assert!(ready.is_some(), "the agent did not become ready");
-    // the secrets are listed once at start; give the watch a moment
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // the secrets are listed once at start: an unsigned delivery gets 401 once they are held
+    // (503 before)
+    let held = common::eventually(Duration::from_secs(20), || async {
+        (http("POST", &format!("{base}/webhooks/github"), &[], b"{}").0 == 401).then_some(())
+    })
+    .await;
+    assert!(held.is_some(), "the webhook secrets were not loaded");
     let reads = secret_reads(&client).await;
 
     let body = vec![b'{'; 5 * 1024 * 1024 - 1];

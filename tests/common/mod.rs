@@ -168,6 +168,33 @@ impl Drop for Gitea {
     }
 }
 
+/// How many times `berth run` listening at `base` has fetched `repository`, from its
+/// `/metrics` (0 until it listens).
+pub fn fetches(base: &str, repository: &str) -> f64 {
+    if std::net::TcpStream::connect(base.trim_start_matches("http://")).is_err() {
+        return 0.0;
+    }
+    let (_, text) = http("GET", &format!("{base}/metrics"), &[], b"");
+    metric(
+        &text,
+        &format!("berth_git_fetch_duration_seconds_count{{repository=\"{repository}\"}}"),
+    )
+}
+
+/// Waits until `berth run` at `base` has fetched `repository` `n` more times (at least 2): the
+/// passes after all but the last of those fetches have completed.
+pub async fn more_fetches(base: &str, repository: &str, n: u32) {
+    let start = fetches(base, repository);
+    let passed = eventually(Duration::from_secs(60), || async {
+        (fetches(base, repository) >= start + f64::from(n)).then_some(())
+    })
+    .await;
+    assert!(
+        passed.is_some(),
+        "berth made no further pass of {repository}"
+    );
+}
+
 /// A namespaced CustomResourceDefinition `PLURAL.GROUP` of kind `kind`, version `v1`, whose
 /// `spec` has the schema `spec` (YAML, in flow style or indented by 14).
 pub fn crd_yaml(group: &str, kind: &str, plural: &str, spec: &str) -> String {
