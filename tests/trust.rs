@@ -485,7 +485,19 @@ async fn hostile_intervals_are_errors_not_panics_even_as_live_edits() {
         good.replace("interval: 1s", "interval: 18446744073709551615s1s"),
     )
     .expect("edit");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // the agent refuses the edit (its record says so) and keeps running
+    let agents: Api<ConfigMap> = Api::namespaced(client.clone(), &berth_ns.name);
+    let refused = common::eventually(Duration::from_secs(20), || async {
+        let a = agents
+            .get_opt("berth-agent")
+            .await
+            .ok()??
+            .metadata
+            .annotations?;
+        (a.get("berth.dev/config-status")? == "Invalid").then_some(())
+    })
+    .await;
+    assert!(refused.is_some(), "the edit was not refused");
     assert!(
         agent.0.try_wait().expect("wait").is_none(),
         "the agent exited"
