@@ -270,6 +270,15 @@ impl Background {
         }
     }
 
+    /// How many lines of the pass's log so far contain `needle`.
+    fn logged(&self, needle: &str) -> usize {
+        std::fs::read_to_string(self.dir.path().join("stderr"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
     /// Waits for the pass to end; its exit code and output.
     async fn finish(mut self) -> (Option<i32>, String) {
         let code = tokio::task::spawn_blocking(move || {
@@ -330,7 +339,12 @@ async fn a_wave_is_applied_only_after_the_wave_before_it_is_healthy() {
     let configs: Api<k8s_openapi::api::core::v1::ConfigMap> =
         Api::namespaced(client.clone(), &app_ns.name);
     assert!(configs.get_opt("settings").await.expect("read").is_some());
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // the pass waits for wave 0 (its log says so), and db cannot be Healthy yet
+    let waited = common::eventually(Duration::from_secs(30), || async {
+        (pass.logged("wave 1: waiting for") >= 1).then_some(())
+    })
+    .await;
+    assert!(waited.is_some(), "the pass did not wait for wave 0");
     assert!(
         deployments.get_opt("web").await.expect("read").is_none(),
         "wave 1 was applied before wave 0 was Healthy"
@@ -525,7 +539,12 @@ async fn a_presync_job_runs_before_the_deployment_changes_and_a_failure_stops_th
     repo.commit("v2 with a migration");
     let pass = Background::sync(&berth);
     let job = pods(&client, &app_ns.name, "job-name=migrate", 1).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // the pass runs the hook (its log says so) and waits for it
+    let running = common::eventually(Duration::from_secs(30), || async {
+        (pass.logged("hook running") >= 1).then_some(())
+    })
+    .await;
+    assert!(running.is_some(), "the pass did not run the hook");
     assert_eq!(
         image_of(&client, &app_ns.name).await,
         "nginx:1",
