@@ -192,11 +192,19 @@ async fn two_replicas_elect_one_leader_and_the_standby_takes_over_when_it_dies()
     assert!(synced.is_some(), "the leader did not sync");
 
     // exactly one is ready: the holder, whose identity ends in its pid
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let ready: Vec<u16> = replicas
-        .iter()
-        .map(|(_, base)| common::http("GET", &format!("{base}/readyz"), &[], b"").0)
-        .collect();
+    let readiness = || {
+        replicas
+            .iter()
+            .map(|(_, base)| common::http("GET", &format!("{base}/readyz"), &[], b"").0)
+            .collect::<Vec<u16>>()
+    };
+    let settled = common::eventually(Duration::from_secs(20), || async {
+        let ready = readiness();
+        (ready.iter().filter(|s| **s == 200).count() == 1).then_some(())
+    })
+    .await;
+    assert!(settled.is_some(), "readiness {:?}", readiness());
+    let ready = readiness();
     let leading: Vec<usize> = ready
         .iter()
         .enumerate()
