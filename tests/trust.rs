@@ -887,9 +887,11 @@ async fn a_token_in_a_repository_url_reaches_no_workflow_status_event_or_log() {
     );
     let mut berth = Berth::new(&berth_ns.name, &mapping);
     berth.env.push(("SSL_CERT_FILE".into(), server.ca.clone()));
+    // the log goes to a file: read while the agent runs, and a pipe never fills up
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let log_file = log.reopen().expect("log");
     let (mut agent, _, _) = berth.agent_with(&[], &[], |cmd| {
-        cmd.env("RUST_LOG", "berth=debug")
-            .stderr(std::process::Stdio::piped());
+        cmd.env("RUST_LOG", "berth=debug").stderr(log_file);
     });
     let launched = common::eventually(Duration::from_secs(60), || async {
         let runs = common::workflows(&client, &app.name).await;
@@ -934,12 +936,15 @@ async fn a_token_in_a_repository_url_reaches_no_workflow_status_event_or_log() {
         );
     }
     // the pass logs its end just after writing its status
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let read = || std::fs::read_to_string(log.path()).unwrap_or_default();
+    let finished = common::eventually(Duration::from_secs(20), || async {
+        read().contains("sync finished").then_some(())
+    })
+    .await;
     agent.0.kill().expect("stop");
-    let mut logs = String::new();
-    std::io::Read::read_to_string(&mut agent.0.stderr.take().expect("stderr"), &mut logs)
-        .expect("logs");
-    assert!(logs.contains("sync finished"), "{logs}");
+    agent.0.wait().expect("reaped");
+    let logs = read();
+    assert!(finished.is_some(), "{logs}");
     assert!(!logs.contains(TOKEN), "the logs carry the token");
 }
 
