@@ -220,9 +220,15 @@ start_kwok() {
   local dir=$1 mod
   mod=$(module_dir "sigs.k8s.io/kwok@v$KWOK_VERSION")
   kwok_config "$mod" >kwok.yaml
+  # every container of a Workflow pod logs the same lines (in the CRI log format), served as a
+  # kubelet serves logs: the API server reaches KWOK at the node's address and port
+  printf '%s stdout F %s\n' "$(date -u +%Y-%m-%dT%H:%M:%S.000000000Z)" "berth test: a step run by KWOK" \
+    "$(date -u +%Y-%m-%dT%H:%M:%S.000000000Z)" "berth test: done" >pod.log
+  printf -- '---\napiVersion: kwok.x-k8s.io/v1alpha1\nkind: ClusterLogs\nmetadata: {name: workflow-steps}\nspec:\n  logs:\n    - logsFile: %s\n' "$dir/pod.log" >>kwok.yaml
+  local port; port=$(free_port)
   "$KWOK/kwok" --kubeconfig="$dir/kubeconfig" --config=kwok.yaml --manage-all-nodes=false \
-    --manage-nodes-with-label-selector=berth.test/kwok=true --server-address=127.0.0.1:0 \
-    --node-ip=127.0.0.2 >kwok.log 2>&1 &
+    --manage-nodes-with-label-selector=berth.test/kwok=true --server-address="127.0.0.1:$port" \
+    --node-ip=127.0.0.1 --node-port="$port" >kwok.log 2>&1 &
   echo $! >kwok.pid
   "$K8S/kubectl" --kubeconfig="$dir/kubeconfig" apply -f - >/dev/null <<'NODE'
 apiVersion: v1
@@ -317,7 +323,7 @@ start() {
     --service-account-key-file=sa.pub --service-account-signing-key-file=sa.key \
     --service-account-issuer=https://kubernetes.default.svc \
     --disable-admission-plugins=ServiceAccount,TaintNodesByCondition --allow-privileged=true \
-    --endpoint-reconciler-type=none >apiserver.log 2>&1 &
+    --endpoint-reconciler-type=none --kubelet-preferred-address-types=InternalIP >apiserver.log 2>&1 &
   echo $! >apiserver.pid
 
   cat >kubeconfig <<KC

@@ -343,16 +343,24 @@ async fn a_run_shows_its_steps_and_dag_as_a_graph_that_follows_the_node_statuses
         "no reload"
     );
 
-    // a node's logs: its pod ran on KWOK's node, which has no kubelet to serve them, and the
-    // page says so
+    // a node's logs: its pod ran on KWOK's node, which serves its container's log through the
+    // API server as a kubelet does (tests/control-plane.sh writes the lines)
     assert_eq!(
         browser.goto(&format!("{url}?node={}", id("integration"))),
         200
     );
     let logs = browser.text("#logs");
     assert!(
-        logs.contains("The log of pod") && logs.contains("could not be read"),
+        logs.contains("berth test: a step run by KWOK") && logs.contains("berth test: done"),
         "{logs}"
+    );
+    // a node that runs no pod says so
+    assert_eq!(browser.goto(&format!("{url}?node={}", id("test"))), 200);
+    let note = browser.text("#logs");
+    assert!(note.contains("runs no pod of its own"), "{note}");
+    assert_eq!(
+        browser.goto(&format!("{url}?node={}", id("integration"))),
+        200
     );
     browser.screenshot("docs/screenshots/run-node.png");
     accessible(&mut browser, "run with a node selected");
