@@ -368,25 +368,14 @@ async fn a_run_with_artifact_gc_keeps_the_controllers_finalizer_until_cleanup_de
     })
     .await
     .expect("the step started");
-    let results: Api<DynamicObject> = Api::namespaced_with(
-        client.clone(),
+    common::report_outputs(
+        &client,
         ns,
-        &kube::core::ApiResource::from_gvk_with_plural(
-            &kube::core::GroupVersionKind::gvk("argoproj.io", "v1alpha1", "WorkflowTaskResult"),
-            "workflowtaskresults",
-        ),
-    );
-    let report: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTaskResult",
-        "metadata": {"name": node, "labels": {"workflows.argoproj.io/workflow": "with-gc",
-                     "workflows.argoproj.io/report-outputs-completed": "true"}},
-        "outputs": {"artifacts": [{"name": "report", "path": "/tmp/report", "s3": s3}]}
-    }))
-    .expect("task result");
-    results
-        .create(&PostParams::default(), &report)
-        .await
-        .expect("report the artifact");
+        "with-gc",
+        &node,
+        json!({"artifacts": [{"name": "report", "path": "/tmp/report", "s3": s3}]}),
+    )
+    .await;
     let done = common::workflow_phase(&client, ns, "with-gc", "Succeeded").await;
     let finalizers = |w: &DynamicObject| w.metadata.finalizers.clone().unwrap_or_default();
     assert!(

@@ -259,25 +259,14 @@ async fn a_run_shows_its_steps_and_dag_as_a_graph_that_follows_the_node_statuses
     // the executor's report of checkout's output, as Argo's wait container writes it
     let ids = node_ids(&runs, "demo", |n| n.contains_key("checkout")).await;
     let checkout = ids["checkout"].0.clone();
-    let results: Api<DynamicObject> = Api::namespaced_with(
-        agent.client.clone(),
+    common::report_outputs(
+        &agent.client,
         &agent.runs_ns.name,
-        &kube::core::ApiResource::from_gvk_with_plural(
-            &kube::core::GroupVersionKind::gvk("argoproj.io", "v1alpha1", "WorkflowTaskResult"),
-            "workflowtaskresults",
-        ),
-    );
-    let report: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTaskResult",
-        "metadata": {"name": checkout, "labels": {"workflows.argoproj.io/workflow": "demo",
-                     "workflows.argoproj.io/report-outputs-completed": "true"}},
-        "outputs": {"parameters": [{"name": "sha", "value": "abc1234"}]}
-    }))
-    .expect("task result");
-    results
-        .create(&PostParams::default(), &report)
-        .await
-        .expect("report outputs");
+        "demo",
+        &checkout,
+        json!({"parameters": [{"name": "sha", "value": "abc1234"}]}),
+    )
+    .await;
     let phase = |n: &std::collections::BTreeMap<String, (String, String)>, name: &str| {
         n.get(name).map(|(_, p)| p.clone()).unwrap_or_default()
     };

@@ -687,6 +687,36 @@ pub async fn finish_pods(client: &Client, namespace: &str, workflow: &str) {
     }
 }
 
+/// Reports a step's outputs as Argo's executor (the wait container) does: a
+/// WorkflowTaskResult named after the node, labelled with its Workflow and as complete.
+pub async fn report_outputs(
+    client: &Client,
+    namespace: &str,
+    workflow: &str,
+    node: &str,
+    outputs: serde_json::Value,
+) {
+    let results: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        namespace,
+        &kube::core::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk("argoproj.io", "v1alpha1", "WorkflowTaskResult"),
+            "workflowtaskresults",
+        ),
+    );
+    let report: kube::api::DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTaskResult",
+        "metadata": {"name": node, "labels": {"workflows.argoproj.io/workflow": workflow,
+                     "workflows.argoproj.io/report-outputs-completed": "true"}},
+        "outputs": outputs
+    }))
+    .expect("task result");
+    results
+        .create(&PostParams::default(), &report)
+        .await
+        .expect("report the step's outputs");
+}
+
 /// Waits until a Workflow reaches `phase` as Argo's controller reports it; returns it.
 pub async fn workflow_phase(
     client: &Client,
