@@ -104,6 +104,16 @@ impl Context {
         }
     }
 
+    /// Reports a wait someone may want to know about (a wave waiting for the waves before it,
+    /// a hook running): as progress at a terminal, else as a log line.
+    pub(crate) fn announce(&self, sync: &str, text: &str) {
+        if self.progress {
+            self.progress(sync, text);
+        } else {
+            tracing::info!(sync, "{text}");
+        }
+    }
+
     /// berth's status records.
     pub(crate) fn store(&self) -> Store {
         Store::new(&self.client, &self.namespace)

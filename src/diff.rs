@@ -434,13 +434,12 @@ async fn check_create(
     resources: &Resources,
     manifest: &Manifest,
 ) -> Result<(), Error> {
-    if resource_for(resources, manifest).is_err() {
+    let Ok(resource) = resource_for(resources, manifest) else {
         return Ok(());
-    }
-    match dry_run(client, resources, manifest).await {
-        Err(Error::DryRun { message, .. }) if message.contains(" not found") => Ok(()),
-        Err(e) => Err(e),
-        Ok(_) => Ok(()),
+    };
+    match apply_dry_run(client, resource, manifest).await {
+        Err(e) if !cluster::is_not_found(&e) => Err(dry_run_error(manifest, &e)),
+        _ => Ok(()),
     }
 }
 
@@ -451,25 +450,36 @@ async fn dry_run(
     manifest: &Manifest,
 ) -> Result<Value, Error> {
     let resource = resource_for(resources, manifest)?;
-    let api = cluster::api(client, resource, manifest.namespace());
-    // Strict: a field the schema lacks fails the object, as it would in Flux; kubectl only
-    // warns, and the server would drop the field silently.
+    let result = apply_dry_run(client, resource, manifest)
+        .await
+        .map_err(|e| dry_run_error(manifest, &e))?;
+    Ok(serde_json::to_value(&result).expect("objects from the API serialize"))
+}
+
+/// A server-side apply dry-run of the manifest. Strict: a field the schema lacks fails the
+/// object, as it would in Flux; kubectl only warns, and the server would drop the field
+/// silently.
+async fn apply_dry_run(
+    client: &Client,
+    resource: &cluster::Resource,
+    manifest: &Manifest,
+) -> Result<kube::api::DynamicObject, kube::Error> {
     let params = PatchParams::apply(vocab::FIELD_MANAGER)
         .force()
         .dry_run()
         .validation_strict();
-    let result = api
+    cluster::api(client, resource, manifest.namespace())
         .patch(manifest.name(), &params, &Patch::Apply(&manifest.object))
         .await
-        .map_err(|e| {
-            let (origin, message) = refusal(manifest, &e);
-            Error::DryRun {
-                origin,
-                id: manifest.id().to_string(),
-                message,
-            }
-        })?;
-    Ok(serde_json::to_value(&result).expect("objects from the API serialize"))
+}
+
+fn dry_run_error(manifest: &Manifest, e: &kube::Error) -> Error {
+    let (origin, message) = refusal(manifest, e);
+    Error::DryRun {
+        origin,
+        id: manifest.id().to_string(),
+        message,
+    }
 }
 
 /// Where and why the API server refused a manifest: at the line of each field it names

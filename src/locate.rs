@@ -98,14 +98,15 @@ impl Tree {
     }
 }
 
-/// The line of `path` (the API server's field path) in the object `m` came from, or of the
-/// deepest part of it that the source has.
-pub(crate) fn line_of(m: &Manifest, path: &str) -> Option<u64> {
+/// The line of each of `paths` (the API server's field paths) in the object `m` came from, or
+/// of the deepest part of it that the source has; the file is parsed once. `None` when the
+/// object is not found in its source.
+fn lines_of(m: &Manifest, paths: &[&str]) -> Option<Vec<u64>> {
     let docs: Vec<Spanned<Tree>> =
         serde_saphyr::from_multiple_with_options(&m.source, crate::render::yaml_options()).ok()?;
     let doc = docs.iter().find(|d| d.referenced.line().max(1) == m.line)?;
     let object = list_item(&doc.value, m).unwrap_or(doc);
-    Some(walk(object, path))
+    Some(paths.iter().map(|path| walk(object, path)).collect())
 }
 
 /// In a `List` document, the item that is `m`.
@@ -268,9 +269,12 @@ pub(crate) fn field_errors(message: &str) -> Vec<(&str, &str)> {
 pub(crate) fn explain(m: &Manifest, message: &str) -> Option<(String, String)> {
     let fields = field_errors(message);
     let first = fields.first()?;
+    let paths: Vec<&str> = fields.iter().map(|(path, _)| *path).collect();
+    let lines = lines_of(m, &paths).unwrap_or_else(|| vec![m.line; paths.len()]);
     let located: Vec<(u64, &str, &str)> = fields
         .iter()
-        .map(|(path, what)| (line_of(m, path).unwrap_or(m.line), *path, *what))
+        .zip(lines)
+        .map(|((path, what), line)| (line, *path, *what))
         .collect();
     let origin = format!("{}:{}", m.file, located[0].0);
     let text = if located.len() == 1 {
@@ -342,7 +346,7 @@ spec:
             // a field the source lacks: the deepest part it has
             (".spec.template.spec.volumes", 14),
         ] {
-            assert_eq!(line_of(&m, path), Some(line), "{path}");
+            assert_eq!(lines_of(&m, &[path]), Some(vec![line]), "{path}");
         }
     }
 

@@ -740,8 +740,7 @@ impl Hooks<'_> {
                     .map_err(|e| format!("{phase:?} hook {id}: {e}"))?;
             }
             self.ctx
-                .progress(&self.sync.name, &format!("{phase:?} hook {id}: running"));
-            info!(sync = %self.sync.name, hook = %id, ?phase, "hook running");
+                .announce(&self.sync.name, &format!("{phase:?} hook {id}: running"));
             let entry = diff::Entry {
                 id: id.clone(),
                 manifest: diff::stamp(m, self.owner),
@@ -1184,13 +1183,14 @@ async fn apply_in_order(
         let writes = group.iter().any(|e| e.action != Action::Unchanged);
         let stop = if offset > 0 && writes {
             let earlier = &entries[..offset];
-            let waiting = format!(
-                "wave {}: waiting for {} objects of earlier waves to be Healthy",
-                wave(&group[0]),
-                earlier.len()
+            ctx.announce(
+                sync,
+                &format!(
+                    "wave {}: waiting for {} objects of earlier waves to be Healthy",
+                    wave(&group[0]),
+                    earlier.len()
+                ),
             );
-            ctx.progress(sync, &waiting);
-            tracing::info!(sync, "{waiting}");
             wait_healthy(
                 ctx,
                 client,

@@ -541,7 +541,7 @@ async fn a_presync_job_runs_before_the_deployment_changes_and_a_failure_stops_th
     let job = pods(&client, &app_ns.name, "job-name=migrate", 1).await;
     // the pass runs the hook (its log says so) and waits for it
     let running = common::eventually(Duration::from_secs(30), || async {
-        (pass.logged("hook running") >= 1).then_some(())
+        (pass.logged("Job.batch/migrate: running") >= 1).then_some(())
     })
     .await;
     assert!(running.is_some(), "the pass did not run the hook");

@@ -42,10 +42,7 @@ fn metrics(base: &str) -> String {
 }
 
 fn fetches(base: &str) -> f64 {
-    metric(
-        &metrics(base),
-        "berth_git_fetch_duration_seconds_count{repository=\"config\"}",
-    )
+    common::fetches(base, "config")
 }
 
 /// Waits until the agent answers on its port.

@@ -113,7 +113,7 @@ async fn setup() -> Setup {
 
 /// `berth run` for a test, with its public listener for metrics.
 struct Agent {
-    _child: ChildGuard,
+    process: ChildGuard,
     base: String,
 }
 
@@ -174,7 +174,7 @@ fn has_revision(runs: &[DynamicObject], sha: &str) -> bool {
 fn agent(berth: &Berth) -> Agent {
     let (child, base) = berth.agent();
     Agent {
-        _child: child,
+        process: child,
         base,
     }
 }
@@ -274,8 +274,8 @@ async fn a_restart_launches_nothing_new_and_the_next_commit_exactly_one() {
     );
     let mut first_agent = agent(&berth);
     expect_runs(&s.client, &s.wf_ns.name, &first_agent, 1).await;
-    first_agent._child.0.kill().expect("SIGKILL");
-    first_agent._child.0.wait().expect("reaped");
+    first_agent.process.0.kill().expect("SIGKILL");
+    first_agent.process.0.wait().expect("reaped");
 
     let agent = agent(&berth);
     expect_runs(&s.client, &s.wf_ns.name, &agent, 1).await;
@@ -450,7 +450,7 @@ async fn a_failing_step_fails_the_run_and_status_and_the_run_page_name_it() {
     );
     let (child, base, admin) = berth.agent_with(&[], &[], |_| {});
     let agent = Agent {
-        _child: child,
+        process: child,
         base,
     };
     let runs = expect_runs(&s.client, &s.wf_ns.name, &agent, 1).await;

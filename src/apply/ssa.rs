@@ -82,24 +82,16 @@ const CONFLICT_RETRIES: u32 = 5;
 
 async fn apply_one(client: &Client, resources: &Resources, entry: &Entry) -> Result<Value, Error> {
     let m = &entry.manifest;
-    let fail = |message: String| Error::Apply {
-        origin: m.origin(),
+    // (origin, message): where the error points, and what it says
+    let fail = |(origin, message): (String, String)| Error::Apply {
+        origin,
         id: entry.id.to_string(),
         message,
     };
-    let refused = |e: &kube::Error| {
-        let (origin, message) = crate::diff::refusal(m, e);
-        Error::Apply {
-            origin,
-            id: entry.id.to_string(),
-            message,
-        }
-    };
     let resource = resources.get(m.api_version(), m.kind()).ok_or_else(|| {
-        fail(format!(
-            "no API resource serves {} in {}",
-            m.kind(),
-            m.api_version()
+        fail((
+            m.origin(),
+            format!("no API resource serves {} in {}", m.kind(), m.api_version()),
         ))
     })?;
     let api = cluster::api(client, resource, m.namespace());
@@ -134,11 +126,11 @@ async fn apply_one(client: &Client, resources: &Resources, entry: &Entry) -> Res
                 let current = api
                     .get(m.name())
                     .await
-                    .map_err(|e| fail(cluster::api_message(&e)))?;
+                    .map_err(|e| fail((m.origin(), cluster::api_message(&e))))?;
                 object["metadata"]["resourceVersion"] =
                     Value::from(current.metadata.resource_version.unwrap_or_default());
             }
-            Err(e) => return Err(refused(&e)),
+            Err(e) => return Err(fail(crate::diff::refusal(m, &e))),
         }
     }
 }
