@@ -2,7 +2,7 @@
 //! by comparing live state with the server-side-apply dry-run result, so API defaults never
 //! show as drift. Also the human-readable text diffs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::IsTerminal as _;
 
 use futures::{StreamExt as _, TryStreamExt as _};
@@ -255,7 +255,45 @@ pub(crate) async fn observe(
     targets: &[(String, ObjectId)],
     concurrency: usize,
 ) -> Result<Observed, Error> {
-    let mut scopes: BTreeMap<(String, String, String), cluster::Resource> = BTreeMap::new();
+    let wanted: HashSet<&ObjectId> = targets.iter().map(|(_, id)| id).collect();
+    let wanted = &wanted;
+    let calls: Vec<_> = list_scopes(resources, targets)
+        .into_iter()
+        .map(|((_, _, ns), r)| async move {
+            let objects = list_wanted(client, &r, &ns, wanted).await?;
+            Ok::<_, Error>((r, ns, objects))
+        })
+        .collect();
+    let lists = futures::stream::iter(calls)
+        .buffer_unordered(concurrency.max(1))
+        .try_collect::<Vec<_>>()
+        .await?;
+    let mut live = LiveSet::new();
+    let mut refused = HashMap::new();
+    for (r, ns, objects) in lists {
+        match objects {
+            Ok(objects) => live.extend(objects),
+            Err(message) => {
+                for (_, id) in targets.iter().filter(|(_, id)| {
+                    id.group == r.api.group
+                        && id.kind == r.api.kind
+                        && (!r.namespaced || id.namespace == ns)
+                }) {
+                    refused.insert(id.clone(), message.clone());
+                }
+            }
+        }
+    }
+    Ok(Observed { live, refused })
+}
+
+/// The lists that cover the targets: one per served type and namespace (cluster-scoped types
+/// with an empty namespace), keyed by API version, kind and namespace.
+fn list_scopes(
+    resources: &Resources,
+    targets: &[(String, ObjectId)],
+) -> BTreeMap<(String, String, String), cluster::Resource> {
+    let mut scopes = BTreeMap::new();
     for (api_version, id) in targets {
         let resource = resources
             .get(api_version, &id.kind)
@@ -272,87 +310,59 @@ pub(crate) async fn observe(
             );
         }
     }
-    let wanted: std::collections::HashSet<&ObjectId> = targets.iter().map(|(_, id)| id).collect();
-    let wanted = &wanted;
-    let calls: Vec<_> = scopes
-        .into_iter()
-        .map(|((_, _, ns), r)| async move {
-            let api = cluster::api(
-                client,
-                &r,
-                Some(&ns).filter(|n| !n.is_empty()).map(String::as_str),
-            );
-            let what = if ns.is_empty() {
-                r.api.plural.clone()
-            } else {
-                format!("{} in {ns}", r.api.plural)
-            };
-            // only the targets are kept, without their managedFields (nothing reads them, and
-            // they are often the larger half of an object): a page at a time
-            let mut objects: Vec<(ObjectId, Value)> = Vec::new();
-            let mut params = ListParams::default().limit(500);
-            loop {
-                let page = match api.list(&params).await {
-                    Ok(page) => page,
-                    // this identity may not read here: only these objects fail
-                    Err(kube::Error::Api(s)) if s.code == 403 => {
-                        return Ok((r, ns, Err(s.message)));
-                    }
-                    Err(source) => {
-                        return Err(Error::List {
-                            what: what.clone(),
-                            source,
-                        });
-                    }
+    scopes
+}
+
+/// Lists one type in one namespace (all of them when empty), a page at a time, keeping only
+/// the wanted objects, without their managedFields (nothing reads them, and they are often
+/// the larger half of an object). `Ok(Err(message))` when this identity may not list there:
+/// only those objects fail.
+///
+/// # Errors
+/// Any other refusal of the list.
+async fn list_wanted(
+    client: &Client,
+    r: &cluster::Resource,
+    ns: &str,
+    wanted: &HashSet<&ObjectId>,
+) -> Result<Result<Vec<(ObjectId, Value)>, String>, Error> {
+    let api = cluster::api(client, r, Some(ns).filter(|n| !n.is_empty()));
+    let mut objects: Vec<(ObjectId, Value)> = Vec::new();
+    let mut params = ListParams::default().limit(500);
+    loop {
+        let page = match api.list(&params).await {
+            Ok(page) => page,
+            Err(kube::Error::Api(s)) if s.code == 403 => return Ok(Err(s.message)),
+            Err(source) => {
+                let what = if ns.is_empty() {
+                    r.api.plural.clone()
+                } else {
+                    format!("{} in {ns}", r.api.plural)
                 };
-                for mut o in page.items {
-                    let id = ObjectId {
-                        group: r.api.group.clone(),
-                        kind: r.api.kind.clone(),
-                        namespace: o.metadata.namespace.clone().unwrap_or_default(),
-                        name: o.metadata.name.clone().unwrap_or_default(),
-                    };
-                    if !wanted.contains(&id) {
-                        continue;
-                    }
-                    o.metadata.managed_fields = None;
-                    let mut value =
-                        serde_json::to_value(&o).expect("objects from the API serialize");
-                    value["apiVersion"] = Value::from(r.api.api_version.clone());
-                    value["kind"] = Value::from(r.api.kind.clone());
-                    objects.push((id, value));
-                }
-                match page.metadata.continue_.filter(|c| !c.is_empty()) {
-                    Some(token) => params = params.continue_token(&token),
-                    None => break,
-                }
-            }
-            Ok::<_, Error>((r, ns, Ok(objects)))
-        })
-        .collect();
-    let lists = futures::stream::iter(calls)
-        .buffer_unordered(concurrency.max(1))
-        .try_collect::<Vec<_>>()
-        .await?;
-    let mut live = LiveSet::new();
-    let mut refused = HashMap::new();
-    for (r, ns, objects) in lists {
-        let objects = match objects {
-            Ok(objects) => objects,
-            Err(message) => {
-                for (_, id) in targets.iter().filter(|(_, id)| {
-                    id.group == r.api.group
-                        && id.kind == r.api.kind
-                        && (!r.namespaced || id.namespace == ns)
-                }) {
-                    refused.insert(id.clone(), message.clone());
-                }
-                continue;
+                return Err(Error::List { what, source });
             }
         };
-        live.extend(objects);
+        for mut o in page.items {
+            let id = ObjectId {
+                group: r.api.group.clone(),
+                kind: r.api.kind.clone(),
+                namespace: o.metadata.namespace.clone().unwrap_or_default(),
+                name: o.metadata.name.clone().unwrap_or_default(),
+            };
+            if !wanted.contains(&id) {
+                continue;
+            }
+            o.metadata.managed_fields = None;
+            let mut value = serde_json::to_value(&o).expect("objects from the API serialize");
+            value["apiVersion"] = Value::from(r.api.api_version.clone());
+            value["kind"] = Value::from(r.api.kind.clone());
+            objects.push((id, value));
+        }
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(Ok(objects)),
+        }
     }
-    Ok(Observed { live, refused })
 }
 
 /// What [`observe`] saw: the live objects, and the targets whose list the API server refused

@@ -101,9 +101,6 @@ fn sync_cells(r: &SyncRow, subjects: &BTreeMap<String, String>) -> Vec<String> {
 
 /// The overview: syncs, pipelines, cleanup rules and the agent's mapping state, failures first.
 pub(crate) fn overview(o: &Overview<'_>) -> String {
-    let mut syncs: Vec<&SyncRow> = o.status.syncs.iter().collect();
-    syncs.sort_by_key(|r| (urgency(&r.status, &r.health), r.name.clone()));
-    let rows: Vec<Vec<String>> = syncs.iter().map(|r| sync_cells(r, o.subjects)).collect();
     let mut out = String::from("<h1>Overview</h1>");
     if let Some(agent) = &o.status.agent
         && agent.mapping == "Invalid"
@@ -114,7 +111,19 @@ pub(crate) fn overview(o: &Overview<'_>) -> String {
             escape(&agent.message)
         ));
     }
-    out.push_str(&table(
+    out.push_str(&overview_syncs(o));
+    out.push_str(&overview_pipelines(o));
+    out.push_str(&overview_cleanup(o));
+    out.push_str(&overview_agent(o));
+    out
+}
+
+/// The overview's syncs, failures first.
+fn overview_syncs(o: &Overview<'_>) -> String {
+    let mut syncs: Vec<&SyncRow> = o.status.syncs.iter().collect();
+    syncs.sort_by_key(|r| (urgency(&r.status, &r.health), r.name.clone()));
+    let rows: Vec<Vec<String>> = syncs.iter().map(|r| sync_cells(r, o.subjects)).collect();
+    table(
         "Syncs",
         &[
             "Sync",
@@ -127,8 +136,11 @@ pub(crate) fn overview(o: &Overview<'_>) -> String {
         ],
         &rows,
         "No syncs in the mapping.",
-    ));
+    )
+}
 
+/// The overview's pipelines with their recent runs, those whose newest run failed first.
+fn overview_pipelines(o: &Overview<'_>) -> String {
     let mut pipelines: Vec<_> = o.status.pipelines.iter().collect();
     let newest_phase = |name: &str| {
         o.runs
@@ -177,13 +189,16 @@ pub(crate) fn overview(o: &Overview<'_>) -> String {
             format!("<span class=\"message\">{}</span>", escape(&p.message)),
         ]);
     }
-    out.push_str(&table(
+    table(
         "Pipelines",
         &["Pipeline", "Recent runs", "Message"],
         &rows,
         "No pipelines in the mapping.",
-    ));
+    )
+}
 
+/// The overview's cleanup rules.
+fn overview_cleanup(o: &Overview<'_>) -> String {
     let rows: Vec<Vec<String>> = o
         .status
         .cleanup
@@ -199,7 +214,7 @@ pub(crate) fn overview(o: &Overview<'_>) -> String {
             ]
         })
         .collect();
-    out.push_str(&table(
+    table(
         "Cleanup rules",
         &[
             "Rule",
@@ -211,8 +226,11 @@ pub(crate) fn overview(o: &Overview<'_>) -> String {
         ],
         &rows,
         "No cleanup rules in the mapping.",
-    ));
+    )
+}
 
+/// The overview's agent section: its mapping state, and the refresh actions or the sign-in.
+fn overview_agent(o: &Overview<'_>) -> String {
     let agent = match &o.status.agent {
         Some(a) => format!(
             "<p>Mapping {} since {}. {}</p>",
@@ -222,7 +240,7 @@ pub(crate) fn overview(o: &Overview<'_>) -> String {
         ),
         None => "<p class=\"empty\">The agent has not recorded its mapping yet.</p>".to_owned(),
     };
-    out.push_str(&format!("<section><h2>Agent</h2>{agent}"));
+    let mut out = format!("<section><h2>Agent</h2>{agent}");
     if o.actions {
         out.push_str("<div class=\"actions\">");
         for r in o.repositories {
@@ -310,59 +328,8 @@ pub(crate) fn sync(p: &SyncPage<'_>) -> String {
             "Refresh now",
         ));
     }
-    let mut kinds: BTreeMap<&str, Vec<&ObjectRow>> = BTreeMap::new();
-    for o in p.objects {
-        kinds.entry(&o.kind).or_default().push(o);
-    }
-    out.push_str("<section><h2>Objects</h2>");
-    if kinds.is_empty() {
-        out.push_str("<p class=\"empty\">No objects recorded yet.</p>");
-    }
-    for (kind, objects) in kinds {
-        let rows: Vec<Vec<String>> = objects
-            .iter()
-            .map(|o| {
-                vec![
-                    escape(&o.name),
-                    escape(or(&o.namespace, "–")),
-                    badge(&o.health),
-                    escape(&o.action),
-                ]
-            })
-            .collect();
-        out.push_str(&table_at(
-            3,
-            &format!("{kind} ({})", objects.len()),
-            &["Name", "Namespace", "Health", "Last pass"],
-            &rows,
-            "",
-        ));
-    }
-    out.push_str("</section>");
-    out.push_str(&format!(
-        "<section><h2>Diff against git <code class=\"revision\">{}</code></h2>",
-        escape(short(p.head))
-    ));
-    match p.diff {
-        Ok(diffs) if diffs.is_empty() => {
-            out.push_str("<p class=\"empty\">Live state matches git.</p>");
-        }
-        Ok(diffs) => {
-            out.push_str(&format!(
-                "<pre class=\"diff\" tabindex=\"0\" aria-label=\"diff\">{}</pre>",
-                diffs
-                    .iter()
-                    .map(|d| diff_html(d))
-                    .collect::<Vec<_>>()
-                    .join("")
-            ));
-        }
-        Err(e) => out.push_str(&format!(
-            "<p class=\"alert\" role=\"alert\">The diff could not be computed: {}</p>",
-            escape(e)
-        )),
-    }
-    out.push_str("</section>");
+    out.push_str(&sync_objects(p.objects));
+    out.push_str(&sync_diff(p));
     let rows: Vec<Vec<String>> = p
         .passes
         .iter()
@@ -393,6 +360,69 @@ pub(crate) fn sync(p: &SyncPage<'_>) -> String {
         &rows,
         "No Events.",
     ));
+    out
+}
+
+/// A sync page's objects, one table per kind.
+fn sync_objects(objects: &[ObjectRow]) -> String {
+    let mut kinds: BTreeMap<&str, Vec<&ObjectRow>> = BTreeMap::new();
+    for o in objects {
+        kinds.entry(&o.kind).or_default().push(o);
+    }
+    let mut out = String::from("<section><h2>Objects</h2>");
+    if kinds.is_empty() {
+        out.push_str("<p class=\"empty\">No objects recorded yet.</p>");
+    }
+    for (kind, objects) in kinds {
+        let rows: Vec<Vec<String>> = objects
+            .iter()
+            .map(|o| {
+                vec![
+                    escape(&o.name),
+                    escape(or(&o.namespace, "–")),
+                    badge(&o.health),
+                    escape(&o.action),
+                ]
+            })
+            .collect();
+        out.push_str(&table_at(
+            3,
+            &format!("{kind} ({})", objects.len()),
+            &["Name", "Namespace", "Health", "Last pass"],
+            &rows,
+            "",
+        ));
+    }
+    out.push_str("</section>");
+    out
+}
+
+/// A sync page's diff between live state and the head of git.
+fn sync_diff(p: &SyncPage<'_>) -> String {
+    let mut out = format!(
+        "<section><h2>Diff against git <code class=\"revision\">{}</code></h2>",
+        escape(short(p.head))
+    );
+    match p.diff {
+        Ok(diffs) if diffs.is_empty() => {
+            out.push_str("<p class=\"empty\">Live state matches git.</p>");
+        }
+        Ok(diffs) => {
+            out.push_str(&format!(
+                "<pre class=\"diff\" tabindex=\"0\" aria-label=\"diff\">{}</pre>",
+                diffs
+                    .iter()
+                    .map(|d| diff_html(d))
+                    .collect::<Vec<_>>()
+                    .join("")
+            ));
+        }
+        Err(e) => out.push_str(&format!(
+            "<p class=\"alert\" role=\"alert\">The diff could not be computed: {}</p>",
+            escape(e)
+        )),
+    }
+    out.push_str("</section>");
     out
 }
 
