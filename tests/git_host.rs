@@ -26,9 +26,21 @@ async fn a_push_to_gitea_reaches_the_cluster_through_giteas_own_webhook() {
     let app = namespace(&client, &unique("app")).await;
     let repo = Repo::new();
     repo.write("apps/settings.yaml", &config_map("1"));
-    repo.commit("first");
+    let first = repo.commit("first");
     let clone_url = gitea.create_repo("config");
     gitea.push(&repo, "config");
+    // Gitea handles a push in a queue: once its branch shows the commit, that push is done and
+    // will not be delivered to the hook made below
+    let handled = common::eventually(Duration::from_secs(30), || async {
+        let (code, body) = gitea.api(
+            "GET",
+            "/repos/berth/config/branches/main",
+            &serde_json::Value::Null,
+        );
+        (code == 200 && body.contains(&first)).then_some(())
+    })
+    .await;
+    assert!(handled.is_some(), "Gitea did not take the first push");
     put_secret_data(
         &client,
         &berth_ns.name,
@@ -90,10 +102,15 @@ syncs:
         "the push did not reach the cluster; deliveries: {}",
         common::http("GET", &format!("{admin}/deliveries"), &[], b"").1
     );
-    // Gitea's delivery is the one berth logged, for that commit
-    let (_, deliveries) = common::http("GET", &format!("{admin}/deliveries"), &[], b"");
+    // berth logged Gitea's delivery of that push
+    let logged = common::eventually(Duration::from_secs(30), || async {
+        let (_, deliveries) = common::http("GET", &format!("{admin}/deliveries"), &[], b"");
+        (deliveries.contains("\"gitea\"") && deliveries.contains(&second[..7])).then_some(())
+    })
+    .await;
     assert!(
-        deliveries.contains("\"gitea\"") && deliveries.contains(&second[..7]),
-        "{deliveries}"
+        logged.is_some(),
+        "{}",
+        common::http("GET", &format!("{admin}/deliveries"), &[], b"").1
     );
 }
