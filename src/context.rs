@@ -58,6 +58,10 @@ pub(crate) struct Context {
     pub progress: bool,
     pub identities: Arc<Identities>,
     pub metrics: Arc<Metrics>,
+    /// The one client for git hosts' APIs.
+    pub provider: crate::provider::Client,
+    /// The dashboard's public address (`--external-url`), for links in commit statuses.
+    pub external_url: Option<Arc<str>>,
 }
 
 impl Context {
@@ -152,5 +156,39 @@ impl Context {
             identity: get("identity"),
             known_hosts: get("known_hosts"),
         }))
+    }
+
+    /// The token of a repository's provider, from its Secret: key `token` (or `password`, for
+    /// the repository's auth Secret), and `username` for Bitbucket's basic authentication.
+    ///
+    /// # Errors
+    /// The Secret cannot be read, or holds no token.
+    pub(crate) async fn provider_token(
+        &self,
+        target: &crate::provider::Target,
+    ) -> Result<crate::provider::Token, crate::provider::Error> {
+        let no_token = |message: String| crate::provider::Error::Token {
+            provider: target.kind.as_str(),
+            repository: target.project.clone(),
+            message,
+        };
+        let creds = self
+            .credentials(target.secret.as_deref())
+            .await
+            .map_err(|e| no_token(e.to_string()))?
+            .ok_or_else(|| no_token("the provider has no secretRef".to_owned()))?;
+        let secret = creds.token.or(creds.password).ok_or_else(|| {
+            no_token(format!(
+                "Secret {}/{} has no key `token`",
+                self.namespace, creds.secret
+            ))
+        })?;
+        let username = match target.kind {
+            crate::provider::Kind::Bitbucket | crate::provider::Kind::BitbucketServer => {
+                creds.username
+            }
+            _ => None,
+        };
+        Ok(crate::provider::Token { username, secret })
     }
 }

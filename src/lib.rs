@@ -18,11 +18,12 @@ mod repo_url;
 mod schedule;
 mod vocab;
 
-// the outside world: git, the API server, status records, Events, metrics
+// the outside world: git, git hosts' APIs, the API server, status records, Events, metrics
 mod cluster;
 mod context;
 mod events;
 pub mod git;
+mod provider;
 mod store;
 pub mod telemetry;
 

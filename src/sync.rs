@@ -91,8 +91,21 @@ pub(crate) async fn refresh(
     repo: &Repository,
     branches: Vec<String>,
 ) -> Result<Option<Commit>, Error> {
+    refresh_refs(ctx, repo, branches, Vec::new()).await
+}
+
+/// [`refresh`], fetching the refspecs in `extra` too (tags, pull request heads).
+///
+/// # Errors
+/// Credentials, network, or the repository's branch missing.
+pub(crate) async fn refresh_refs(
+    ctx: &Context,
+    repo: &Repository,
+    branches: Vec<String>,
+    extra: Vec<String>,
+) -> Result<Option<Commit>, Error> {
     let creds = ctx.credentials(repo.auth_secret.as_deref()).await?;
-    fetch_branches(&ctx.cache_dir, repo, creds, branches).await
+    fetch_branches(&ctx.cache_dir, repo, creds, branches, extra).await
 }
 
 /// Fetches a repository's branch into its mirror and resolves the head commit.
@@ -105,7 +118,14 @@ pub(crate) async fn fetch(
     repo: &Repository,
     creds: Option<Credentials>,
 ) -> Result<Commit, Error> {
-    let head = fetch_branches(cache_dir, repo, creds, vec![repo.branch.clone()]).await?;
+    let head = fetch_branches(
+        cache_dir,
+        repo,
+        creds,
+        vec![repo.branch.clone()],
+        Vec::new(),
+    )
+    .await?;
     Ok(head.expect("the repository's branch was asked for"))
 }
 
@@ -119,12 +139,13 @@ pub(crate) async fn fetch_branches(
     repo: &Repository,
     creds: Option<Credentials>,
     branches: Vec<String>,
+    extra: Vec<String>,
 ) -> Result<Option<Commit>, Error> {
     let started = Instant::now();
     let branch = repo.branch.clone();
     let head = git::with_mirror(cache_dir, repo.url.as_str(), move |mirror| {
         let patterns: Vec<&str> = branches.iter().map(String::as_str).collect();
-        mirror.fetch(&patterns, creds.as_ref())?;
+        mirror.fetch_refs(&patterns, &extra, creds.as_ref())?;
         if branches.contains(&branch) {
             mirror.resolve(&branch).map(Some)
         } else {

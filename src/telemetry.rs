@@ -114,6 +114,7 @@ pub(crate) struct Metrics {
     pub pipeline_launches: Family<PipelineResult, Counter>,
     pub cleanup_deletions: Family<RuleLabels, Counter>,
     pub config_reloads: Family<ResultLabels, Counter>,
+    pub provider_requests: Family<DeliveryLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -214,6 +215,12 @@ impl Metrics {
                 r,
                 "config_reloads",
                 "Mapping reloads after a file change, by result (applied, invalid)",
+                Family::default(),
+            ),
+            provider_requests: register(
+                r,
+                "provider_requests",
+                "Requests to git hosts' APIs by provider and result (ok, client-error, server-error, network-error)",
                 Family::default(),
             ),
             registry,

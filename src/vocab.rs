@@ -9,6 +9,9 @@ pub(crate) const FIELD_MANAGER: &str = "berth";
 /// Field manager of the pipeline run watcher's writes to a pipeline's status ConfigMap, so
 /// they never remove the fields the launcher applies (and the other way round).
 pub(crate) const RUN_WATCHER: &str = "berth-run-watcher";
+/// Field manager of the commit status reporter's writes to a pipeline's status ConfigMap (the
+/// states it posted, its last error).
+pub(crate) const STATUS_REPORTER: &str = "berth-status-reporter";
 
 // ---- labels ---------------------------------------------------------------------------------
 
@@ -25,6 +28,11 @@ pub(crate) const PIPELINE_LABEL: &str = "berth.dev/pipeline";
 pub(crate) const REPOSITORY_LABEL: &str = "berth.dev/repository";
 /// Label: the branch of a run, made a valid label value.
 pub(crate) const BRANCH_LABEL: &str = "berth.dev/branch";
+/// Label: the pull request (its number) a run builds.
+pub(crate) const PULL_REQUEST_LABEL: &str = "berth.dev/pull-request";
+/// Label: the tag a run builds, made a valid label value (the name as it is in
+/// [`TAG_ANNOTATION`]).
+pub(crate) const TAG_LABEL: &str = "berth.dev/tag";
 
 // ---- annotations (and [`REVISION`], also a label on Workflows) -------------------------------
 
@@ -63,6 +71,13 @@ pub(crate) const MESSAGE: &str = "berth.dev/message";
 pub(crate) const CONFIG_STATUS: &str = "berth.dev/config-status";
 /// Annotation on Workflows: the branch name as it is.
 pub(crate) const BRANCH_ANNOTATION: &str = "berth.dev/branch";
+/// Annotation on Workflows: the tag name as it is.
+pub(crate) const TAG_ANNOTATION: &str = "berth.dev/tag";
+/// Annotation on Workflows: the pull request's target branch.
+pub(crate) const BASE_ANNOTATION: &str = "berth.dev/base-branch";
+/// Annotation on a pipeline's status ConfigMap: the last failed request to the git host's API
+/// (no token), cleared by the next that succeeds.
+pub(crate) const PROVIDER_ERROR: &str = "berth.dev/provider-error";
 /// Annotation on Workflows: the commit's subject line.
 pub(crate) const SUBJECT_ANNOTATION: &str = "berth.dev/commit-subject";
 /// Annotation on runs created suspended by `concurrency: queue`.

@@ -6,6 +6,8 @@ use hmac::{KeyInit as _, Mac as _};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::provider::PullRequest;
+
 /// Providers berth accepts deliveries from, by URL path segment.
 pub(crate) const PROVIDERS: [&str; 8] = [
     "github",
@@ -29,6 +31,8 @@ pub(crate) enum Kind {
     Push,
     /// A tag was pushed (ignored for syncs).
     Tag,
+    /// A pull request was opened, updated or closed.
+    PullRequest,
     /// A branch was deleted (ignored).
     Delete,
     /// A connectivity check.
@@ -51,6 +55,20 @@ pub(crate) struct Delivery {
     pub commit: Option<String>,
     /// Every branch the delivery pushes (a Bitbucket push may carry several changes).
     pub branches: Vec<String>,
+    /// Every tag the delivery pushes.
+    pub tags: Vec<String>,
+    /// What a pull request event says.
+    pub pull_request: Option<PullRequestEvent>,
+}
+
+/// A pull request opened, updated or closed, as a delivery announces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PullRequestEvent {
+    pub pull: PullRequest,
+    /// Closed or merged: its runs stop.
+    pub closed: bool,
+    /// The provider's word for it (`synchronize`, `update`, `pr:merged`, …).
+    pub action: String,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -141,6 +159,8 @@ pub(crate) fn parse(provider: &str, headers: &Headers, body: &[u8]) -> Result<De
         branch: None,
         commit: None,
         branches: Vec::new(),
+        tags: Vec::new(),
+        pull_request: None,
     };
     match provider {
         "github" | "gitea" | "forgejo" | "gogs" => {
@@ -169,6 +189,23 @@ pub(crate) fn parse(provider: &str, headers: &Headers, body: &[u8]) -> Result<De
                         deleted,
                     );
                 }
+                "pull_request" => {
+                    let p = &json["pull_request"];
+                    let action = json["action"].as_str().unwrap_or_default();
+                    // GitHub says synchronize, Gitea and Forgejo synchronized
+                    let closed = match action {
+                        "opened" | "reopened" | "synchronize" | "synchronized" => Some(false),
+                        "closed" => Some(true),
+                        _ => None,
+                    };
+                    pull_request(
+                        &mut d,
+                        p["number"].as_u64(),
+                        [&p["base"]["ref"], &p["head"]["ref"], &p["head"]["sha"]],
+                        action,
+                        closed,
+                    );
+                }
                 _ => {}
             }
         }
@@ -194,6 +231,26 @@ pub(crate) fn parse(provider: &str, headers: &Headers, body: &[u8]) -> Result<De
                         json["after"] == ZERO_SHA,
                     );
                 }
+                "merge_request" => {
+                    let m = &json["object_attributes"];
+                    let action = m["action"].as_str().unwrap_or_default();
+                    let closed = match action {
+                        "open" | "reopen" | "update" => Some(false),
+                        "close" | "merge" => Some(true),
+                        _ => None,
+                    };
+                    pull_request(
+                        &mut d,
+                        m["iid"].as_u64(),
+                        [
+                            &m["target_branch"],
+                            &m["source_branch"],
+                            &m["last_commit"]["id"],
+                        ],
+                        action,
+                        closed,
+                    );
+                }
                 _ => {}
             }
         }
@@ -210,6 +267,26 @@ pub(crate) fn parse(provider: &str, headers: &Headers, body: &[u8]) -> Result<De
                 repos.push(format!("https://bitbucket.org/{full}"));
             }
             d.repositories = repos;
+            if let Some(action) = d.event.strip_prefix("pullrequest:") {
+                let p = &json["pullrequest"];
+                let closed = match action {
+                    "created" | "updated" => Some(false),
+                    "fulfilled" | "rejected" => Some(true),
+                    _ => None,
+                };
+                let event = d.event.clone();
+                pull_request(
+                    &mut d,
+                    p["id"].as_u64(),
+                    [
+                        &p["destination"]["branch"]["name"],
+                        &p["source"]["branch"]["name"],
+                        &p["source"]["commit"]["hash"],
+                    ],
+                    &event,
+                    closed,
+                );
+            }
             if d.event == "repo:push" {
                 // one delivery may carry several changes: every one counts
                 for change in json["push"]["changes"].as_array().into_iter().flatten() {
@@ -239,7 +316,12 @@ pub(crate) fn parse(provider: &str, headers: &Headers, body: &[u8]) -> Result<De
         "bitbucket-server" => {
             d.event = header(headers, "x-event-key").to_owned();
             d.id = header(headers, "x-request-id").to_owned();
-            let repo = &json["repository"];
+            // pull request events name the repository on the target side
+            let repo = if json["repository"].is_null() {
+                &json["pullRequest"]["toRef"]["repository"]
+            } else {
+                &json["repository"]
+            };
             d.repositories = repo["links"]["clone"]
                 .as_array()
                 .into_iter()
@@ -248,6 +330,28 @@ pub(crate) fn parse(provider: &str, headers: &Headers, body: &[u8]) -> Result<De
                 .collect();
             match d.event.as_str() {
                 "diagnostics:ping" => d.kind = Kind::Ping,
+                "pr:opened"
+                | "pr:from_ref_updated"
+                | "pr:merged"
+                | "pr:declined"
+                | "pr:deleted" => {
+                    let p = &json["pullRequest"];
+                    let event = d.event.clone();
+                    pull_request(
+                        &mut d,
+                        p["id"].as_u64(),
+                        [
+                            &p["toRef"]["displayId"],
+                            &p["fromRef"]["displayId"],
+                            &p["fromRef"]["latestCommit"],
+                        ],
+                        &event,
+                        Some(!matches!(
+                            event.as_str(),
+                            "pr:opened" | "pr:from_ref_updated"
+                        )),
+                    );
+                }
                 "repo:refs_changed" => {
                     for change in json["changes"].as_array().into_iter().flatten() {
                         let deleted = change["type"] == "DELETE" || change["toHash"] == ZERO_SHA;
@@ -293,6 +397,34 @@ pub(crate) fn parse(provider: &str, headers: &Headers, body: &[u8]) -> Result<De
     Ok(d)
 }
 
+/// Makes a delivery a pull request event: the number, then the target branch, source branch
+/// and head commit; `closed` is `None` for actions that change nothing berth builds.
+fn pull_request(
+    d: &mut Delivery,
+    number: Option<u64>,
+    [base, head, sha]: [&Value; 3],
+    action: &str,
+    closed: Option<bool>,
+) {
+    let (Some(number), Some(closed)) = (number, closed) else {
+        return;
+    };
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    d.kind = Kind::PullRequest;
+    d.branch = Some(text(base));
+    d.commit = Some(text(sha)).filter(|s| !s.is_empty());
+    d.pull_request = Some(PullRequestEvent {
+        pull: PullRequest {
+            number,
+            base: text(base),
+            head_branch: text(head),
+            head_sha: text(sha),
+        },
+        closed,
+        action: action.to_owned(),
+    });
+}
+
 /// Adds one changed ref to a delivery. A branch push outranks a tag push, which outranks a
 /// deletion, so a delivery that pushes a branch and a tag (or deletes another branch) is a
 /// push of that branch.
@@ -308,7 +440,13 @@ fn ref_kind(d: &mut Delivery, reference: Option<&str>, commit: Option<&str>, del
             Kind::Push
         }
         Some(_) => Kind::Delete,
-        None if reference.starts_with("refs/tags/") && !deleted => Kind::Tag,
+        None if reference.starts_with("refs/tags/") && !deleted => {
+            d.tags.push(reference["refs/tags/".len()..].to_owned());
+            if d.commit.is_none() {
+                d.commit = commit.filter(|c| *c != ZERO_SHA).map(str::to_owned);
+            }
+            Kind::Tag
+        }
         None if reference.starts_with("refs/tags/") => Kind::Delete,
         None => return,
     };
@@ -316,7 +454,7 @@ fn ref_kind(d: &mut Delivery, reference: Option<&str>, commit: Option<&str>, del
         Kind::Push => 3,
         Kind::Tag => 2,
         Kind::Delete => 1,
-        Kind::Ping | Kind::Other => 0,
+        Kind::Ping | Kind::Other | Kind::PullRequest => 0,
     };
     if rank(&kind) > rank(&d.kind) {
         d.kind = kind;

@@ -253,7 +253,8 @@ start_argo() {
   $kc apply --server-side --force-conflicts --field-manager=argo-install \
     "${crds[@]}" >/dev/null 2>"$dir/argo-crds.log" \
     || { cat "$dir/argo-crds.log" >&2; die "the Argo Workflows CRDs did not apply"; }
-  $kc create namespace argo >/dev/null
+  # a restart on an existing data directory finds the namespace there
+  $kc create namespace argo --dry-run=client -o yaml | $kc apply --server-side -f - >/dev/null
   # every Workflow's pods (and its artifact GC pods) tolerate the KWOK node's taint; no metrics port (several control
   # planes may run at once)
   $kc -n argo apply -f - >/dev/null <<'CM'

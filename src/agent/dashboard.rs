@@ -732,7 +732,17 @@ async fn trigger(
     let launched = async {
         sync::refresh(ctx, repo, vec![branch.clone()]).await?;
         let commit = pipelines::resolve(&ctx.cache_dir, repo, &branch, None).await?;
-        Ok::<_, crate::Error>(pipelines::launch_commit(ctx, p, repo, &branch, &commit, true).await?)
+        Ok::<_, crate::Error>(
+            pipelines::launch_commit(
+                ctx,
+                p,
+                repo,
+                &pipelines::Trigger::Branch(branch.clone()),
+                (&commit, &commit),
+                true,
+            )
+            .await?,
+        )
     }
     .await;
     match launched {

@@ -424,10 +424,14 @@ async fn poll(
     // or (selfHeal) at every interval.
     let mut done: HashMap<String, String> = HashMap::new();
     let mut evaluated = pipelines::Evaluated::new();
+    let mut pulls = pipelines::PullRequests::default();
     let mut failures = 0u32;
     loop {
         let started = Instant::now();
-        let fetched = sync::refresh(&ctx, &repo, branches.clone()).await;
+        let (heads, extra) = refs(&ctx, &mapping, &repo, &wake.shared, &mut pulls).await;
+        let mut branches = branches.clone();
+        branches.extend(heads);
+        let fetched = sync::refresh_refs(&ctx, &repo, branches, extra).await;
         ctx.metrics
             .fetch_duration
             .get_or_create(&RepositoryLabels {
@@ -449,8 +453,12 @@ async fn poll(
                     }
                     failed
                 };
-                let pipelines = pipelines::pass(&ctx, &mapping, &repo, &mut evaluated);
+                let pipelines = pipelines::pass(&ctx, &mapping, &repo, &mut evaluated, &pulls);
                 let (sync_failed, pipelines_ok) = tokio::join!(syncs, pipelines);
+                if pipelines_ok {
+                    // handled: their runs stopped and they are forgotten
+                    pulls.closed.clear();
+                }
                 sync_failed || !pipelines_ok
             }
             Err(e) => {
@@ -498,6 +506,54 @@ async fn poll(
             }
         }
     }
+}
+
+/// What a repository's pass fetches beside its branches: every tag when a pipeline launches
+/// tags, and the heads of the open pull requests its pipelines build (refspecs, and source
+/// branches where the host has no pull request refs). Pull requests come from deliveries, and
+/// from the provider's list on passes no delivery started.
+async fn refs(
+    ctx: &Context,
+    mapping: &Mapping,
+    repo: &Repository,
+    shared: &Shared,
+    pulls: &mut pipelines::PullRequests,
+) -> (Vec<String>, Vec<String>) {
+    let own: Vec<&config::Pipeline> = mapping
+        .pipelines
+        .iter()
+        .filter(|p| p.repository == repo.name)
+        .collect();
+    let mut extra = Vec::new();
+    if own.iter().any(|p| !p.tags.is_empty()) {
+        extra.push("+refs/tags/*:refs/tags/*".to_owned());
+    }
+    let builds: Vec<&config::Pipeline> = own
+        .into_iter()
+        .filter(|p| p.pull_requests.is_some())
+        .collect();
+    let Some(target) = repo.provider.as_ref().filter(|_| !builds.is_empty()) else {
+        return (Vec::new(), extra);
+    };
+    let events = shared.take_pull_requests(&repo.name);
+    for e in &events {
+        pulls.event(e);
+    }
+    if events.is_empty() {
+        let listed = async {
+            let token = ctx.provider_token(target).await?;
+            ctx.provider.open_pulls(target, &token).await
+        };
+        match listed.await {
+            Ok(open) => pulls.listed(open),
+            Err(e) => {
+                warn!(error = %e, "cannot list open pull requests; using what deliveries said")
+            }
+        }
+    }
+    let (refspecs, heads) = pulls.fetch(&builds, target.kind.api());
+    extra.extend(refspecs);
+    (heads, extra)
 }
 
 /// One pass of a sync at `commit`. A sync applies when the commit `moved` or it heals drift

@@ -396,7 +396,56 @@ fn decide(
         );
     }
     match d.kind {
-        Kind::Tag => Verdict::new(StatusCode::OK, "ignored", "ignored: tag push"),
+        Kind::Tag => {
+            let follows = |r: &Repository| {
+                mapping.pipelines.iter().any(|p| {
+                    p.repository == r.name && d.tags.iter().any(|t| branch_matches(&p.tags, t))
+                })
+            };
+            wake(
+                state,
+                matched,
+                follows,
+                "ignored: no pipeline launches this tag",
+            )
+        }
+        Kind::PullRequest => {
+            let Some(event) = &d.pull_request else {
+                return Verdict::new(StatusCode::OK, "ignored", "ignored: no pull request");
+            };
+            let follows = |r: &Repository| {
+                r.provider.is_some()
+                    && mapping.pipelines.iter().any(|p| {
+                        p.repository == r.name
+                            && p.pull_requests
+                                .as_ref()
+                                .is_some_and(|prs| branch_matches(&prs.branches, &event.pull.base))
+                    })
+            };
+            let verdict = wake(
+                state,
+                matched,
+                |r| {
+                    let wanted = follows(r);
+                    if wanted {
+                        state.shared.pull_request(&r.name, event.clone());
+                    }
+                    wanted
+                },
+                "ignored: no pipeline builds pull requests into this branch",
+            );
+            if verdict.status == StatusCode::ACCEPTED {
+                Verdict {
+                    action: format!(
+                        "pull request #{} {}: {}",
+                        event.pull.number, event.action, verdict.action
+                    ),
+                    ..verdict
+                }
+            } else {
+                verdict
+            }
+        }
         Kind::Delete => Verdict::new(StatusCode::OK, "ignored", "ignored: branch or tag deleted"),
         Kind::Other | Kind::Ping => Verdict::new(
             StatusCode::OK,
@@ -404,29 +453,38 @@ fn decide(
             format!("ignored: event {:?}", d.event),
         ),
         Kind::Push => {
-            let followed: Vec<&&Repository> = matched
-                .iter()
-                .filter(|r| {
-                    let wanted = mapping.branches(r);
-                    d.branches.is_empty() || d.branches.iter().any(|b| branch_matches(&wanted, b))
-                })
-                .collect();
-            if followed.is_empty() {
-                return Verdict::new(
-                    StatusCode::OK,
-                    "ignored",
-                    "ignored: no sync or pipeline follows this branch",
-                );
-            }
-            for r in &followed {
-                state.shared.refresh(&r.name);
-            }
-            let names: Vec<&str> = followed.iter().map(|r| r.name.as_str()).collect();
-            Verdict::new(
-                StatusCode::ACCEPTED,
-                "accepted",
-                format!("refresh {}", names.join(", ")),
+            let follows = |r: &Repository| {
+                let wanted = mapping.branches(r);
+                d.branches.is_empty() || d.branches.iter().any(|b| branch_matches(&wanted, b))
+            };
+            wake(
+                state,
+                matched,
+                follows,
+                "ignored: no sync or pipeline follows this branch",
             )
         }
     }
+}
+
+/// Wakes the matched repositories that `follows` the delivery (it may hand them more first).
+fn wake(
+    state: &State,
+    matched: &[&Repository],
+    mut follows: impl FnMut(&Repository) -> bool,
+    ignored: &'static str,
+) -> Verdict {
+    let followed: Vec<&Repository> = matched.iter().copied().filter(|r| follows(r)).collect();
+    if followed.is_empty() {
+        return Verdict::new(StatusCode::OK, "ignored", ignored);
+    }
+    for r in &followed {
+        state.shared.refresh(&r.name);
+    }
+    let names: Vec<&str> = followed.iter().map(|r| r.name.as_str()).collect();
+    Verdict::new(
+        StatusCode::ACCEPTED,
+        "accepted",
+        format!("refresh {}", names.join(", ")),
+    )
 }

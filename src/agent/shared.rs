@@ -20,6 +20,7 @@ pub(crate) const REMEMBERED_DELIVERIES: usize = 1000;
 pub(crate) type Secrets = Arc<HashMap<String, Vec<u8>>>;
 
 pub(crate) use crate::webhook::DeliveryRecord;
+use crate::webhook::PullRequestEvent;
 
 /// State the agent's tasks and its HTTP server share.
 pub(crate) struct Shared {
@@ -48,6 +49,8 @@ pub(crate) struct Shared {
     pub subjects: Mutex<HashMap<String, String>>,
     /// When the dashboard last fetched each repository.
     pub fetched: Mutex<HashMap<String, std::time::Instant>>,
+    /// Pull request deliveries per repository, waiting for its loop's next pass.
+    pull_requests: Mutex<HashMap<String, Vec<PullRequestEvent>>>,
 }
 
 /// How many passes per sync the dashboard lists.
@@ -78,6 +81,7 @@ impl Shared {
             activity: Mutex::new(HashMap::new()),
             subjects: Mutex::new(HashMap::new()),
             fetched: Mutex::new(HashMap::new()),
+            pull_requests: Mutex::new(HashMap::new()),
         };
         shared.reset_triggers();
         shared
@@ -163,6 +167,26 @@ impl Shared {
         }
     }
 
+    /// Hands a pull request delivery to a repository's loop and wakes it.
+    pub(crate) fn pull_request(&self, repository: &str, event: PullRequestEvent) {
+        self.pull_requests
+            .lock()
+            .expect("pull request lock")
+            .entry(repository.to_owned())
+            .or_default()
+            .push(event);
+        self.refresh(repository);
+    }
+
+    /// The pull request deliveries for a repository since the last call, oldest first.
+    pub(crate) fn take_pull_requests(&self, repository: &str) -> Vec<PullRequestEvent> {
+        self.pull_requests
+            .lock()
+            .expect("pull request lock")
+            .remove(repository)
+            .unwrap_or_default()
+    }
+
     /// Adds a delivery to the audit log, dropping the oldest beyond [`DELIVERY_LOG`].
     pub(crate) fn record(&self, delivery: DeliveryRecord) {
         {
@@ -241,6 +265,7 @@ mod tests {
                 interval: None,
                 auth_secret: None,
                 webhook_secret: None,
+                provider: None,
             }],
             ..Mapping::default()
         });

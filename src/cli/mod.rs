@@ -165,6 +165,10 @@ pub enum Command {
         /// leader renews every third of it and stops working after two thirds unrenewed.
         #[arg(long, env = "BERTH_LEASE_DURATION", default_value = "15s", value_parser = parse_duration_flag)]
         lease_duration: std::time::Duration,
+        /// The dashboard's public address (`https://berth.example.com`). Commit statuses on
+        /// the git host link to a run's page under it; without it they carry no link.
+        #[arg(long, env = "BERTH_EXTERNAL_URL", value_parser = parse_external_url)]
+        external_url: Option<String>,
     },
     /// Run one sync pass now and exit: 0 all synced, 1 a sync failed.
     Sync {
@@ -257,6 +261,7 @@ impl Args {
 
     /// A context working through `connection`.
     fn context_with(&self, connection: cluster::Connection) -> Context {
+        let metrics = std::sync::Arc::new(crate::telemetry::Metrics::new());
         Context {
             client: connection.client.clone(),
             identities: std::sync::Arc::new(crate::context::Identities::new(
@@ -268,8 +273,22 @@ impl Args {
             concurrency: self.concurrency,
             max_manifest_bytes: self.max_manifest_bytes,
             progress: false,
-            metrics: std::sync::Arc::new(crate::telemetry::Metrics::new()),
+            provider: crate::provider::Client::new(metrics.clone()),
+            metrics,
+            external_url: None,
         }
+    }
+}
+
+/// An http(s) address without query or fragment; a trailing `/` is dropped.
+fn parse_external_url(text: &str) -> Result<String, String> {
+    let url = text.trim_end_matches('/');
+    let host = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match host {
+        Some(h) if !h.is_empty() && !url.contains(['?', '#', ' ']) => Ok(url.to_owned()),
+        _ => Err("must be an http(s) URL such as https://berth.example.com".to_owned()),
     }
 }
 
@@ -354,12 +373,14 @@ pub async fn run(args: Args) -> ExitCode {
             max_webhook_bytes,
             leader_elect,
             lease_duration,
+            external_url,
         } => {
             let fence = leader_elect.then(|| std::sync::Arc::new(cluster::Fence::default()));
             let connected = async {
                 // the agent starts even while the API server is away, and retries
                 let working = cluster::connect(&args.target(), fence.clone()).await?;
-                let ctx = args.context_with(working);
+                let mut ctx = args.context_with(working);
+                ctx.external_url = external_url.as_deref().map(std::sync::Arc::from);
                 let election = match fence {
                     Some(fence) => Some(agent::LeaderElection {
                         duration: *lease_duration,
@@ -490,7 +511,15 @@ async fn trigger(
         sync::refresh(&ctx, repo, vec![branch.clone()]).await?;
         let commit = pipelines::resolve(&ctx.cache_dir, repo, &branch, revision).await?;
         Ok::<_, crate::Error>(
-            pipelines::launch_commit(&ctx, pipeline, repo, &branch, &commit, true).await?,
+            pipelines::launch_commit(
+                &ctx,
+                pipeline,
+                repo,
+                &pipelines::Trigger::Branch(branch.clone()),
+                (&commit, &commit),
+                true,
+            )
+            .await?,
         )
     }
     .await;
@@ -615,7 +644,9 @@ async fn validate(args: &Args) -> ExitCode {
     }
     for repo in &mapping.repositories {
         let fetched = match offline_credentials(args, repo, &mut ctx).await {
-            Ok(creds) => sync::fetch_branches(&cache, repo, creds, mapping.branches(repo)).await,
+            Ok(creds) => {
+                sync::fetch_branches(&cache, repo, creds, mapping.branches(repo), Vec::new()).await
+            }
             Err(e) => Err(e),
         };
         let head = match fetched {

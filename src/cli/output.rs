@@ -247,17 +247,22 @@ fn tables(w: &mut impl Write, doc: &Document, wide: bool) -> io::Result<()> {
         ])];
         for p in &doc.pipelines {
             let run = p.last_run.clone().unwrap_or_default();
-            let at = if run.name.is_empty() {
-                String::new()
-            } else {
-                format!("{}@{}", run.branch, short(&run.revision))
+            let at = match (run.name.is_empty(), run.pull_request, run.tag.is_empty()) {
+                (true, _, _) => String::new(),
+                (false, Some(n), _) => format!("#{n} {}@{}", run.branch, short(&run.revision)),
+                (false, None, false) => format!("{}@{}", run.tag, short(&run.revision)),
+                (false, None, true) => format!("{}@{}", run.branch, short(&run.revision)),
             };
             let phase = match (run.name.is_empty(), run.phase.is_empty()) {
                 (true, _) => "-".to_owned(),
                 (false, true) => "Pending".to_owned(),
                 (false, false) => run.phase.clone(),
             };
-            let message = cut(&run_message(&run, &p.message));
+            let mut message = run_message(&run, &p.message);
+            if !p.provider_error.is_empty() {
+                message = format!("commit status failing: {}; {message}", p.provider_error);
+            }
+            let message = cut(&message);
             rows.push([
                 p.name.clone(),
                 p.repository.clone(),

@@ -40,6 +40,23 @@ pub(super) struct RepositoryFile {
     /// Secret in berth's namespace with key `secret` for webhook verification.
     #[serde(default)]
     pub webhook_secret_ref: Option<String>,
+    /// The git host's API: commit statuses and pull requests.
+    #[serde(default)]
+    pub provider: Option<Spanned<ProviderFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct ProviderFile {
+    /// `github` | `gitlab` | `gitea` | `forgejo` | `bitbucket` | `bitbucket-server`.
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    /// The API's base URL; derived for github.com, gitlab.com and bitbucket.org.
+    #[serde(default)]
+    pub url: Option<Spanned<String>>,
+    /// Secret with key `token` (Bitbucket also `username`); default: `auth.secretRef`.
+    #[serde(default)]
+    pub secret_ref: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,6 +117,12 @@ pub(super) struct PipelineFile {
     /// Path globs a changed file must match.
     #[serde(default)]
     pub paths: Vec<Spanned<String>>,
+    /// Tag names or globs whose pushes launch the tagged commit.
+    #[serde(default)]
+    pub tags: Vec<Spanned<String>>,
+    /// Pull requests that launch.
+    #[serde(default)]
+    pub pull_requests: Option<Spanned<PullRequestsFile>>,
     /// Workflow manifest in the source repository; default `.argo/workflow.yaml`.
     #[serde(default)]
     pub workflow: Option<Spanned<String>>,
@@ -121,6 +144,17 @@ pub(super) struct PipelineFile {
     pub pod_gc: Option<serde_json::Value>,
     #[serde(default, rename = "artifactGC")]
     pub artifact_gc: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct PullRequestsFile {
+    /// Globs of target branches whose pull requests launch.
+    #[serde(default)]
+    pub branches: Vec<Spanned<String>>,
+    /// `base` (default) | `head`: where the Workflow file is read.
+    #[serde(default)]
+    pub workflow_from: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

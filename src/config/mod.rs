@@ -82,6 +82,10 @@ impl Mapping {
         }
         for p in self.pipelines.iter().filter(|p| p.repository == repo.name) {
             out.extend(p.branches.iter().cloned());
+            // a pull request's Workflow file may be read at its target branch
+            if let Some(prs) = &p.pull_requests {
+                out.extend(prs.branches.iter().cloned());
+            }
         }
         out.sort();
         out.dedup();
@@ -117,6 +121,24 @@ pub(crate) enum WorkflowSource {
     Template(String),
 }
 
+/// Which pull requests launch a pipeline, and where their Workflow file comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PullRequests {
+    /// Globs of target branches.
+    pub branches: Vec<String>,
+    pub workflow_from: WorkflowFrom,
+}
+
+/// The commit a pull request's Workflow file is read at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum WorkflowFrom {
+    /// The target branch's head: a pull request cannot change the pipeline that tests it.
+    #[default]
+    Base,
+    /// The pull request's own commit.
+    Head,
+}
+
 /// What happens to a branch's earlier runs when a new one launches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) enum Concurrency {
@@ -138,6 +160,10 @@ pub(crate) struct Pipeline {
     pub branches: Vec<String>,
     /// Path globs; when set, a commit launches only if a changed file matches one.
     pub paths: Vec<String>,
+    /// Tag names or globs; a new matching tag launches its commit once.
+    pub tags: Vec<String>,
+    /// Pull requests against these target branches launch.
+    pub pull_requests: Option<PullRequests>,
     pub source: WorkflowSource,
     /// Namespace of the Workflows; `None` means berth's own.
     pub namespace: Option<String>,
@@ -183,6 +209,8 @@ pub(crate) struct Repository {
     pub auth_secret: Option<String>,
     /// Secret in berth's namespace whose key `secret` verifies webhook deliveries.
     pub webhook_secret: Option<String>,
+    /// The git host's API, for commit statuses and pull requests.
+    pub provider: Option<crate::provider::Target>,
 }
 
 /// Manifests under a path of a repository, applied to the cluster.
@@ -339,6 +367,19 @@ pub(crate) fn parse(sources: &[(PathBuf, String)]) -> Result<Mapping, Error> {
         return Err(origin
             .clone()
             .invalid(format!("dependsOn forms a cycle: {}", cycle.join(" → "))));
+    }
+    if let Some((pipeline, origin)) = reg.pull_request_pipelines.iter().find(|(name, _)| {
+        mapping
+            .pipelines
+            .iter()
+            .find(|p| &p.name == name)
+            .and_then(|p| mapping.repositories.iter().find(|r| r.name == p.repository))
+            .is_some_and(|r| r.provider.is_none())
+    }) {
+        return Err(origin.clone().invalid(format!(
+            "pipeline {pipeline:?} has pullRequests, so its repository needs a provider (to \
+             list pull requests and post their statuses)"
+        )));
     }
     reg.repository_refs
         .resolve(&reg.repositories, |name, names| {

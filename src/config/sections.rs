@@ -3,14 +3,20 @@
 
 use std::collections::BTreeMap;
 
-use super::file::{CleanupFile, PipelineFile, RepositoryFile, SyncFile};
+use serde_saphyr::Spanned;
+
+use super::file::{
+    CleanupFile, PipelineFile, ProviderFile, PullRequestsFile, RepositoryFile, SyncFile,
+};
 use super::values::{
     Names, References, Source, check_glob, namespace, normalize_path, parse_duration,
     parse_interval,
 };
 use super::{
-    CleanupRule, Concurrency, DEFAULT_WORKFLOW, Error, Pipeline, Repository, Sync, WorkflowSource,
+    CleanupRule, Concurrency, DEFAULT_WORKFLOW, Error, Pipeline, PullRequests, Repository, Sync,
+    WorkflowFrom, WorkflowSource,
 };
+use crate::provider::{Kind, Target};
 use crate::render::is_var_name;
 use crate::repo_url::RepoUrl;
 use crate::schedule::{Invalid, Schedule};
@@ -27,6 +33,9 @@ pub(super) struct Registry {
     pub pipeline_refs: References,
     /// Each `dependsOn` edge (from, to) and where it is written.
     pub dependents: Vec<(String, String, super::Origin)>,
+    /// Pipelines with `pullRequests`, and where that is written (their repository needs a
+    /// provider).
+    pub pull_request_pipelines: Vec<(String, super::Origin)>,
 }
 
 impl Default for Registry {
@@ -39,6 +48,7 @@ impl Default for Registry {
             repository_refs: References::default(),
             pipeline_refs: References::default(),
             dependents: Vec::new(),
+            pull_request_pipelines: Vec::new(),
         }
     }
 }
@@ -51,14 +61,51 @@ pub(super) fn repository(
     let name = reg.repositories.claim(src, &r.name)?;
     let url = src.check(&r.url, RepoUrl::parse)?;
     let interval = src.check(&r.interval, parse_interval)?;
+    let auth_secret = r.auth.map(|a| a.secret_ref);
+    let provider = r
+        .provider
+        .map(|p| provider(src, p, &url, auth_secret.as_deref()))
+        .transpose()?;
     Ok(Repository {
         name,
         url,
         branch: r.branch,
         interval: (!interval.is_zero()).then_some(interval),
-        auth_secret: r.auth.map(|a| a.secret_ref),
+        auth_secret,
         webhook_secret: r.webhook_secret_ref,
+        provider,
     })
+}
+
+/// A repository's `provider`: its type, its API's URL (derived for the public hosts), and the
+/// Secret with its token.
+fn provider(
+    src: Source<'_>,
+    p: Spanned<ProviderFile>,
+    url: &RepoUrl,
+    auth_secret: Option<&str>,
+) -> Result<Target, Error> {
+    let at = p.referenced;
+    let p = p.value;
+    let kind = src.check(&p.kind, Kind::parse)?;
+    let secret = match &p.secret_ref {
+        Some(s) => Some(src.check(s, |n| {
+            super::values::check_name("secretRef", n).map(|()| n.to_owned())
+        })?),
+        None => auth_secret.map(str::to_owned),
+    };
+    if secret.is_none() {
+        return Err(src.invalid(
+            at,
+            "provider needs a token: set provider.secretRef (a Secret with key `token`) or \
+             auth.secretRef",
+        ));
+    }
+    let target = |u: Option<&str>| Target::new(kind, u, url, secret.clone());
+    match &p.url {
+        Some(u) => src.check(u, |u| target(Some(u))),
+        None => target(None).map_err(|m| src.invalid(p.kind.referenced, m)),
+    }
 }
 
 pub(super) fn sync(src: Source<'_>, s: SyncFile, reg: &mut Registry) -> Result<Sync, Error> {
@@ -133,9 +180,17 @@ pub(super) fn pipeline(
     reg: &mut Registry,
 ) -> Result<Pipeline, Error> {
     let name = reg.pipelines.claim(src, &p.name)?;
-    for pattern in p.branches.iter().chain(&p.paths) {
+    for pattern in p.branches.iter().chain(&p.paths).chain(&p.tags) {
         src.check(pattern, check_glob)?;
     }
+    let pull_requests = match p.pull_requests {
+        None => None,
+        Some(prs) => {
+            reg.pull_request_pipelines
+                .push((name.clone(), src.at(prs.referenced)));
+            Some(pull_requests(src, prs.value)?)
+        }
+    };
     let source = match (p.workflow, p.workflow_template_ref) {
         (Some(_), Some(t)) => {
             return Err(src.invalid(
@@ -165,6 +220,8 @@ pub(super) fn pipeline(
         repository: p.repository.value,
         branches: p.branches.into_iter().map(|b| b.value).collect(),
         paths: p.paths.into_iter().map(|b| b.value).collect(),
+        tags: p.tags.into_iter().map(|t| t.value).collect(),
+        pull_requests,
         source,
         namespace,
         service_account: p.service_account,
@@ -173,6 +230,30 @@ pub(super) fn pipeline(
         ttl_strategy: p.ttl_strategy,
         pod_gc: p.pod_gc,
         artifact_gc: p.artifact_gc,
+    })
+}
+
+/// A pipeline's `pullRequests`: target branch globs (at least one) and `workflowFrom`.
+fn pull_requests(src: Source<'_>, prs: PullRequestsFile) -> Result<PullRequests, Error> {
+    for pattern in &prs.branches {
+        src.check(pattern, check_glob)?;
+    }
+    let workflow_from = match &prs.workflow_from {
+        None => WorkflowFrom::Base,
+        Some(w) => src.check(w, |value| match value {
+            "base" => Ok(WorkflowFrom::Base),
+            "head" => Ok(WorkflowFrom::Head),
+            other => Err(format!("workflowFrom {other:?} must be base or head")),
+        })?,
+    };
+    let branches: Vec<String> = prs.branches.into_iter().map(|b| b.value).collect();
+    Ok(PullRequests {
+        branches: if branches.is_empty() {
+            vec!["*".to_owned()]
+        } else {
+            branches
+        },
+        workflow_from,
     })
 }
 

@@ -167,7 +167,21 @@ impl Mirror {
     /// # Errors
     /// Network, authentication or repository errors, with credentials removed.
     pub fn fetch(&self, branches: &[&str], creds: Option<&Credentials>) -> Result<(), Error> {
-        match self.fetch_once(branches, creds) {
+        self.fetch_refs(branches, &[], creds)
+    }
+
+    /// Fetches branches as [`Mirror::fetch`] does, and the refspecs in `extra` as they are
+    /// (tags, pull request heads).
+    ///
+    /// # Errors
+    /// Network, authentication or repository errors, with credentials removed.
+    pub(crate) fn fetch_refs(
+        &self,
+        branches: &[&str],
+        extra: &[String],
+        creds: Option<&Credentials>,
+    ) -> Result<(), Error> {
+        match self.fetch_once(branches, extra, creds) {
             Err(Error::Fetch { message, .. }) if message.contains(".lock") => {
                 let removed = remove_stale_locks(self.repo.path());
                 if removed.is_empty() {
@@ -178,15 +192,20 @@ impl Mirror {
                     locks = ?removed,
                     "removed stale lock files a crashed fetch left in the mirror; fetching again"
                 );
-                self.fetch_once(branches, creds)
+                self.fetch_once(branches, extra, creds)
             }
             other => other,
         }
     }
 
-    fn fetch_once(&self, branches: &[&str], creds: Option<&Credentials>) -> Result<(), Error> {
+    fn fetch_once(
+        &self,
+        branches: &[&str],
+        extra: &[String],
+        creds: Option<&Credentials>,
+    ) -> Result<(), Error> {
         let simple = |b: &&str| b.matches('*').count() <= 1 && !b.contains(['?', '[', '{', '\\']);
-        let refspecs: Vec<String> = if branches.iter().all(simple) {
+        let mut refspecs: Vec<String> = if branches.iter().all(simple) {
             branches
                 .iter()
                 .map(|b| format!("+refs/heads/{b}:refs/heads/{b}"))
@@ -194,6 +213,7 @@ impl Mirror {
         } else {
             vec!["+refs/heads/*:refs/heads/*".to_owned()]
         };
+        refspecs.extend(extra.iter().cloned());
         // libgit2 replaces a refusal's reason with its own generic text; keep ours
         let refused: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
         let mut callbacks = RemoteCallbacks::new();
@@ -284,28 +304,53 @@ impl Mirror {
     /// # Errors
     /// The mirror cannot be read.
     pub(crate) fn heads(&self) -> Result<Vec<(String, Commit)>, Error> {
+        self.refs_under("refs/heads/")
+    }
+
+    /// Every fetched tag with the commit it points at (annotated tags peeled), sorted by name.
+    ///
+    /// # Errors
+    /// The mirror cannot be read.
+    pub(crate) fn tags(&self) -> Result<Vec<(String, Commit)>, Error> {
+        self.refs_under("refs/tags/")
+    }
+
+    /// The commit a fetched ref points at (`refs/pull/3/head`), if the mirror has it.
+    pub(crate) fn reference(&self, name: &str) -> Option<Commit> {
+        let reference = self.repo.find_reference(name).ok()?;
+        reference.peel_to_commit().ok().map(|c| commit_of(&c))
+    }
+
+    /// The best common ancestor of two commits in the mirror, if they have one.
+    pub(crate) fn merge_base(&self, a: &str, b: &str) -> Option<String> {
+        let (a, b) = (git2::Oid::from_str(a).ok()?, git2::Oid::from_str(b).ok()?);
+        self.repo.merge_base(a, b).ok().map(|o| o.to_string())
+    }
+
+    /// The refs under a prefix, by the rest of their names, with their commits.
+    fn refs_under(&self, prefix: &str) -> Result<Vec<(String, Commit)>, Error> {
         let fail = |e: git2::Error| Error::Read {
             url: redact(&self.url),
-            revision: "refs/heads/*".to_owned(),
+            revision: format!("{prefix}*"),
             message: e.message().to_owned(),
         };
-        let mut heads = Vec::new();
-        for reference in self.repo.references_glob("refs/heads/*").map_err(fail)? {
+        let mut out = Vec::new();
+        for reference in self
+            .repo
+            .references_glob(&format!("{prefix}*"))
+            .map_err(fail)?
+        {
             let reference = reference.map_err(fail)?;
-            let Some(name) = reference
-                .name()
-                .ok()
-                .and_then(|n| n.strip_prefix("refs/heads/"))
-            else {
+            let Some(name) = reference.name().ok().and_then(|n| n.strip_prefix(prefix)) else {
                 continue;
             };
             let name = name.to_owned();
             if let Ok(commit) = reference.peel_to_commit() {
-                heads.push((name, commit_of(&commit)));
+                out.push((name, commit_of(&commit)));
             }
         }
-        heads.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(heads)
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 
     /// Looks up a revision (full or abbreviated sha, or branch) already in the mirror.

@@ -12,7 +12,7 @@ use super::Error;
 use super::run::{is_finished, is_missing_api, workflow_api_message, workflows};
 use super::state::{self, Outcome};
 use super::workflow::{
-    Launch, branch_matches, label_value, parse_workflow, workflow, workflow_name,
+    Group, Launch, Trigger, branch_matches, parse_workflow, workflow, workflow_name,
 };
 use crate::cluster::is_conflict;
 use crate::config::{Concurrency, Pipeline, Repository, WorkflowSource};
@@ -20,7 +20,7 @@ use crate::context::Context;
 use crate::events;
 use crate::git::{self, Commit, Mirror};
 use crate::telemetry::PipelineResult;
-use crate::vocab::{BRANCH_LABEL, PIPELINE_LABEL, QUEUED_ANNOTATION, REVISION, Reason, RecordKind};
+use crate::vocab::{QUEUED_ANNOTATION, REVISION, Reason, RecordKind};
 
 /// The outcome of a launch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,17 +35,14 @@ pub(crate) enum Launched {
     },
 }
 
-/// Runs of a pipeline's branch that have not finished, oldest first.
+/// Runs of a pipeline's concurrency group that have not finished, oldest first.
 async fn active_runs(
     client: &Client,
     namespace: &str,
     pipeline: &str,
-    branch: &str,
+    group: &Group,
 ) -> Result<Vec<Value>, Error> {
-    let params = ListParams::default().labels(&format!(
-        "{PIPELINE_LABEL}={pipeline},{BRANCH_LABEL}={}",
-        label_value(branch)
-    ));
+    let params = ListParams::default().labels(&group.selector(pipeline));
     let mut runs: Vec<Value> = list_runs(client, namespace, pipeline, &params)
         .await?
         .into_iter()
@@ -64,8 +61,8 @@ async fn active_runs(
     Ok(runs)
 }
 
-/// Creates the Workflow, applying the pipeline's concurrency policy to the branch's earlier
-/// runs first.
+/// Creates the Workflow, applying the pipeline's concurrency policy to the earlier runs of its
+/// branch, pull request or tag first.
 ///
 /// # Errors
 /// The API server rejects the list, patch or create.
@@ -79,20 +76,15 @@ pub(crate) async fn launch(
     let mut object = object;
     let mut queued = false;
     if p.concurrency != Concurrency::Allow {
-        let active: Vec<Value> = active_runs(client, launch.namespace, &p.name, launch.branch)
+        let group = launch.trigger.group();
+        let active: Vec<Value> = active_runs(client, launch.namespace, &p.name, &group)
             .await?
             .into_iter()
             .filter(|v| v["metadata"]["name"] != launch.name.as_str())
             .collect();
         match p.concurrency {
             Concurrency::CancelInProgress => {
-                for run in &active {
-                    let name = run["metadata"]["name"].as_str().unwrap_or_default();
-                    // Argo's own mechanism: the controller stops the run's pods.
-                    let patch = json!({"spec": {"shutdown": "Terminate"}});
-                    patch_run(&api, name, "terminate", &patch).await?;
-                    info!(pipeline = %p.name, run = name, "terminated earlier run");
-                }
+                terminate(&api, &p.name, &active).await?;
             }
             Concurrency::Queue if !active.is_empty() => {
                 object["spec"]["suspend"] = Value::Bool(true);
@@ -120,14 +112,46 @@ pub(crate) async fn launch(
     }
 }
 
-/// Resumes the oldest queued run of a branch when nothing else of it is running.
+/// Terminates runs, by Argo's own mechanism: the controller stops their pods.
+async fn terminate(
+    api: &kube::Api<DynamicObject>,
+    pipeline: &str,
+    runs: &[Value],
+) -> Result<Vec<String>, Error> {
+    let mut names = Vec::new();
+    for run in runs {
+        let name = run["metadata"]["name"].as_str().unwrap_or_default();
+        let patch = json!({"spec": {"shutdown": "Terminate"}});
+        patch_run(api, name, "terminate", &patch).await?;
+        info!(pipeline, run = name, "terminated earlier run");
+        names.push(name.to_owned());
+    }
+    Ok(names)
+}
+
+/// Terminates every unfinished run of a group (a pull request that closed). Returns their
+/// names.
+///
+/// # Errors
+/// The API server refuses the list or a patch.
+pub(super) async fn terminate_group(
+    client: &Client,
+    namespace: &str,
+    pipeline: &str,
+    group: &Group,
+) -> Result<Vec<String>, Error> {
+    let active = active_runs(client, namespace, pipeline, group).await?;
+    terminate(&workflows(client, namespace), pipeline, &active).await
+}
+
+/// Resumes the oldest queued run of a group when nothing else of it is running.
 pub(super) async fn resume_queued(
     client: &Client,
     namespace: &str,
     pipeline: &str,
-    branch: &str,
+    group: &Group,
 ) -> Result<(), Error> {
-    let active = active_runs(client, namespace, pipeline, branch).await?;
+    let active = active_runs(client, namespace, pipeline, group).await?;
     let suspended = |v: &Value| v["spec"]["suspend"] == true;
     if active.iter().any(|v| !suspended(v)) {
         return Ok(());
@@ -172,7 +196,7 @@ fn workflow_error(action: &'static str, name: String, e: &kube::Error) -> Error 
     }
 }
 
-/// Reads the workflow file at the commit (for file-based pipelines).
+/// Reads the workflow file at a commit (for file-based pipelines).
 fn workflow_file(
     mirror: &Mirror,
     pipeline: &Pipeline,
@@ -190,8 +214,9 @@ fn workflow_file(
 }
 
 /// Launches one commit of a pipeline now and records it: the deterministic name, or with
-/// `manual` a suffixed one when that name is taken. Errors are recorded in the pipeline's
-/// status and an Event.
+/// `manual` a suffixed one when that name is taken. The Workflow file is read at `file_at`
+/// (the commit itself, or a pull request's target branch). Errors are recorded in the
+/// pipeline's status and an Event.
 ///
 /// # Errors
 /// The workflow file is missing or invalid, or the API server refuses.
@@ -199,12 +224,13 @@ pub(crate) async fn launch_commit(
     ctx: &Context,
     pipeline: &Pipeline,
     repository: &Repository,
-    branch: &str,
-    commit: &Commit,
+    trigger: &Trigger,
+    (commit, file_at): (&Commit, &Commit),
     manual: bool,
 ) -> Result<Launched, Error> {
+    let at = trigger.describe();
     let result = async {
-        let (p, c) = (pipeline.clone(), commit.clone());
+        let (p, c) = (pipeline.clone(), file_at.clone());
         let file = git::with_mirror(&ctx.cache_dir, repository.url.as_str(), move |mirror| {
             workflow_file(mirror, &p, &c)
         })
@@ -213,17 +239,17 @@ pub(crate) async fn launch_commit(
         let mut launch = Launch {
             pipeline,
             repository,
-            branch,
+            trigger,
             commit,
             namespace,
-            name: workflow_name(&pipeline.name, commit, None),
+            name: workflow_name(&pipeline.name, trigger, commit, None),
         };
         let (client, _) = super::client_for(ctx, pipeline)?;
         let outcome = self::launch(&client, &launch, workflow(&launch, file.as_ref())).await?;
         match outcome {
             Launched::Existed { .. } if manual => {
                 let suffix = format!("{:05x}", rand::random::<u32>() & 0xfffff);
-                launch.name = workflow_name(&pipeline.name, commit, Some(&suffix));
+                launch.name = workflow_name(&pipeline.name, trigger, commit, Some(&suffix));
                 self::launch(&client, &launch, workflow(&launch, file.as_ref())).await
             }
             other => Ok(other),
@@ -249,17 +275,17 @@ pub(crate) async fn launch_commit(
         Ok(Launched::Created { name, queued }) => {
             let namespace = pipeline.namespace.as_deref().unwrap_or(&ctx.namespace);
             let message = format!(
-                "launched {namespace}/{name} for {branch}@{}{}",
+                "launched {namespace}/{name} for {at}@{}{}",
                 commit.short(),
                 if *queued { " (queued)" } else { "" }
             );
-            info!(pipeline = %pipeline.name, run = %name, branch, commit = %commit.short(), "launched");
+            info!(pipeline = %pipeline.name, run = %name, at, commit = %commit.short(), "launched");
             state::record_status(
                 ctx,
                 &pipeline.name,
                 Outcome::Launched,
                 &message,
-                Some((branch, &commit.id)),
+                Some((trigger, &commit.id)),
             )
             .await;
             events::publish(
@@ -277,12 +303,12 @@ pub(crate) async fn launch_commit(
                 &pipeline.name,
                 Outcome::Launched,
                 &format!("{name} exists"),
-                Some((branch, &commit.id)),
+                Some((trigger, &commit.id)),
             )
             .await;
         }
         Err(e) => {
-            let message = format!("{branch}@{}: {e}", commit.short());
+            let message = format!("{at}@{}: {e}", commit.short());
             warn!(pipeline = %pipeline.name, error = %message, "launch failed");
             state::record_status(ctx, &pipeline.name, Outcome::Failed, &message, None).await;
             events::publish(
@@ -343,18 +369,16 @@ pub(crate) async fn check(
     .await
 }
 
-/// Whether any Workflow of the pipeline exists for this commit (under any name).
+/// Whether any Workflow of the pipeline exists for this commit in this group (under any name).
 pub(super) async fn launched_before(
     client: &Client,
     namespace: &str,
     pipeline: &str,
     commit: &str,
+    group: &Group,
 ) -> Result<bool, Error> {
     let params = ListParams::default()
-        .labels(&format!(
-            "{PIPELINE_LABEL}={pipeline},{}={commit}",
-            REVISION
-        ))
+        .labels(&format!("{},{REVISION}={commit}", group.selector(pipeline)))
         .limit(1);
     Ok(!list_runs(client, namespace, pipeline, &params)
         .await?

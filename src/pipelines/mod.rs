@@ -5,28 +5,32 @@
 //! shares.
 
 mod launch;
+mod pulls;
+mod report;
 mod run;
 mod state;
 mod watch;
 mod workflow;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use tracing::{info, instrument, warn};
 
 pub(crate) use launch::{Launched, check, launch_commit, resolve};
-use launch::{launched_before, resume_queued};
+use launch::{launched_before, resume_queued, terminate_group};
+pub(crate) use pulls::PullRequests;
 pub(crate) use run::{
     Run, RunInfo, is_finished, run_of, workflow_api_message, workflow_resource, workflows,
 };
 pub(crate) use state::{Outcome, State, list as list_states};
 pub(crate) use watch::watch_runs;
-use workflow::paths_match;
-pub(crate) use workflow::{branch_matches, default_branch};
+use workflow::{Group, paths_match};
+pub(crate) use workflow::{Trigger, branch_matches, default_branch};
 
-use crate::config::{Concurrency, Mapping, Pipeline, Repository};
+use crate::config::{Concurrency, Mapping, Pipeline, Repository, WorkflowFrom};
 use crate::context::Context;
 use crate::git::{self, Commit};
+use crate::provider::PullRequest;
 use crate::store;
 
 #[derive(Debug, thiserror::Error)]
@@ -100,13 +104,14 @@ pub(crate) fn client_for(
 }
 
 /// What a pipeline pass remembers between polls: the last commit it evaluated per
-/// (pipeline, branch), so a commit that did not launch (paths filter, broken workflow file) is
-/// judged once, not at every poll.
+/// (pipeline, branch, pull request or tag), so a commit that did not launch (paths filter,
+/// broken workflow file) is judged once, not at every poll.
 pub(crate) type Evaluated = HashMap<(String, String), String>;
 
-/// One pass over a repository's pipelines after a fetch: every matching branch head that was
-/// not launched yet launches, once. Returns false when a pipeline could not be evaluated (the
-/// API server refused, or the Workflow kind is not installed yet), so the caller retries with
+/// One pass over a repository's pipelines after a fetch: every matching branch head, open pull
+/// request head and new tag that was not launched yet launches, once; the runs of pull
+/// requests that closed stop. Returns false when a pipeline could not be evaluated (the API
+/// server refused, or the Workflow kind is not installed yet), so the caller retries with
 /// back-off; a broken workflow file is recorded once, not retried.
 #[instrument(skip_all, fields(repository = %repository.name))]
 pub(crate) async fn pass(
@@ -114,6 +119,7 @@ pub(crate) async fn pass(
     mapping: &Mapping,
     repository: &Repository,
     evaluated: &mut Evaluated,
+    pulls: &PullRequests,
 ) -> bool {
     let mut ok = true;
     for pipeline in mapping
@@ -121,7 +127,7 @@ pub(crate) async fn pass(
         .iter()
         .filter(|p| p.repository == repository.name)
     {
-        if let Err(e) = pass_one(ctx, pipeline, repository, evaluated).await {
+        if let Err(e) = pass_one(ctx, pipeline, repository, evaluated, pulls).await {
             if let Error::NoWorkflowApi { .. } = e {
                 // expected while a sync is still installing the CRDs
                 info!(pipeline = %pipeline.name, reason = %e, "waiting for the Workflow API");
@@ -134,11 +140,29 @@ pub(crate) async fn pass(
     ok
 }
 
+/// A commit that may launch: what it builds, where its Workflow file is read, and whether its
+/// changes match the pipeline's `paths`.
+struct Candidate {
+    trigger: Trigger,
+    commit: Commit,
+    file_at: Commit,
+    wanted: bool,
+}
+
+/// What a pass found in the mirror for one pipeline.
+#[derive(Default)]
+struct Found {
+    candidates: Vec<Candidate>,
+    /// The matching tags at the pipeline's first look at tags: noted, not launched.
+    first_tags: Option<BTreeMap<String, String>>,
+}
+
 async fn pass_one(
     ctx: &Context,
     pipeline: &Pipeline,
     repository: &Repository,
     evaluated: &mut Evaluated,
+    pulls: &PullRequests,
 ) -> Result<(), Error> {
     let state = state::load(&ctx.store(), &pipeline.name).await?;
     let namespace = pipeline
@@ -146,48 +170,37 @@ async fn pass_one(
         .as_deref()
         .unwrap_or(&ctx.namespace)
         .to_owned();
-    let (branches, paths) = (pipeline.branches.clone(), pipeline.paths.clone());
-    let launched = state.launched.clone();
-    // heads of matching branches that are new, with whether their changes match `paths`
-    let candidates = git::with_mirror(&ctx.cache_dir, repository.url.as_str(), move |mirror| {
-        let mut out = Vec::new();
-        for (branch, commit) in mirror.heads()? {
-            if !branch_matches(&branches, &branch) || launched.get(&branch) == Some(&commit.id) {
-                continue;
-            }
-            let changed = if paths.is_empty() {
-                Vec::new()
-            } else {
-                git::changed_paths(
-                    mirror.repository(),
-                    &mirror.display_url(),
-                    launched.get(&branch).map(String::as_str),
-                    &commit.id,
-                )?
-            };
-            out.push((branch, commit, paths_match(&paths, &changed)));
-        }
-        Ok::<Vec<(String, Commit, bool)>, Error>(out)
-    })
-    .await?;
-
-    for (branch, commit, wanted) in candidates {
-        let key = (pipeline.name.clone(), branch.clone());
-        if evaluated.get(&key) == Some(&commit.id) {
+    let found = {
+        let (p, s) = (pipeline.clone(), state.clone());
+        let open: Vec<PullRequest> = pulls.wanted(pipeline).cloned().collect();
+        let api = repository.provider.as_ref().map(|t| t.kind.api());
+        git::with_mirror(&ctx.cache_dir, repository.url.as_str(), move |mirror| {
+            find(mirror, &p, &s, &open, api)
+        })
+        .await?
+    };
+    if let Some(tags) = found.first_tags {
+        info!(pipeline = %pipeline.name, tags = tags.len(), "first look at tags: the existing ones are noted, not launched");
+        state::record(ctx, &pipeline.name, None, |s| s.tags = Some(tags)).await;
+    }
+    for c in found.candidates {
+        let key = (pipeline.name.clone(), c.trigger.describe());
+        if evaluated.get(&key) == Some(&c.commit.id) {
             continue;
         }
-        if !wanted {
-            info!(pipeline = %pipeline.name, branch, commit = %commit.short(), "no changed path matches; not launching");
-            evaluated.insert(key, commit.id.clone());
+        if !c.wanted {
+            info!(pipeline = %pipeline.name, at = %key.1, commit = %c.commit.short(), "no changed path matches; not launching");
+            evaluated.insert(key, c.commit.id.clone());
             continue;
         }
-        // First sight of a branch: launch its head only if no run exists for it yet.
-        if !state.launched.contains_key(&branch)
+        // First sight of a branch, pull request or tag: launch only if no run exists for it.
+        if state.last(&c.trigger).is_none()
             && launched_before(
                 &client_for(ctx, pipeline)?.0,
                 &namespace,
                 &pipeline.name,
-                &commit.id,
+                &c.commit.id,
+                &c.trigger.group(),
             )
             .await?
         {
@@ -195,32 +208,159 @@ async fn pass_one(
                 ctx,
                 &pipeline.name,
                 Outcome::Launched,
-                &format!("{branch}@{} launched before", commit.short()),
-                Some((&branch, &commit.id)),
+                &format!("{}@{} launched before", key.1, c.commit.short()),
+                Some((&c.trigger, &c.commit.id)),
             )
             .await;
-            evaluated.insert(key, commit.id.clone());
+            evaluated.insert(key, c.commit.id.clone());
             continue;
         }
         // errors are recorded by launch_commit; a broken workflow file waits for a new commit,
         // an API error is retried
-        match launch_commit(ctx, pipeline, repository, &branch, &commit, false).await {
+        let commits = (&c.commit, &c.file_at);
+        match launch_commit(ctx, pipeline, repository, &c.trigger, commits, false).await {
             Ok(_) | Err(Error::MissingFile { .. } | Error::InvalidFile { .. }) => {
-                evaluated.insert(key, commit.id.clone());
+                evaluated.insert(key, c.commit.id.clone());
             }
             Err(e) => return Err(e),
         }
     }
+    close_pulls(ctx, pipeline, &namespace, &state, pulls).await?;
     if pipeline.concurrency == Concurrency::Queue {
-        for branch in state.launched.keys() {
-            resume_queued(
-                &client_for(ctx, pipeline)?.0,
-                &namespace,
-                &pipeline.name,
-                branch,
-            )
-            .await?;
+        let groups = state
+            .launched
+            .keys()
+            .map(|b| Group::Branch(b.clone()))
+            .chain(state.pulls.keys().map(|n| Group::Pull(*n)));
+        let client = client_for(ctx, pipeline)?.0;
+        for group in groups {
+            resume_queued(&client, &namespace, &pipeline.name, &group).await?;
         }
     }
+    Ok(())
+}
+
+/// The commits of a pipeline that may launch, read from the mirror: new heads of its branches,
+/// new tags it matches, and new heads of the open pull requests it builds.
+fn find(
+    mirror: &git::Mirror,
+    pipeline: &Pipeline,
+    state: &State,
+    open: &[PullRequest],
+    api: Option<&dyn crate::provider::Api>,
+) -> Result<Found, Error> {
+    let mut found = Found::default();
+    let changed = |from: Option<&str>, to: &Commit| -> Result<bool, Error> {
+        if pipeline.paths.is_empty() {
+            return Ok(true);
+        }
+        let changed = git::changed_paths(mirror.repository(), &mirror.display_url(), from, &to.id)?;
+        Ok(paths_match(&pipeline.paths, &changed))
+    };
+    let mut push = |trigger: Trigger, commit: Commit, file_at: Commit, wanted: bool| {
+        found.candidates.push(Candidate {
+            trigger,
+            commit,
+            file_at,
+            wanted,
+        });
+    };
+    for (branch, commit) in mirror.heads()? {
+        let last = state.launched.get(&branch);
+        if !branch_matches(&pipeline.branches, &branch) || last == Some(&commit.id) {
+            continue;
+        }
+        let wanted = changed(last.map(String::as_str), &commit)?;
+        push(Trigger::Branch(branch), commit.clone(), commit, wanted);
+    }
+    if !pipeline.tags.is_empty() {
+        let tags: Vec<(String, Commit)> = mirror
+            .tags()?
+            .into_iter()
+            .filter(|(t, _)| branch_matches(&pipeline.tags, t))
+            .collect();
+        match &state.tags {
+            None => {
+                found.first_tags = Some(tags.into_iter().map(|(t, c)| (t, c.id)).collect());
+            }
+            Some(seen) => {
+                for (tag, commit) in tags {
+                    if seen.get(&tag) != Some(&commit.id) {
+                        push(Trigger::Tag(tag), commit.clone(), commit, true);
+                    }
+                }
+            }
+        }
+    }
+    let from = pipeline.pull_requests.as_ref().map(|p| p.workflow_from);
+    for pr in open {
+        let head = match api.and_then(|a| a.head_ref(pr.number)) {
+            Some(r) => mirror.reference(&r),
+            None => mirror.resolve(&pr.head_branch).ok(),
+        };
+        // not fetched (yet): the next pass sees it
+        let Some(head) = head else { continue };
+        if state.pulls.get(&pr.number) == Some(&head.id) {
+            continue;
+        }
+        let base = mirror.resolve(&pr.base)?;
+        let since = mirror.merge_base(&base.id, &head.id);
+        let wanted = changed(since.as_deref(), &head)?;
+        let file_at = match from {
+            Some(WorkflowFrom::Head) | None => head.clone(),
+            Some(WorkflowFrom::Base) => base,
+        };
+        let mut pr = pr.clone();
+        pr.head_sha.clone_from(&head.id);
+        push(Trigger::Pull(pr), head, file_at, wanted);
+    }
+    Ok(found)
+}
+
+/// Stops the runs of the pipeline's pull requests that closed, and forgets them.
+async fn close_pulls(
+    ctx: &Context,
+    pipeline: &Pipeline,
+    namespace: &str,
+    state: &State,
+    pulls: &PullRequests,
+) -> Result<(), Error> {
+    let closed: Vec<u64> = state
+        .pulls
+        .keys()
+        .copied()
+        .filter(|n| pulls.is_closed(*n))
+        .collect();
+    if closed.is_empty() {
+        return Ok(());
+    }
+    let client = client_for(ctx, pipeline)?.0;
+    let mut stopped = Vec::new();
+    for n in &closed {
+        let names = terminate_group(&client, namespace, &pipeline.name, &Group::Pull(*n)).await?;
+        info!(pipeline = %pipeline.name, pull_request = n, runs = ?names, "pull request closed");
+        stopped.extend(names);
+    }
+    let message = format!(
+        "pull request{} {} closed{}",
+        if closed.len() == 1 { "" } else { "s" },
+        closed
+            .iter()
+            .map(|n| format!("#{n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if stopped.is_empty() {
+            String::new()
+        } else {
+            format!("; terminated {}", stopped.join(", "))
+        }
+    );
+    state::record(
+        ctx,
+        &pipeline.name,
+        Some((Outcome::Launched, &message)),
+        |s| s.pulls.retain(|n, _| !closed.contains(n)),
+    )
+    .await;
     Ok(())
 }

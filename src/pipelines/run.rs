@@ -8,7 +8,10 @@ use kube::core::GroupVersionKind;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::vocab::{BRANCH_ANNOTATION, BRANCH_LABEL, PIPELINE_LABEL, REVISION};
+use super::workflow::Group;
+use crate::vocab::{
+    BRANCH_ANNOTATION, BRANCH_LABEL, PIPELINE_LABEL, PULL_REQUEST_LABEL, REVISION, TAG_ANNOTATION,
+};
 
 /// How many runs a pipeline's status keeps.
 const KEEP_RUNS: usize = 10;
@@ -58,6 +61,23 @@ pub(crate) struct Run {
     /// code 2)`); empty unless the run failed in a step.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub failed_step: String,
+    /// The pull request the run builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<u64>,
+    /// The tag the run builds.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tag: String,
+}
+
+impl Run {
+    /// The concurrency group the run belongs to.
+    pub(crate) fn group(&self) -> Group {
+        match (self.pull_request, self.tag.as_str()) {
+            (Some(n), _) => Group::Pull(n),
+            (None, "") => Group::Branch(self.branch.clone()),
+            (None, tag) => Group::Tag(tag.to_owned()),
+        }
+    }
 }
 
 /// Whether an Argo phase is final.
@@ -77,6 +97,10 @@ pub(crate) fn run_of(object: &Value) -> Run {
         started: text(&object["status"]["startedAt"]),
         finished: text(&object["status"]["finishedAt"]),
         failed_step: failed_step(object),
+        pull_request: meta["labels"][PULL_REQUEST_LABEL]
+            .as_str()
+            .and_then(|n| n.parse().ok()),
+        tag: text(&meta["annotations"][TAG_ANNOTATION]),
     }
 }
 

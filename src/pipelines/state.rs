@@ -8,25 +8,38 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use tracing::warn;
 
 use super::run::Run;
+use super::workflow::Trigger;
 use crate::context::Context;
 use crate::store::{self, Error, Fields, Store};
 use crate::vocab::{
-    FIELD_MANAGER, LAST_SYNC, MESSAGE, PIPELINE_LABEL, RUN_WATCHER, RecordKind, STATUS,
+    FIELD_MANAGER, LAST_SYNC, MESSAGE, PIPELINE_LABEL, PROVIDER_ERROR, RUN_WATCHER, RecordKind,
+    STATUS,
 };
 
 /// Data key: the last launched commit per branch (JSON object).
 const LAUNCHED: &str = "launched";
 /// Data key: the recent runs (JSON array).
 const RUNS: &str = "runs";
+/// Data key: the last launched commit per open pull request (JSON object).
+const PULL_REQUESTS: &str = "pullRequests";
+/// Data key: the commit of every matching tag seen (JSON object); absent until the first look.
+const TAGS: &str = "tags";
 
 /// What berth keeps about a pipeline.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct State {
     /// Last launched commit per branch.
     pub launched: BTreeMap<String, String>,
+    /// Last launched commit per pull request, until it closes.
+    pub pulls: BTreeMap<u64, String>,
+    /// The commit of each matching tag seen; `None` before the pipeline first looked at tags
+    /// (the tags found then are noted, not launched).
+    pub tags: Option<BTreeMap<String, String>>,
     pub runs: Vec<Run>,
     pub status: String,
     pub message: String,
+    /// The last failed request for a commit status (no token); empty once one succeeds.
+    pub provider_error: String,
 }
 
 /// The launcher's verdict on its last attempt.
@@ -70,9 +83,12 @@ fn state_of(cm: &ConfigMap) -> State {
     let get = |k: &str| annotations.get(k).cloned().unwrap_or_default();
     State {
         launched: store::data_json(cm, LAUNCHED).unwrap_or_default(),
+        pulls: store::data_json(cm, PULL_REQUESTS).unwrap_or_default(),
+        tags: store::data_json(cm, TAGS),
         runs: store::data_json(cm, RUNS).unwrap_or_default(),
         status: get(STATUS),
         message: get(MESSAGE),
+        provider_error: get(PROVIDER_ERROR),
     }
 }
 
@@ -80,15 +96,14 @@ fn labels(pipeline: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(PIPELINE_LABEL.to_owned(), pipeline.to_owned())])
 }
 
-/// Records the launcher's outcome and, when `launched` is given, that commit as the branch's
-/// last launched one. The launched commits are read first and written back whole; when they
-/// cannot be read nothing is written, so a read error never forgets a launch.
-pub(super) async fn record_status(
+/// Records the launcher's outcome (or keeps the last one) and what `change` does to the
+/// launched commits. They are read first and written back whole; when they cannot be read
+/// nothing is written, so a read error never forgets a launch.
+pub(super) async fn record(
     ctx: &Context,
     pipeline: &str,
-    outcome: Outcome,
-    message: &str,
-    launched: Option<(&str, &str)>,
+    outcome: Option<(Outcome, &str)>,
+    change: impl FnOnce(&mut State),
 ) {
     let store = ctx.store();
     let mut state = match load(&store, pipeline).await {
@@ -98,20 +113,26 @@ pub(super) async fn record_status(
             return;
         }
     };
-    if let Some((branch, sha)) = launched {
-        state.launched.insert(branch.to_owned(), sha.to_owned());
+    change(&mut state);
+    let (status, message) = match outcome {
+        Some((o, m)) => (o.as_str().to_owned(), m.to_owned()),
+        None => (state.status.clone(), state.message.clone()),
+    };
+    let mut data = BTreeMap::from([
+        (LAUNCHED.to_owned(), json(&state.launched)),
+        (PULL_REQUESTS.to_owned(), json(&state.pulls)),
+    ]);
+    if let Some(tags) = &state.tags {
+        data.insert(TAGS.to_owned(), json(tags));
     }
     let fields = Fields {
         labels: labels(pipeline),
         annotations: BTreeMap::from([
-            (STATUS.to_owned(), outcome.as_str().to_owned()),
-            (MESSAGE.to_owned(), message.to_owned()),
+            (STATUS.to_owned(), status),
+            (MESSAGE.to_owned(), message),
             (LAST_SYNC.to_owned(), store::now()),
         ]),
-        data: Some(BTreeMap::from([(
-            LAUNCHED.to_owned(),
-            serde_json::to_string(&state.launched).expect("a map serializes"),
-        )])),
+        data: Some(data),
         resource_version: None,
     };
     if let Err(e) = store
@@ -120,6 +141,56 @@ pub(super) async fn record_status(
     {
         warn!(pipeline, error = %e, "failed to record pipeline status");
     }
+}
+
+/// Records the launcher's outcome and, when `launched` is given, that commit as the last
+/// launched one of its branch, pull request or tag.
+pub(super) async fn record_status(
+    ctx: &Context,
+    pipeline: &str,
+    outcome: Outcome,
+    message: &str,
+    launched: Option<(&Trigger, &str)>,
+) {
+    record(ctx, pipeline, Some((outcome, message)), |state| {
+        if let Some((trigger, sha)) = launched {
+            state.note(trigger, sha);
+        }
+    })
+    .await;
+}
+
+impl State {
+    /// Notes `sha` as launched for its trigger.
+    pub(super) fn note(&mut self, trigger: &Trigger, sha: &str) {
+        match trigger {
+            Trigger::Branch(b) => {
+                self.launched.insert(b.clone(), sha.to_owned());
+            }
+            Trigger::Pull(p) => {
+                self.pulls.insert(p.number, sha.to_owned());
+            }
+            Trigger::Tag(t) => {
+                self.tags
+                    .get_or_insert_default()
+                    .insert(t.clone(), sha.to_owned());
+            }
+        }
+    }
+
+    /// The commit last launched for a trigger.
+    pub(super) fn last(&self, trigger: &Trigger) -> Option<&String> {
+        match trigger {
+            Trigger::Branch(b) => self.launched.get(b),
+            Trigger::Pull(p) => self.pulls.get(&p.number),
+            Trigger::Tag(t) => self.tags.as_ref().and_then(|tags| tags.get(t)),
+        }
+    }
+}
+
+/// A value as JSON for a record's data.
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("maps serialize")
 }
 
 /// Records a pipeline's recent runs (the run watcher's field).

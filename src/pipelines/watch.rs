@@ -1,5 +1,6 @@
 //! The run watcher: follows the Workflows berth launched, records each pipeline's recent runs,
-//! publishes an Event when a run finishes and resumes queued runs.
+//! publishes an Event when a run finishes, resumes queued runs and hands each run to the
+//! commit status [`Reporter`].
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -9,6 +10,7 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use super::launch::resume_queued;
+use super::report::Reporter;
 use super::run::{Run, record_run, run_of, workflows};
 use super::state;
 use crate::config::{Concurrency, Mapping, Pipeline};
@@ -39,6 +41,8 @@ pub(crate) async fn watch_runs(
     });
     let mut events = futures::stream::select_all(streams);
     let mut runs: HashMap<String, Vec<Run>> = HashMap::new();
+    let reporter = Reporter::new(ctx.clone());
+    let _stop_reports = reporter.guard();
     loop {
         let next = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
@@ -63,6 +67,14 @@ pub(crate) async fn watch_runs(
             continue;
         };
         let value = serde_json::to_value(&object).expect("objects serialize");
+        if let Some(target) = mapping
+            .repositories
+            .iter()
+            .find(|r| r.name == pipeline.repository)
+            .and_then(|r| r.provider.as_ref())
+        {
+            reporter.observe(pipeline, target, run_of(&value));
+        }
         observe_run(&ctx, pipeline, &value, &mut runs).await;
     }
 }
@@ -120,7 +132,7 @@ async fn observe_run(
             let namespace = pipeline.namespace.as_deref().unwrap_or(&ctx.namespace);
             let resumed = match super::client_for(ctx, pipeline) {
                 Ok((client, _)) => {
-                    resume_queued(&client, namespace, &pipeline.name, &run.branch).await
+                    resume_queued(&client, namespace, &pipeline.name, &run.group()).await
                 }
                 Err(e) => Err(e.into()),
             };

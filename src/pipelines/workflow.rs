@@ -7,18 +7,83 @@ use sha2::Digest as _;
 use super::Error;
 use crate::config::{Pipeline, Repository, WorkflowSource};
 use crate::git::Commit;
+use crate::provider::PullRequest;
 use crate::render::{yaml_documents, yaml_message};
 use crate::vocab::{
-    BRANCH_ANNOTATION, BRANCH_LABEL, MANAGED_BY, MANAGER_VALUE, PIPELINE_LABEL, REPOSITORY_LABEL,
-    REVISION, SUBJECT_ANNOTATION,
+    BASE_ANNOTATION, BRANCH_ANNOTATION, BRANCH_LABEL, MANAGED_BY, MANAGER_VALUE, PIPELINE_LABEL,
+    PULL_REQUEST_LABEL, REPOSITORY_LABEL, REVISION, SUBJECT_ANNOTATION, TAG_ANNOTATION, TAG_LABEL,
 };
+
+/// What a run builds: a branch's head, a pull request's head, or a tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Trigger {
+    Branch(String),
+    Pull(PullRequest),
+    Tag(String),
+}
+
+impl Trigger {
+    /// The `branch` parameter: the branch, the pull request's source branch, or empty for a
+    /// tag.
+    pub(crate) fn branch(&self) -> &str {
+        match self {
+            Self::Branch(b) => b,
+            Self::Pull(p) => &p.head_branch,
+            Self::Tag(_) => "",
+        }
+    }
+
+    /// The runs that share a concurrency group with this one.
+    pub(crate) fn group(&self) -> Group {
+        match self {
+            Self::Branch(b) => Group::Branch(b.clone()),
+            Self::Pull(p) => Group::Pull(p.number),
+            Self::Tag(t) => Group::Tag(t.clone()),
+        }
+    }
+
+    /// For messages: `main`, `pull request #3 (feature → main)`, `tag v1.2.0`.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Self::Branch(b) => b.clone(),
+            Self::Pull(p) => format!(
+                "pull request #{} ({} → {})",
+                p.number, p.head_branch, p.base
+            ),
+            Self::Tag(t) => format!("tag {t}"),
+        }
+    }
+}
+
+/// A concurrency group of a pipeline's runs: one branch, one pull request, or one tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Group {
+    Branch(String),
+    Pull(u64),
+    Tag(String),
+}
+
+impl Group {
+    /// The label selector of the group's runs of `pipeline`. A branch's runs leave out pull
+    /// request and tag runs, which carry the branch label too (a pull request's source branch).
+    pub(crate) fn selector(&self, pipeline: &str) -> String {
+        match self {
+            Self::Branch(b) => format!(
+                "{PIPELINE_LABEL}={pipeline},{BRANCH_LABEL}={},!{PULL_REQUEST_LABEL},!{TAG_LABEL}",
+                label_value(b)
+            ),
+            Self::Pull(n) => format!("{PIPELINE_LABEL}={pipeline},{PULL_REQUEST_LABEL}={n}"),
+            Self::Tag(t) => format!("{PIPELINE_LABEL}={pipeline},{TAG_LABEL}={}", label_value(t)),
+        }
+    }
+}
 
 /// What one launch needs to know.
 #[derive(Debug, Clone)]
 pub(crate) struct Launch<'a> {
     pub pipeline: &'a Pipeline,
     pub repository: &'a Repository,
-    pub branch: &'a str,
+    pub trigger: &'a Trigger,
     pub commit: &'a Commit,
     /// Namespace the Workflow goes to.
     pub namespace: &'a str,
@@ -38,12 +103,47 @@ pub(crate) fn dns_name(parts: &[&str]) -> String {
     format!("{}-{hash}", full[..54].trim_end_matches('-'))
 }
 
-/// The deterministic name of a pipeline's run for a commit; a manual re-launch adds a suffix.
-pub(crate) fn workflow_name(pipeline: &str, commit: &Commit, suffix: Option<&str>) -> String {
-    match suffix {
-        Some(s) => dns_name(&[pipeline, commit.short(), s]),
-        None => dns_name(&[pipeline, commit.short()]),
+/// The deterministic name of a pipeline's run for a commit: `<pipeline>-<sha>` for a branch,
+/// `<pipeline>-pr<N>-<sha>` for a pull request, `<pipeline>-<tag>-<sha>` for a tag. A manual
+/// re-launch adds a suffix.
+pub(crate) fn workflow_name(
+    pipeline: &str,
+    trigger: &Trigger,
+    commit: &Commit,
+    suffix: Option<&str>,
+) -> String {
+    let part = match trigger {
+        Trigger::Branch(_) => None,
+        Trigger::Pull(p) => Some(format!("pr{}", p.number)),
+        Trigger::Tag(t) => Some(dns_part(t)),
+    };
+    let mut parts = vec![pipeline];
+    parts.extend(part.as_deref());
+    parts.push(commit.short());
+    parts.extend(suffix);
+    dns_name(&parts)
+}
+
+/// Any text as part of a DNS name: lowercase letters, digits and `-`, with a short hash of the
+/// text when anything had to change, so `v1.2` and `v1-2` stay apart.
+fn dns_part(text: &str) -> String {
+    let cleaned: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let cleaned = cleaned.trim_matches('-');
+    if cleaned == text {
+        return cleaned.to_owned();
     }
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    let hash: String = digest.iter().take(2).map(|b| format!("{b:02x}")).collect();
+    format!("{cleaned}-{hash}")
 }
 
 /// A label value for any string: invalid characters become `-`, and long values are cut with a
@@ -204,7 +304,16 @@ pub(crate) fn workflow(launch: &Launch<'_>, file: Option<&Value>) -> Value {
     set("repo", &launch.repository.url.without_userinfo());
     set("revision", &launch.commit.id);
     set("short-sha", launch.commit.short());
-    set("branch", launch.branch);
+    set("branch", launch.trigger.branch());
+    match launch.trigger {
+        Trigger::Branch(_) => {}
+        Trigger::Pull(pr) => {
+            set("pr-number", &pr.number.to_string());
+            set("pr-base-branch", &pr.base);
+            set("pr-head-branch", &pr.head_branch);
+        }
+        Trigger::Tag(tag) => set("tag", tag),
+    }
     spec["arguments"]["parameters"] = Value::Array(params);
 
     if let Some(sa) = &p.service_account {
@@ -230,12 +339,29 @@ pub(crate) fn workflow(launch: &Launch<'_>, file: Option<&Value>) -> Value {
         Value::from(launch.repository.name.clone()),
     );
     labels.insert(REVISION.into(), Value::from(launch.commit.id.clone()));
-    labels.insert(BRANCH_LABEL.into(), Value::from(label_value(launch.branch)));
+    let branch = launch.trigger.branch();
+    if !branch.is_empty() {
+        labels.insert(BRANCH_LABEL.into(), Value::from(label_value(branch)));
+    }
     let mut annotations = file_meta["annotations"]
         .as_object()
         .cloned()
         .unwrap_or_default();
-    annotations.insert(BRANCH_ANNOTATION.into(), Value::from(launch.branch));
+    annotations.insert(BRANCH_ANNOTATION.into(), Value::from(branch));
+    match launch.trigger {
+        Trigger::Branch(_) => {}
+        Trigger::Pull(pr) => {
+            labels.insert(
+                PULL_REQUEST_LABEL.into(),
+                Value::from(pr.number.to_string()),
+            );
+            annotations.insert(BASE_ANNOTATION.into(), Value::from(pr.base.clone()));
+        }
+        Trigger::Tag(tag) => {
+            labels.insert(TAG_LABEL.into(), Value::from(label_value(tag)));
+            annotations.insert(TAG_ANNOTATION.into(), Value::from(tag.clone()));
+        }
+    }
     annotations.insert(
         SUBJECT_ANNOTATION.into(),
         Value::from(launch.commit.subject.clone()),
@@ -279,6 +405,8 @@ mod tests {
             repository: "web".into(),
             branches: vec!["main".into(), "release/*".into()],
             paths: vec![],
+            tags: vec![],
+            pull_requests: None,
             source: WorkflowSource::File(".argo/workflow.yaml".into()),
             namespace: Some("argo".into()),
             service_account: Some("ci".into()),
@@ -299,6 +427,7 @@ mod tests {
             interval: None,
             auth_secret: None,
             webhook_secret: None,
+            provider: None,
         }
     }
 
@@ -330,13 +459,14 @@ spec:
     #[test]
     fn workflow_carries_name_labels_annotations_and_parameters() {
         let (p, r, c) = (pipeline(), repository(), commit());
+        let trigger = Trigger::Branch("release/1.2".into());
         let launch = Launch {
             pipeline: &p,
             repository: &r,
-            branch: "release/1.2",
+            trigger: &trigger,
             commit: &c,
             namespace: "argo",
-            name: workflow_name(&p.name, &c, None),
+            name: workflow_name(&p.name, &trigger, &c, None),
         };
         let file =
             parse_workflow(".argo/workflow.yaml", "0123456", FILE.as_bytes()).expect("valid");
@@ -393,14 +523,86 @@ spec:
     }
 
     #[test]
+    fn pull_request_and_tag_runs_carry_their_parameters_labels_and_groups() {
+        let (p, r, c) = (pipeline(), repository(), commit());
+        let pr = Trigger::Pull(PullRequest {
+            number: 7,
+            base: "main".into(),
+            head_branch: "feature/login".into(),
+            head_sha: c.id.clone(),
+        });
+        let tag = Trigger::Tag("v1.2.0".into());
+        let build = |trigger: &Trigger| {
+            workflow(
+                &Launch {
+                    pipeline: &p,
+                    repository: &r,
+                    trigger,
+                    commit: &c,
+                    namespace: "argo",
+                    name: "x".into(),
+                },
+                None,
+            )
+        };
+        let params = |w: &Value| -> BTreeMap<String, String> {
+            w["spec"]["arguments"]["parameters"]
+                .as_array()
+                .expect("parameters")
+                .iter()
+                .map(|p| {
+                    (
+                        p["name"].as_str().unwrap_or_default().into(),
+                        p["value"].as_str().unwrap_or_default().into(),
+                    )
+                })
+                .collect()
+        };
+        let w = build(&pr);
+        let got = params(&w);
+        assert_eq!(
+            (
+                got["pr-number"].as_str(),
+                got["pr-base-branch"].as_str(),
+                got["pr-head-branch"].as_str(),
+                got["branch"].as_str()
+            ),
+            ("7", "main", "feature/login", "feature/login")
+        );
+        assert!(!got.contains_key("tag"));
+        assert_eq!(w["metadata"]["labels"][PULL_REQUEST_LABEL], "7");
+        assert_eq!(w["metadata"]["annotations"][BASE_ANNOTATION], "main");
+        let w = build(&tag);
+        let got = params(&w);
+        assert_eq!(
+            (got["tag"].as_str(), got["branch"].as_str()),
+            ("v1.2.0", "")
+        );
+        assert!(!got.contains_key("pr-number"));
+        assert_eq!(w["metadata"]["labels"][TAG_LABEL], "v1.2.0");
+        assert!(w["metadata"]["labels"].get(BRANCH_LABEL).is_none());
+        assert_eq!(
+            pr.group().selector("ci"),
+            "berth.dev/pipeline=ci,berth.dev/pull-request=7"
+        );
+        assert_eq!(
+            Trigger::Branch("main".into()).group().selector("ci"),
+            "berth.dev/pipeline=ci,berth.dev/branch=main,!berth.dev/pull-request,!berth.dev/tag"
+        );
+        assert_eq!(tag.describe(), "tag v1.2.0");
+        assert_eq!(pr.describe(), "pull request #7 (feature/login → main)");
+    }
+
+    #[test]
     fn template_pipelines_reference_the_template() {
         let mut p = pipeline();
         p.source = WorkflowSource::Template("build".into());
         let (r, c) = (repository(), commit());
+        let trigger = Trigger::Branch("main".into());
         let launch = Launch {
             pipeline: &p,
             repository: &r,
-            branch: "main",
+            trigger: &trigger,
             commit: &c,
             namespace: "argo",
             name: "x".into(),
@@ -474,15 +676,39 @@ spec:
     #[test]
     fn names_are_dns_labels_even_when_long() {
         let c = commit();
-        assert_eq!(workflow_name("web-ci", &c, None), "web-ci-0123456");
+        let main = Trigger::Branch("main".into());
+        assert_eq!(workflow_name("web-ci", &main, &c, None), "web-ci-0123456");
         assert_eq!(
-            workflow_name("web-ci", &c, Some("a1b2c")),
+            workflow_name("web-ci", &main, &c, Some("a1b2c")),
             "web-ci-0123456-a1b2c"
         );
         let long = "p".repeat(52);
-        let n = workflow_name(&long, &c, Some("a1b2c"));
+        let n = workflow_name(&long, &main, &c, Some("a1b2c"));
         assert!(n.len() <= 63, "{n}");
-        assert_ne!(n, workflow_name(&long, &c, Some("zzzzz")));
+        assert_ne!(n, workflow_name(&long, &main, &c, Some("zzzzz")));
+        let pr = Trigger::Pull(PullRequest {
+            number: 12,
+            base: "main".into(),
+            head_branch: "feature/x".into(),
+            head_sha: c.id.clone(),
+        });
+        assert_eq!(
+            workflow_name("web-ci", &pr, &c, None),
+            "web-ci-pr12-0123456"
+        );
+        let v = workflow_name("web-ci", &Trigger::Tag("v1.2.0".into()), &c, None);
+        assert!(
+            v.starts_with("web-ci-v1-2-0-") && v.ends_with("-0123456"),
+            "{v}"
+        );
+        assert_ne!(
+            v,
+            workflow_name("web-ci", &Trigger::Tag("v1-2-0".into()), &c, None)
+        );
+        assert_eq!(
+            workflow_name("web-ci", &Trigger::Tag("v2".into()), &c, None),
+            "web-ci-v2-0123456"
+        );
         assert_eq!(label_value("main"), "main");
         let l = label_value("feature/Ünïcode branch");
         assert!(

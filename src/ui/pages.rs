@@ -183,11 +183,14 @@ fn overview_pipelines(o: &Overview<'_>) -> String {
                 "Trigger",
             ));
         }
-        rows.push(vec![
-            name,
-            runs_html,
-            format!("<span class=\"message\">{}</span>", escape(&p.message)),
-        ]);
+        let mut message = format!("<span class=\"message\">{}</span>", escape(&p.message));
+        if !p.provider_error.is_empty() {
+            message.push_str(&format!(
+                "<br><span class=\"message error\">Commit status failing: {}</span>",
+                escape(&p.provider_error)
+            ));
+        }
+        rows.push(vec![name, runs_html, message]);
     }
     table(
         "Pipelines",
@@ -646,6 +649,7 @@ mod tests {
                 repository: "source".into(),
                 last_run: None,
                 message: String::new(),
+                provider_error: "gitea API for acme/source: POST https://git.example.com/api/v1/repos/acme/source/statuses/abc: 401 Unauthorized".into(),
             }],
             cleanup: Vec::new(),
             agent: Some(AgentState {
@@ -671,6 +675,10 @@ mod tests {
         assert!(at("b-broken") < at("c-drifted") && at("c-drifted") < at("a-fine"));
         assert!(html.contains("config@<code class=\"revision\">0123456</code>"));
         assert!(html.contains("add &lt;web&gt;"), "{html}");
+        assert!(
+            html.contains("Commit status failing: gitea API for acme/source: POST"),
+            "{html}"
+        );
         assert!(!html.contains("<form"), "read-only: {html}");
         assert!(overview(&view(false, true)).contains("action=\"/sign-in\""));
         let with = overview(&view(true, true));

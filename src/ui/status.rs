@@ -53,6 +53,9 @@ pub(crate) struct PipelineRow {
     pub repository: String,
     pub last_run: Option<pipelines::Run>,
     pub message: String,
+    /// The last failed commit status request, if the latest failed.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub provider_error: String,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -146,6 +149,7 @@ pub(crate) fn pipeline_rows(view: &StatusView<'_>) -> Vec<PipelineRow> {
                 repository: repo.to_owned(),
                 last_run,
                 message: state.message,
+                provider_error: state.provider_error,
             }
         })
         .collect()

@@ -150,6 +150,12 @@ impl Gitea {
 
     /// Pushes `repo`'s main to the admin's repository `name` over HTTP.
     pub fn push(&self, repo: &Repo, name: &str) {
+        self.push_ref(repo, name, "main");
+    }
+
+    /// Pushes a refspec of `repo` (`feature`, `v1.2.0`, `+feature`) to the admin's repository
+    /// `name` over HTTP.
+    pub fn push_ref(&self, repo: &Repo, name: &str, refspec: &str) {
         let url = self
             .url
             .replace("http://", &format!("http://{}:{}@", self.user, self.token));
@@ -157,8 +163,63 @@ impl Gitea {
             "push",
             "-q",
             &format!("{url}/{}/{name}.git", self.user),
-            "main",
+            refspec,
         ]);
+    }
+
+    /// Waits until Gitea's branch `branch` of repository `name` shows `commit`: Gitea handles
+    /// a push in a queue, and a push is done (its webhooks decided) once the branch moved.
+    pub async fn wait_branch(&self, name: &str, branch: &str, commit: &str) {
+        let path = format!("/repos/{}/{name}/branches/{branch}", self.user);
+        let moved = eventually(Duration::from_secs(30), || async {
+            let (code, body) = self.api("GET", &path, &serde_json::Value::Null);
+            (code == 200 && body.contains(commit)).then_some(())
+        })
+        .await;
+        assert!(moved.is_some(), "Gitea did not take the push of {branch}");
+    }
+
+    /// Adds a webhook to repository `name` for `events`, signed with `secret`.
+    pub fn hook(&self, name: &str, url: &str, secret: &str, events: &[&str]) {
+        let (code, body) = self.api(
+            "POST",
+            &format!("/repos/{}/{name}/hooks", self.user),
+            &serde_json::json!({"type": "gitea", "active": true, "events": events,
+                "config": {"url": url, "content_type": "json", "secret": secret}}),
+        );
+        assert_eq!(code, 201, "{body}");
+    }
+
+    /// The commit statuses Gitea holds for `sha` in repository `name`, oldest first, as
+    /// (context, state, description, target_url).
+    pub fn statuses(&self, name: &str, sha: &str) -> Vec<(String, String, String, String)> {
+        let (code, body) = self.api(
+            "GET",
+            &format!(
+                "/repos/{}/{name}/commits/{sha}/statuses?limit=50",
+                self.user
+            ),
+            &serde_json::Value::Null,
+        );
+        assert_eq!(code, 200, "{body}");
+        let list: Vec<serde_json::Value> = serde_json::from_str(&body).expect("statuses");
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+        let mut out: Vec<(i64, (String, String, String, String))> = list
+            .iter()
+            .map(|s| {
+                (
+                    s["id"].as_i64().unwrap_or_default(),
+                    (
+                        text(&s["context"]),
+                        text(&s["status"]),
+                        text(&s["description"]),
+                        text(&s["target_url"]),
+                    ),
+                )
+            })
+            .collect();
+        out.sort_by_key(|(id, _)| *id);
+        out.into_iter().map(|(_, s)| s).collect()
     }
 }
 
@@ -1006,11 +1067,34 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> (
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    (
+        status,
+        if chunked {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        },
+    )
+}
+
+/// The body of a chunked HTTP/1.1 answer.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
 }
 
 /// The value of one sample line of a Prometheus text exposition (0 when absent).
