@@ -11,6 +11,9 @@
 #   tests/control-plane.sh stop DIR         stop what `start DIR` started
 #   tests/control-plane.sh module MOD@VER   print the directory of a Go module's source (for the
 #                                           tests that sync public manifests)
+#   tests/control-plane.sh npm PKG@VER [FILE...]  print the directory of an npm package's files
+#                                           (only FILEs when given): the git hosts' published API
+#                                           descriptions and examples
 #   tests/control-plane.sh gitea DIR        start a Gitea server (SQLite) in DIR, write DIR/gitea.env
 #                                           (URL, admin user and token), print its path; stop DIR
 #                                           stops it
@@ -75,6 +78,28 @@ module_dir() {
   local dir
   dir=$(cd "${TMPDIR:-/tmp}" && go mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
   [ -d "$dir" ] || die "could not download the Go module $1"
+  echo "$dir"
+}
+
+# npm_dir PKG@VERSION [FILE...]: the unpacked files of an npm package (only FILEs, paths
+# inside the package, when given), cached under $ROOT/npm/.
+npm_dir() {
+  local spec=$1 dir; shift
+  local files=(); local f; for f in "$@"; do files+=("package/$f"); done
+  dir=$ROOT/npm/$(printf '%s' "$spec" | tr '/@' '__')
+  local missing=0
+  if [ $# -eq 0 ]; then [ -f "$dir/.done" ] || missing=1; fi
+  for f in "$@"; do [ -f "$dir/$f" ] || missing=1; done
+  if [ "$missing" = 1 ]; then
+    command -v npm >/dev/null || die "npm is missing (Debian: apt-get install npm)"
+    local work; work=$(mktemp -d)
+    (cd "$work" && npm pack --silent "$spec" >pack.log 2>&1) || { cat "$work/pack.log" >&2; die "npm pack $spec failed"; }
+    mkdir -p "$dir"
+    tar xzf "$work"/*.tgz -C "$dir" --strip-components=1 "${files[@]}" \
+      || die "$spec lacks one of: $*"
+    rm -rf "$work"
+    touch "$dir/.done"
+  fi
   echo "$dir"
 }
 
@@ -473,7 +498,8 @@ case "${1:-}" in
   stop) shift; stop "$@" ;;
   gitea) shift; gitea "$@" ;;
   module) shift; module_dir "${1:?usage: module MODULE@VERSION}" ;;
+  npm) shift; npm_dir "${1:?usage: npm PACKAGE@VERSION [FILE...]}" "${@:2}" ;;
   versions) versions ;;
   kubectl) [ -x "$K8S/kubectl" ] || die "kubectl is missing; run: $0 install"; echo "$K8S/kubectl" ;;
-  *) echo "usage: $0 install | start DIR | stop DIR | gitea DIR | module MODULE@VERSION | versions | kubectl" >&2; exit 2 ;;
+  *) echo "usage: $0 install | start DIR | stop DIR | gitea DIR | module MODULE@VERSION | npm PACKAGE@VERSION | versions | kubectl" >&2; exit 2 ;;
 esac

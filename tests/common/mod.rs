@@ -7,6 +7,7 @@
 )]
 
 pub mod browser;
+pub mod forge;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -81,6 +82,16 @@ pub fn go_module(module: &str) -> PathBuf {
         &["module".as_ref(), module.as_ref()],
         false,
     )))
+}
+
+/// A file of an npm package (`PACKAGE@VERSION`), unpacked and cached by
+/// `tests/control-plane.sh npm`: the git hosts' published API descriptions and examples.
+pub fn npm_file(spec: &str, file: &str) -> PathBuf {
+    let dir = printed(&control_plane(
+        &["npm".as_ref(), spec.as_ref(), file.as_ref()],
+        false,
+    ));
+    Path::new(&dir).join(file)
 }
 
 /// A Gitea server (`tests/control-plane.sh gitea`: built from its Go module, SQLite, on
