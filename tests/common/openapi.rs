@@ -4,6 +4,11 @@
 //! operation's request schema. What does not conform is answered 400 and kept as a violation
 //! for the test to report. Conforming requests get the answer the test's responder gives.
 
+#![allow(
+    dead_code,
+    reason = "the test binaries that include this use different parts of it"
+)]
+
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -239,7 +244,8 @@ pub struct FakeApi {
 }
 
 impl FakeApi {
-    /// Serves `spec`, accepting `Authorization: Bearer <token>` or `token <token>`.
+    /// Serves `spec`, accepting `Authorization: Bearer <token>`, `token <token>` or basic
+    /// authentication with `<token>` as the password.
     pub async fn start(spec: Spec, token: &str, respond: Responder) -> Self {
         let inner = Arc::new(Inner {
             spec,
@@ -315,8 +321,14 @@ fn answer(
             "{method} {path}: a JSON body without Content-Type: application/json"
         ));
     }
+    let basic = authorization
+        .strip_prefix("Basic ")
+        .and_then(|b| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|b| b.split_once(':').map(|(_, password)| password.to_owned()));
     let authorized = authorization == format!("Bearer {}", state.token)
-        || authorization == format!("token {}", state.token);
+        || authorization == format!("token {}", state.token)
+        || basic.as_deref() == Some(state.token.as_str());
     let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let (code, reply) = {
         let mode = state.mode.lock().expect("mode");
