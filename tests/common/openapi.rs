@@ -43,13 +43,9 @@ impl Spec {
 
     /// The operation a request names: the path template with the most literal segments that
     /// matches, with its path parameters.
-    fn operation(
-        &self,
-        method: &str,
-        path: &str,
-    ) -> Option<(String, &Value, Vec<(String, String)>)> {
+    fn operation(&self, method: &str, path: &str) -> Option<Matched<'_>> {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let mut best: Option<(usize, String, &Value, Vec<(String, String)>)> = None;
+        let mut best: Option<(usize, Matched<'_>)> = None;
         for (template, item) in self.doc["paths"].as_object()? {
             let Some(op) = item.get(method.to_ascii_lowercase()) else {
                 continue;
@@ -70,10 +66,15 @@ impl Spec {
                 }
             });
             if fits && best.as_ref().is_none_or(|b| literal > b.0) {
-                best = Some((literal, template.clone(), op, params));
+                let matched = Matched {
+                    template: template.clone(),
+                    op,
+                    params,
+                };
+                best = Some((literal, matched));
             }
         }
-        best.map(|(_, t, op, params)| (t, op, params))
+        best.map(|(_, m)| m)
     }
 
     /// A value with every local `$ref` replaced by what it points at.
@@ -107,7 +108,12 @@ impl Spec {
         query: &str,
         body: &[u8],
     ) -> (String, Vec<String>) {
-        let Some((template, op, path_params)) = self.operation(method, path) else {
+        let Some(Matched {
+            template,
+            op,
+            params: path_params,
+        }) = self.operation(method, path)
+        else {
             return (
                 String::new(),
                 vec![format!(
@@ -179,6 +185,14 @@ impl Spec {
         }
         (id, violations)
     }
+}
+
+/// The operation a request matched: its path template, its description and the path
+/// parameters' values.
+struct Matched<'a> {
+    template: String,
+    op: &'a Value,
+    params: Vec<(String, String)>,
 }
 
 /// An OpenAPI 3.0 schema as JSON Schema (draft 4): `nullable: true` allows `null`.
