@@ -784,4 +784,117 @@ mod tests {
         let d = parse("gitlab", &h, system.to_string().as_bytes()).expect("system hook");
         assert_eq!((d.kind, d.branch.as_deref()), (Kind::Push, Some("main")));
     }
+
+    /// The pull request a delivery announces: (number, base, head branch, head sha, closed).
+    fn pull(d: &Delivery) -> (u64, &str, &str, &str, bool) {
+        let e = d.pull_request.as_ref().expect("a pull request event");
+        (
+            e.pull.number,
+            e.pull.base.as_str(),
+            e.pull.head_branch.as_str(),
+            e.pull.head_sha.as_str(),
+            e.closed,
+        )
+    }
+
+    #[test]
+    fn pull_request_events_of_every_provider() {
+        let gitea = json!({"action": "synchronized", "number": 3,
+            "pull_request": {"number": 3, "head": {"ref": "feature", "sha": "abc"}, "base": {"ref": "main"}},
+            "repository": {"clone_url": "https://git.example.com/acme/web.git"}});
+        let h = headers(&[
+            ("x-gitea-event", "pull_request"),
+            ("x-gitea-delivery", "g-1"),
+        ]);
+        let d = parse("gitea", &h, gitea.to_string().as_bytes()).expect("gitea");
+        assert_eq!(d.kind, Kind::PullRequest);
+        assert_eq!(pull(&d), (3, "main", "feature", "abc", false));
+        let mut closed = gitea.clone();
+        closed["action"] = json!("closed");
+        let d = parse(
+            "forgejo",
+            &headers(&[("x-forgejo-event", "pull_request")]),
+            closed.to_string().as_bytes(),
+        )
+        .expect("forgejo");
+        assert!(pull(&d).4, "closed");
+        // a label change builds nothing
+        let mut labeled = gitea.clone();
+        labeled["action"] = json!("label_updated");
+        let d = parse("gitea", &h, labeled.to_string().as_bytes()).expect("labeled");
+        assert_eq!((d.kind, d.pull_request), (Kind::Other, None));
+
+        let gitlab = json!({"object_kind": "merge_request",
+            "project": {"git_http_url": "https://gitlab.com/acme/web.git"},
+            "object_attributes": {"iid": 7, "action": "update", "source_branch": "fix",
+                "target_branch": "main", "last_commit": {"id": "def"}}});
+        let d = parse(
+            "gitlab",
+            &headers(&[("x-gitlab-event", "Merge Request Hook")]),
+            gitlab.to_string().as_bytes(),
+        )
+        .expect("gitlab");
+        assert_eq!(pull(&d), (7, "main", "fix", "def", false));
+        let mut merged = gitlab.clone();
+        merged["object_attributes"]["action"] = json!("merge");
+        let d = parse("gitlab", &headers(&[]), merged.to_string().as_bytes()).expect("merged");
+        assert!(pull(&d).4);
+
+        let bitbucket = json!({"repository": {"full_name": "acme/web", "links": {"html": {"href": "https://bitbucket.org/acme/web"}}},
+            "pullrequest": {"id": 9, "source": {"branch": {"name": "fix"}, "commit": {"hash": "0123456789ab"}},
+                "destination": {"branch": {"name": "main"}}}});
+        let d = parse(
+            "bitbucket",
+            &headers(&[("x-event-key", "pullrequest:updated")]),
+            bitbucket.to_string().as_bytes(),
+        )
+        .expect("bitbucket");
+        assert_eq!(pull(&d), (9, "main", "fix", "0123456789ab", false));
+        let d = parse(
+            "bitbucket",
+            &headers(&[("x-event-key", "pullrequest:rejected")]),
+            bitbucket.to_string().as_bytes(),
+        )
+        .expect("declined");
+        assert!(pull(&d).4);
+
+        let server = json!({"pullRequest": {"id": 11,
+            "fromRef": {"displayId": "fix", "latestCommit": "fed"},
+            "toRef": {"displayId": "main", "repository": {"links": {"clone": [{"href": "https://bb.example.com/scm/acme/web.git"}]}}}}});
+        let d = parse(
+            "bitbucket-server",
+            &headers(&[("x-event-key", "pr:from_ref_updated")]),
+            server.to_string().as_bytes(),
+        )
+        .expect("server");
+        assert_eq!(pull(&d), (11, "main", "fix", "fed", false));
+        assert_eq!(d.repositories, ["https://bb.example.com/scm/acme/web.git"]);
+        let d = parse(
+            "bitbucket-server",
+            &headers(&[("x-event-key", "pr:merged")]),
+            server.to_string().as_bytes(),
+        )
+        .expect("merged");
+        assert!(pull(&d).4);
+    }
+
+    #[test]
+    fn tag_pushes_name_their_tags() {
+        let body = json!({"ref": "refs/tags/v1.2.0", "after": "abc",
+            "repository": {"clone_url": "https://github.com/acme/web.git"}});
+        let d = parse(
+            "github",
+            &headers(&[("x-github-event", "push")]),
+            body.to_string().as_bytes(),
+        )
+        .expect("tag");
+        assert_eq!(
+            (d.kind, d.tags, d.commit.as_deref()),
+            (Kind::Tag, vec!["v1.2.0".to_owned()], Some("abc"))
+        );
+        let gitlab = json!({"object_kind": "tag_push", "ref": "refs/tags/v2", "after": "def",
+            "project": {"git_http_url": "https://gitlab.com/acme/web.git"}});
+        let d = parse("gitlab", &headers(&[]), gitlab.to_string().as_bytes()).expect("gitlab tag");
+        assert_eq!(d.tags, ["v2"]);
+    }
 }

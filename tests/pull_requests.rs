@@ -192,3 +192,36 @@ async fn each_state_is_posted_once_even_when_berth_is_killed_between_states() {
         vec!["pending", "success"]
     );
 }
+
+#[tokio::test]
+async fn validate_checks_the_providers_token_secret() {
+    let h = host().await;
+    let pipelines = "  - name: web-ci
+    repository: web
+    namespace: @NS@
+    branches: [main]
+";
+    let berth = Berth::new(&h.berth_ns.name, &h.mapping(GITEA, "1m", pipelines));
+    let out = berth.run(&["validate"]);
+    let text = common::text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "repository web: gitea API at {} (token from Secret {}/gitea-token)",
+            h.gitea.url, h.berth_ns.name
+        )),
+        "{text}"
+    );
+    let missing = GITEA.replace('}', ", secretRef: no-such-secret}");
+    let berth = Berth::new(&h.berth_ns.name, &h.mapping(&missing, "1m", pipelines));
+    let out = berth.run(&["validate"]);
+    let text = common::text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(
+            "repository web: provider: gitea API for berth/web: no token: failed to read secret"
+        ) && text.contains("no-such-secret"),
+        "{text}"
+    );
+    assert!(!text.contains(&h.gitea.token), "{text}");
+}

@@ -597,20 +597,50 @@ async fn offline_credentials(
     let Some(secret) = repo.auth_secret.as_deref() else {
         return Ok(None);
     };
+    let ctx = secrets_context(args, ctx, secret).await?;
+    Ok(ctx.credentials(Some(secret)).await?)
+}
+
+/// The context `berth validate` reads a Secret with, connected on first use; the error says
+/// the Secret needs the cluster.
+async fn secrets_context<'a>(
+    args: &Args,
+    ctx: &'a mut Option<Context>,
+    secret: &str,
+) -> Result<&'a Context, crate::context::Error> {
     if ctx.is_none() {
         *ctx = Some(
             args.context()
                 .await
                 .map_err(|e| crate::context::Error::Secret {
                     name: secret.to_owned(),
-                    message: format!(
-                        "credentials come from this Secret, which needs the cluster: {e}"
-                    ),
+                    message: format!("this Secret is read from the cluster: {e}"),
                 })?,
         );
     }
-    let ctx = ctx.as_ref().expect("set above");
-    Ok(ctx.credentials(Some(secret)).await?)
+    Ok(ctx.as_ref().expect("set above"))
+}
+
+/// `berth validate`'s check of a repository's provider: its token Secret can be read and
+/// holds a token (the type and the URL were checked when the mapping loaded).
+async fn check_provider(
+    args: &Args,
+    target: &crate::provider::Target,
+    ctx: &mut Option<Context>,
+) -> Result<String, String> {
+    let secret = target.secret.as_deref().unwrap_or_default();
+    let ctx = secrets_context(args, ctx, secret)
+        .await
+        .map_err(|e| e.to_string())?;
+    ctx.provider_token(target)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{} API at {} (token from Secret {}/{secret})",
+        target.kind.as_str(),
+        target.base,
+        ctx.namespace
+    ))
 }
 
 async fn validate(args: &Args) -> ExitCode {
@@ -643,6 +673,12 @@ async fn validate(args: &Args) -> ExitCode {
         }
     }
     for repo in &mapping.repositories {
+        if let Some(target) = &repo.provider {
+            match check_provider(args, target, &mut ctx).await {
+                Ok(what) => check(true, format!("repository {}: {what}", repo.name)),
+                Err(e) => check(false, format!("repository {}: provider: {e}", repo.name)),
+            }
+        }
         let fetched = match offline_credentials(args, repo, &mut ctx).await {
             Ok(creds) => {
                 sync::fetch_branches(&cache, repo, creds, mapping.branches(repo), Vec::new()).await

@@ -768,4 +768,103 @@ syncs:
         let m = load(dir.path()).expect("an upper-case .YAML file is a mapping file");
         assert_eq!(m.syncs.len(), 1);
     }
+
+    /// GOOD with `provider` on its repository and a pipeline after it.
+    fn with_provider(provider: &str, pipeline: &str) -> String {
+        let text = GOOD.replace(
+            "    auth: {secretRef: creds}\n",
+            &format!("    auth: {{secretRef: creds}}\n{provider}"),
+        );
+        format!("{text}pipelines:\n{pipeline}")
+    }
+
+    #[test]
+    fn a_provider_is_checked_where_it_is_written() {
+        let ci = "  - name: ci\n    repository: config\n    tags: ['v*']\n    pullRequests: {branches: [main, 'release/*'], workflowFrom: head}\n";
+        let m = parse_one(&with_provider(
+            "    provider: {type: gitea, url: https://git.example.com/, secretRef: api}\n",
+            ci,
+        ))
+        .expect("valid");
+        let target = m.repositories[0].provider.as_ref().expect("provider");
+        assert_eq!(
+            (
+                target.base.as_str(),
+                target.project.as_str(),
+                target.secret.as_deref()
+            ),
+            ("https://git.example.com", "acme/config", Some("api"))
+        );
+        let p = &m.pipelines[0];
+        assert_eq!(p.tags, ["v*"]);
+        let prs = p.pull_requests.as_ref().expect("pull requests");
+        assert_eq!(prs.branches, ["main", "release/*"]);
+        assert_eq!(prs.workflow_from, WorkflowFrom::Head);
+        assert!(
+            m.branches(&m.repositories[0])
+                .contains(&"release/*".to_owned()),
+            "a pull request's target branch is fetched for its Workflow file"
+        );
+        // the token defaults to the auth Secret
+        let m = parse_one(&with_provider(
+            "    provider: {type: gitea, url: https://git.example.com}\n",
+            ci,
+        ))
+        .expect("valid");
+        assert_eq!(
+            m.repositories[0]
+                .provider
+                .as_ref()
+                .and_then(|t| t.secret.as_deref()),
+            Some("creds")
+        );
+        for (provider, at, message) in [
+            (
+                "    provider: {type: gogs, url: https://g.example.com}\n",
+                "berth.yaml:8:",
+                "no commit status API",
+            ),
+            (
+                "    provider: {type: gitea}\n",
+                "berth.yaml:8:",
+                "provider url is required",
+            ),
+            (
+                "    provider: {type: gitea, url: 'git@x:y'}\n",
+                "berth.yaml:8:",
+                "must be an http(s) URL",
+            ),
+            (
+                "    provider: {type: gitea, url: https://x, secretRef: Bad_Name}\n",
+                "berth.yaml:8:",
+                "secretRef",
+            ),
+        ] {
+            let err = parse_one(&with_provider(provider, ci))
+                .expect_err(provider)
+                .to_string();
+            assert!(
+                err.starts_with(at) && err.contains(message),
+                "{provider}: {err}"
+            );
+        }
+        let err = parse_one(&with_provider("", ci))
+            .expect_err("no provider")
+            .to_string();
+        assert!(
+            err.contains("pipeline \"ci\" has pullRequests, so its repository needs a provider"),
+            "{err}"
+        );
+        let bad = "  - name: ci\n    repository: config\n    pullRequests: {workflowFrom: fork}\n";
+        let err = parse_one(&with_provider(
+            "    provider: {type: github, url: https://ghe.example.com/api/v3}\n",
+            bad,
+        ))
+        .expect_err("workflowFrom")
+        .to_string();
+        assert!(
+            err.contains("workflowFrom \"fork\" must be base or head"),
+            "{err}"
+        );
+    }
 }
