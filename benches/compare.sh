@@ -280,6 +280,9 @@ kill "$agent"; wait "$agent" 2>/dev/null || true; agent=""
 
 # ---- P4/P5: reaction latency ------------------------------------------------------------------
 latency=$(cargo bench --quiet --bench latency 2>/dev/null | grep -E '^P[45]' || true)
+# ---- P11/P12: pull requests and commit statuses, against a real Gitea ---------------------------
+log "P11/P12: pull request delivery -> Workflow, Workflow finished -> status on the commit (Gitea)"
+pulls=$(cargo bench --quiet --bench pull_requests 2>/dev/null | grep -E '^P1[12]' || true)
 
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
 b1=$(median "${p1b[@]}"); k1=$(median "${p1k[@]}")
@@ -298,3 +301,5 @@ echo "P8 drift -> repaired by selfHeal (kubectl patch to value back, via kubectl
 echo "P9 berth run watching 10 000 objects: RSS $((watched_rss / 1024)) MiB, peak $((watched_hwm / 1024)) MiB (target <= 64 MiB)"
 echo "P10 commit -> shown on the open dashboard overview (file event, pass, server-sent event, page fetch): p50 $p10 s over 10 commits (target <= 1 s)"
 echo "$latency" | sed 's/^/    /'
+echo "$pulls" | sed 's/^/    /'
+echo "    (targets: P11 p50 <= 200 ms, P12 p50 <= 1 s)"
