@@ -148,8 +148,6 @@ pub(crate) fn parse(provider: &str, headers: &Headers, body: &[u8]) -> Result<De
     if !json.is_object() {
         return Err(Error::Payload("the body is not a JSON object".to_owned()));
     }
-    let text = |v: &Value| v.as_str().map(str::to_owned);
-    let urls = |vals: &[&Value]| -> Vec<String> { vals.iter().filter_map(|v| text(v)).collect() };
     let mut d = Delivery {
         provider: provider.to_owned(),
         id: String::new(),
@@ -163,231 +161,11 @@ pub(crate) fn parse(provider: &str, headers: &Headers, body: &[u8]) -> Result<De
         pull_request: None,
     };
     match provider {
-        "github" | "gitea" | "forgejo" | "gogs" => {
-            if provider == "github" {
-                d.event = header(headers, "x-github-event").to_owned();
-                d.id = header(headers, "x-github-delivery").to_owned();
-            } else {
-                d.event = first_header(headers, &GITEA_EVENT).to_owned();
-                d.id = first_header(headers, &GITEA_DELIVERY).to_owned();
-            }
-            let repo = &json["repository"];
-            d.repositories = urls(&[
-                &repo["clone_url"],
-                &repo["ssh_url"],
-                &repo["html_url"],
-                &repo["git_url"],
-            ]);
-            match d.event.as_str() {
-                "ping" => d.kind = Kind::Ping,
-                "push" => {
-                    let deleted = json["deleted"] == true || json["after"] == ZERO_SHA;
-                    ref_kind(
-                        &mut d,
-                        json["ref"].as_str(),
-                        json["after"].as_str(),
-                        deleted,
-                    );
-                }
-                "pull_request" => {
-                    let p = &json["pull_request"];
-                    let action = json["action"].as_str().unwrap_or_default();
-                    // GitHub says synchronize, Gitea and Forgejo synchronized
-                    let closed = match action {
-                        "opened" | "reopened" | "synchronize" | "synchronized" => Some(false),
-                        "closed" => Some(true),
-                        _ => None,
-                    };
-                    pull_request(
-                        &mut d,
-                        p["number"].as_u64(),
-                        [&p["base"]["ref"], &p["head"]["ref"], &p["head"]["sha"]],
-                        action,
-                        closed,
-                    );
-                }
-                _ => {}
-            }
-        }
-        "gitlab" => {
-            d.event = header(headers, "x-gitlab-event").to_owned();
-            d.id = header(headers, "x-gitlab-event-uuid").to_owned();
-            let project = &json["project"];
-            d.repositories = urls(&[
-                &project["git_http_url"],
-                &project["git_ssh_url"],
-                &project["web_url"],
-                &json["repository"]["git_http_url"],
-            ]);
-            // project hooks say object_kind, system hooks event_name
-            let kind = json["object_kind"].as_str().or(json["event_name"].as_str());
-            match kind.unwrap_or_default() {
-                "push" | "tag_push" => {
-                    let after = json["after"].as_str().or(json["checkout_sha"].as_str());
-                    ref_kind(
-                        &mut d,
-                        json["ref"].as_str(),
-                        after,
-                        json["after"] == ZERO_SHA,
-                    );
-                }
-                "merge_request" => {
-                    let m = &json["object_attributes"];
-                    let action = m["action"].as_str().unwrap_or_default();
-                    let closed = match action {
-                        "open" | "reopen" | "update" => Some(false),
-                        "close" | "merge" => Some(true),
-                        _ => None,
-                    };
-                    pull_request(
-                        &mut d,
-                        m["iid"].as_u64(),
-                        [
-                            &m["target_branch"],
-                            &m["source_branch"],
-                            &m["last_commit"]["id"],
-                        ],
-                        action,
-                        closed,
-                    );
-                }
-                _ => {}
-            }
-        }
-        "bitbucket" => {
-            d.event = header(headers, "x-event-key").to_owned();
-            d.id = headers
-                .get("x-request-uuid")
-                .or_else(|| headers.get("x-hook-uuid"))
-                .cloned()
-                .unwrap_or_default();
-            let repo = &json["repository"];
-            let mut repos = urls(&[&repo["links"]["html"]["href"]]);
-            if let Some(full) = repo["full_name"].as_str() {
-                repos.push(format!("https://bitbucket.org/{full}"));
-            }
-            d.repositories = repos;
-            if let Some(action) = d.event.strip_prefix("pullrequest:") {
-                let p = &json["pullrequest"];
-                let closed = match action {
-                    "created" | "updated" => Some(false),
-                    "fulfilled" | "rejected" => Some(true),
-                    _ => None,
-                };
-                let event = d.event.clone();
-                pull_request(
-                    &mut d,
-                    p["id"].as_u64(),
-                    [
-                        &p["destination"]["branch"]["name"],
-                        &p["source"]["branch"]["name"],
-                        &p["source"]["commit"]["hash"],
-                    ],
-                    &event,
-                    closed,
-                );
-            }
-            if d.event == "repo:push" {
-                // one delivery may carry several changes: every one counts
-                for change in json["push"]["changes"].as_array().into_iter().flatten() {
-                    let new = &change["new"];
-                    if new.is_null() || change["closed"] == true {
-                        let name = change["old"]["name"]
-                            .as_str()
-                            .map(|n| format!("refs/heads/{n}"));
-                        ref_kind(&mut d, name.as_deref(), None, true);
-                        continue;
-                    }
-                    let prefix = if new["type"] == "tag" {
-                        "refs/tags/"
-                    } else {
-                        "refs/heads/"
-                    };
-                    let name = new["name"].as_str().map(|n| format!("{prefix}{n}"));
-                    ref_kind(
-                        &mut d,
-                        name.as_deref(),
-                        new["target"]["hash"].as_str(),
-                        false,
-                    );
-                }
-            }
-        }
-        "bitbucket-server" => {
-            d.event = header(headers, "x-event-key").to_owned();
-            d.id = header(headers, "x-request-id").to_owned();
-            // pull request events name the repository on the target side
-            let repo = if json["repository"].is_null() {
-                &json["pullRequest"]["toRef"]["repository"]
-            } else {
-                &json["repository"]
-            };
-            d.repositories = repo["links"]["clone"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|l| text(&l["href"]))
-                .collect();
-            match d.event.as_str() {
-                "diagnostics:ping" => d.kind = Kind::Ping,
-                "pr:opened"
-                | "pr:from_ref_updated"
-                | "pr:merged"
-                | "pr:declined"
-                | "pr:deleted" => {
-                    let p = &json["pullRequest"];
-                    let event = d.event.clone();
-                    pull_request(
-                        &mut d,
-                        p["id"].as_u64(),
-                        [
-                            &p["toRef"]["displayId"],
-                            &p["fromRef"]["displayId"],
-                            &p["fromRef"]["latestCommit"],
-                        ],
-                        &event,
-                        Some(!matches!(
-                            event.as_str(),
-                            "pr:opened" | "pr:from_ref_updated"
-                        )),
-                    );
-                }
-                "repo:refs_changed" => {
-                    for change in json["changes"].as_array().into_iter().flatten() {
-                        let deleted = change["type"] == "DELETE" || change["toHash"] == ZERO_SHA;
-                        ref_kind(
-                            &mut d,
-                            change["ref"]["id"].as_str(),
-                            change["toHash"].as_str(),
-                            deleted,
-                        );
-                    }
-                }
-                _ => {}
-            }
-        }
-        _ => {
-            // generic: {"repository": url, "branch": b, "revision": sha}
-            d.event = "push".to_owned();
-            d.id = header(headers, "x-berth-delivery").to_owned();
-            d.repositories = urls(&[&json["repository"]]);
-            if d.repositories.is_empty() {
-                return Err(Error::Payload(
-                    "generic deliveries need \"repository\"".to_owned(),
-                ));
-            }
-            let branch = json["branch"].as_str().map(|b| {
-                if b.starts_with("refs/") {
-                    b.to_owned()
-                } else {
-                    format!("refs/heads/{b}")
-                }
-            });
-            ref_kind(&mut d, branch.as_deref(), json["revision"].as_str(), false);
-            if d.branch.is_none() && d.kind == Kind::Other {
-                d.kind = Kind::Push;
-            }
-        }
+        "github" | "gitea" | "forgejo" | "gogs" => github_family(&mut d, headers, &json),
+        "gitlab" => gitlab(&mut d, headers, &json),
+        "bitbucket" => bitbucket(&mut d, headers, &json),
+        "bitbucket-server" => bitbucket_server(&mut d, headers, &json),
+        _ => generic(&mut d, headers, &json)?,
     }
     if d.repositories.is_empty() && d.kind != Kind::Ping {
         return Err(Error::Payload(
@@ -395,6 +173,231 @@ pub(crate) fn parse(provider: &str, headers: &Headers, body: &[u8]) -> Result<De
         ));
     }
     Ok(d)
+}
+
+/// The strings among some JSON values.
+fn urls(values: &[&Value]) -> Vec<String> {
+    values
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// GitHub's deliveries, and Gitea's, Forgejo's and Gogs's, which share their shape.
+fn github_family(d: &mut Delivery, headers: &Headers, json: &Value) {
+    if d.provider == "github" {
+        d.event = header(headers, "x-github-event").to_owned();
+        d.id = header(headers, "x-github-delivery").to_owned();
+    } else {
+        d.event = first_header(headers, &GITEA_EVENT).to_owned();
+        d.id = first_header(headers, &GITEA_DELIVERY).to_owned();
+    }
+    let repo = &json["repository"];
+    d.repositories = urls(&[
+        &repo["clone_url"],
+        &repo["ssh_url"],
+        &repo["html_url"],
+        &repo["git_url"],
+    ]);
+    match d.event.as_str() {
+        "ping" => d.kind = Kind::Ping,
+        "push" => {
+            let deleted = json["deleted"] == true || json["after"] == ZERO_SHA;
+            ref_kind(d, json["ref"].as_str(), json["after"].as_str(), deleted);
+        }
+        "pull_request" => {
+            let p = &json["pull_request"];
+            let action = json["action"].as_str().unwrap_or_default();
+            // GitHub says synchronize, Gitea and Forgejo synchronized
+            let closed = match action {
+                "opened" | "reopened" | "synchronize" | "synchronized" => Some(false),
+                "closed" => Some(true),
+                _ => None,
+            };
+            pull_request(
+                d,
+                p["number"].as_u64(),
+                [&p["base"]["ref"], &p["head"]["ref"], &p["head"]["sha"]],
+                action,
+                closed,
+            );
+        }
+        _ => {}
+    }
+}
+
+/// GitLab's project and system hook deliveries.
+fn gitlab(d: &mut Delivery, headers: &Headers, json: &Value) {
+    d.event = header(headers, "x-gitlab-event").to_owned();
+    d.id = header(headers, "x-gitlab-event-uuid").to_owned();
+    let project = &json["project"];
+    d.repositories = urls(&[
+        &project["git_http_url"],
+        &project["git_ssh_url"],
+        &project["web_url"],
+        &json["repository"]["git_http_url"],
+    ]);
+    // project hooks say object_kind, system hooks event_name
+    let kind = json["object_kind"].as_str().or(json["event_name"].as_str());
+    match kind.unwrap_or_default() {
+        "push" | "tag_push" => {
+            let after = json["after"].as_str().or(json["checkout_sha"].as_str());
+            ref_kind(d, json["ref"].as_str(), after, json["after"] == ZERO_SHA);
+        }
+        "merge_request" => {
+            let m = &json["object_attributes"];
+            let action = m["action"].as_str().unwrap_or_default();
+            let closed = match action {
+                "open" | "reopen" | "update" => Some(false),
+                "close" | "merge" => Some(true),
+                _ => None,
+            };
+            pull_request(
+                d,
+                m["iid"].as_u64(),
+                [
+                    &m["target_branch"],
+                    &m["source_branch"],
+                    &m["last_commit"]["id"],
+                ],
+                action,
+                closed,
+            );
+        }
+        _ => {}
+    }
+}
+
+/// Bitbucket Cloud's deliveries.
+fn bitbucket(d: &mut Delivery, headers: &Headers, json: &Value) {
+    d.event = header(headers, "x-event-key").to_owned();
+    d.id = headers
+        .get("x-request-uuid")
+        .or_else(|| headers.get("x-hook-uuid"))
+        .cloned()
+        .unwrap_or_default();
+    let repo = &json["repository"];
+    let mut repos = urls(&[&repo["links"]["html"]["href"]]);
+    if let Some(full) = repo["full_name"].as_str() {
+        repos.push(format!("https://bitbucket.org/{full}"));
+    }
+    d.repositories = repos;
+    if let Some(action) = d.event.strip_prefix("pullrequest:") {
+        let p = &json["pullrequest"];
+        let closed = match action {
+            "created" | "updated" => Some(false),
+            "fulfilled" | "rejected" => Some(true),
+            _ => None,
+        };
+        let event = d.event.clone();
+        pull_request(
+            d,
+            p["id"].as_u64(),
+            [
+                &p["destination"]["branch"]["name"],
+                &p["source"]["branch"]["name"],
+                &p["source"]["commit"]["hash"],
+            ],
+            &event,
+            closed,
+        );
+    }
+    if d.event == "repo:push" {
+        // one delivery may carry several changes: every one counts
+        for change in json["push"]["changes"].as_array().into_iter().flatten() {
+            let new = &change["new"];
+            if new.is_null() || change["closed"] == true {
+                let name = change["old"]["name"]
+                    .as_str()
+                    .map(|n| format!("refs/heads/{n}"));
+                ref_kind(d, name.as_deref(), None, true);
+                continue;
+            }
+            let prefix = if new["type"] == "tag" {
+                "refs/tags/"
+            } else {
+                "refs/heads/"
+            };
+            let name = new["name"].as_str().map(|n| format!("{prefix}{n}"));
+            ref_kind(d, name.as_deref(), new["target"]["hash"].as_str(), false);
+        }
+    }
+}
+
+/// Bitbucket Server's and Data Center's deliveries.
+fn bitbucket_server(d: &mut Delivery, headers: &Headers, json: &Value) {
+    d.event = header(headers, "x-event-key").to_owned();
+    d.id = header(headers, "x-request-id").to_owned();
+    // pull request events name the repository on the target side
+    let repo = if json["repository"].is_null() {
+        &json["pullRequest"]["toRef"]["repository"]
+    } else {
+        &json["repository"]
+    };
+    d.repositories = repo["links"]["clone"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["href"].as_str().map(str::to_owned))
+        .collect();
+    match d.event.as_str() {
+        "diagnostics:ping" => d.kind = Kind::Ping,
+        "pr:opened" | "pr:from_ref_updated" | "pr:merged" | "pr:declined" | "pr:deleted" => {
+            let p = &json["pullRequest"];
+            let event = d.event.clone();
+            pull_request(
+                d,
+                p["id"].as_u64(),
+                [
+                    &p["toRef"]["displayId"],
+                    &p["fromRef"]["displayId"],
+                    &p["fromRef"]["latestCommit"],
+                ],
+                &event,
+                Some(!matches!(
+                    event.as_str(),
+                    "pr:opened" | "pr:from_ref_updated"
+                )),
+            );
+        }
+        "repo:refs_changed" => {
+            for change in json["changes"].as_array().into_iter().flatten() {
+                let deleted = change["type"] == "DELETE" || change["toHash"] == ZERO_SHA;
+                ref_kind(
+                    d,
+                    change["ref"]["id"].as_str(),
+                    change["toHash"].as_str(),
+                    deleted,
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The generic receiver: `{"repository": url, "branch": b, "revision": sha}`.
+fn generic(d: &mut Delivery, headers: &Headers, json: &Value) -> Result<(), Error> {
+    // generic: {"repository": url, "branch": b, "revision": sha}
+    d.event = "push".to_owned();
+    d.id = header(headers, "x-berth-delivery").to_owned();
+    d.repositories = urls(&[&json["repository"]]);
+    if d.repositories.is_empty() {
+        return Err(Error::Payload(
+            "generic deliveries need \"repository\"".to_owned(),
+        ));
+    }
+    let branch = json["branch"].as_str().map(|b| {
+        if b.starts_with("refs/") {
+            b.to_owned()
+        } else {
+            format!("refs/heads/{b}")
+        }
+    });
+    ref_kind(d, branch.as_deref(), json["revision"].as_str(), false);
+    if d.branch.is_none() && d.kind == Kind::Other {
+        d.kind = Kind::Push;
+    }
+    Ok(())
 }
 
 /// Makes a delivery a pull request event: the number, then the target branch, source branch

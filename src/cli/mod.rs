@@ -643,6 +643,40 @@ async fn check_provider(
     ))
 }
 
+/// `berth validate`'s check of a repository's pipelines: each one's workflow file parses at
+/// every matching branch head in the mirror.
+async fn check_pipelines(
+    cache: &Path,
+    mapping: &Mapping,
+    repo: &Repository,
+) -> Vec<(bool, String)> {
+    let mut out = Vec::new();
+    for p in mapping
+        .pipelines
+        .iter()
+        .filter(|p| p.repository == repo.name)
+    {
+        match pipelines::check(cache, p, repo).await {
+            Ok(heads) if heads.is_empty() => {
+                out.push((
+                    true,
+                    format!("pipeline {} (no matching branch yet)", p.name),
+                ));
+            }
+            Ok(heads) => {
+                for (branch, short, problem) in heads {
+                    out.push(match problem {
+                        None => (true, format!("pipeline {} ({branch}@{short})", p.name)),
+                        Some(e) => (false, format!("pipeline {} ({branch}): {e}", p.name)),
+                    });
+                }
+            }
+            Err(e) => out.push((false, format!("pipeline {}: {e}", p.name))),
+        }
+    }
+    out
+}
+
 async fn validate(args: &Args) -> ExitCode {
     let mapping = match config::load(&args.config) {
         Ok(m) => m,
@@ -692,28 +726,8 @@ async fn validate(args: &Args) -> ExitCode {
                 continue;
             }
         };
-        for p in mapping
-            .pipelines
-            .iter()
-            .filter(|p| p.repository == repo.name)
-        {
-            match pipelines::check(&cache, p, repo).await {
-                Ok(heads) if heads.is_empty() => {
-                    check(
-                        true,
-                        format!("pipeline {} (no matching branch yet)", p.name),
-                    );
-                }
-                Ok(heads) => {
-                    for (branch, short, problem) in heads {
-                        match problem {
-                            None => check(true, format!("pipeline {} ({branch}@{short})", p.name)),
-                            Some(e) => check(false, format!("pipeline {} ({branch}): {e}", p.name)),
-                        }
-                    }
-                }
-                Err(e) => check(false, format!("pipeline {}: {e}", p.name)),
-            }
+        for (passed, what) in check_pipelines(&cache, &mapping, repo).await {
+            check(passed, what);
         }
         let Some(commit) = head else { continue };
         for s in mapping.syncs.iter().filter(|s| s.repository == repo.name) {

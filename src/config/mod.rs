@@ -368,19 +368,7 @@ pub(crate) fn parse(sources: &[(PathBuf, String)]) -> Result<Mapping, Error> {
             .clone()
             .invalid(format!("dependsOn forms a cycle: {}", cycle.join(" → "))));
     }
-    if let Some((pipeline, origin)) = reg.pull_request_pipelines.iter().find(|(name, _)| {
-        mapping
-            .pipelines
-            .iter()
-            .find(|p| &p.name == name)
-            .and_then(|p| mapping.repositories.iter().find(|r| r.name == p.repository))
-            .is_some_and(|r| r.provider.is_none())
-    }) {
-        return Err(origin.clone().invalid(format!(
-            "pipeline {pipeline:?} has pullRequests, so its repository needs a provider (to \
-             list pull requests and post their statuses)"
-        )));
-    }
+    check_pull_request_providers(&mapping, &reg.pull_request_pipelines)?;
     reg.repository_refs
         .resolve(&reg.repositories, |name, names| {
             let known = names.known();
@@ -394,6 +382,29 @@ pub(crate) fn parse(sources: &[(PathBuf, String)]) -> Result<Mapping, Error> {
             )
         })?;
     Ok(mapping)
+}
+
+/// Every pipeline with `pullRequests` follows a repository with a `provider`, which lists
+/// pull requests and takes their statuses.
+fn check_pull_request_providers(
+    mapping: &Mapping,
+    pipelines: &[(String, Origin)],
+) -> Result<(), Error> {
+    let without_provider = |name: &String| {
+        mapping
+            .pipelines
+            .iter()
+            .find(|p| &p.name == name)
+            .and_then(|p| mapping.repositories.iter().find(|r| r.name == p.repository))
+            .is_some_and(|r| r.provider.is_none())
+    };
+    match pipelines.iter().find(|(name, _)| without_provider(name)) {
+        Some((pipeline, origin)) => Err(origin.clone().invalid(format!(
+            "pipeline {pipeline:?} has pullRequests, so its repository needs a provider (to \
+             list pull requests and post their statuses)"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// A cycle among the syncs' `dependsOn`, as the names along it (the first repeated at the
@@ -866,5 +877,13 @@ syncs:
             err.contains("workflowFrom \"fork\" must be base or head"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_example_with_every_key_parses() {
+        let m = parse_one(include_str!("../../examples/berth.yaml")).expect("examples/berth.yaml");
+        let web = &m.repositories[1];
+        assert!(web.provider.is_some());
+        assert!(m.pipelines[0].pull_requests.is_some() && !m.pipelines[0].tags.is_empty());
     }
 }

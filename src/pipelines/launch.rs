@@ -228,7 +228,6 @@ pub(crate) async fn launch_commit(
     (commit, file_at): (&Commit, &Commit),
     manual: bool,
 ) -> Result<Launched, Error> {
-    let at = trigger.describe();
     let result = async {
         let (p, c) = (pipeline.clone(), file_at.clone());
         let file = git::with_mirror(&ctx.cache_dir, repository.url.as_str(), move |mirror| {
@@ -256,7 +255,21 @@ pub(crate) async fn launch_commit(
         }
     }
     .await;
-    let outcome = match &result {
+    record_launch(ctx, pipeline, trigger, commit, &result).await;
+    result
+}
+
+/// Records a launch's outcome: the metric, the pipeline's status and launched commit, the log
+/// and an Event.
+async fn record_launch(
+    ctx: &Context,
+    pipeline: &Pipeline,
+    trigger: &Trigger,
+    commit: &Commit,
+    result: &Result<Launched, Error>,
+) {
+    let at = trigger.describe();
+    let outcome = match result {
         Ok(Launched::Created { .. }) => Some("launched"),
         Ok(Launched::Existed { .. }) => None,
         Err(_) => Some("failed"),
@@ -271,7 +284,7 @@ pub(crate) async fn launch_commit(
             .inc();
     }
     let record = (RecordKind::Pipeline, pipeline.name.as_str());
-    match &result {
+    match result {
         Ok(Launched::Created { name, queued }) => {
             let namespace = pipeline.namespace.as_deref().unwrap_or(&ctx.namespace);
             let message = format!(
@@ -321,7 +334,6 @@ pub(crate) async fn launch_commit(
             .await;
         }
     }
-    result
 }
 
 /// The commit to launch: `revision` when given, else the fetched head of `branch`.

@@ -1,7 +1,7 @@
 //! The pure part of a pipeline: which branches and changed paths launch, the names of runs, and
 //! the Workflow object a launch creates ([`workflow`]) from the file in the source repository.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use sha2::Digest as _;
 
 use super::Error;
@@ -331,9 +331,29 @@ pub(crate) fn workflow(launch: &Launch<'_>, file: Option<&Value>) -> Value {
         }
     }
 
+    let (labels, annotations) = metadata(launch, &file_meta);
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {
+            "name": launch.name,
+            "namespace": launch.namespace,
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "spec": spec,
+    })
+}
+
+/// A run's labels and annotations: the file's own, then berth's (what launched it, from which
+/// repository, commit, branch, pull request or tag).
+fn metadata(launch: &Launch<'_>, file_meta: &Value) -> (Map<String, Value>, Map<String, Value>) {
     let mut labels = file_meta["labels"].as_object().cloned().unwrap_or_default();
     labels.insert(MANAGED_BY.into(), Value::from(MANAGER_VALUE));
-    labels.insert(PIPELINE_LABEL.into(), Value::from(p.name.clone()));
+    labels.insert(
+        PIPELINE_LABEL.into(),
+        Value::from(launch.pipeline.name.clone()),
+    );
     labels.insert(
         REPOSITORY_LABEL.into(),
         Value::from(launch.repository.name.clone()),
@@ -366,21 +386,9 @@ pub(crate) fn workflow(launch: &Launch<'_>, file: Option<&Value>) -> Value {
         SUBJECT_ANNOTATION.into(),
         Value::from(launch.commit.subject.clone()),
     );
-    json!({
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Workflow",
-        "metadata": {
-            "name": launch.name,
-            "namespace": launch.namespace,
-            "labels": labels,
-            "annotations": annotations,
-        },
-        "spec": spec,
-    })
+    (labels, annotations)
 }
 
-/// The branch `berth trigger` launches when none is given: the pipeline's first branch that
-/// is a plain name, else the repository's branch.
 /// The branch `berth trigger` launches when none is given: the pipeline's first branch that
 /// is a plain name, else the repository's branch.
 pub(crate) fn default_branch(pipeline: &Pipeline, repository: &Repository) -> String {
