@@ -225,3 +225,60 @@ async fn validate_checks_the_providers_token_secret() {
     );
     assert!(!text.contains(&h.gitea.token), "{text}");
 }
+
+/// A Workflow of two steps, the second of which exits 2.
+const FAILING: &str = "apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata:
+  generateName: ci-
+spec:
+  entrypoint: main
+  templates:
+    - name: main
+      steps:
+        - - {name: build, template: ok}
+        - - {name: test, template: fails}
+    - name: ok
+      container: {image: alpine}
+    - name: fails
+      metadata:
+        annotations: {berth.test/exit-code: '2'}
+      container: {image: alpine}
+";
+
+#[tokio::test]
+async fn a_failed_step_fails_the_commit_naming_the_step_and_the_link_opens_the_run_page() {
+    let h = host().await;
+    let pipelines = "  - name: web-ci
+    repository: web
+    namespace: @NS@
+    serviceAccount: ci
+    branches: [none]
+    pullRequests: {branches: [main], workflowFrom: head}
+";
+    let berth = Berth::new(&h.berth_ns.name, &h.mapping(GITEA, "1s", pipelines));
+    let (_agent, _, admin) = h.agent_with(&berth, |_| {});
+    let sha = h
+        .push_branch("breaks-tests", ".argo/workflow.yaml", FAILING)
+        .await;
+    let number = h.open_pull_request("breaks-tests");
+    let run = h
+        .run_for("web-ci", &sha, &format!("berth.dev/pull-request={number}"))
+        .await;
+    common::workflow_phase(&h.client, &h.wf_ns.name, &name(&run), "Failed").await;
+    let statuses = h.statuses(&sha, &["pending", "failure"]).await;
+    let (context, _, description, link) = &statuses[1];
+    assert_eq!(context, "berth/web-ci");
+    assert!(
+        description.starts_with("failed at step test"),
+        "{description}"
+    );
+    // the link is the run's page under the public address: served by the dashboard
+    let path = link.strip_prefix(EXTERNAL).expect("under --external-url");
+    let (code, page) = common::http("GET", &format!("{admin}{path}"), &[], b"");
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains(&name(&run)) && page.contains("Failed"),
+        "{page}"
+    );
+}
