@@ -85,20 +85,26 @@ module_dir() {
 # inside the package, when given), cached under $ROOT/npm/.
 npm_dir() {
   local spec=$1 dir; shift
-  local files=(); local f; for f in "$@"; do files+=("package/$f"); done
   dir=$ROOT/npm/$(printf '%s' "$spec" | tr '/@' '__')
-  local missing=0
+  local missing=0 f
   if [ $# -eq 0 ]; then [ -f "$dir/.done" ] || missing=1; fi
   for f in "$@"; do [ -f "$dir/$f" ] || missing=1; done
   if [ "$missing" = 1 ]; then
     command -v npm >/dev/null || die "npm is missing (Debian: apt-get install npm)"
-    local work; work=$(mktemp -d)
-    (cd "$work" && npm pack --silent "$spec" >pack.log 2>&1) || { cat "$work/pack.log" >&2; die "npm pack $spec failed"; }
-    mkdir -p "$dir"
-    tar xzf "$work"/*.tgz -C "$dir" --strip-components=1 "${files[@]}" \
-      || die "$spec lacks one of: $*"
+    # unpacked beside the cache and renamed into it, so a test that runs this at the same
+    # time never reads a file half written
+    mkdir -p "$ROOT/npm"
+    local work; work=$(mktemp -d "$ROOT/npm/.unpack-XXXXXX")
+    (cd "$work" && npm pack --silent "$spec" >pack.log 2>&1) || { cat "$work/pack.log" >&2; rm -rf "$work"; die "npm pack $spec failed"; }
+    mkdir -p "$work/package" "$dir"
+    local files=(); for f in "$@"; do files+=("package/$f"); done
+    tar xzf "$work"/*.tgz -C "$work" "${files[@]}" || { rm -rf "$work"; die "$spec lacks one of: $*"; }
+    if [ $# -eq 0 ]; then
+      cp -a "$work/package/." "$dir/" && touch "$dir/.done"
+    else
+      for f in "$@"; do mkdir -p "$(dirname "$dir/$f")" && mv -f "$work/package/$f" "$dir/$f"; done
+    fi
     rm -rf "$work"
-    touch "$dir/.done"
   fi
   echo "$dir"
 }
@@ -255,6 +261,9 @@ start_kwok() {
     --manage-nodes-with-label-selector=berth.test/kwok=true --server-address="127.0.0.1:$port" \
     --node-ip=127.0.0.1 --node-port="$port" >kwok.log 2>&1 &
   echo $! >kwok.pid
+  # a restart on an existing data directory finds the node there, with the last KWOK's port
+  # in its status: a new node gets this one's
+  "$K8S/kubectl" --kubeconfig="$dir/kubeconfig" delete node kwok-node --ignore-not-found >/dev/null
   "$K8S/kubectl" --kubeconfig="$dir/kubeconfig" apply -f - >/dev/null <<'NODE'
 apiVersion: v1
 kind: Node

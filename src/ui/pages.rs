@@ -481,16 +481,22 @@ fn run_facts(p: &RunPage<'_>) -> String {
             escape(&r.failed_step)
         )
     };
+    // what the run builds: a branch, a pull request (from its source branch) or a tag
+    let (built, what) = match (r.pull_request, r.tag.as_str()) {
+        (Some(n), _) => ("Pull request", format!("#{n} from {}", r.branch)),
+        (None, "") => ("Branch", r.branch.clone()),
+        (None, tag) => ("Tag", tag.to_owned()),
+    };
     format!(
         "<p class=\"crumbs\"><a href=\"/\">Overview</a> / pipeline {} / run</p><h1>{}</h1>\
-         <dl class=\"facts\"><dt>Phase</dt><dd>{}</dd><dt>Branch</dt><dd>{}</dd>\
+         <dl class=\"facts\"><dt>Phase</dt><dd>{}</dd><dt>{built}</dt><dd>{}</dd>\
          <dt>Commit</dt><dd><code class=\"revision\">{}</code></dd><dt>Namespace</dt><dd>{}</dd>\
          <dt>Started</dt><dd>{}</dd><dt>Finished</dt><dd>{}</dd><dt>Duration</dt><dd>{}</dd>\
          <dt>Message</dt><dd>{}</dd>{failed_step}</dl>",
         escape(p.pipeline),
         escape(&r.name),
         badge(or(&r.phase, "Pending")),
-        escape(&r.branch),
+        escape(&what),
         escape(short(&r.revision)),
         escape(p.namespace),
         escape(&r.started),
@@ -732,6 +738,21 @@ mod tests {
             ..failed
         };
         assert!(!page(&ok).contains("Failed step"));
+        let pull = Run {
+            pull_request: Some(7),
+            branch: "feature/<x>".into(),
+            ..ok.clone()
+        };
+        assert!(
+            page(&pull).contains("<dt>Pull request</dt><dd>#7 from feature/&lt;x&gt;</dd>"),
+            "{}",
+            page(&pull)
+        );
+        let tag = Run {
+            tag: "v1.2.0".into(),
+            ..ok
+        };
+        assert!(page(&tag).contains("<dt>Tag</dt><dd>v1.2.0</dd>"));
     }
 
     #[test]
