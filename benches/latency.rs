@@ -32,21 +32,6 @@ fn objects(ns: &str, round: usize) -> String {
 
 const WORKFLOW: &str = "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {generateName: ci-}\nspec:\n  entrypoint: main\n  templates: [{name: main, container: {image: alpine}}]\n";
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn report(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    println!(
-        "{name}: p50 {:.0} ms, p90 {:.0} ms, max {:.0} ms over {} deliveries",
-        percentile(&samples, 0.5).as_secs_f64() * 1000.0,
-        percentile(&samples, 0.9).as_secs_f64() * 1000.0,
-        samples.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
-        samples.len()
-    );
-}
-
 #[tokio::main]
 async fn main() {
     let client = client().await;
@@ -124,11 +109,16 @@ async fn main() {
         launched.push(wf_done.expect("measured"));
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    report(
+    common::report_latency(
         "P4 webhook delivery -> change applied (50-object sync)",
+        "deliveries",
         applied,
     );
-    report("P5 webhook delivery -> Workflow created", launched);
+    common::report_latency(
+        "P5 webhook delivery -> Workflow created",
+        "deliveries",
+        launched,
+    );
     let metrics =
         tokio::task::spawn_blocking(move || http("GET", &format!("{base}/metrics"), &[], b"").1)
             .await

@@ -16,21 +16,6 @@ use kube::api::{Api, DynamicObject, ListParams};
 
 const ROUNDS: usize = 15;
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn report(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    println!(
-        "{name}: p50 {:.0} ms, p90 {:.0} ms, max {:.0} ms over {} runs",
-        percentile(&samples, 0.5).as_secs_f64() * 1000.0,
-        percentile(&samples, 0.9).as_secs_f64() * 1000.0,
-        samples.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
-        samples.len()
-    );
-}
-
 #[tokio::main]
 async fn main() {
     let h = host().await;
@@ -123,9 +108,14 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    report("P11 pull request delivery -> Workflow created", launched);
-    report(
+    common::report_latency(
+        "P11 pull request delivery -> Workflow created",
+        "runs",
+        launched,
+    );
+    common::report_latency(
         "P12 Workflow finished -> success status on the commit",
+        "runs",
         posted,
     );
 }

@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::forge::{FAILING, params};
 use common::{Berth, ChildGuard, Repo, client, namespace, text, unique, workflows};
 use kube::api::{Api, DynamicObject, ListParams};
 
@@ -33,26 +34,6 @@ fn long_running() -> String {
         "    - name: main\n      metadata:\n        annotations: {pod-complete.stage.kwok.x-k8s.io/delay: 1h}\n",
     )
 }
-
-/// A workflow of two steps, the second of which exits 2.
-const FAILING: &str = "apiVersion: argoproj.io/v1alpha1
-kind: Workflow
-metadata:
-  generateName: ci-
-spec:
-  entrypoint: main
-  templates:
-    - name: main
-      steps:
-        - - {name: build, template: ok}
-        - - {name: test, template: fails}
-    - name: ok
-      container: {image: alpine}
-    - name: fails
-      metadata:
-        annotations: {berth.test/exit-code: '2'}
-      container: {image: alpine}
-";
 
 /// A source repository with a workflow file and a first commit on main.
 fn source() -> Repo {
@@ -177,20 +158,6 @@ fn agent(berth: &Berth) -> Agent {
         process: child,
         base,
     }
-}
-
-fn params(w: &DynamicObject) -> std::collections::BTreeMap<String, String> {
-    w.data["spec"]["arguments"]["parameters"]
-        .as_array()
-        .expect("parameters")
-        .iter()
-        .map(|p| {
-            (
-                p["name"].as_str().unwrap_or_default().to_owned(),
-                p["value"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 mod common;
 
 use common::Berth;
-use common::forge::{EXTERNAL, host, name, params, workflow};
+use common::forge::{EXTERNAL, FAILING, host, name, params, workflow};
 use kube::api::DynamicObject;
 
 /// The repository's provider: the Gitea it is on.
@@ -225,26 +225,6 @@ async fn validate_checks_the_providers_token_secret() {
     );
     assert!(!text.contains(&h.gitea.token), "{text}");
 }
-
-/// A Workflow of two steps, the second of which exits 2.
-const FAILING: &str = "apiVersion: argoproj.io/v1alpha1
-kind: Workflow
-metadata:
-  generateName: ci-
-spec:
-  entrypoint: main
-  templates:
-    - name: main
-      steps:
-        - - {name: build, template: ok}
-        - - {name: test, template: fails}
-    - name: ok
-      container: {image: alpine}
-    - name: fails
-      metadata:
-        annotations: {berth.test/exit-code: '2'}
-      container: {image: alpine}
-";
 
 #[tokio::test]
 async fn a_failed_step_fails_the_commit_naming_the_step_and_the_link_opens_the_run_page() {

@@ -1,7 +1,8 @@
 //! Gitea and Forgejo (`{base}` is the server's address; the API is under `/api/v1`).
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::github::status_body;
 use super::{Api, Call, PAGE, PullRequest, State, Status, Target, Token};
 
 pub(super) struct Gitea;
@@ -9,17 +10,9 @@ pub(super) struct Gitea;
 impl Api for Gitea {
     fn status(&self, target: &Target, sha: &str, status: &Status) -> Call {
         let (owner, repo) = target.owner_repo();
-        let mut body = json!({
-            "state": state(status.state),
-            "description": status.description(),
-            "context": status.context,
-        });
-        if let Some(url) = &status.target_url {
-            body["target_url"] = Value::from(url.clone());
-        }
         Call::post(
             format!("{}/api/v1/repos/{owner}/{repo}/statuses/{sha}", target.base),
-            body,
+            status_body(status),
         )
     }
 
@@ -36,7 +29,7 @@ impl Api for Gitea {
     }
 
     fn state(&self, s: State) -> &'static str {
-        state(s)
+        super::github::state(s)
     }
 
     fn head_ref(&self, number: u64) -> Option<String> {
@@ -48,15 +41,5 @@ impl Api for Gitea {
             http::header::AUTHORIZATION,
             format!("token {}", token.secret),
         )
-    }
-}
-
-/// Gitea's states (`pending`, `success`, `error`, `failure`, `warning`): no `running`.
-fn state(s: State) -> &'static str {
-    match s {
-        State::Pending | State::Running => "pending",
-        State::Success => "success",
-        State::Failure => "failure",
-        State::Error => "error",
     }
 }

@@ -9,17 +9,9 @@ pub(super) struct GitHub;
 impl Api for GitHub {
     fn status(&self, target: &Target, sha: &str, status: &Status) -> Call {
         let (owner, repo) = target.owner_repo();
-        let mut body = json!({
-            "state": state(status.state),
-            "description": status.description(),
-            "context": status.context,
-        });
-        if let Some(url) = &status.target_url {
-            body["target_url"] = Value::from(url.clone());
-        }
         Call::post(
             format!("{}/repos/{owner}/{repo}/statuses/{sha}", target.base),
-            body,
+            status_body(status),
         )
     }
 
@@ -44,8 +36,22 @@ impl Api for GitHub {
     }
 }
 
-/// GitHub's states: no `running`, so a running build stays `pending`.
-fn state(s: State) -> &'static str {
+/// A status as GitHub takes it (Gitea and Forgejo take the same body).
+pub(super) fn status_body(status: &Status) -> Value {
+    let mut body = json!({
+        "state": state(status.state),
+        "description": status.description(),
+        "context": status.context,
+    });
+    if let Some(url) = &status.target_url {
+        body["target_url"] = Value::from(url.clone());
+    }
+    body
+}
+
+/// GitHub's states, which Gitea and Forgejo share: no `running`, so a running build stays
+/// `pending`.
+pub(super) fn state(s: State) -> &'static str {
     match s {
         State::Pending | State::Running => "pending",
         State::Success => "success",

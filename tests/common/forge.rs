@@ -12,6 +12,26 @@ pub const SECRET: &str = "gitea-hook-secret";
 /// The dashboard's public address berth is given.
 pub const EXTERNAL: &str = "https://berth.example.com";
 
+/// A workflow of two steps, the second of which exits 2.
+pub const FAILING: &str = "apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata:
+  generateName: ci-
+spec:
+  entrypoint: main
+  templates:
+    - name: main
+      steps:
+        - - {name: build, template: ok}
+        - - {name: test, template: fails}
+    - name: ok
+      container: {image: alpine}
+    - name: fails
+      metadata:
+        annotations: {berth.test/exit-code: '2'}
+      container: {image: alpine}
+";
+
 /// A Workflow whose step runs until the test ends its pod; `flavor` marks which file it is.
 pub fn workflow(flavor: &str) -> String {
     format!(

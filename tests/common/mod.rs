@@ -1281,3 +1281,20 @@ pub async fn workflow_launcher(client: &Client, namespace: &str, name: &str) {
             .unwrap_or_else(|e| panic!("{kind} {namespace}/{name}: {e}"));
     }
 }
+
+/// The `p`-quantile (0..1) of sorted samples.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Prints a benchmark's p50, p90 and max over its samples of `what` (deliveries, runs).
+pub fn report_latency(name: &str, what: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    println!(
+        "{name}: p50 {:.0} ms, p90 {:.0} ms, max {:.0} ms over {} {what}",
+        percentile(&samples, 0.5).as_secs_f64() * 1000.0,
+        percentile(&samples, 0.9).as_secs_f64() * 1000.0,
+        samples.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
+        samples.len()
+    );
+}
