@@ -34,6 +34,7 @@ mod diff;
 mod health;
 mod locate;
 mod render;
+mod source;
 mod status;
 mod sync;
 
@@ -67,5 +68,7 @@ pub(crate) enum Error {
     #[error(transparent)]
     Context(#[from] context::Error),
     #[error(transparent)]
-    Refused(#[from] sync::Refusal),
+    Source(#[from] source::Error),
+    #[error(transparent)]
+    Sync(#[from] sync::Error),
 }

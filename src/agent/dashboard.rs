@@ -30,6 +30,7 @@ use super::shared::Shared;
 use crate::config::Mapping;
 use crate::context::Context;
 use crate::git;
+use crate::source;
 use crate::status::{self, SyncStatus};
 use crate::sync::{self, Mode};
 use crate::ui::graph;
@@ -345,7 +346,7 @@ async fn head_of(
             return Ok(head);
         }
     }
-    let head = match sync::refresh(ctx, repo, vec![repo.branch.clone()]).await {
+    let head = match source::refresh(ctx, repo, vec![repo.branch.clone()]).await {
         Ok(Some(head)) => head,
         Ok(None) => return Err("the branch has no head".to_owned()),
         Err(e) => return Err(e.to_string()),
@@ -730,8 +731,8 @@ async fn trigger(
     let branch = pipelines::default_branch(p, repo);
     let ctx = &state.ctx;
     let launched = async {
-        sync::refresh(ctx, repo, vec![branch.clone()]).await?;
-        let commit = pipelines::resolve(&ctx.cache_dir, repo, &branch, None).await?;
+        source::refresh(ctx, repo, vec![branch.clone()]).await?;
+        let commit = source::resolve(&ctx.cache_dir, repo, &branch, None).await?;
         Ok::<_, crate::Error>(
             pipelines::launch_commit(
                 ctx,

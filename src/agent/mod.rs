@@ -27,6 +27,7 @@ use tracing::{error, info, instrument, warn};
 
 use crate::config::{self, Mapping, Repository};
 use crate::context::Context;
+use crate::source;
 use crate::store::{self, Fields};
 use crate::sync::{self, Mode};
 use crate::telemetry::{RepositoryLabels, ResultLabels};
@@ -431,7 +432,7 @@ async fn poll(
         let (heads, extra) = refs(&ctx, &mapping, &repo, &wake.shared, &mut pulls).await;
         let mut branches = branches.clone();
         branches.extend(heads);
-        let fetched = sync::refresh_refs(&ctx, &repo, branches, extra).await;
+        let fetched = source::refresh_refs(&ctx, &repo, branches, extra).await;
         ctx.metrics
             .fetch_duration
             .get_or_create(&RepositoryLabels {

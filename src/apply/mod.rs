@@ -29,8 +29,8 @@ pub(crate) enum Error {
     /// A hook that failed, or that could not run.
     #[error("{0}")]
     Hook(String),
-    #[error("CustomResourceDefinition {name} did not become Established within {seconds}s")]
-    NotEstablished { name: String, seconds: u64 },
+    #[error("CustomResourceDefinition {name} did not become Established: {reason}")]
+    NotEstablished { name: String, reason: String },
     /// An object left out of the pass: unserved, unnamed, refused by a dry-run, or
     /// depending on an object that failed.
     #[error("{origin}: {id} was not applied: {reason}")]

@@ -135,39 +135,36 @@ async fn apply_one(client: &Client, resources: &Resources, entry: &Entry) -> Res
     }
 }
 
-/// Waits until each named CustomResourceDefinition reports `Established`.
+/// Waits until each named CustomResourceDefinition reports `Established`, watching each
+/// (kube-runtime's `await_condition`) rather than polling.
 ///
 /// # Errors
 /// A CRD that is not established within `timeout`.
 pub(crate) async fn wait_established(
     client: &Client,
-    resources: &Resources,
     names: &[String],
     timeout: Duration,
 ) -> Result<(), Error> {
-    let Some(crd) = resources.get("apiextensions.k8s.io/v1", "CustomResourceDefinition") else {
-        return Ok(());
-    };
-    let api = cluster::api(client, crd, None);
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::runtime::wait::{await_condition, conditions};
+    let api: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
+    let deadline = tokio::time::Instant::now() + timeout;
     for name in names {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let established = api.get_opt(name).await.ok().flatten().is_some_and(|o| {
-                o.data["status"]["conditions"].as_array().is_some_and(|cs| {
-                    cs.iter()
-                        .any(|c| c["type"] == "Established" && c["status"] == "True")
-                })
-            });
-            if established {
-                break;
-            }
-            if tokio::time::Instant::now() >= deadline {
+        let established = await_condition(api.clone(), name, conditions::is_crd_established());
+        match tokio::time::timeout_at(deadline, established).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
                 return Err(Error::NotEstablished {
                     name: name.clone(),
-                    seconds: timeout.as_secs(),
+                    reason: e.to_string(),
                 });
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            Err(_) => {
+                return Err(Error::NotEstablished {
+                    name: name.clone(),
+                    reason: format!("still not after {}s", timeout.as_secs()),
+                });
+            }
         }
     }
     Ok(())

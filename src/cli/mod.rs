@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{self, Mapping, Repository};
 use crate::context::Context;
 use crate::git::Credentials;
+use crate::source;
 use crate::sync::{self, Mode, Report};
 use crate::telemetry::LogFormat;
 use crate::{agent, cleanup, cluster, diff, pipelines};
@@ -469,7 +470,7 @@ async fn passes(
     for repo in &mapping.repositories {
         if syncs.iter().any(|s| s.repository == repo.name) {
             ctx.progress(&repo.name, &format!("fetching {}", repo.url));
-            let head = sync::refresh(&ctx, repo, vec![repo.branch.clone()]).await;
+            let head = source::refresh(&ctx, repo, vec![repo.branch.clone()]).await;
             fetched.insert(repo.name.as_str(), (repo, head));
         }
     }
@@ -508,8 +509,8 @@ async fn trigger(
         Err(e) => return fail(USAGE, e),
     };
     let result = async {
-        sync::refresh(&ctx, repo, vec![branch.clone()]).await?;
-        let commit = pipelines::resolve(&ctx.cache_dir, repo, &branch, revision).await?;
+        source::refresh(&ctx, repo, vec![branch.clone()]).await?;
+        let commit = source::resolve(&ctx.cache_dir, repo, &branch, revision).await?;
         Ok::<_, crate::Error>(
             pipelines::launch_commit(
                 &ctx,
@@ -567,8 +568,10 @@ async fn render(args: &Args, mapping: &Mapping, name: &str, show_secrets: bool) 
     let cache = args.cache_dir();
     let result = async {
         let creds = offline_credentials(args, repo, &mut None).await?;
-        let commit = sync::fetch(&cache, repo, creds).await?;
-        sync::render(&cache, args.max_manifest_bytes, repo, s, &commit.id).await
+        let commit = source::fetch(&cache, repo, creds).await?;
+        Ok::<_, crate::Error>(
+            source::render(&cache, args.max_manifest_bytes, repo, s, &commit.id).await?,
+        )
     }
     .await;
     match result {
@@ -715,7 +718,9 @@ async fn validate(args: &Args) -> ExitCode {
         }
         let fetched = match offline_credentials(args, repo, &mut ctx).await {
             Ok(creds) => {
-                sync::fetch_branches(&cache, repo, creds, mapping.branches(repo), Vec::new()).await
+                source::fetch_branches(&cache, repo, creds, mapping.branches(repo), Vec::new())
+                    .await
+                    .map_err(crate::Error::from)
             }
             Err(e) => Err(e),
         };
@@ -731,7 +736,7 @@ async fn validate(args: &Args) -> ExitCode {
         }
         let Some(commit) = head else { continue };
         for s in mapping.syncs.iter().filter(|s| s.repository == repo.name) {
-            match sync::render(&cache, args.max_manifest_bytes, repo, s, &commit.id).await {
+            match source::render(&cache, args.max_manifest_bytes, repo, s, &commit.id).await {
                 Ok(r) if r.rejected.is_empty() => check(
                     true,
                     format!(

@@ -336,26 +336,6 @@ async fn record_launch(
     }
 }
 
-/// The commit to launch: `revision` when given, else the fetched head of `branch`.
-///
-/// # Errors
-/// Unknown branch or revision.
-pub(crate) async fn resolve(
-    cache_dir: &Path,
-    repository: &Repository,
-    branch: &str,
-    revision: Option<&str>,
-) -> Result<Commit, Error> {
-    let (branch, revision) = (branch.to_owned(), revision.map(str::to_owned));
-    git::with_mirror(cache_dir, repository.url.as_str(), move |mirror| {
-        Ok(match revision {
-            Some(r) => mirror.commit(&r)?,
-            None => mirror.resolve(&branch)?,
-        })
-    })
-    .await
-}
-
 /// Checks a file-based pipeline offline: the workflow file parses as a Workflow at the head
 /// of every matching branch in the mirror. Returns (branch, short sha, problem) per head.
 ///

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use tracing::{info, instrument, warn};
 
-pub(crate) use launch::{Launched, check, launch_commit, resolve};
+pub(crate) use launch::{Launched, check, launch_commit};
 use launch::{launched_before, resume_queued, terminate_group};
 pub(crate) use pulls::PullRequests;
 pub(crate) use run::{

@@ -1,0 +1,198 @@
+//! A repository's commit as a sync or a pipeline reads it: fetching branches, tags and pull
+//! request heads into the bare mirror, and rendering the manifests of a sync's path at a
+//! commit. `sync` and `pipelines` both start here.
+
+use std::path::Path;
+use std::time::Instant;
+
+use tracing::instrument;
+
+use crate::config::{Repository, Sync};
+use crate::context::{self, Context};
+use crate::git::{self, Commit, Credentials};
+use crate::object::BuiltinScope;
+use crate::render;
+
+/// Why a commit could not be fetched or rendered.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    #[error(transparent)]
+    Credentials(#[from] context::Error),
+    #[error(transparent)]
+    Git(#[from] git::Error),
+    #[error(transparent)]
+    Render(#[from] render::Error),
+}
+
+/// Reads a repository's credentials and fetches `branches` (names or globs) into its mirror.
+/// Returns the head of the repository's own `branch` when `branches` names it.
+///
+/// # Errors
+/// Credentials, network, or the repository's branch missing.
+pub(crate) async fn refresh(
+    ctx: &Context,
+    repo: &Repository,
+    branches: Vec<String>,
+) -> Result<Option<Commit>, Error> {
+    refresh_refs(ctx, repo, branches, Vec::new()).await
+}
+
+/// [`refresh`], fetching the refspecs in `extra` too (tags, pull request heads).
+///
+/// # Errors
+/// Credentials, network, or the repository's branch missing.
+pub(crate) async fn refresh_refs(
+    ctx: &Context,
+    repo: &Repository,
+    branches: Vec<String>,
+    extra: Vec<String>,
+) -> Result<Option<Commit>, Error> {
+    let creds = ctx.credentials(repo.auth_secret.as_deref()).await?;
+    fetch_branches(&ctx.cache_dir, repo, creds, branches, extra).await
+}
+
+/// Fetches a repository's branch into its mirror and resolves the head commit.
+///
+/// # Errors
+/// Network or a missing branch.
+#[instrument(skip_all, fields(repository = %repo.name))]
+pub(crate) async fn fetch(
+    cache_dir: &Path,
+    repo: &Repository,
+    creds: Option<Credentials>,
+) -> Result<Commit, Error> {
+    let head = fetch_branches(
+        cache_dir,
+        repo,
+        creds,
+        vec![repo.branch.clone()],
+        Vec::new(),
+    )
+    .await?;
+    Ok(head.expect("the repository's branch was asked for"))
+}
+
+/// Fetches branches (names or globs) of a repository into its mirror. Returns the head of the
+/// repository's own `branch` when `branches` names it.
+///
+/// # Errors
+/// Network, or the repository's branch missing.
+pub(crate) async fn fetch_branches(
+    cache_dir: &Path,
+    repo: &Repository,
+    creds: Option<Credentials>,
+    branches: Vec<String>,
+    extra: Vec<String>,
+) -> Result<Option<Commit>, Error> {
+    let started = Instant::now();
+    let branch = repo.branch.clone();
+    let head = git::with_mirror(cache_dir, repo.url.as_str(), move |mirror| {
+        let patterns: Vec<&str> = branches.iter().map(String::as_str).collect();
+        mirror.fetch_refs(&patterns, &extra, creds.as_ref())?;
+        if branches.contains(&branch) {
+            mirror.resolve(&branch).map(Some)
+        } else {
+            Ok::<_, git::Error>(None)
+        }
+    })
+    .await?;
+    tracing::debug!(
+        repository = %repo.name,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "fetched"
+    );
+    Ok(head)
+}
+
+/// The head of the repository's branch in the local mirror; nothing is fetched.
+///
+/// # Errors
+/// The mirror has no such branch.
+pub(crate) async fn head(cache_dir: &Path, repo: &Repository) -> Result<Commit, Error> {
+    let branch = repo.branch.clone();
+    Ok(
+        git::with_mirror(cache_dir, repo.url.as_str(), move |mirror| {
+            mirror.resolve(&branch)
+        })
+        .await?,
+    )
+}
+
+/// A commit of the mirror: `revision` (a sha or a ref) when given, else the head of `branch`.
+///
+/// # Errors
+/// Unknown branch or revision.
+pub(crate) async fn resolve(
+    cache_dir: &Path,
+    repo: &Repository,
+    branch: &str,
+    revision: Option<&str>,
+) -> Result<Commit, Error> {
+    let (branch, revision) = (branch.to_owned(), revision.map(str::to_owned));
+    Ok(
+        git::with_mirror(cache_dir, repo.url.as_str(), move |mirror| match revision {
+            Some(r) => mirror.commit(&r),
+            None => mirror.resolve(&branch),
+        })
+        .await?,
+    )
+}
+
+/// Reads and renders a sync's manifests at a commit, with the scopes known offline. Files
+/// larger than `max_bytes` are refused before they are read.
+///
+/// # Errors
+/// Git read or render errors, naming file and line.
+pub(crate) async fn render(
+    cache_dir: &Path,
+    max_bytes: u64,
+    repo: &Repository,
+    sync: &Sync,
+    commit: &str,
+) -> Result<render::Rendered, Error> {
+    let (path, rev) = (sync.path.clone(), commit.to_owned());
+    let mut files = git::with_mirror(cache_dir, repo.url.as_str(), move |mirror| {
+        git::read_path(
+            mirror.repository(),
+            &mirror.display_url(),
+            &rev,
+            &path,
+            max_bytes,
+        )
+    })
+    .await?;
+    let selection = render::Selection::new(&sync.include, &sync.exclude);
+    files.retain(|f| selection.selects(relative(&sync.path, &f.path)));
+    let options = render::Options {
+        vars: Some(&sync.vars),
+        namespace: sync.namespace.as_deref(),
+    };
+    Ok(render::directory(&files, &options, &BuiltinScope)?)
+}
+
+/// A repository path relative to a sync's `path`.
+fn relative<'a>(base: &str, path: &'a str) -> &'a str {
+    if base.is_empty() {
+        path
+    } else {
+        path.strip_prefix(base)
+            .map_or(path, |rest| rest.trim_start_matches('/'))
+    }
+}
+
+/// `<repo-url>#<path>` with credentials removed: where a sync's objects come from.
+pub(crate) fn label(repo: &Repository, sync: &Sync) -> String {
+    format!("{}#{}", repo.url.redacted(), sync.path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative;
+
+    #[test]
+    fn paths_are_relative_to_the_sync() {
+        assert_eq!(relative("", "a/b.yaml"), "a/b.yaml");
+        assert_eq!(relative("apps/web", "apps/web/x/d.yaml"), "x/d.yaml");
+        assert_eq!(relative("apps/web", "other/d.yaml"), "other/d.yaml");
+    }
+}
