@@ -15,6 +15,7 @@ pub enum LogFormat {
 /// Installs the global subscriber. `RUST_LOG` filters (default: `info` for berth, `warn` for
 /// libraries, nothing from kube-client, whose errors berth reports itself).
 pub fn init(format: LogFormat) {
+    let _ = FORMAT.set(format);
     let filter = EnvFilter::try_from_default_env()
         // kube-client's own error lines name no object; the same errors reach berth,
         // which reports them with the object
@@ -38,6 +39,24 @@ pub fn init(format: LogFormat) {
     };
     // A subscriber may already be set (tests); the first one stays.
     drop(result);
+}
+
+/// The log format chosen at start.
+static FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
+
+/// An error that ends a verb, as one line on stderr in the chosen log format: `error: …` as
+/// text, or a JSON object with `timestamp`, `level` and `message`, so that a log collector
+/// reading JSON never meets a plain line.
+pub fn error_line(message: &str) -> String {
+    match FORMAT.get().copied().unwrap_or_default() {
+        LogFormat::Text => format!("error: {message}"),
+        LogFormat::Json => serde_json::json!({
+            "timestamp": jiff::Timestamp::now().to_string(),
+            "level": "ERROR",
+            "message": message,
+        })
+        .to_string(),
+    }
 }
 
 // ---- metrics --------------------------------------------------------------------------------

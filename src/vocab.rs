@@ -80,6 +80,9 @@ pub(crate) const BASE_ANNOTATION: &str = "berth.dev/base-branch";
 pub(crate) const PROVIDER_ERROR: &str = "berth.dev/provider-error";
 /// Annotation on Workflows: the commit's subject line.
 pub(crate) const SUBJECT_ANNOTATION: &str = "berth.dev/commit-subject";
+/// Annotation on runs: when berth launched the run, to the nanosecond (runs created in the same
+/// second have the same creationTimestamp; this orders them by launch).
+pub(crate) const LAUNCHED_ANNOTATION: &str = "berth.dev/launched-at";
 /// Annotation on runs created suspended by `concurrency: queue`.
 pub(crate) const QUEUED_ANNOTATION: &str = "berth.dev/queued";
 

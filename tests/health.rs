@@ -649,3 +649,93 @@ async fn a_post_sync_hook_runs_after_the_objects_are_healthy_and_is_never_pruned
     common::succeeds(&berth, &["sync"], "0 pruned");
     assert!(configs.get_opt("notified").await.expect("read").is_some());
 }
+
+/// The sync's health and revision as its record says, once there is a record.
+async fn recorded(client: &kube::Client, berth_ns: &str) -> Option<(String, String)> {
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), berth_ns);
+    let a = api
+        .get_opt("berth-sync-app")
+        .await
+        .ok()??
+        .metadata
+        .annotations?;
+    Some((
+        a.get("berth.dev/health")?.clone(),
+        a.get("berth.dev/revision")?.clone(),
+    ))
+}
+
+/// Waits until the sync's record and its dashboard page both read `Progressing`.
+async fn progressing_shown(client: &kube::Client, berth_ns: &str, admin: &str) {
+    let shown = common::eventually(Duration::from_secs(60), || async {
+        let (health, _) = recorded(client, berth_ns).await?;
+        let url = format!("{admin}/syncs/app");
+        let page = tokio::task::spawn_blocking(move || common::http("GET", &url, &[], b"").1)
+            .await
+            .ok()?;
+        let on_page = page.contains("<dt>Health</dt><dd><span class=\"badge busy\">Progressing");
+        (health == "Progressing" && on_page).then_some(())
+    })
+    .await;
+    assert!(
+        shown.is_some(),
+        "the record and the page read Progressing during the wait"
+    );
+}
+
+/// Waits until the sync is Healthy at `revision`.
+async fn healthy_at(client: &kube::Client, berth_ns: &str, revision: &str) {
+    let done = common::eventually(Duration::from_secs(60), || async {
+        let (health, at) = recorded(client, berth_ns).await?;
+        (health == "Healthy" && at == revision).then_some(())
+    })
+    .await;
+    assert!(done.is_some(), "the sync became Healthy at {revision}");
+}
+
+/// The pod of Deployment `web` running `image`, once the controllers created it.
+async fn pod_with_image(client: &kube::Client, ns: &str, image: &str) -> Pod {
+    common::eventually(Duration::from_secs(60), || async {
+        let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+        let list = api
+            .list(&ListParams::default().labels("app=web"))
+            .await
+            .ok()?;
+        list.items.into_iter().find(|p| {
+            p.spec
+                .as_ref()
+                .is_some_and(|s| s.containers[0].image.as_deref() == Some(image))
+        })
+    })
+    .await
+    .unwrap_or_else(|| panic!("a pod running {image}"))
+}
+
+#[tokio::test]
+async fn a_waiting_sync_reads_progressing_from_the_apply_until_it_is_healthy() {
+    let App {
+        client,
+        berth_ns,
+        app_ns,
+        repo,
+        berth,
+    } = App::new("    wait: true\n    timeout: 300s\n").await;
+    repo.write("app/web.yaml", &web_with_image("nginx:1"));
+    let first = repo.commit("web");
+    let (_agent, _, admin) = berth.agent_with(&[], &[], |_| {});
+
+    // a first sync: Progressing while the pass waits for the pod, whose status only this
+    // test sets; Healthy once it is ready
+    progressing_shown(&client, &berth_ns.name, &admin).await;
+    let pod = pod_with_image(&client, &app_ns.name, "nginx:1").await;
+    set_pod_status(&client, &app_ns.name, &pod, ready()).await;
+    healthy_at(&client, &berth_ns.name, &first).await;
+
+    // a new revision of a Healthy sync: Progressing again until the new pod is ready
+    repo.write("app/web.yaml", &web_with_image("nginx:2"));
+    let second = repo.commit("web 2");
+    progressing_shown(&client, &berth_ns.name, &admin).await;
+    let pod = pod_with_image(&client, &app_ns.name, "nginx:2").await;
+    set_pod_status(&client, &app_ns.name, &pod, ready()).await;
+    healthy_at(&client, &berth_ns.name, &second).await;
+}

@@ -297,3 +297,38 @@ async fn json_logs_are_one_object_per_line_with_the_documented_fields() {
     assert_eq!(fetched["repository"], "config");
     assert!(fetched["duration_ms"].is_u64());
 }
+
+#[tokio::test]
+async fn a_fatal_error_is_a_json_line_too() {
+    let client = client().await;
+    let berth_ns = namespace(&client, &unique("berth")).await;
+    let repo = Repo::new();
+    repo.write("app.yaml", &settings(&unique("app"), "fatal"));
+    repo.commit("fatal");
+    let mapping = format!(
+        "apiVersion: berth.dev/v1alpha1\nkind: Mapping\nrepositories:\n  - name: config\n    url: {}\nsyncs:\n  - name: app\n    repository: config\n",
+        repo.url()
+    );
+    let berth = Berth::new(&berth_ns.name, &mapping);
+    // the address is taken, so `run` cannot listen and ends
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let address = taken.local_addr().expect("address").to_string();
+    let out = berth
+        .command(&["--log-format", "json", "run", "--listen", &address])
+        .output()
+        .expect("berth run");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let fatal = lines.last().expect("a line");
+    assert_eq!(fatal["level"], "ERROR", "{fatal}");
+    let message = fatal["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("cannot listen on {address}")),
+        "{message}"
+    );
+    assert!(fatal["timestamp"].is_string(), "{fatal}");
+}

@@ -40,6 +40,8 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// File events closer together than this are handled as one.
 const DEBOUNCE: Duration = Duration::from_millis(100);
+/// How long the first pipeline passes wait for the first sync passes at start.
+const FIRST_SYNCS_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Delay before retrying after `failures` consecutive failed passes: 5s, 10s, 20s … 5 min.
 pub(crate) fn backoff(failures: u32) -> Duration {
@@ -427,6 +429,7 @@ async fn poll(
     let mut evaluated = pipelines::Evaluated::new();
     let mut pulls = pipelines::PullRequests::default();
     let mut failures = 0u32;
+    let mut first = true;
     loop {
         let started = Instant::now();
         let (heads, extra) = refs(&ctx, &mapping, &repo, &wake.shared, &mut pulls).await;
@@ -445,16 +448,28 @@ async fn poll(
                 head = fetched;
                 // syncs and pipelines are independent: neither waits for the other
                 let syncs = async {
-                    let Some(commit) = &head else { return false };
                     let mut failed = false;
-                    for s in &syncs {
-                        let moved = done.get(&s.name) != Some(&commit.id);
-                        failed |=
-                            pass(&ctx, &mapping, &repo, s, commit, moved, &mut done, &wake).await;
+                    if let Some(commit) = &head {
+                        for s in &syncs {
+                            let moved = done.get(&s.name) != Some(&commit.id);
+                            failed |=
+                                pass(&ctx, &mapping, &repo, s, commit, moved, &mut done, &wake)
+                                    .await;
+                        }
                     }
+                    wake.shared.synced_once(&repo.name);
                     failed
                 };
-                let pipelines = pipelines::pass(&ctx, &mapping, &repo, &mut evaluated, &pulls);
+                // at start, pipelines wait for the first sync passes: they often create the
+                // namespace and the account a pipeline runs as
+                let pipelines = async {
+                    if std::mem::take(&mut first)
+                        && !wake.shared.first_syncs(FIRST_SYNCS_PATIENCE).await
+                    {
+                        info!(repository = %repo.name, "the first sync passes are still running; pipelines go on");
+                    }
+                    pipelines::pass(&ctx, &mapping, &repo, &mut evaluated, &pulls).await
+                };
                 let (sync_failed, pipelines_ok) = tokio::join!(syncs, pipelines);
                 if pipelines_ok {
                     // handled: their runs stopped and they are forgotten
@@ -467,6 +482,7 @@ async fn poll(
                 for s in &syncs {
                     sync::record_failure(&ctx, s, &e, Mode::Apply).await;
                 }
+                wake.shared.synced_once(&repo.name);
                 true
             }
         };

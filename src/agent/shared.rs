@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     pub fetched: Mutex<HashMap<String, std::time::Instant>>,
     /// Pull request deliveries per repository, waiting for its loop's next pass.
     pull_requests: Mutex<HashMap<String, Vec<PullRequestEvent>>>,
+    /// Repositories whose syncs have finished their first pass since the agent started.
+    synced_once: tokio::sync::watch::Sender<std::collections::BTreeSet<String>>,
 }
 
 /// How many passes per sync the dashboard lists.
@@ -82,9 +84,31 @@ impl Shared {
             subjects: Mutex::new(HashMap::new()),
             fetched: Mutex::new(HashMap::new()),
             pull_requests: Mutex::new(HashMap::new()),
+            synced_once: tokio::sync::watch::Sender::new(std::collections::BTreeSet::new()),
         };
         shared.reset_triggers();
         shared
+    }
+
+    /// Notes that a repository's syncs finished their first pass (whatever its result).
+    pub(crate) fn synced_once(&self, repository: &str) {
+        self.synced_once
+            .send_if_modified(|done| done.insert(repository.to_owned()));
+    }
+
+    /// Waits, at most `patience`, until every repository with syncs has finished its first
+    /// sync pass since start: the namespace, ServiceAccount and RBAC a pipeline runs with are
+    /// often what those syncs create. Returns false when the patience ran out.
+    pub(crate) async fn first_syncs(&self, patience: std::time::Duration) -> bool {
+        let wanted: std::collections::BTreeSet<String> = self
+            .mapping()
+            .syncs
+            .iter()
+            .map(|s| s.repository.clone())
+            .collect();
+        let mut done = self.synced_once.subscribe();
+        let all = done.wait_for(|done| wanted.is_subset(done));
+        tokio::time::timeout(patience, all).await.is_ok()
     }
 
     pub(crate) fn mapping(&self) -> Arc<Mapping> {

@@ -319,7 +319,7 @@ pub enum StatusFormat {
 const USAGE: u8 = 2;
 
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {message}");
+    eprintln!("{}", crate::telemetry::error_line(&message.to_string()));
     ExitCode::from(code)
 }
 
@@ -578,7 +578,8 @@ async fn render(args: &Args, mapping: &Mapping, name: &str, show_secrets: bool) 
         Ok(rendered) => {
             print(|w| output::manifests(w, &rendered.manifests, show_secrets));
             for r in &rendered.rejected {
-                eprintln!("error: {}: {}: {}", r.origin, r.what, r.reason);
+                let line = format!("{}: {}: {}", r.origin, r.what, r.reason);
+                eprintln!("{}", crate::telemetry::error_line(&line));
             }
             if rendered.rejected.is_empty() {
                 ExitCode::SUCCESS

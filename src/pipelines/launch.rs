@@ -242,6 +242,7 @@ pub(crate) async fn launch_commit(
             commit,
             namespace,
             name: workflow_name(&pipeline.name, trigger, commit, None),
+            at: jiff::Timestamp::now().to_string(),
         };
         let (client, _) = super::client_for(ctx, pipeline)?;
         let outcome = self::launch(&client, &launch, workflow(&launch, file.as_ref())).await?;

@@ -73,17 +73,26 @@ pub(crate) async fn recent_runs(
         return Vec::new();
     };
     let mut items = list.items;
-    items.sort_by(|a, b| {
-        let key = |o: &kube::api::DynamicObject| o.metadata.creation_timestamp.clone();
-        key(b)
-            .cmp(&key(a))
-            .then_with(|| b.metadata.name.cmp(&a.metadata.name))
-    });
+    newest_first(&mut items);
     items
         .into_iter()
         .take(count)
         .map(|o| run::run_of(&serde_json::to_value(&o).expect("objects serialize")))
         .collect()
+}
+
+/// Orders runs by launch, newest first.
+fn newest_first(items: &mut [kube::api::DynamicObject]) {
+    items.sort_by_cached_key(|o| std::cmp::Reverse((launched(o), o.metadata.name.clone())));
+}
+
+/// When a run was launched: berth's launch time (to the nanosecond), else its creation second.
+fn launched(o: &kube::api::DynamicObject) -> Option<jiff::Timestamp> {
+    o.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::vocab::LAUNCHED_ANNOTATION)?.parse().ok())
+        .or_else(|| o.metadata.creation_timestamp.as_ref().map(|t| t.0))
 }
 
 /// The client a pipeline's Workflows are created, terminated, resumed and cleaned up with: its
@@ -363,4 +372,35 @@ async fn close_pulls(
     )
     .await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_of_the_same_second_are_ordered_by_launch() {
+        let run = |name: &str, launched: Option<&str>| {
+            let mut o: kube::api::DynamicObject = serde_json::from_value(serde_json::json!({
+                "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+                "metadata": {"name": name, "creationTimestamp": "2026-12-02T10:00:00Z"}}))
+            .expect("object");
+            if let Some(at) = launched {
+                o.metadata.annotations =
+                    Some([(crate::vocab::LAUNCHED_ANNOTATION.to_owned(), at.to_owned())].into());
+            }
+            o
+        };
+        let mut items = vec![
+            run("web-ci-88506d8", Some("2026-12-02T10:00:00.9Z")),
+            run("web-ci-b1d3656", Some("2026-12-02T10:00:00.1Z")),
+            run("older", None),
+        ];
+        newest_first(&mut items);
+        let names: Vec<_> = items
+            .iter()
+            .map(|o| o.metadata.name.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(names, ["web-ci-88506d8", "web-ci-b1d3656", "older"]);
+    }
 }

@@ -10,8 +10,9 @@ use crate::git::Commit;
 use crate::provider::PullRequest;
 use crate::render::{yaml_documents, yaml_message};
 use crate::vocab::{
-    BASE_ANNOTATION, BRANCH_ANNOTATION, BRANCH_LABEL, MANAGED_BY, MANAGER_VALUE, PIPELINE_LABEL,
-    PULL_REQUEST_LABEL, REPOSITORY_LABEL, REVISION, SUBJECT_ANNOTATION, TAG_ANNOTATION, TAG_LABEL,
+    BASE_ANNOTATION, BRANCH_ANNOTATION, BRANCH_LABEL, LAUNCHED_ANNOTATION, MANAGED_BY,
+    MANAGER_VALUE, PIPELINE_LABEL, PULL_REQUEST_LABEL, REPOSITORY_LABEL, REVISION,
+    SUBJECT_ANNOTATION, TAG_ANNOTATION, TAG_LABEL,
 };
 
 /// What a run builds: a branch's head, a pull request's head, or a tag.
@@ -89,6 +90,8 @@ pub(crate) struct Launch<'a> {
     pub namespace: &'a str,
     /// The Workflow's name.
     pub name: String,
+    /// When it is launched (RFC 3339, nanoseconds).
+    pub at: String,
 }
 
 /// A DNS-label name of at most 63 characters: the parts joined with `-`, shortened with a hash
@@ -386,6 +389,7 @@ fn metadata(launch: &Launch<'_>, file_meta: &Value) -> (Map<String, Value>, Map<
         SUBJECT_ANNOTATION.into(),
         Value::from(launch.commit.subject.clone()),
     );
+    annotations.insert(LAUNCHED_ANNOTATION.into(), Value::from(launch.at.clone()));
     (labels, annotations)
 }
 
@@ -474,6 +478,7 @@ spec:
             trigger: &trigger,
             commit: &c,
             namespace: "argo",
+            at: String::new(),
             name: workflow_name(&p.name, &trigger, &c, None),
         };
         let file =
@@ -549,6 +554,7 @@ spec:
                     commit: &c,
                     namespace: "argo",
                     name: "x".into(),
+                    at: String::new(),
                 },
                 None,
             )
@@ -614,6 +620,7 @@ spec:
             commit: &c,
             namespace: "argo",
             name: "x".into(),
+            at: String::new(),
         };
         let w = workflow(&launch, None);
         assert_eq!(w["spec"]["workflowTemplateRef"]["name"], "build");
