@@ -141,6 +141,7 @@ pub(crate) enum Reason {
     Adopted,
     Launched,
     LaunchFailed,
+    Skipped,
     RunSucceeded,
     RunFailed,
     RunError,
@@ -162,6 +163,7 @@ impl Reason {
             Self::Adopted => "Adopted",
             Self::Launched => "Launched",
             Self::LaunchFailed => "LaunchFailed",
+            Self::Skipped => "Skipped",
             Self::RunSucceeded => "RunSucceeded",
             Self::RunFailed => "RunFailed",
             Self::RunError => "RunError",
@@ -180,7 +182,7 @@ impl Reason {
     pub(crate) fn action(self) -> &'static str {
         match self {
             Self::Synced | Self::SyncFailed | Self::Adopted => "Sync",
-            Self::Launched | Self::LaunchFailed => "Launch",
+            Self::Launched | Self::LaunchFailed | Self::Skipped => "Launch",
             Self::RunSucceeded | Self::RunFailed | Self::RunError => "Run",
             Self::CleanedUp | Self::CleanupFailed | Self::CleanupStuck => "Cleanup",
             Self::ConfigReloaded | Self::ConfigInvalid => "Reload",

@@ -265,7 +265,35 @@ async fn a_paths_filter_skips_docs_only_commits() {
     // first sight: the initial commit touched src/ (against its empty parent), so it launches
     expect_runs(&s.client, &s.wf_ns.name, &agent, 1).await;
     repo.write("docs/README.md", "more docs\n");
-    repo.commit("docs only");
+    let docs = repo.commit("docs only");
+    // the skip is recorded where users look: the pipeline's record and an Event
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(s.client.clone(), &s._berth_ns.name);
+    let recorded = common::eventually(Duration::from_secs(30), || async {
+        let cm = api.get_opt("berth-pipeline-web-ci").await.ok()??;
+        let skipped: serde_json::Value = serde_json::from_str(cm.data?.get("skipped")?).ok()?;
+        (skipped["main"] == docs.as_str()).then_some(cm.metadata.annotations?)
+    })
+    .await
+    .expect("the skipped commit is in the pipeline's record");
+    assert_eq!(recorded["berth.dev/status"], "Skipped");
+    let message = &recorded["berth.dev/message"];
+    assert!(
+        message.contains(&format!("main@{} skipped", &docs[..7])),
+        "{message}"
+    );
+    assert!(message.contains("src/**"), "{message}");
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(s.client.clone(), &s._berth_ns.name);
+    let listed = events.list(&Default::default()).await.expect("events");
+    assert!(
+        listed
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Skipped")
+                && e.message.as_deref().is_some_and(|m| m.contains(&docs[..7]))),
+        "a Skipped Event names the commit"
+    );
     expect_runs(&s.client, &s.wf_ns.name, &agent, 1).await;
     repo.write("src/main.rs", "fn main() { todo!() }\n");
     let code = repo.commit("code");

@@ -32,6 +32,7 @@ use crate::context::Context;
 use crate::git::{self, Commit};
 use crate::provider::PullRequest;
 use crate::store;
+use crate::vocab::Reason;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
@@ -198,7 +199,7 @@ async fn pass_one(
             continue;
         }
         if !c.wanted {
-            info!(pipeline = %pipeline.name, at = %key.1, commit = %c.commit.short(), "no changed path matches; not launching");
+            skipped(ctx, pipeline, &key.1, &c.commit, &state).await;
             evaluated.insert(key, c.commit.id.clone());
             continue;
         }
@@ -247,6 +248,38 @@ async fn pass_one(
         }
     }
     Ok(())
+}
+
+/// Records a commit the `paths` filter skipped, once: in the pipeline's record (status
+/// `Skipped`, data key `skipped`) and as an Event, so that it is visible why nothing launched.
+async fn skipped(ctx: &Context, pipeline: &Pipeline, at: &str, commit: &Commit, state: &State) {
+    if state.skipped.get(at) == Some(&commit.id) {
+        return;
+    }
+    let message = format!(
+        "{at}@{} skipped: no changed file matches paths {}",
+        commit.short(),
+        pipeline.paths.join(", ")
+    );
+    info!(pipeline = %pipeline.name, %at, commit = %commit.short(), "no changed path matches; not launching");
+    state::record(
+        ctx,
+        &pipeline.name,
+        Some((Outcome::Skipped, &message)),
+        |s| {
+            s.skipped.insert(at.to_owned(), commit.id.clone());
+        },
+    )
+    .await;
+    let record = (crate::vocab::RecordKind::Pipeline, pipeline.name.as_str());
+    crate::events::publish(
+        &ctx.client,
+        &ctx.namespace,
+        record,
+        Reason::Skipped,
+        &message,
+    )
+    .await;
 }
 
 /// The commits of a pipeline that may launch, read from the mirror: new heads of its branches,

@@ -22,6 +22,9 @@ const LAUNCHED: &str = "launched";
 const RUNS: &str = "runs";
 /// Data key: the last launched commit per open pull request (JSON object).
 const PULL_REQUESTS: &str = "pullRequests";
+/// Data key: per branch, pull request or tag, the last commit a `paths` filter skipped (JSON
+/// object).
+const SKIPPED: &str = "skipped";
 /// Data key: the commit of every matching tag seen (JSON object); absent until the first look.
 const TAGS: &str = "tags";
 
@@ -35,6 +38,9 @@ pub(crate) struct State {
     /// The commit of each matching tag seen; `None` before the pipeline first looked at tags
     /// (the tags found then are noted, not launched).
     pub tags: Option<BTreeMap<String, String>>,
+    /// The last commit a `paths` filter skipped, per branch, pull request or tag
+    /// (`main`, `pull request #3`, `tag v1`).
+    pub skipped: BTreeMap<String, String>,
     pub runs: Vec<Run>,
     pub status: String,
     pub message: String,
@@ -47,6 +53,8 @@ pub(crate) struct State {
 pub(crate) enum Outcome {
     Launched,
     Failed,
+    /// A commit no `paths` glob matched.
+    Skipped,
 }
 
 impl Outcome {
@@ -54,6 +62,7 @@ impl Outcome {
         match self {
             Self::Launched => "Launched",
             Self::Failed => "Failed",
+            Self::Skipped => "Skipped",
         }
     }
 }
@@ -85,6 +94,7 @@ fn state_of(cm: &ConfigMap) -> State {
         launched: store::data_json(cm, LAUNCHED).unwrap_or_default(),
         pulls: store::data_json(cm, PULL_REQUESTS).unwrap_or_default(),
         tags: store::data_json(cm, TAGS),
+        skipped: store::data_json(cm, SKIPPED).unwrap_or_default(),
         runs: store::data_json(cm, RUNS).unwrap_or_default(),
         status: get(STATUS),
         message: get(MESSAGE),
@@ -121,6 +131,7 @@ pub(super) async fn record(
     let mut data = BTreeMap::from([
         (LAUNCHED.to_owned(), json(&state.launched)),
         (PULL_REQUESTS.to_owned(), json(&state.pulls)),
+        (SKIPPED.to_owned(), json(&state.skipped)),
     ]);
     if let Some(tags) = &state.tags {
         data.insert(TAGS.to_owned(), json(tags));
