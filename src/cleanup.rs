@@ -5,9 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::{DeleteParams, DynamicObject, ListParams};
+use kube::runtime::wait::await_condition;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
@@ -26,6 +28,8 @@ use crate::vocab::{
 /// How long deleted runs may take to disappear before they count as stuck (a finalizer, such as
 /// Argo's artifact garbage collection, holding them).
 pub(crate) const STUCK_AFTER: Duration = Duration::from_secs(10);
+/// How many deleted runs are watched at once while they disappear.
+const WATCHED_AT_ONCE: usize = 16;
 
 /// A run chosen for deletion and why.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,22 +199,29 @@ pub(crate) async fn sweep(ctx: &Context, rule: &CleanupRule, dry_run: bool) -> O
             )),
         }
     }
-    // bounded wait: never a tight retry loop on runs a finalizer holds
+    // watch each deleted run until it is gone, for a bounded time: what is still there then is
+    // held by a finalizer
     let deadline = tokio::time::Instant::now() + STUCK_AFTER;
-    let mut remaining: Vec<RunInfo> = Vec::new();
-    while !pending.is_empty() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        remaining.clear();
-        let mut still = Vec::new();
-        for name in pending {
-            if let Ok(Some(o)) = api.get_opt(&name).await {
-                remaining.push(RunInfo::from_object(
-                    &serde_json::to_value(&o).expect("objects serialize"),
-                ));
-                still.push(name);
-            }
+    let gone = |name: String| {
+        let api = api.clone();
+        async move {
+            let absent = |o: Option<&DynamicObject>| o.is_none();
+            let watched = await_condition(api, &name, absent);
+            let done = tokio::time::timeout_at(deadline, watched).await;
+            (name, matches!(done, Ok(Ok(_))))
         }
-        pending = still;
+    };
+    let watched: Vec<(String, bool)> = futures::stream::iter(pending)
+        .map(gone)
+        .buffer_unordered(WATCHED_AT_ONCE)
+        .collect()
+        .await;
+    let mut remaining: Vec<RunInfo> = Vec::new();
+    for (name, _) in watched.into_iter().filter(|(_, gone)| !gone) {
+        if let Ok(Some(o)) = api.get_opt(&name).await {
+            let object = serde_json::to_value(&o).expect("objects serialize");
+            remaining.push(RunInfo::from_object(&object));
+        }
     }
     outcome.stuck = remaining.iter().chain(&held).map(stuck_line).collect();
     outcome
@@ -357,11 +368,11 @@ pub(crate) async fn record(
 pub(crate) async fn run_scheduled(
     ctx: Context,
     mapping: Mapping,
-    stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio_util::sync::CancellationToken,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
     for rule in mapping.cleanup {
-        let (ctx, mut stop) = (ctx.clone(), stop.clone());
+        let (ctx, stop) = (ctx.clone(), stop.clone());
         tasks.spawn(async move {
             let mut state = load_state(&ctx.store(), &rule.name).await;
             loop {
@@ -372,7 +383,7 @@ pub(crate) async fn run_scheduled(
                 };
                 let wait = Duration::try_from(at.duration_since(now)).unwrap_or_default();
                 tokio::select! {
-                    _ = stop.wait_for(|s| *s) => return,
+                    () = stop.cancelled() => return,
                     _ = tokio::time::sleep(wait) => {}
                 }
                 let outcome = sweep(&ctx, &rule, false).await;

@@ -4,7 +4,6 @@
 //! delivery change, and, with `--admin-token`, two actions: refresh a repository and trigger a
 //! pipeline. Every asset is in the binary.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -16,28 +15,23 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod};
-use kube::api::{Api, DynamicObject, ListParams, LogParams};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt as _, watcher};
 use serde::Deserialize;
 use subtle::ConstantTimeEq as _;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::server::State;
-use super::shared::Shared;
-use crate::config::Mapping;
+use super::records::{Records, current_diff, node_logs, subjects, sync_events};
+use super::shared::{Shared, State};
 use crate::context::Context;
-use crate::git;
-use crate::source;
-use crate::status::{self, SyncStatus};
-use crate::sync::{self, Mode};
 use crate::ui::graph;
 use crate::ui::html::{Section, page};
-use crate::ui::pages::{self, EventRow, Logs, ObjectRow};
-use crate::ui::status::{AgentState, Document, StatusView, document};
-use crate::{cleanup, pipelines, vocab};
+use crate::ui::pages::{self, Logs, ObjectRow};
+use crate::ui::status::AgentState;
+use crate::{pipelines, vocab};
 
 const STYLE: &str = include_str!("../ui/berth.css");
 const SCRIPT: &str = include_str!("../ui/berth.js");
@@ -45,13 +39,12 @@ const SCRIPT: &str = include_str!("../ui/berth.js");
 const COOKIE: &str = "berth_admin";
 /// How many runs per pipeline the overview lists.
 const RUNS_SHOWN: usize = 5;
-/// How many Events a sync page lists.
-const EVENTS_SHOWN: usize = 20;
 
 /// The dashboard's routes, to merge into the admin listener.
 pub(super) fn routes() -> Router<State> {
     Router::new()
         .route("/", get(overview))
+        .route("/deliveries", get(deliveries))
         .route("/syncs/{name}", get(sync_page))
         .route("/pipelines/{name}/runs/{run}", get(run_page))
         .route("/live", get(live))
@@ -129,123 +122,6 @@ fn authorized(state: &State, headers: &HeaderMap) -> bool {
         .any(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes())))
 }
 
-/// Everything `berth status` and the overview read from the cluster.
-pub(crate) struct Records {
-    pub syncs: BTreeMap<String, SyncStatus>,
-    pub pipelines: BTreeMap<String, pipelines::State>,
-    pub rules: BTreeMap<String, cleanup::State>,
-    pub agent: Option<AgentState>,
-    /// The newest runs of each pipeline of the mapping, newest first.
-    pub runs: BTreeMap<String, Vec<pipelines::Run>>,
-}
-
-impl Records {
-    /// Reads the records in berth's namespace and up to `runs` runs per pipeline.
-    ///
-    /// # Errors
-    /// The records cannot be read.
-    pub(crate) async fn read(
-        ctx: &Context,
-        mapping: Option<&Mapping>,
-        runs: usize,
-    ) -> Result<Self, crate::store::Error> {
-        let store = ctx.store();
-        let syncs = status::list(&store).await?;
-        let pipeline_states = pipelines::list_states(&store).await?;
-        let rules = cleanup::list_states(&store).await?;
-        let agent = store
-            .get(vocab::RecordKind::Agent, "")
-            .await
-            .ok()
-            .flatten()
-            .map(|cm| {
-                let a = crate::store::annotations(&cm);
-                let get = |k: &str| a.get(k).cloned().unwrap_or_default();
-                AgentState {
-                    mapping: get(vocab::CONFIG_STATUS),
-                    message: get(vocab::MESSAGE),
-                    changed: get(vocab::LAST_SYNC),
-                }
-            });
-        let mut recent = BTreeMap::new();
-        for p in mapping.iter().flat_map(|m| &m.pipelines) {
-            let namespace = p.namespace.as_deref().unwrap_or(&ctx.namespace);
-            let found = pipelines::recent_runs(&ctx.client, namespace, &p.name, runs).await;
-            if !found.is_empty() {
-                recent.insert(p.name.clone(), found);
-            }
-        }
-        Ok(Self {
-            syncs,
-            pipelines: pipeline_states,
-            rules,
-            agent,
-            runs: recent,
-        })
-    }
-
-    /// `berth status`'s document of these records.
-    pub(crate) fn document(&self, mapping: Option<&Mapping>) -> Document {
-        let newest: BTreeMap<String, pipelines::Run> = self
-            .runs
-            .iter()
-            .filter_map(|(name, runs)| Some((name.clone(), runs.first()?.clone())))
-            .collect();
-        document(&StatusView {
-            mapping,
-            syncs: &self.syncs,
-            pipelines: &self.pipelines,
-            rules: &self.rules,
-            newest: &newest,
-            agent: self.agent.clone(),
-            now: jiff::Timestamp::now(),
-        })
-    }
-}
-
-/// Commit subjects of `revisions`, from the repositories' mirrors (remembered: they never
-/// change).
-async fn subjects(
-    ctx: &Context,
-    shared: &Shared,
-    mapping: &Mapping,
-    revisions: &[(String, String)],
-) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for (repository, revision) in revisions {
-        if revision.is_empty() {
-            continue;
-        }
-        let known = shared
-            .subjects
-            .lock()
-            .expect("subjects lock")
-            .get(revision)
-            .cloned();
-        let subject = match known {
-            Some(s) => s,
-            None => {
-                let Some(repo) = mapping.repository(repository) else {
-                    continue;
-                };
-                let rev = revision.clone();
-                let read =
-                    git::with_mirror(&ctx.cache_dir, repo.url.as_str(), move |m| m.commit(&rev))
-                        .await;
-                let Ok(commit) = read else { continue };
-                shared
-                    .subjects
-                    .lock()
-                    .expect("subjects lock")
-                    .insert(revision.clone(), commit.subject.clone());
-                commit.subject
-            }
-        };
-        out.insert(revision.clone(), subject);
-    }
-    out
-}
-
 fn unavailable(e: impl std::fmt::Display) -> Response {
     alert(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -319,111 +195,6 @@ async fn overview(
     respond("Overview", Section::Overview, main, &q)
 }
 
-/// How long a fetch for a sync page counts as current: live updates and several viewers reuse
-/// it rather than fetching on every page load.
-const FETCH_REUSE: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// The head of a repository's branch: fetched now, or read from the mirror when the dashboard
-/// fetched it less than [`FETCH_REUSE`] ago.
-async fn head_of(
-    ctx: &Context,
-    shared: &Shared,
-    repo: &crate::config::Repository,
-) -> Result<git::Commit, String> {
-    let recent = shared
-        .fetched
-        .lock()
-        .expect("fetched lock")
-        .get(&repo.name)
-        .is_some_and(|at| at.elapsed() < FETCH_REUSE);
-    if recent {
-        let branch = repo.branch.clone();
-        let read = git::with_mirror(&ctx.cache_dir, repo.url.as_str(), move |m| {
-            m.resolve(&branch)
-        })
-        .await;
-        if let Ok(head) = read {
-            return Ok(head);
-        }
-    }
-    let head = match source::refresh(ctx, repo, vec![repo.branch.clone()]).await {
-        Ok(Some(head)) => head,
-        Ok(None) => return Err("the branch has no head".to_owned()),
-        Err(e) => return Err(e.to_string()),
-    };
-    shared
-        .fetched
-        .lock()
-        .expect("fetched lock")
-        .insert(repo.name.clone(), std::time::Instant::now());
-    Ok(head)
-}
-
-/// The diff between live state and the head of the sync's branch.
-async fn current_diff(
-    ctx: &Context,
-    shared: &Shared,
-    mapping: &Mapping,
-    name: &str,
-) -> (String, Result<Vec<String>, String>) {
-    let Some(s) = mapping.syncs.iter().find(|s| s.name == name) else {
-        return (
-            String::new(),
-            Err("the sync is not in the mapping".to_owned()),
-        );
-    };
-    let Some(repo) = mapping.repository(&s.repository) else {
-        return (
-            String::new(),
-            Err("its repository is not in the mapping".to_owned()),
-        );
-    };
-    let head = match head_of(ctx, shared, repo).await {
-        Ok(head) => head,
-        Err(e) => return (String::new(), Err(e)),
-    };
-    let report = sync::run_once(ctx, mapping, repo, s, &head, Mode::Plan).await;
-    if report.failed() {
-        return (head.id, Err(report.message));
-    }
-    (head.id, Ok(crate::diff::plan_diffs(&report.plan)))
-}
-
-/// The Events about a sync's record, newest first.
-async fn sync_events(ctx: &Context, name: &str) -> Vec<EventRow> {
-    let api: Api<Event> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    let params = ListParams::default().fields(&format!(
-        "involvedObject.name={}",
-        vocab::RecordKind::Sync.config_map(name)
-    ));
-    let Ok(list) = api.list(&params).await else {
-        return Vec::new();
-    };
-    let mut rows: Vec<(String, EventRow)> = list
-        .items
-        .into_iter()
-        .map(|e| {
-            let at = e
-                .event_time
-                .map(|t| t.0.to_string())
-                .or_else(|| e.last_timestamp.map(|t| t.0.to_string()))
-                .or_else(|| e.metadata.creation_timestamp.map(|t| t.0.to_string()))
-                .unwrap_or_default();
-            let row = EventRow {
-                at: at.clone(),
-                reason: e.reason.unwrap_or_default(),
-                message: e.message.unwrap_or_default(),
-            };
-            (at, row)
-        })
-        .collect();
-    rows.sort_by(|a, b| b.0.cmp(&a.0));
-    rows.into_iter()
-        .take(EVENTS_SHOWN)
-        .map(|(_, r)| r)
-        .collect()
-}
-
 async fn sync_page(
     Extract(state): Extract<State>,
     Path(name): Path<String>,
@@ -486,60 +257,6 @@ async fn sync_page(
     respond(&format!("sync {name}"), Section::Overview, main, &q)
 }
 
-/// The log of a run's node, from its pod when there is one.
-async fn node_logs(
-    client: &kube::Client,
-    namespace: &str,
-    workflow: &str,
-    node: &graph::Node,
-) -> Logs {
-    if node.kind != "Pod" {
-        return Logs::Note(format!(
-            "{} is a {} node: it runs no pod of its own.",
-            node.name,
-            if node.kind.is_empty() {
-                "pending"
-            } else {
-                &node.kind
-            }
-        ));
-    }
-    // Argo names a node's pod after the node id, or (v3.4 and later) after the workflow, the
-    // template and the id's number
-    let number = node.id.rsplit('-').next().unwrap_or_default();
-    let candidates = [
-        node.id.clone(),
-        format!("{workflow}-{}-{number}", node.template),
-    ];
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    for name in candidates {
-        match pods.get_opt(&name).await {
-            Ok(Some(_)) => {
-                let params = LogParams {
-                    container: Some("main".to_owned()),
-                    tail_lines: Some(500),
-                    ..LogParams::default()
-                };
-                return match pods.logs(&name, &params).await {
-                    Ok(text) => Logs::Text(text),
-                    Err(e) => Logs::Note(format!("The log of pod {name} could not be read: {e}")),
-                };
-            }
-            Ok(None) => {}
-            Err(e) => {
-                return Logs::Note(format!(
-                    "The pods of this run could not be read: {}",
-                    crate::cluster::api_message(&e)
-                ));
-            }
-        }
-    }
-    Logs::Note(format!(
-        "There is no pod for {} (it has not started, or it was deleted).",
-        node.name
-    ))
-}
-
 async fn run_page(
     Extract(state): Extract<State>,
     Path((pipeline, run)): Path<(String, String)>,
@@ -587,8 +304,24 @@ async fn run_page(
     respond(&format!("run {run}"), Section::Overview, main, &q)
 }
 
-/// The delivery log as a page (for a browser) or as JSON.
-pub(super) fn deliveries_page(shared: &Shared, q: &PageQuery) -> Response {
+/// The delivery log: a page for a browser (which asks for HTML), JSON for everything else.
+async fn deliveries(
+    Extract(state): Extract<State>,
+    axum::extract::Query(q): axum::extract::Query<PageQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if html {
+        return deliveries_page(&state.shared, &q);
+    }
+    axum::Json(state.shared.delivery_log()).into_response()
+}
+
+/// The delivery log as a page.
+fn deliveries_page(shared: &Shared, q: &PageQuery) -> Response {
     respond(
         "Deliveries",
         Section::Deliveries,
@@ -605,11 +338,11 @@ async fn live(
     let changes = state.shared.changes();
     // the stream ends when the server stops, so a page left open never holds up a shutdown
     let start = (changes, state.stop.clone(), true);
-    let stream = futures::stream::unfold(start, |(mut rx, mut stop, first)| async move {
+    let stream = futures::stream::unfold(start, |(mut rx, stop, first)| async move {
         if !first {
             tokio::select! {
                 changed = rx.changed() => changed.ok()?,
-                _ = stop.wait_for(|s| *s) => return None,
+                () = stop.cancelled() => return None,
             }
             // changes in a burst (a pass writes several records) make one update
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -728,29 +461,13 @@ async fn trigger(
     let repo = mapping
         .repository(&p.repository)
         .expect("validated mapping");
-    let branch = pipelines::default_branch(p, repo);
-    let ctx = &state.ctx;
-    let launched = async {
-        source::refresh(ctx, repo, vec![branch.clone()]).await?;
-        let commit = source::resolve(&ctx.cache_dir, repo, &branch, None).await?;
-        Ok::<_, crate::Error>(
-            pipelines::launch_commit(
-                ctx,
-                p,
-                repo,
-                &pipelines::Trigger::Branch(branch.clone()),
-                (&commit, &commit),
-                true,
-            )
-            .await?,
-        )
-    }
-    .await;
+    let launched = pipelines::trigger(&state.ctx, p, repo, None, None).await;
     match launched {
-        Ok(
+        Ok((
+            _,
             pipelines::Launched::Created { name: run, .. }
             | pipelines::Launched::Existed { name: run },
-        ) => {
+        )) => {
             tracing::info!(pipeline = %name, run = %run, "pipeline triggered on the dashboard");
             Redirect::to(&format!(
                 "/pipelines/{}/runs/{}",
@@ -770,7 +487,7 @@ async fn trigger(
 
 /// Moves [`Shared::changed`] whenever berth's records or the pipelines' Workflows change, until
 /// `stop`. Metadata-only watches; the set of namespaces follows the mapping.
-pub(super) async fn follow(ctx: Context, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub(super) async fn follow(ctx: Context, shared: Arc<Shared>, stop: CancellationToken) {
     loop {
         let mapping = shared.mapping();
         let records: Api<PartialObjectMeta<ConfigMap>> =
@@ -801,9 +518,7 @@ pub(super) async fn follow(ctx: Context, shared: Arc<Shared>, mut stop: watch::R
         let mut events = futures::stream::select_all(streams);
         let mut check = tokio::time::interval(std::time::Duration::from_secs(5));
         loop {
-            let stopped = async {
-                let _ = stop.wait_for(|s| *s).await;
-            };
+            let stopped = stop.cancelled();
             tokio::select! {
                 () = stopped => return,
                 _ = check.tick() => {

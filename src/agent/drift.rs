@@ -22,6 +22,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event};
 use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::cluster::Resources;
@@ -144,7 +145,7 @@ pub(crate) async fn watch(
     repository: String,
     syncs: Vec<Sync>,
     drift: Arc<Drift>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let mut managed = drift.managed.subscribe();
     let watched = ctx
@@ -157,9 +158,7 @@ pub(crate) async fn watch(
         let mut events = futures::stream::select_all(streams(&ctx, &syncs, &targeted).await);
         let mut seen = Seen::new();
         loop {
-            let stopped = async {
-                let _ = stop.wait_for(|s| *s).await;
-            };
+            let stopped = stop.cancelled();
             let idle = events.is_empty();
             let next = async {
                 if idle {

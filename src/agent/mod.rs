@@ -10,11 +10,12 @@ mod dashboard;
 mod drift;
 mod files;
 mod lease;
+mod records;
 mod secrets;
 mod server;
 mod shared;
 
-pub(crate) use dashboard::Records;
+pub(crate) use records::Records;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -22,7 +23,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info, instrument, warn};
 
 use crate::config::{self, Mapping, Repository};
@@ -110,31 +112,32 @@ pub(crate) async fn run(
     };
     let listener = bind(options.listen).await?;
     let admin = bind(options.admin_listen).await?;
-    let (server_stop, server_stopped) = watch::channel(false);
+    let server_stop = CancellationToken::new();
     let server = tokio::spawn(server::serve(
         listener,
         admin,
-        server::State {
+        dashboard::routes(),
+        shared::State {
             shared: shared.clone(),
             ctx: ctx.clone(),
             max_webhook_bytes: options.max_webhook_bytes,
             admin_token: options.admin_token.clone().map(Arc::from),
-            stop: server_stopped.clone(),
+            stop: server_stop.clone(),
         },
-        server_stopped.clone(),
+        server_stop.clone(),
     ));
     // the dashboard's live pages follow berth's records and the pipelines' runs
     let dashboard_feed = tokio::spawn(dashboard::follow(
         ctx.clone(),
         shared.clone(),
-        server_stopped.clone(),
+        server_stop.clone(),
     ));
     // every replica keeps the webhook secrets, so a new leader answers at once
     let secret_watch = tokio::spawn(secrets::follow(
         ctx.client.clone(),
         ctx.namespace.clone(),
         shared.clone(),
-        server_stopped,
+        server_stop.clone(),
     ));
 
     let (changes_tx, mut changes) = mpsc::unbounded_channel();
@@ -225,7 +228,7 @@ pub(crate) async fn run(
     if let Some(e) = elector.as_mut() {
         e.release().await;
     }
-    let _ = server_stop.send(true);
+    server_stop.cancel();
     let _ = server.await;
     let _ = secret_watch.await;
     let _ = dashboard_feed.await;
@@ -341,14 +344,15 @@ async fn next_ended(tasks: &mut Option<Tasks>) -> Option<Result<(), tokio::task:
 
 /// The running tasks of one mapping generation.
 struct Tasks {
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     set: tokio::task::JoinSet<()>,
 }
 
 impl Tasks {
     fn start(ctx: &Context, shared: &Arc<Shared>) -> Self {
         let mapping = shared.mapping();
-        let (stop, stop_rx) = watch::channel(false);
+        let stop = CancellationToken::new();
+        let stop_rx = &stop;
         let mut set = tokio::task::JoinSet::new();
         for repo in mapping.repositories.clone() {
             let trigger = shared
@@ -388,7 +392,7 @@ impl Tasks {
 
     /// Stops the tasks after their passes in progress.
     async fn stop(mut self) {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         while self.set.join_next().await.is_some() {}
     }
 
@@ -415,7 +419,7 @@ async fn poll(
     mapping: Arc<Mapping>,
     repo: Repository,
     wake: Wake,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let syncs: Vec<_> = mapping
         .syncs
@@ -495,9 +499,7 @@ async fn poll(
         };
         let deadline = delay.map(|d| tokio::time::Instant::now() + d);
         loop {
-            let stopped = async {
-                let _ = stop.wait_for(|s| *s).await;
-            };
+            let stopped = stop.cancelled();
             tokio::select! {
                 () = stopped => return,
                 () = wake.trigger.notified() => break,

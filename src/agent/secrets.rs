@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt as _, watcher};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::shared::Shared;
@@ -22,7 +22,7 @@ pub(super) async fn follow(
     client: Client,
     namespace: String,
     shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let api: Api<Secret> = Api::namespaced(client, &namespace);
     let mut events = watcher(api, watcher::Config::default())
@@ -32,7 +32,7 @@ pub(super) async fn follow(
     let mut listing: HashMap<String, Vec<u8>> = HashMap::new();
     loop {
         let event = tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
+            () = stop.cancelled() => return,
             event = events.next() => event,
         };
         let Some(event) = event else { return };

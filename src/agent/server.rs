@@ -1,7 +1,6 @@
 //! The HTTP listener of `berth run`: webhook receivers (verify, parse, enqueue a refresh), the
 //! delivery audit log, `/healthz`, `/readyz` and `/metrics`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -11,28 +10,15 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use serde_json::json;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::shared::{DeliveryRecord, Shared};
+use super::shared::{DeliveryRecord, State};
 use crate::config::Repository;
-use crate::context::Context;
 use crate::pipelines::branch_matches;
 use crate::store;
 use crate::telemetry::DeliveryLabels;
 use crate::webhook::{self, Kind};
-
-/// What the handlers share.
-#[derive(Clone)]
-pub(super) struct State {
-    pub shared: Arc<Shared>,
-    pub ctx: Context,
-    pub max_webhook_bytes: usize,
-    /// The dashboard's admin token, when actions are on.
-    pub admin_token: Option<Arc<str>>,
-    /// Flips when the server stops (long-lived responses end then).
-    pub stop: watch::Receiver<bool>,
-}
 
 /// Unverified webhook bodies held in memory at once; more wait their turn before their body
 /// is read, so unsigned floods cannot drive memory up.
@@ -41,12 +27,13 @@ const BODIES_IN_FLIGHT: usize = 4;
 const SECRETS_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Serves the public listener (`/webhooks/*`, probes, metrics) and the admin listener (the
-/// delivery log) until `stop` flips.
+/// `operators` routes: the dashboard and the delivery log) until `stop` flips.
 pub(super) async fn serve(
     listener: tokio::net::TcpListener,
     admin: tokio::net::TcpListener,
+    operators: Router<State>,
     state: State,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let limit = state.max_webhook_bytes;
     let webhooks = Router::new()
@@ -62,19 +49,16 @@ pub(super) async fn serve(
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .with_state(state.clone());
-    let operators = Router::new()
-        .route("/deliveries", get(deliveries))
-        .merge(super::dashboard::routes())
-        .with_state(state);
+    let operators = operators.with_state(state);
     tokio::join!(
         run(listener, public, stop.clone()),
         run(admin, operators, stop)
     );
 }
 
-async fn run(listener: tokio::net::TcpListener, app: Router, mut stop: watch::Receiver<bool>) {
+async fn run(listener: tokio::net::TcpListener, app: Router, stop: CancellationToken) {
     let shutdown = async move {
-        let _ = stop.wait_for(|s| *s).await;
+        stop.cancelled().await;
     };
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -179,22 +163,6 @@ async fn metrics(Extract(state): Extract<State>) -> Response {
         state.ctx.metrics.encode(),
     )
         .into_response()
-}
-
-/// The delivery log: a page for a browser (which asks for HTML), JSON for everything else.
-async fn deliveries(
-    Extract(state): Extract<State>,
-    axum::extract::Query(q): axum::extract::Query<super::dashboard::PageQuery>,
-    headers: HeaderMap,
-) -> Response {
-    let html = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/html"));
-    if html {
-        return super::dashboard::deliveries_page(&state.shared, &q);
-    }
-    Json(state.shared.delivery_log()).into_response()
 }
 
 /// The outcome of a delivery: status, result label, action text (for the delivery log),

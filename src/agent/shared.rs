@@ -55,6 +55,18 @@ pub(crate) struct Shared {
     synced_once: tokio::sync::watch::Sender<std::collections::BTreeSet<String>>,
 }
 
+/// What the handlers share.
+#[derive(Clone)]
+pub(crate) struct State {
+    pub shared: Arc<Shared>,
+    pub ctx: crate::context::Context,
+    pub max_webhook_bytes: usize,
+    /// The dashboard's admin token, when actions are on.
+    pub admin_token: Option<Arc<str>>,
+    /// Flips when the server stops (long-lived responses end then).
+    pub stop: tokio_util::sync::CancellationToken,
+}
+
 /// How many passes per sync the dashboard lists.
 pub(crate) const PASSES_KEPT: usize = 10;
 

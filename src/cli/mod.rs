@@ -503,30 +503,14 @@ async fn trigger(
     let repo = mapping
         .repository(&pipeline.repository)
         .expect("validated mapping");
-    let branch = branch.map_or_else(|| pipelines::default_branch(pipeline, repo), str::to_owned);
     let ctx = match args.context().await {
         Ok(c) => c,
         Err(e) => return fail(USAGE, e),
     };
-    let result = async {
-        source::refresh(&ctx, repo, vec![branch.clone()]).await?;
-        let commit = source::resolve(&ctx.cache_dir, repo, &branch, revision).await?;
-        Ok::<_, crate::Error>(
-            pipelines::launch_commit(
-                &ctx,
-                pipeline,
-                repo,
-                &pipelines::Trigger::Branch(branch.clone()),
-                (&commit, &commit),
-                true,
-            )
-            .await?,
-        )
-    }
-    .await;
+    let result = pipelines::trigger(&ctx, pipeline, repo, branch, revision).await;
     let namespace = pipeline.namespace.as_deref().unwrap_or(&ctx.namespace);
     match result {
-        Ok(launched) => {
+        Ok((branch, launched)) => {
             print(|w| output::launched(w, namespace, &branch, &launched));
             ExitCode::SUCCESS
         }

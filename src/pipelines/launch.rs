@@ -213,6 +213,39 @@ fn workflow_file(
     parse_workflow(path, commit.short(), &content).map(Some)
 }
 
+/// Triggers a pipeline by hand (`berth trigger`, the dashboard's button): fetches `branch`
+/// (default: [`super::default_branch`]), takes `revision` or the branch's head, and launches
+/// it; when that commit's run exists already, a new one with a suffixed name. Returns the
+/// branch and what was launched.
+///
+/// # Errors
+/// Fetch, an unknown revision, the workflow file, or the API server.
+pub(crate) async fn trigger(
+    ctx: &Context,
+    pipeline: &Pipeline,
+    repository: &Repository,
+    branch: Option<&str>,
+    revision: Option<&str>,
+) -> Result<(String, Launched), Error> {
+    let branch = branch.map_or_else(
+        || super::default_branch(pipeline, repository),
+        str::to_owned,
+    );
+    crate::source::refresh(ctx, repository, vec![branch.clone()]).await?;
+    let commit = crate::source::resolve(&ctx.cache_dir, repository, &branch, revision).await?;
+    let trigger = Trigger::Branch(branch.clone());
+    let launched = launch_commit(
+        ctx,
+        pipeline,
+        repository,
+        &trigger,
+        (&commit, &commit),
+        true,
+    )
+    .await?;
+    Ok((branch, launched))
+}
+
 /// Launches one commit of a pipeline now and records it: the deterministic name, or with
 /// `manual` a suffixed one when that name is taken. The Workflow file is read at `file_at`
 /// (the commit itself, or a pull request's target branch). Errors are recorded in the

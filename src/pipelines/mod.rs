@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use tracing::{info, instrument, warn};
 
-pub(crate) use launch::{Launched, check, launch_commit};
+pub(crate) use launch::{Launched, check, launch_commit, trigger};
 use launch::{launched_before, resume_queued, terminate_group};
 pub(crate) use pulls::PullRequests;
 pub(crate) use run::{
@@ -56,6 +56,8 @@ pub(crate) enum Error {
     Identity(#[from] crate::context::Error),
     #[error(transparent)]
     Git(#[from] git::Error),
+    #[error(transparent)]
+    Source(#[from] crate::source::Error),
     #[error(transparent)]
     Status(#[from] store::Error),
 }

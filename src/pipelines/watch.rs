@@ -24,7 +24,7 @@ use crate::vocab::{MANAGED_BY, MANAGER_VALUE, PIPELINE_LABEL, Reason, RecordKind
 pub(crate) async fn watch_runs(
     ctx: Context,
     mapping: Mapping,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio_util::sync::CancellationToken,
 ) {
     let namespaces: BTreeSet<String> = mapping
         .pipelines
@@ -45,7 +45,7 @@ pub(crate) async fn watch_runs(
     let _stop_reports = reporter.guard();
     loop {
         let next = tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
+            () = stop.cancelled() => return,
             next = events.next() => next,
         };
         let Some(event) = next else { return };
