@@ -103,43 +103,7 @@ pub(crate) async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let shared = Arc::new(Shared::new(mapping));
-    let bind = |address: std::net::SocketAddr| async move {
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .map_err(|e| std::io::Error::new(e.kind(), format!("{address}: {e}")))?;
-        info!(address = %listener.local_addr()?, "listening");
-        Ok::<_, std::io::Error>(listener)
-    };
-    let listener = bind(options.listen).await?;
-    let admin = bind(options.admin_listen).await?;
-    let server_stop = CancellationToken::new();
-    let server = tokio::spawn(server::serve(
-        listener,
-        admin,
-        dashboard::routes(),
-        shared::State {
-            shared: shared.clone(),
-            ctx: ctx.clone(),
-            max_webhook_bytes: options.max_webhook_bytes,
-            admin_token: options.admin_token.clone().map(Arc::from),
-            stop: server_stop.clone(),
-        },
-        server_stop.clone(),
-    ));
-    // the dashboard's live pages follow berth's records and the pipelines' runs
-    let dashboard_feed = tokio::spawn(dashboard::follow(
-        ctx.clone(),
-        shared.clone(),
-        server_stop.clone(),
-    ));
-    // every replica keeps the webhook secrets, so a new leader answers at once
-    let secret_watch = tokio::spawn(secrets::follow(
-        ctx.client.clone(),
-        ctx.namespace.clone(),
-        shared.clone(),
-        server_stop.clone(),
-    ));
-
+    let services = Services::start(&ctx, &shared, &options).await?;
     let (changes_tx, mut changes) = mpsc::unbounded_channel();
     let mut files = FileWatch::new(changes_tx);
     files.watch(&options.config, &shared.mapping());
@@ -206,16 +170,8 @@ pub(crate) async fn run(
                 Change::Repository(name) => shared.refresh(&name),
                 Change::Config => {
                     if reload(&ctx, &shared, &options.config).await {
-                        let running = tasks.take();
-                        let was_running = running.is_some();
-                        if let Some(t) = running {
-                            t.stop().await;
-                        }
-                        shared.reset_triggers();
+                        restart(&ctx, &shared, &mut tasks).await;
                         files.watch(&options.config, &shared.mapping());
-                        if was_running {
-                            tasks = Some(Tasks::start(&ctx, &shared));
-                        }
                     }
                 }
             }
@@ -228,12 +184,80 @@ pub(crate) async fn run(
     if let Some(e) = elector.as_mut() {
         e.release().await;
     }
-    server_stop.cancel();
-    let _ = server.await;
-    let _ = secret_watch.await;
-    let _ = dashboard_feed.await;
+    services.stop().await;
     info!("agent stopped");
     Ok(())
+}
+
+/// After a reload: the running tasks (if this replica works) stop after their passes and start
+/// again with the new mapping.
+async fn restart(ctx: &Context, shared: &Arc<Shared>, tasks: &mut Option<Tasks>) {
+    let running = tasks.take();
+    let was_running = running.is_some();
+    if let Some(t) = running {
+        t.stop().await;
+    }
+    shared.reset_triggers();
+    if was_running {
+        *tasks = Some(Tasks::start(ctx, shared));
+    }
+}
+
+/// What every replica runs whether or not it leads: the HTTP listeners, the dashboard's live
+/// feed and the webhook secrets' watch.
+struct Services {
+    stop: CancellationToken,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Services {
+    /// Binds the listeners and starts the services.
+    ///
+    /// # Errors
+    /// A listen address cannot be bound.
+    async fn start(
+        ctx: &Context,
+        shared: &Arc<Shared>,
+        options: &Options,
+    ) -> std::io::Result<Self> {
+        let bind = |address: std::net::SocketAddr| async move {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{address}: {e}")))?;
+            info!(address = %listener.local_addr()?, "listening");
+            Ok::<_, std::io::Error>(listener)
+        };
+        let listener = bind(options.listen).await?;
+        let admin = bind(options.admin_listen).await?;
+        let stop = CancellationToken::new();
+        let state = shared::State {
+            shared: shared.clone(),
+            ctx: ctx.clone(),
+            max_webhook_bytes: options.max_webhook_bytes,
+            admin_token: options.admin_token.clone().map(Arc::from),
+            stop: stop.clone(),
+        };
+        let operators = dashboard::routes();
+        let server = server::serve(listener, admin, operators, state, stop.clone());
+        // the dashboard's live pages follow berth's records and the pipelines' runs
+        let feed = dashboard::follow(ctx.clone(), shared.clone(), stop.clone());
+        // every replica keeps the webhook secrets, so a new leader answers at once
+        let (client, namespace) = (ctx.client.clone(), ctx.namespace.clone());
+        let secrets = secrets::follow(client, namespace, shared.clone(), stop.clone());
+        let handles = vec![
+            tokio::spawn(server),
+            tokio::spawn(feed),
+            tokio::spawn(secrets),
+        ];
+        Ok(Self { stop, handles })
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        for handle in self.handles {
+            let _ = handle.await;
+        }
+    }
 }
 
 /// Reads the mapping again after a file event. Returns true when a new, valid mapping is in
@@ -426,70 +450,15 @@ async fn poll(
         .iter()
         .filter(|s| s.repository == repo.name)
         .collect();
-    let branches = mapping.branches(&repo);
-    // Last commit each sync passed at; a sync is re-run when the commit moves, when it failed,
-    // or (selfHeal) at every interval.
-    let mut done: HashMap<String, String> = HashMap::new();
-    let mut evaluated = pipelines::Evaluated::new();
-    let mut pulls = pipelines::PullRequests::default();
+    let mut memory = Memory {
+        done: HashMap::new(),
+        evaluated: pipelines::Evaluated::new(),
+        pulls: pipelines::PullRequests::default(),
+        first: true,
+    };
     let mut failures = 0u32;
-    let mut first = true;
     loop {
-        let started = Instant::now();
-        let (heads, extra) = refs(&ctx, &mapping, &repo, &wake.shared, &mut pulls).await;
-        let mut branches = branches.clone();
-        branches.extend(heads);
-        let fetched = source::refresh_refs(&ctx, &repo, branches, extra).await;
-        ctx.metrics
-            .fetch_duration
-            .get_or_create(&RepositoryLabels {
-                repository: repo.name.clone(),
-            })
-            .observe(started.elapsed().as_secs_f64());
-        let mut head = None;
-        let failed = match fetched {
-            Ok(fetched) => {
-                head = fetched;
-                // syncs and pipelines are independent: neither waits for the other
-                let syncs = async {
-                    let mut failed = false;
-                    if let Some(commit) = &head {
-                        for s in &syncs {
-                            let moved = done.get(&s.name) != Some(&commit.id);
-                            failed |=
-                                pass(&ctx, &mapping, &repo, s, commit, moved, &mut done, &wake)
-                                    .await;
-                        }
-                    }
-                    wake.shared.synced_once(&repo.name);
-                    failed
-                };
-                // at start, pipelines wait for the first sync passes: they often create the
-                // namespace and the account a pipeline runs as
-                let pipelines = async {
-                    if std::mem::take(&mut first)
-                        && !wake.shared.first_syncs(FIRST_SYNCS_PATIENCE).await
-                    {
-                        info!(repository = %repo.name, "the first sync passes are still running; pipelines go on");
-                    }
-                    pipelines::pass(&ctx, &mapping, &repo, &mut evaluated, &pulls).await
-                };
-                let (sync_failed, pipelines_ok) = tokio::join!(syncs, pipelines);
-                if pipelines_ok {
-                    // handled: their runs stopped and they are forgotten
-                    pulls.closed.clear();
-                }
-                sync_failed || !pipelines_ok
-            }
-            Err(e) => {
-                warn!(error = %e, "fetch failed");
-                for s in &syncs {
-                    sync::record_failure(&ctx, s, &e, Mode::Apply).await;
-                }
-                wake.shared.synced_once(&repo.name);
-                true
-            }
-        };
+        let (head, failed) = one_pass(&ctx, &mapping, &repo, &syncs, &wake, &mut memory).await;
         failures = if failed { failures + 1 } else { 0 };
         let delay = match (failed, repo.interval) {
             (true, _) => Some(backoff(failures)),
@@ -507,24 +476,116 @@ async fn poll(
                 () = wake.drift.wake.notified() => {
                     // a hand edit: only the syncs it touched, at the commit they passed at
                     let Some(commit) = &head else { continue };
-                    let mut failed = false;
-                    for (name, changes) in wake.drift.take() {
-                        let Some(s) = syncs.iter().find(|s| s.name == name) else { continue };
-                        if done.get(&s.name) != Some(&commit.id) {
-                            continue; // failing: the backoff retries it
-                        }
-                        let ids: Vec<String> = changes.iter().map(|c| c.id.to_string()).collect();
-                        info!(sync = %s.name, objects = %ids.join(", "), "changed by hand; re-planning");
-                        failed |= pass(&ctx, &mapping, &repo, s, commit, false, &mut done, &wake)
-                            .await;
-                    }
-                    if failed {
+                    let job = (&ctx, &*mapping, &repo, &wake);
+                    if repair(job, &syncs, commit, &mut memory.done).await {
                         break;
                     }
                 }
             }
         }
     }
+}
+
+/// What a repository's loop remembers between passes.
+struct Memory {
+    /// Last commit each sync passed at; a sync is re-run when the commit moves, when it failed,
+    /// or (selfHeal) at every interval.
+    done: HashMap<String, String>,
+    evaluated: pipelines::Evaluated,
+    pulls: pipelines::PullRequests,
+    /// Before the first pass.
+    first: bool,
+}
+
+/// One pass of a repository: fetch, then its syncs and its pipelines side by side. Returns
+/// the head of its branch and whether anything failed.
+async fn one_pass(
+    ctx: &Context,
+    mapping: &Arc<Mapping>,
+    repo: &Repository,
+    syncs: &[&crate::config::Sync],
+    wake: &Wake,
+    memory: &mut Memory,
+) -> (Option<crate::git::Commit>, bool) {
+    let started = Instant::now();
+    let (heads, extra) = refs(ctx, mapping, repo, &wake.shared, &mut memory.pulls).await;
+    let mut branches = mapping.branches(repo);
+    branches.extend(heads);
+    let fetched = source::refresh_refs(ctx, repo, branches, extra).await;
+    let labels = RepositoryLabels {
+        repository: repo.name.clone(),
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    ctx.metrics
+        .fetch_duration
+        .get_or_create(&labels)
+        .observe(elapsed);
+    let head = match fetched {
+        Ok(head) => head,
+        Err(e) => {
+            warn!(error = %e, "fetch failed");
+            for s in syncs {
+                sync::record_failure(ctx, s, &e, Mode::Apply).await;
+            }
+            wake.shared.synced_once(&repo.name);
+            return (None, true);
+        }
+    };
+    let Memory {
+        done,
+        evaluated,
+        pulls,
+        first,
+    } = memory;
+    // syncs and pipelines are independent: neither waits for the other
+    let sync_all = async {
+        let mut failed = false;
+        if let Some(commit) = &head {
+            for s in syncs {
+                let moved = done.get(&s.name) != Some(&commit.id);
+                failed |= pass(ctx, mapping, repo, s, commit, moved, done, wake).await;
+            }
+        }
+        wake.shared.synced_once(&repo.name);
+        failed
+    };
+    // at start, pipelines wait for the first sync passes: they often create the namespace and
+    // the account a pipeline runs as
+    let pipelines = async {
+        if std::mem::take(first) && !wake.shared.first_syncs(FIRST_SYNCS_PATIENCE).await {
+            info!(repository = %repo.name, "the first sync passes are still running; pipelines go on");
+        }
+        pipelines::pass(ctx, mapping, repo, evaluated, pulls).await
+    };
+    let (sync_failed, pipelines_ok) = tokio::join!(sync_all, pipelines);
+    if pipelines_ok {
+        // handled: their runs stopped and they are forgotten
+        memory.pulls.closed.clear();
+    }
+    (head, sync_failed || !pipelines_ok)
+}
+
+/// Re-plans the syncs hand edits touched, at the commit they last passed at. Returns whether
+/// one failed.
+async fn repair(
+    (ctx, mapping, repo, wake): (&Context, &Mapping, &Repository, &Wake),
+    syncs: &[&crate::config::Sync],
+    commit: &crate::git::Commit,
+    done: &mut HashMap<String, String>,
+) -> bool {
+    let mut failed = false;
+    for (name, changes) in wake.drift.take() {
+        let Some(s) = syncs.iter().find(|s| s.name == name) else {
+            continue;
+        };
+        if done.get(&s.name) != Some(&commit.id) {
+            continue; // failing: the backoff retries it
+        }
+        let ids: Vec<String> = changes.iter().map(|c| c.id.to_string()).collect();
+        info!(sync = %s.name, objects = %ids.join(", "), "changed by hand; re-planning");
+        failed |= pass(ctx, mapping, repo, s, commit, false, done, wake).await;
+    }
+    failed
 }
 
 /// What a repository's pass fetches beside its branches: every tag when a pipeline launches
