@@ -132,14 +132,15 @@ fn cycles(edges: &BTreeMap<String, BTreeSet<String>>) -> Vec<BTreeSet<String>> {
     found
 }
 
-#[test]
-fn imports_between_modules_point_one_way() {
-    let mut files = Vec::new();
-    sources(&src(), &mut files);
+/// The imports between top-level modules (`crate::` paths outside test code), with where each
+/// edge first appears.
+type Edges = BTreeMap<String, BTreeSet<String>>;
+
+fn module_edges(files: &[(String, String)]) -> (Edges, BTreeMap<(String, String), String>) {
     let modules: BTreeSet<String> = files.iter().filter_map(|(r, _)| module_of(r)).collect();
-    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut edges: Edges = BTreeMap::new();
     let mut at: BTreeMap<(String, String), String> = BTreeMap::new();
-    for (rel, text) in &files {
+    for (rel, text) in files {
         let Some(from) = module_of(rel) else { continue };
         for (n, line) in text.lines().enumerate() {
             for to in crate_paths(line) {
@@ -151,7 +152,158 @@ fn imports_between_modules_point_one_way() {
             }
         }
     }
-    assert!(modules.len() > 10, "found the modules: {modules:?}");
+    (edges, at)
+}
+
+/// The layer of each module, from ARCHITECTURE.md's table under "## Layers": the rows in
+/// order, each row's modules in backticks in its second column.
+fn layers(architecture: &str) -> BTreeMap<String, usize> {
+    let section = architecture
+        .split("\n## ")
+        .find(|s| s.starts_with("Layers"))
+        .expect("a Layers section");
+    let mut out = BTreeMap::new();
+    let rows = section
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .skip(2) // the header and the separator
+        .enumerate();
+    for (layer, row) in rows {
+        let column = row.split('|').nth(2).unwrap_or_default();
+        for (i, part) in column.split('`').enumerate() {
+            if i % 2 == 1 {
+                out.insert(part.trim_end_matches('/').to_owned(), layer);
+            }
+        }
+    }
+    out
+}
+
+/// Edges that point up the layers, or touch a module the table does not place.
+fn upward(
+    edges: &Edges,
+    at: &BTreeMap<(String, String), String>,
+    layers: &BTreeMap<String, usize>,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    for (from, tos) in edges {
+        for to in tos {
+            let (Some(a), Some(b)) = (layers.get(from), layers.get(to)) else {
+                let missing = if layers.contains_key(from) { to } else { from };
+                found.push(format!("{missing} is in no layer of ARCHITECTURE.md"));
+                continue;
+            };
+            if b > a {
+                let w = &at[&(from.clone(), to.clone())];
+                found.push(format!(
+                    "{from} (layer {a}) imports {to} (layer {b}) at {w}"
+                ));
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// Modules that reach up into the crate root: `lib.rs` holds the module list and the crate
+/// `Error` that wraps each module's errors, which only the process layer (`agent`, `cli`) may
+/// use; every other module has its own error type.
+fn lib_edges(files: &[(String, String)]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (rel, text) in files {
+        let Some(module) = module_of(rel) else {
+            continue;
+        };
+        if module == "agent" || module == "cli" {
+            continue;
+        }
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            if code.contains("crate::Error") || code.contains("crate::{Error") {
+                found.push(format!("src/{rel}:{}: uses the crate Error", n + 1));
+            }
+        }
+    }
+    found
+}
+
+/// Cycles among the files of each folder (`mod.rs`, the folder's root, aside): an edge is a
+/// `super::<sibling>` or `crate::<folder>::<sibling>` path.
+fn folder_cycles(files: &[(String, String)]) -> Vec<String> {
+    let mut folders: BTreeMap<String, BTreeMap<String, &str>> = BTreeMap::new();
+    for (rel, text) in files {
+        let path = Path::new(rel);
+        let (Some(dir), Some(stem)) = (path.parent(), path.file_stem()) else {
+            continue;
+        };
+        let (dir, stem) = (
+            dir.to_string_lossy().replace('\\', "/"),
+            stem.to_string_lossy(),
+        );
+        if dir.is_empty() || stem == "mod" {
+            continue;
+        }
+        folders
+            .entry(dir)
+            .or_default()
+            .insert(stem.into_owned(), text);
+    }
+    let mut found = Vec::new();
+    for (dir, members) in &folders {
+        let mut edges: Edges = BTreeMap::new();
+        let prefixes = [
+            "super::".to_owned(),
+            format!("crate::{}::", dir.replace('/', "::")),
+        ];
+        for (from, text) in members {
+            for line in text.lines() {
+                for prefix in &prefixes {
+                    let mut rest = line;
+                    while let Some(i) = rest.find(prefix.as_str()) {
+                        rest = &rest[i + prefix.len()..];
+                        let names: Vec<String> = if let Some(group) = rest.strip_prefix('{') {
+                            let end = group.find('}').unwrap_or(group.len());
+                            group[..end]
+                                .split(',')
+                                .map(|p| p.trim().to_owned())
+                                .collect()
+                        } else {
+                            vec![rest.to_owned()]
+                        };
+                        for name in names {
+                            let name: String = name
+                                .chars()
+                                .take_while(|c| {
+                                    c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'
+                                })
+                                .collect();
+                            if members.contains_key(&name) && &name != from {
+                                edges.entry(from.clone()).or_default().insert(name);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for c in cycles(&edges) {
+            found.push(format!("a cycle in src/{dir}/: {c:?}"));
+        }
+    }
+    found
+}
+
+fn architecture() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md"))
+        .expect("ARCHITECTURE.md")
+}
+
+#[test]
+fn imports_between_modules_point_one_way() {
+    let mut files = Vec::new();
+    sources(&src(), &mut files);
+    let (edges, at) = module_edges(&files);
+    assert!(edges.len() > 10, "found the modules: {edges:?}");
     assert!(
         edges.values().map(BTreeSet::len).sum::<usize>() > 20,
         "found the imports"
@@ -172,27 +324,89 @@ fn imports_between_modules_point_one_way() {
 }
 
 #[test]
-fn the_cycle_check_sees_a_cycle() {
-    let edges = BTreeMap::from([
-        ("a".to_owned(), BTreeSet::from(["b".to_owned()])),
-        ("b".to_owned(), BTreeSet::from(["c".to_owned()])),
-        ("c".to_owned(), BTreeSet::from(["a".to_owned()])),
-        ("d".to_owned(), BTreeSet::from(["a".to_owned()])),
-    ]);
-    let found = cycles(&edges);
-    assert_eq!(found.len(), 1);
-    assert_eq!(
-        found[0],
-        BTreeSet::from(["a".to_owned(), "b".to_owned(), "c".to_owned()])
+fn imports_follow_the_layers_of_architecture_md() {
+    let mut files = Vec::new();
+    sources(&src(), &mut files);
+    let (edges, at) = module_edges(&files);
+    let layers = layers(&architecture());
+    assert!(
+        layers.len() >= 25 && layers["vocab"] == 0 && layers["cli"] == 6,
+        "{layers:?}"
     );
-    assert_eq!(
-        crate_paths("use crate::{agent, cleanup::x}; crate::vocab::A"),
-        ["agent", "cleanup", "vocab"]
+    let found = upward(&edges, &at, &layers);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
+fn only_the_process_layer_uses_the_crate_error() {
+    let mut files = Vec::new();
+    sources(&src(), &mut files);
+    let found = lib_edges(&files);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
+fn no_folder_has_a_cycle_between_its_files() {
+    let mut files = Vec::new();
+    sources(&src(), &mut files);
+    assert!(
+        files.iter().any(|(r, _)| r == "sync/pass.rs"),
+        "read the folders"
     );
-    assert_eq!(
-        without_tests("a\n#[cfg(test)]\nmod tests {\n  fn f() { crate::x }\n}\nb"),
-        "a\n\n\n\n\nb"
+    let found = folder_cycles(&files);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+/// Each check fires on a violation planted in a copy of the tree's shape.
+#[test]
+fn the_checks_see_planted_violations() {
+    let file = |rel: &str, text: &str| (rel.to_owned(), text.to_owned());
+    let table = "# A\n\n## Layers\n\n| layer | modules | what |\n|---|---|---|\n| low | `vocab` | x |\n| high | `agent/` | y |\n";
+    let layers = layers(table);
+    assert_eq!(layers["vocab"], 0);
+    assert_eq!(layers["agent"], 1);
+    // an upward edge: the vocabulary importing the agent
+    let planted = vec![
+        file("vocab.rs", "use crate::agent::Shared;\n"),
+        file("agent/mod.rs", "use crate::vocab::X;\n"),
+    ];
+    let (edges, at) = module_edges(&planted);
+    let found = upward(&edges, &at, &layers);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("vocab (layer 0) imports agent (layer 1) at vocab.rs:1"),
+        "{found:?}"
     );
+    // a module the table does not place
+    let planted = vec![
+        file("new.rs", "use crate::vocab::X;\n"),
+        file("vocab.rs", ""),
+    ];
+    let (edges, at) = module_edges(&planted);
+    assert!(upward(&edges, &at, &layers)[0].contains("new is in no layer"));
+    // a cycle inside a folder, through super:: and crate:: paths
+    let planted = vec![
+        file("sync/mod.rs", "mod a;\nmod b;\n"),
+        file("sync/a.rs", "use super::b::f;\n"),
+        file("sync/b.rs", "use crate::sync::{a, Mode};\n"),
+        file("sync/c.rs", "use super::a::g;\n"),
+    ];
+    let found = folder_cycles(&planted);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("\"a\", \"b\""), "{found:?}");
+    // a module below the process layer reaching for the crate Error
+    let planted = vec![
+        file(
+            "render.rs",
+            "fn f() -> Result<(), crate::Error> { todo!() }\n",
+        ),
+        file(
+            "cli/mod.rs",
+            "fn g() -> Result<(), crate::Error> { todo!() }\n",
+        ),
+    ];
+    let found = lib_edges(&planted);
+    assert_eq!(found, ["src/render.rs:1: uses the crate Error"]);
 }
 
 /// The string literals of a text, without their quotes (plain and escaped quotes only; raw
@@ -252,7 +466,14 @@ fn cluster_vocabulary_is_spelled_only_in_vocab() {
     // Synced, Launched and the health words are Event reasons and also status values berth
     // writes (a sync's phase and health, a pipeline's outcome). An Event only takes a `vocab::Reason`, so the words that
     // are nothing but reasons are enough to catch a reason spelled elsewhere.
-    let statuses = ["Synced", "Launched", "Healthy", "Progressing", "Degraded"];
+    let statuses = [
+        "Synced",
+        "Launched",
+        "Skipped",
+        "Healthy",
+        "Progressing",
+        "Degraded",
+    ];
     let forbidden = |line: &str, lit: &str| {
         let key = ["berth.dev/", "app.kubernetes.io/", "argocd.argoproj.io/"]
             .iter()
