@@ -264,7 +264,9 @@ pub(crate) struct Resources {
 
 impl Resources {
     /// Discovers the given API groups (`""` is the core group). Groups the server does not
-    /// serve are simply absent.
+    /// serve are simply absent. One aggregated read of `/apis` (and `/api` for the core
+    /// group): a snapshot, so a group that a CRD adds or removes meanwhile is either there or
+    /// not, never a 404 halfway through.
     ///
     /// # Errors
     /// The API server cannot be reached.
@@ -275,7 +277,7 @@ impl Resources {
         let allow: Vec<&str> = groups.iter().map(String::as_str).collect();
         let discovery = Discovery::new(client.clone())
             .filter(&allow)
-            .run()
+            .run_aggregated()
             .await
             .map_err(Error::Discovery)?;
         let mut by_kind = HashMap::new();
@@ -351,7 +353,7 @@ pub(crate) async fn namespace_contents(
     client: &Client,
     namespace: &str,
 ) -> Result<Vec<ObjectId>, kube::Error> {
-    let discovery = Discovery::new(client.clone()).run().await?;
+    let discovery = Discovery::new(client.clone()).run_aggregated().await?;
     let mut found = Vec::new();
     for group in discovery.groups() {
         for (api, caps) in group.recommended_resources() {

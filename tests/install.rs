@@ -54,8 +54,10 @@ async fn deploy_applies_with_server_side_dry_run_and_berth_syncs_its_own_deploy_
             .await
             .expect("namespace");
     }
+    // one aggregated read: a snapshot, where a group-by-group read can meet a group that
+    // another test's CRD is adding or removing at that moment (404)
     let discovery = Discovery::new(client.clone())
-        .run()
+        .run_aggregated()
         .await
         .expect("discovery");
     let manifests = deploy_manifests();

@@ -24,8 +24,10 @@ fn yaml(name: &str) -> bool {
 /// The resourceVersion of every object berth manages for `sync` (cluster-scoped, or in
 /// `namespace`), by kind, namespace and name.
 async fn versions(client: &kube::Client, sync: &str, namespace: &str) -> BTreeMap<String, String> {
+    // one aggregated read: a snapshot, where a group-by-group read can meet a group that
+    // another test's CRD is adding or removing at that moment (404)
     let discovery = Discovery::new(client.clone())
-        .run()
+        .run_aggregated()
         .await
         .expect("discovery");
     let mut out = BTreeMap::new();
