@@ -19,6 +19,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt as _, watcher};
+use maud::Markup;
 use serde::Deserialize;
 use subtle::ConstantTimeEq as _;
 use tokio_util::sync::CancellationToken;
@@ -29,7 +30,7 @@ use super::shared::{Shared, State};
 use crate::context::Context;
 use crate::ui::graph;
 use crate::ui::html::{Section, page};
-use crate::ui::pages::{self, Logs, ObjectRow};
+use crate::ui::pages::{self, Logs, ObjectRow, Problem};
 use crate::ui::status::AgentState;
 use crate::{pipelines, vocab};
 
@@ -64,11 +65,11 @@ pub(super) struct PageQuery {
 }
 
 /// A page, whole or (for the live update) only its `main`.
-fn respond(title: &str, section: Section, main: String, q: &PageQuery) -> Response {
+fn respond(title: &str, section: Section, main: Markup, q: &PageQuery) -> Response {
     let body = if q.fragment.is_some() {
-        main
+        main.into_string()
     } else {
-        page(title, section, &main)
+        page(title, section, &main).into_string()
     };
     let mut r = Html(body).into_response();
     r.headers_mut()
@@ -77,25 +78,22 @@ fn respond(title: &str, section: Section, main: String, q: &PageQuery) -> Respon
 }
 
 /// A whole page that answers a request with `status`: why it could not be done.
-fn problem(status: StatusCode, title: &str, main: &str) -> Response {
-    (status, Html(page(title, Section::Overview, main))).into_response()
+fn problem(status: StatusCode, title: &str, what: &Problem<'_>) -> Response {
+    let main = pages::problem(what);
+    (
+        status,
+        Html(page(title, Section::Overview, &main).into_string()),
+    )
+        .into_response()
 }
 
 /// [`problem`] with the error in an alert under `heading`.
 fn alert(status: StatusCode, title: &str, heading: &str, error: &str) -> Response {
-    let main = format!(
-        "<h1>{heading}</h1><p class=\"alert\" role=\"alert\">{}</p>",
-        crate::ui::html::escape(error)
-    );
-    problem(status, title, &main)
+    problem(status, title, &Problem::Failed { heading, error })
 }
 
 fn not_found(what: &str) -> Response {
-    let main = format!(
-        "<h1>Not found</h1><p>{}</p><p><a href=\"/\">Back to the overview</a></p>",
-        crate::ui::html::escape(what)
-    );
-    problem(StatusCode::NOT_FOUND, "not found", &main)
+    problem(StatusCode::NOT_FOUND, "not found", &Problem::NotFound(what))
 }
 
 /// Whether the request carries the admin token (cookie or bearer); never without one set.
@@ -379,11 +377,7 @@ async fn sign_in(Extract(state): Extract<State>, body: Bytes) -> Response {
     };
     let given = form_field(&body, "token").unwrap_or_default();
     if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
-        return problem(
-            StatusCode::UNAUTHORIZED,
-            "sign in",
-            "<h1>Wrong token</h1><p><a href=\"/\">Back to the overview</a></p>",
-        );
+        return problem(StatusCode::UNAUTHORIZED, "sign in", &Problem::WrongToken);
     }
     let cookie = format!("{COOKIE}={given}; Path=/; HttpOnly; SameSite=Strict");
     let mut r = Redirect::to("/").into_response();
@@ -441,11 +435,11 @@ async fn refresh(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(trigger) = state.shared.trigger(&name) else {
+    if state.shared.trigger(&name).is_none() {
         return not_found(&format!("There is no repository {name:?}."));
-    };
+    }
     tracing::info!(repository = %name, "refresh requested on the dashboard");
-    trigger.notify_one();
+    state.shared.refresh(&name);
     back(&headers)
 }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde_json::Value;
 
-use super::html::escape;
+use maud::{Markup, html};
 
 /// One node of a Workflow's status.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -162,8 +162,9 @@ const GAP_X: usize = 24;
 const GAP_Y: usize = 36;
 
 /// The graph as an SVG image; each node links to `link(id)`. Nodes carry `data-phase` and
-/// edges `data-from`/`data-to`, so what is drawn can be checked.
-pub(crate) fn svg(nodes: &[Node], selected: Option<&str>, link: impl Fn(&str) -> String) -> String {
+/// edges `data-from`/`data-to`, so what is drawn can be checked. SVG elements are closed
+/// explicitly: inline SVG in HTML has no void elements.
+pub(crate) fn svg(nodes: &[Node], selected: Option<&str>, link: impl Fn(&str) -> String) -> Markup {
     let (placed, edges) = layout(nodes);
     let columns = placed.iter().map(|p| p.column + 1).max().unwrap_or(1);
     let layers = placed.iter().map(|p| p.layer + 1).max().unwrap_or(1);
@@ -177,65 +178,52 @@ pub(crate) fn svg(nodes: &[Node], selected: Option<&str>, link: impl Fn(&str) ->
             (p.id.as_str(), (x, y))
         })
         .collect();
-    let mut out = format!(
-        "<svg class=\"graph\" viewBox=\"0 0 {width} {height}\" width=\"{width}\" height=\"{height}\" \
-         role=\"group\" aria-label=\"steps and tasks of the run\">\
-         <defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"6\" \
-         markerHeight=\"6\" orient=\"auto-start-reverse\"><path d=\"M 0 0 L 10 5 L 0 10 z\" class=\"arrow\"/>\
-         </marker></defs>"
-    );
-    for (from, to) in &edges {
-        let (Some(&(x1, y1)), Some(&(x2, y2))) = (at.get(from.as_str()), at.get(to.as_str()))
-        else {
-            continue;
-        };
-        out.push_str(&format!(
-            "<line class=\"edge\" data-from=\"{}\" data-to=\"{}\" x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" marker-end=\"url(#arrow)\"/>",
-            escape(from),
-            escape(to),
-            x1 + WIDTH / 2,
-            y1 + HEIGHT,
-            x2 + WIDTH / 2,
-            y2
-        ));
+    let lines = edges.iter().filter_map(|(from, to)| {
+        let (&(x1, y1), &(x2, y2)) = (at.get(from.as_str())?, at.get(to.as_str())?);
+        Some((from, to, x1 + WIDTH / 2, y1 + HEIGHT, x2 + WIDTH / 2, y2))
+    });
+    let boxes = nodes
+        .iter()
+        .filter_map(|n| at.get(n.id.as_str()).map(|&(x, y)| (n, x, y)));
+    html! {
+        svg class="graph" viewBox={ "0 0 " (width) " " (height) } width=(width) height=(height)
+            role="group" aria-label="steps and tasks of the run" {
+            defs {
+                marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6"
+                    markerHeight="6" orient="auto-start-reverse" {
+                    path d="M 0 0 L 10 5 L 0 10 z" class="arrow" {}
+                }
+            }
+            @for (from, to, x1, y1, x2, y2) in lines {
+                line class="edge" data-from=(from) data-to=(to) x1=(x1) y1=(y1) x2=(x2) y2=(y2)
+                    marker-end="url(#arrow)" {}
+            }
+            @for (n, x, y) in boxes { (node_box(n, x, y, selected == Some(n.id.as_str()), &link)) }
+        }
     }
-    for n in nodes {
-        let Some(&(x, y)) = at.get(n.id.as_str()) else {
-            continue;
-        };
-        let phase = if n.phase.is_empty() {
-            "Pending"
-        } else {
-            &n.phase
-        };
-        let label: String = if n.name.chars().count() > 20 {
-            n.name.chars().take(19).chain(['…']).collect()
-        } else {
-            n.name.clone()
-        };
-        let class = if selected == Some(n.id.as_str()) {
-            "node selected"
-        } else {
-            "node"
-        };
-        out.push_str(&format!(
-            "<a href=\"{href}\" class=\"{class}\" data-node=\"{id}\" data-phase=\"{phase}\" \
-             aria-label=\"{name}: {phase}\"><rect class=\"phase-{phase}\" x=\"{x}\" y=\"{y}\" \
-             width=\"{WIDTH}\" height=\"{HEIGHT}\" rx=\"6\"/><text x=\"{tx}\" y=\"{ty1}\">{label}</text>\
-             <text class=\"sub\" x=\"{tx}\" y=\"{ty2}\">{kind} · {phase}</text></a>",
-            href = escape(&link(&n.id)),
-            id = escape(&n.id),
-            phase = escape(phase),
-            name = escape(&n.name),
-            label = escape(&label),
-            kind = escape(&n.kind),
-            tx = x + 10,
-            ty1 = y + 19,
-            ty2 = y + 35,
-        ));
+}
+
+/// One node of the graph: a box coloured by phase, with its name and type, linking to `link`.
+fn node_box(n: &Node, x: usize, y: usize, selected: bool, link: impl Fn(&str) -> String) -> Markup {
+    let phase = if n.phase.is_empty() {
+        "Pending"
+    } else {
+        &n.phase
+    };
+    let label: String = if n.name.chars().count() > 20 {
+        n.name.chars().take(19).chain(['…']).collect()
+    } else {
+        n.name.clone()
+    };
+    let class = if selected { "node selected" } else { "node" };
+    html! {
+        a href=(link(&n.id)) class=(class) data-node=(n.id) data-phase=(phase)
+            aria-label={ (n.name) ": " (phase) } {
+            rect class={ "phase-" (phase) } x=(x) y=(y) width=(WIDTH) height=(HEIGHT) rx="6" {}
+            text x=(x + 10) y=(y + 19) { (label) }
+            text class="sub" x=(x + 10) y=(y + 35) { (n.kind) " · " (phase) }
+        }
     }
-    out.push_str("</svg>");
-    out
 }
 
 #[cfg(test)]
@@ -305,7 +293,7 @@ mod tests {
     fn the_svg_colours_by_phase_and_escapes_names() {
         let mut n = nodes(&workflow());
         n[2].name = "<b>".into();
-        let svg = svg(&n, Some("wf-5"), |id| format!("?node={id}"));
+        let svg = svg(&n, Some("wf-5"), |id| format!("?node={id}")).into_string();
         assert!(
             svg.contains("data-node=\"wf-5\" data-phase=\"Failed\""),
             "{svg}"
@@ -313,5 +301,11 @@ mod tests {
         assert!(svg.contains("class=\"node selected\""), "{svg}");
         assert!(svg.contains("data-from=\"wf-3\" data-to=\"wf-4\""), "{svg}");
         assert!(svg.contains("&lt;b&gt;") && !svg.contains("<b>"), "{svg}");
+        // no void SVG elements: each is closed, or the HTML parser would nest what follows
+        assert!(svg.contains("rx=\"6\"></rect>"), "{svg}");
+        assert_eq!(
+            svg.matches("<line ").count(),
+            svg.matches("</line>").count()
+        );
     }
 }

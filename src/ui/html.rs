@@ -1,20 +1,7 @@
-//! HTML building blocks (pure): escaping, the page frame, tables and badges.
+//! HTML building blocks (pure): the page frame, tables and badges. Every page is a `maud`
+//! template, which escapes each value it inserts unless it is already [`Markup`].
 
-/// Escapes text for HTML content and attribute values.
-pub(crate) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use maud::{DOCTYPE, Markup, html};
 
 /// `text`, or `instead` when it is empty (a phase not reported yet, a time not reached).
 pub(crate) fn or<'a>(text: &'a str, instead: &'a str) -> &'a str {
@@ -33,35 +20,39 @@ pub(crate) enum Section {
     Deliveries,
 }
 
-/// The whole page around `main` (already HTML): navigation, the live-update status line and
-/// the script that keeps `main` current.
-pub(crate) fn page(title: &str, section: Section, main: &str) -> String {
-    let current = |s: Section| {
-        if s == section {
-            " aria-current=\"page\""
-        } else {
-            ""
+/// The whole page around `main`: navigation, the live-update status line and the script that
+/// keeps `main` current.
+pub(crate) fn page(title: &str, section: Section, main: &Markup) -> Markup {
+    let current = |s: Section| (s == section).then_some("page");
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="color-scheme" content="light dark";
+                title { (title) " · berth" }
+                link rel="stylesheet" href="/assets/berth.css";
+                script src="/assets/berth.js" defer {}
+            }
+            body {
+                a class="skip" href="#main" { "Skip to content" }
+                header {
+                    nav aria-label="berth" {
+                        a class="brand" href="/" { "berth" }
+                        a href="/" aria-current=[current(Section::Overview)] { "Overview" }
+                        a href="/deliveries" aria-current=[current(Section::Deliveries)] { "Deliveries" }
+                    }
+                    p id="live" class="live" role="status" aria-live="polite" { "connecting…" }
+                }
+                main id="main" tabindex="-1" { (main) }
+            }
         }
-    };
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta name=\"color-scheme\" content=\"light dark\">\
-         <title>{title} · berth</title><link rel=\"stylesheet\" href=\"/assets/berth.css\">\
-         <script src=\"/assets/berth.js\" defer></script></head><body>\
-         <a class=\"skip\" href=\"#main\">Skip to content</a>\
-         <header><nav aria-label=\"berth\"><a class=\"brand\" href=\"/\">berth</a>\
-         <a href=\"/\"{o}>Overview</a><a href=\"/deliveries\"{d}>Deliveries</a></nav>\
-         <p id=\"live\" class=\"live\" role=\"status\" aria-live=\"polite\">connecting…</p></header>\
-         <main id=\"main\" tabindex=\"-1\">{main}</main></body></html>\n",
-        title = escape(title),
-        o = current(Section::Overview),
-        d = current(Section::Deliveries),
-    )
+    }
 }
 
 /// A status or health word as a badge; its class colours it.
-pub(crate) fn badge(word: &str) -> String {
+pub(crate) fn badge(word: &str) -> Markup {
     let class = match word {
         "Synced" | "Healthy" | "Succeeded" | "Launched" | "ok" | "Valid" => "good",
         "Progressing" | "Running" | "Pending" | "OutOfSync" => "busy",
@@ -69,11 +60,11 @@ pub(crate) fn badge(word: &str) -> String {
         _ => "none",
     };
     let word = if word.is_empty() { "–" } else { word };
-    format!("<span class=\"badge {class}\">{}</span>", escape(word))
+    html! { span class={ "badge " (class) } { (word) } }
 }
 
-/// A table under a second-level heading; cells are HTML already.
-pub(crate) fn table(caption: &str, headers: &[&str], rows: &[Vec<String>], empty: &str) -> String {
+/// A table under a second-level heading; cells are markup.
+pub(crate) fn table(caption: &str, headers: &[&str], rows: &[Vec<Markup>], empty: &str) -> Markup {
     table_at(2, caption, headers, rows, empty)
 }
 
@@ -82,34 +73,27 @@ pub(crate) fn table_at(
     level: u8,
     caption: &str,
     headers: &[&str],
-    rows: &[Vec<String>],
+    rows: &[Vec<Markup>],
     empty: &str,
-) -> String {
-    if rows.is_empty() {
-        return format!(
-            "<section><h{level}>{}</h{level}><p class=\"empty\">{}</p></section>",
-            escape(caption),
-            escape(empty)
-        );
-    }
-    let mut out = format!(
-        "<section><h{level}>{c}</h{level}><div class=\"scroll\" tabindex=\"0\" role=\"region\" \
-         aria-label=\"{c}\"><table><thead><tr>",
-        c = escape(caption)
-    );
-    for h in headers {
-        out.push_str(&format!("<th scope=\"col\">{}</th>", escape(h)));
-    }
-    out.push_str("</tr></thead><tbody>");
-    for row in rows {
-        out.push_str("<tr>");
-        for cell in row {
-            out.push_str(&format!("<td>{cell}</td>"));
+) -> Markup {
+    let body = if rows.is_empty() {
+        html! { p class="empty" { (empty) } }
+    } else {
+        html! {
+            div class="scroll" tabindex="0" role="region" aria-label=(caption) {
+                table {
+                    thead { tr { @for h in headers { th scope="col" { (h) } } } }
+                    tbody { @for row in rows { tr { @for cell in row { td { (cell) } } } } }
+                }
+            }
         }
-        out.push_str("</tr>");
+    };
+    html! {
+        section {
+            @if level == 3 { h3 { (caption) } } @else { h2 { (caption) } }
+            (body)
+        }
     }
-    out.push_str("</tbody></table></div></section>");
-    out
 }
 
 #[cfg(test)]
@@ -118,19 +102,33 @@ mod tests {
 
     #[test]
     fn text_is_escaped_everywhere() {
-        assert_eq!(
-            escape("<a href=\"x\">&'</a>"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;"
-        );
         assert_eq!(segment("a b/c"), "a+b%2Fc");
-        let t = table("T", &["h"], &[vec![escape("<x>")]], "none");
+        let t = table("T <t>", &["h"], &[vec![html! { ("<x>") }]], "none");
+        let t = t.into_string();
         assert!(t.contains("<td>&lt;x&gt;</td>"), "{t}");
-        assert!(table("T", &["h"], &[], "nothing yet").contains("nothing yet"));
-        assert!(badge("Failed").contains("bad"));
-        let p = page("a <sync>", Section::Deliveries, "<p>hi</p>");
+        assert!(t.contains("<h2>T &lt;t&gt;</h2>"), "{t}");
+        assert!(t.contains("aria-label=\"T &lt;t&gt;\""), "{t}");
+        let nested = table_at(3, "K (1)", &["h"], &[vec![badge("Failed")]], "");
+        assert!(nested.into_string().contains("<h3>K (1)</h3>"));
+        assert!(
+            table("T", &["h"], &[], "nothing yet")
+                .into_string()
+                .contains("<p class=\"empty\">nothing yet</p>")
+        );
+        assert!(badge("Failed").into_string().contains("badge bad"));
+        assert_eq!(
+            badge("").into_string(),
+            "<span class=\"badge none\">–</span>"
+        );
+        let p = page("a <sync>", Section::Deliveries, &html! { p { "hi" } }).into_string();
         assert!(p.contains("<title>a &lt;sync&gt; · berth</title>"), "{p}");
         assert!(
             p.contains("href=\"/deliveries\" aria-current=\"page\""),
+            "{p}"
+        );
+        assert!(p.contains("<a href=\"/\">Overview</a>"), "{p}");
+        assert!(
+            p.contains("<main id=\"main\" tabindex=\"-1\"><p>hi</p></main>"),
             "{p}"
         );
     }

@@ -1,9 +1,12 @@
-//! The dashboard's pages (pure): each takes a view model and returns the HTML of its `main`.
+//! The dashboard's pages (pure): each takes a view model and returns the markup of its `main`.
+//! `maud` escapes every value it inserts.
 
 use std::collections::BTreeMap;
 
+use maud::{Markup, html};
+
 use super::graph::{self, Node};
-use super::html::{badge, escape, or, segment, table, table_at};
+use super::html::{badge, or, segment, table, table_at};
 use super::status::{Document, SyncRow};
 use crate::pipelines::Run;
 use crate::webhook::DeliveryRecord;
@@ -48,11 +51,17 @@ pub(crate) fn duration(run: &Run, now: jiff::Timestamp) -> String {
 }
 
 /// A form that posts an action, shown only to a request that carries the admin token.
-fn action(path: &str, label: &str) -> String {
-    format!(
-        "<form method=\"post\" action=\"{}\" class=\"action\"><button type=\"submit\">{}</button></form>",
-        escape(path),
-        escape(label)
+fn action(path: &str, label: &str) -> Markup {
+    html! {
+        form method="post" action=(path) class="action" { button type="submit" { (label) } }
+    }
+}
+
+/// The action that refreshes a repository.
+fn refresh(repository: &str, label: &str) -> Markup {
+    action(
+        &format!("/actions/repositories/{}/refresh", segment(repository)),
+        label,
     )
 }
 
@@ -72,57 +81,46 @@ pub(crate) struct Overview<'a> {
     pub now: jiff::Timestamp,
 }
 
-fn sync_cells(r: &SyncRow, subjects: &BTreeMap<String, String>) -> Vec<String> {
+fn sync_cells(r: &SyncRow, subjects: &BTreeMap<String, String>) -> Vec<Markup> {
     let subject = subjects.get(&r.revision).map_or("", String::as_str);
-    let at = if r.revision.is_empty() {
-        escape(&r.repository)
-    } else {
-        format!(
-            "{}@<code class=\"revision\">{}</code> <span class=\"subject\">{}</span>",
-            escape(&r.repository),
-            escape(short(&r.revision)),
-            escape(subject)
-        )
+    let at = html! {
+        (r.repository)
+        @if !r.revision.is_empty() {
+            "@" code class="revision" { (short(&r.revision)) } " " span class="subject" { (subject) }
+        }
     };
     vec![
-        format!(
-            "<a href=\"/syncs/{}\">{}</a>",
-            segment(&r.name),
-            escape(&r.name)
-        ),
+        html! { a href={ "/syncs/" (segment(&r.name)) } { (r.name) } },
         badge(&r.status),
         badge(&r.health),
         at,
-        r.objects.to_string(),
-        escape(or(&r.last_sync, "never")),
-        format!("<span class=\"message\">{}</span>", escape(&r.message)),
+        html! { (r.objects) },
+        html! { (or(&r.last_sync, "never")) },
+        html! { span class="message" { (r.message) } },
     ]
 }
 
 /// The overview: syncs, pipelines, cleanup rules and the agent's mapping state, failures first.
-pub(crate) fn overview(o: &Overview<'_>) -> String {
-    let mut out = String::from("<h1>Overview</h1>");
-    if let Some(agent) = &o.status.agent
-        && agent.mapping == "Invalid"
-    {
-        out.push_str(&format!(
-            "<p class=\"alert\" role=\"alert\">The mapping file is invalid; the agent keeps the last \
-             valid one. {}</p>",
-            escape(&agent.message)
-        ));
+pub(crate) fn overview(o: &Overview<'_>) -> Markup {
+    html! {
+        h1 { "Overview" }
+        @if let Some(agent) = o.status.agent.as_ref().filter(|a| a.mapping == "Invalid") {
+            p class="alert" role="alert" {
+                "The mapping file is invalid; the agent keeps the last valid one. " (agent.message)
+            }
+        }
+        (overview_syncs(o))
+        (overview_pipelines(o))
+        (overview_cleanup(o))
+        (overview_agent(o))
     }
-    out.push_str(&overview_syncs(o));
-    out.push_str(&overview_pipelines(o));
-    out.push_str(&overview_cleanup(o));
-    out.push_str(&overview_agent(o));
-    out
 }
 
 /// The overview's syncs, failures first.
-fn overview_syncs(o: &Overview<'_>) -> String {
+fn overview_syncs(o: &Overview<'_>) -> Markup {
     let mut syncs: Vec<&SyncRow> = o.status.syncs.iter().collect();
     syncs.sort_by_key(|r| (urgency(&r.status, &r.health), r.name.clone()));
-    let rows: Vec<Vec<String>> = syncs.iter().map(|r| sync_cells(r, o.subjects)).collect();
+    let rows: Vec<Vec<Markup>> = syncs.iter().map(|r| sync_cells(r, o.subjects)).collect();
     table(
         "Syncs",
         &[
@@ -139,8 +137,27 @@ fn overview_syncs(o: &Overview<'_>) -> String {
     )
 }
 
+/// A pipeline's recent runs as a list.
+fn recent_runs(pipeline: &str, runs: &[Run], now: jiff::Timestamp) -> Markup {
+    html! {
+        @if runs.is_empty() {
+            span class="empty" { "no runs yet" }
+        } @else {
+            ul class="runs" {
+                @for r in runs {
+                    li {
+                        a href={ "/pipelines/" (segment(pipeline)) "/runs/" (segment(&r.name)) } { (r.name) }
+                        " " (badge(or(&r.phase, "Pending"))) " " (r.branch) "@" code { (short(&r.revision)) }
+                        " " (duration(r, now))
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The overview's pipelines with their recent runs, those whose newest run failed first.
-fn overview_pipelines(o: &Overview<'_>) -> String {
+fn overview_pipelines(o: &Overview<'_>) -> Markup {
     let mut pipelines: Vec<_> = o.status.pipelines.iter().collect();
     let newest_phase = |name: &str| {
         o.runs
@@ -149,49 +166,26 @@ fn overview_pipelines(o: &Overview<'_>) -> String {
             .map_or(String::new(), |r| r.phase.clone())
     };
     pipelines.sort_by_key(|p| (run_urgency(&newest_phase(&p.name)), p.name.clone()));
-    let mut rows = Vec::new();
-    for p in pipelines {
-        let runs = o.runs.get(&p.name).cloned().unwrap_or_default();
-        let runs_html = if runs.is_empty() {
-            "<span class=\"empty\">no runs yet</span>".to_owned()
-        } else {
-            let items: Vec<String> = runs
-                .iter()
-                .map(|r| {
-                    format!(
-                        "<li><a href=\"/pipelines/{}/runs/{}\">{}</a> {} {}@<code>{}</code> {}</li>",
-                        segment(&p.name),
-                        segment(&r.name),
-                        escape(&r.name),
-                        badge(or(&r.phase, "Pending")),
-                        escape(&r.branch),
-                        escape(short(&r.revision)),
-                        escape(&duration(r, o.now))
-                    )
-                })
-                .collect();
-            format!("<ul class=\"runs\">{}</ul>", items.join(""))
-        };
-        let mut name = format!(
-            "<strong>{}</strong><br><span class=\"subject\">{}</span>",
-            escape(&p.name),
-            escape(&p.repository)
-        );
-        if o.actions {
-            name.push_str(&action(
-                &format!("/actions/pipelines/{}/trigger", segment(&p.name)),
-                "Trigger",
-            ));
-        }
-        let mut message = format!("<span class=\"message\">{}</span>", escape(&p.message));
-        if !p.provider_error.is_empty() {
-            message.push_str(&format!(
-                "<br><span class=\"message error\">Commit status failing: {}</span>",
-                escape(&p.provider_error)
-            ));
-        }
-        rows.push(vec![name, runs_html, message]);
-    }
+    let rows: Vec<Vec<Markup>> = pipelines
+        .into_iter()
+        .map(|p| {
+            let runs = o.runs.get(&p.name).map_or(&[][..], Vec::as_slice);
+            let trigger = format!("/actions/pipelines/{}/trigger", segment(&p.name));
+            vec![
+                html! {
+                    strong { (p.name) } br; span class="subject" { (p.repository) }
+                    @if o.actions { (action(&trigger, "Trigger")) }
+                },
+                recent_runs(&p.name, runs, o.now),
+                html! {
+                    span class="message" { (p.message) }
+                    @if !p.provider_error.is_empty() {
+                        br; span class="message error" { "Commit status failing: " (p.provider_error) }
+                    }
+                },
+            ]
+        })
+        .collect();
     table(
         "Pipelines",
         &["Pipeline", "Recent runs", "Message"],
@@ -201,19 +195,19 @@ fn overview_pipelines(o: &Overview<'_>) -> String {
 }
 
 /// The overview's cleanup rules.
-fn overview_cleanup(o: &Overview<'_>) -> String {
-    let rows: Vec<Vec<String>> = o
+fn overview_cleanup(o: &Overview<'_>) -> Markup {
+    let rows: Vec<Vec<Markup>> = o
         .status
         .cleanup
         .iter()
         .map(|r| {
             vec![
-                escape(&r.name),
-                format!("<code>{}</code>", escape(&r.schedule)),
-                escape(r.next_run.as_deref().unwrap_or("–")),
-                escape(r.last_run.as_deref().unwrap_or("never")),
-                format!("{} deleted, {} stuck", r.deleted, r.stuck),
-                format!("<span class=\"message\">{}</span>", escape(&r.message)),
+                html! { (r.name) },
+                html! { code { (r.schedule) } },
+                html! { (r.next_run.as_deref().unwrap_or("–")) },
+                html! { (r.last_run.as_deref().unwrap_or("never")) },
+                html! { (r.deleted) " deleted, " (r.stuck) " stuck" },
+                html! { span class="message" { (r.message) } },
             ]
         })
         .collect();
@@ -233,36 +227,28 @@ fn overview_cleanup(o: &Overview<'_>) -> String {
 }
 
 /// The overview's agent section: its mapping state, and the refresh actions or the sign-in.
-fn overview_agent(o: &Overview<'_>) -> String {
-    let agent = match &o.status.agent {
-        Some(a) => format!(
-            "<p>Mapping {} since {}. {}</p>",
-            badge(&a.mapping),
-            escape(&a.changed),
-            escape(&a.message)
-        ),
-        None => "<p class=\"empty\">The agent has not recorded its mapping yet.</p>".to_owned(),
-    };
-    let mut out = format!("<section><h2>Agent</h2>{agent}");
-    if o.actions {
-        out.push_str("<div class=\"actions\">");
-        for r in o.repositories {
-            out.push_str(&action(
-                &format!("/actions/repositories/{}/refresh", segment(r)),
-                &format!("Refresh {r}"),
-            ));
+fn overview_agent(o: &Overview<'_>) -> Markup {
+    html! {
+        section {
+            h2 { "Agent" }
+            @match &o.status.agent {
+                Some(a) => p { "Mapping " (badge(&a.mapping)) " since " (a.changed) ". " (a.message) },
+                None => p class="empty" { "The agent has not recorded its mapping yet." },
+            }
+            @if o.actions {
+                div class="actions" {
+                    @for r in o.repositories { (refresh(r, &format!("Refresh {r}"))) }
+                }
+            } @else if o.sign_in {
+                form method="post" action="/sign-in" class="sign-in" {
+                    label for="token" { "Admin token" } " "
+                    input id="token" name="token" type="password" autocomplete="current-password";
+                    " " button type="submit" { "Sign in for actions" }
+                }
+            }
         }
-        out.push_str("</div>");
-    } else if o.sign_in {
-        out.push_str(SIGN_IN);
     }
-    out.push_str("</section>");
-    out
 }
-
-const SIGN_IN: &str = "<form method=\"post\" action=\"/sign-in\" class=\"sign-in\">\
-    <label for=\"token\">Admin token</label> <input id=\"token\" name=\"token\" type=\"password\" \
-    autocomplete=\"current-password\"> <button type=\"submit\">Sign in for actions</button></form>";
 
 /// One object of a sync: its inventory record with the action of the last pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -308,143 +294,112 @@ pub(crate) struct SyncPage<'a> {
 }
 
 /// A sync: its state, objects grouped by kind, the diff against git, passes and Events.
-pub(crate) fn sync(p: &SyncPage<'_>) -> String {
+pub(crate) fn sync(p: &SyncPage<'_>) -> Markup {
     let r = p.row;
-    let mut out = format!(
-        "<p class=\"crumbs\"><a href=\"/\">Overview</a> / sync</p><h1>{}</h1>\
-         <dl class=\"facts\"><dt>Status</dt><dd>{}</dd><dt>Health</dt><dd>{}</dd>\
-         <dt>Revision</dt><dd>{}@<code class=\"revision\">{}</code> {}</dd>\
-         <dt>Objects</dt><dd>{}</dd><dt>Last sync</dt><dd>{}</dd><dt>Message</dt><dd>{}</dd></dl>",
-        escape(&r.name),
-        badge(&r.status),
-        badge(&r.health),
-        escape(&r.repository),
-        escape(short(&r.revision)),
-        escape(p.subject),
-        r.objects,
-        escape(or(&r.last_sync, "never")),
-        escape(&r.message)
-    );
-    if p.actions && !r.repository.is_empty() {
-        out.push_str(&action(
-            &format!("/actions/repositories/{}/refresh", segment(&r.repository)),
-            "Refresh now",
-        ));
-    }
-    out.push_str(&sync_objects(p.objects));
-    out.push_str(&sync_diff(p));
-    let rows: Vec<Vec<String>> = p
+    let passes: Vec<Vec<Markup>> = p
         .passes
         .iter()
         .map(|x| {
             vec![
-                escape(&x.at),
-                format!("<code>{}</code>", escape(short(&x.revision))),
+                html! { (x.at) },
+                html! { code { (short(&x.revision)) } },
                 badge(&x.phase),
-                escape(&x.summary),
-                format!("{} ms", x.duration_ms),
+                html! { (x.summary) },
+                html! { (x.duration_ms) " ms" },
             ]
         })
         .collect();
-    out.push_str(&table(
-        "Recent passes",
-        &["At", "Revision", "Result", "Summary", "Duration"],
-        &rows,
-        "No pass since the agent started.",
-    ));
-    let rows: Vec<Vec<String>> = p
+    let events: Vec<Vec<Markup>> = p
         .events
         .iter()
-        .map(|e| vec![escape(&e.at), escape(&e.reason), escape(&e.message)])
+        .map(|e| {
+            vec![
+                html! { (e.at) },
+                html! { (e.reason) },
+                html! { (e.message) },
+            ]
+        })
         .collect();
-    out.push_str(&table(
-        "Events",
-        &["At", "Reason", "Message"],
-        &rows,
-        "No Events.",
-    ));
-    out
+    html! {
+        p class="crumbs" { a href="/" { "Overview" } " / sync" }
+        h1 { (r.name) }
+        dl class="facts" {
+            dt { "Status" } dd { (badge(&r.status)) }
+            dt { "Health" } dd { (badge(&r.health)) }
+            dt { "Revision" } dd { (r.repository) "@" code class="revision" { (short(&r.revision)) } " " (p.subject) }
+            dt { "Objects" } dd { (r.objects) }
+            dt { "Last sync" } dd { (or(&r.last_sync, "never")) }
+            dt { "Message" } dd { (r.message) }
+        }
+        @if p.actions && !r.repository.is_empty() { (refresh(&r.repository, "Refresh now")) }
+        (sync_objects(p.objects))
+        (sync_diff(p))
+        (table("Recent passes", &["At", "Revision", "Result", "Summary", "Duration"], &passes, "No pass since the agent started."))
+        (table("Events", &["At", "Reason", "Message"], &events, "No Events."))
+    }
 }
 
 /// A sync page's objects, one table per kind.
-fn sync_objects(objects: &[ObjectRow]) -> String {
+fn sync_objects(objects: &[ObjectRow]) -> Markup {
     let mut kinds: BTreeMap<&str, Vec<&ObjectRow>> = BTreeMap::new();
     for o in objects {
         kinds.entry(&o.kind).or_default().push(o);
     }
-    let mut out = String::from("<section><h2>Objects</h2>");
-    if kinds.is_empty() {
-        out.push_str("<p class=\"empty\">No objects recorded yet.</p>");
+    let row = |o: &&ObjectRow| {
+        vec![
+            html! { (o.name) },
+            html! { (or(&o.namespace, "–")) },
+            badge(&o.health),
+            html! { (o.action) },
+        ]
+    };
+    html! {
+        section {
+            h2 { "Objects" }
+            @if kinds.is_empty() { p class="empty" { "No objects recorded yet." } }
+            @for (kind, objects) in &kinds {
+                (table_at(
+                    3,
+                    &format!("{kind} ({})", objects.len()),
+                    &["Name", "Namespace", "Health", "Last pass"],
+                    &objects.iter().map(row).collect::<Vec<_>>(),
+                    "",
+                ))
+            }
+        }
     }
-    for (kind, objects) in kinds {
-        let rows: Vec<Vec<String>> = objects
-            .iter()
-            .map(|o| {
-                vec![
-                    escape(&o.name),
-                    escape(or(&o.namespace, "–")),
-                    badge(&o.health),
-                    escape(&o.action),
-                ]
-            })
-            .collect();
-        out.push_str(&table_at(
-            3,
-            &format!("{kind} ({})", objects.len()),
-            &["Name", "Namespace", "Health", "Last pass"],
-            &rows,
-            "",
-        ));
-    }
-    out.push_str("</section>");
-    out
 }
 
 /// A sync page's diff between live state and the head of git.
-fn sync_diff(p: &SyncPage<'_>) -> String {
-    let mut out = format!(
-        "<section><h2>Diff against git <code class=\"revision\">{}</code></h2>",
-        escape(short(p.head))
-    );
-    match p.diff {
-        Ok(diffs) if diffs.is_empty() => {
-            out.push_str("<p class=\"empty\">Live state matches git.</p>");
+fn sync_diff(p: &SyncPage<'_>) -> Markup {
+    html! {
+        section {
+            h2 { "Diff against git " code class="revision" { (short(p.head)) } }
+            @match p.diff {
+                Ok(diffs) if diffs.is_empty() => p class="empty" { "Live state matches git." },
+                Ok(diffs) => pre class="diff" tabindex="0" aria-label="diff" {
+                    @for d in diffs { (diff_lines(d)) }
+                },
+                Err(e) => p class="alert" role="alert" { "The diff could not be computed: " (e) },
+            }
         }
-        Ok(diffs) => {
-            out.push_str(&format!(
-                "<pre class=\"diff\" tabindex=\"0\" aria-label=\"diff\">{}</pre>",
-                diffs
-                    .iter()
-                    .map(|d| diff_html(d))
-                    .collect::<Vec<_>>()
-                    .join("")
-            ));
-        }
-        Err(e) => out.push_str(&format!(
-            "<p class=\"alert\" role=\"alert\">The diff could not be computed: {}</p>",
-            escape(e)
-        )),
     }
-    out.push_str("</section>");
-    out
 }
 
 /// A unified diff with added and removed lines marked for colour.
-fn diff_html(diff: &str) -> String {
-    diff.lines()
-        .map(|l| {
-            let class = if l.starts_with("+++") || l.starts_with("---") {
-                "file"
-            } else if l.starts_with('+') {
-                "add"
-            } else if l.starts_with('-') {
-                "del"
-            } else {
-                "ctx"
-            };
-            format!("<span class=\"{class}\">{}</span>\n", escape(l))
-        })
-        .collect()
+fn diff_lines(diff: &str) -> Markup {
+    let class = |l: &str| {
+        if l.starts_with("+++") || l.starts_with("---") {
+            "file"
+        } else if l.starts_with('+') {
+            "add"
+        } else if l.starts_with('-') {
+            "del"
+        } else {
+            "ctx"
+        }
+    };
+    html! { @for l in diff.lines() { span class=(class(l)) { (l) } "\n" } }
 }
 
 /// The logs of a run's node, when it has a pod.
@@ -471,143 +426,114 @@ pub(crate) struct RunPage<'a> {
 }
 
 /// A run page's heading and facts: phase, branch, commit, times, message and the failed step.
-fn run_facts(p: &RunPage<'_>) -> String {
+fn run_facts(p: &RunPage<'_>) -> Markup {
     let r = p.run;
-    let failed_step = if r.failed_step.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "<dt>Failed step</dt><dd class=\"failed-step\">{}</dd>",
-            escape(&r.failed_step)
-        )
-    };
     // what the run builds: a branch, a pull request (from its source branch) or a tag
     let (built, what) = match (r.pull_request, r.tag.as_str()) {
         (Some(n), _) => ("Pull request", format!("#{n} from {}", r.branch)),
         (None, "") => ("Branch", r.branch.clone()),
         (None, tag) => ("Tag", tag.to_owned()),
     };
-    format!(
-        "<p class=\"crumbs\"><a href=\"/\">Overview</a> / pipeline {} / run</p><h1>{}</h1>\
-         <dl class=\"facts\"><dt>Phase</dt><dd>{}</dd><dt>{built}</dt><dd>{}</dd>\
-         <dt>Commit</dt><dd><code class=\"revision\">{}</code></dd><dt>Namespace</dt><dd>{}</dd>\
-         <dt>Started</dt><dd>{}</dd><dt>Finished</dt><dd>{}</dd><dt>Duration</dt><dd>{}</dd>\
-         <dt>Message</dt><dd>{}</dd>{failed_step}</dl>",
-        escape(p.pipeline),
-        escape(&r.name),
-        badge(or(&r.phase, "Pending")),
-        escape(&what),
-        escape(short(&r.revision)),
-        escape(p.namespace),
-        escape(&r.started),
-        escape(or(&r.finished, "–")),
-        escape(&duration(r, p.now)),
-        escape(p.message),
-    )
+    html! {
+        p class="crumbs" { a href="/" { "Overview" } " / pipeline " (p.pipeline) " / run" }
+        h1 { (r.name) }
+        dl class="facts" {
+            dt { "Phase" } dd { (badge(or(&r.phase, "Pending"))) }
+            dt { (built) } dd { (what) }
+            dt { "Commit" } dd { code class="revision" { (short(&r.revision)) } }
+            dt { "Namespace" } dd { (p.namespace) }
+            dt { "Started" } dd { (r.started) }
+            dt { "Finished" } dd { (or(&r.finished, "–")) }
+            dt { "Duration" } dd { (duration(r, p.now)) }
+            dt { "Message" } dd { (p.message) }
+            @if !r.failed_step.is_empty() {
+                dt { "Failed step" } dd class="failed-step" { (r.failed_step) }
+            }
+        }
+    }
 }
 
 /// A run: its facts, the graph of its steps and tasks, and the selected node's details.
-pub(crate) fn run(p: &RunPage<'_>) -> String {
+pub(crate) fn run(p: &RunPage<'_>) -> Markup {
     let r = p.run;
     let base = format!(
         "/pipelines/{}/runs/{}",
         segment(p.pipeline),
         segment(&r.name)
     );
-    let mut out = run_facts(p);
-    out.push_str("<section><h2>Steps and tasks</h2>");
-    if p.nodes.is_empty() {
-        out.push_str(
-            "<p class=\"empty\">The Workflow controller has not reported any step yet.</p>",
-        );
-    } else {
-        out.push_str(
-            "<div class=\"scroll graph-box\" tabindex=\"0\" role=\"region\" aria-label=\"graph\">",
-        );
-        out.push_str(&graph::svg(p.nodes, p.selected, |id| {
-            format!("{base}?node={}", segment(id))
-        }));
-        out.push_str("</div>");
-    }
-    out.push_str("</section>");
-    let rows: Vec<Vec<String>> = p
+    let link = |id: &str| format!("{base}?node={}", segment(id));
+    let rows: Vec<Vec<Markup>> = p
         .nodes
         .iter()
         .map(|n| {
-            let outputs: Vec<String> = n
-                .outputs
-                .iter()
-                .map(|(k, v)| format!("<code>{}={}</code>", escape(k), escape(v)))
-                .collect();
             vec![
-                format!(
-                    "<a href=\"{base}?node={}\">{}</a>",
-                    segment(&n.id),
-                    escape(&n.name)
-                ),
-                escape(&n.kind),
+                html! { a href=(link(&n.id)) { (n.name) } },
+                html! { (n.kind) },
                 badge(or(&n.phase, "Pending")),
-                escape(&n.started),
-                escape(&n.finished),
-                escape(&n.message),
-                outputs.join(" "),
+                html! { (n.started) },
+                html! { (n.finished) },
+                html! { (n.message) },
+                html! {
+                    @for (i, (k, v)) in n.outputs.iter().enumerate() {
+                        @if i > 0 { " " }
+                        code { (k) "=" (v) }
+                    }
+                },
             ]
         })
         .collect();
-    out.push_str(&table(
-        "Nodes",
-        &[
-            "Node", "Type", "Phase", "Started", "Finished", "Message", "Outputs",
-        ],
-        &rows,
-        "No nodes yet.",
-    ));
-    if let Some(id) = p.selected {
-        let name = p
-            .nodes
-            .iter()
-            .find(|n| n.id == id)
-            .map_or(id, |n| n.name.as_str());
-        out.push_str(&format!(
-            "<section id=\"logs\"><h2>Logs of {}</h2>",
-            escape(name)
-        ));
-        match p.logs {
-            Logs::Text(text) => out.push_str(&format!(
-                "<pre class=\"logs\" tabindex=\"0\">{}</pre>",
-                escape(text)
-            )),
-            Logs::Note(note) => out.push_str(&format!("<p class=\"empty\">{}</p>", escape(note))),
-            Logs::None => {}
+    html! {
+        (run_facts(p))
+        section {
+            h2 { "Steps and tasks" }
+            @if p.nodes.is_empty() {
+                p class="empty" { "The Workflow controller has not reported any step yet." }
+            } @else {
+                div class="scroll graph-box" tabindex="0" role="region" aria-label="graph" {
+                    (graph::svg(p.nodes, p.selected, link))
+                }
+            }
         }
-        out.push_str("</section>");
+        (table(
+            "Nodes",
+            &["Node", "Type", "Phase", "Started", "Finished", "Message", "Outputs"],
+            &rows,
+            "No nodes yet.",
+        ))
+        @if let Some(id) = p.selected {
+            section id="logs" {
+                h2 { "Logs of " (p.nodes.iter().find(|n| n.id == id).map_or(id, |n| n.name.as_str())) }
+                @match p.logs {
+                    Logs::Text(text) => pre class="logs" tabindex="0" { (text) },
+                    Logs::Note(note) => p class="empty" { (note) },
+                    Logs::None => {},
+                }
+            }
+        }
     }
-    out
 }
 
 /// The webhook delivery log; `records` come newest first, as the log keeps them.
-pub(crate) fn deliveries(records: &[DeliveryRecord]) -> String {
-    let rows: Vec<Vec<String>> = records
+pub(crate) fn deliveries(records: &[DeliveryRecord]) -> Markup {
+    let rows: Vec<Vec<Markup>> = records
         .iter()
         .map(|d| {
             vec![
-                escape(&d.received),
-                escape(&d.provider),
-                escape(&d.event),
-                escape(&d.repositories.join(", ")),
-                format!(
-                    "{}@<code>{}</code>",
-                    escape(d.branch.as_deref().unwrap_or("–")),
-                    escape(short(d.commit.as_deref().unwrap_or("")))
-                ),
-                escape(&d.matched.join(", ")),
-                format!("{} {}", d.status, escape(&d.action)),
+                html! { (d.received) },
+                html! { (d.provider) },
+                html! { (d.event) },
+                html! { (d.repositories.join(", ")) },
+                html! {
+                    (d.branch.as_deref().unwrap_or("–")) "@" code { (short(d.commit.as_deref().unwrap_or(""))) }
+                },
+                html! { (d.matched.join(", ")) },
+                html! { (d.status) " " (d.action) },
             ]
         })
         .collect();
-    format!(
-        "<h1>Deliveries</h1>{}",
-        table(
+    html! {
+        h1 { "Deliveries" }
+        (table(
             "Webhook deliveries",
             &[
                 "Received",
@@ -620,8 +546,31 @@ pub(crate) fn deliveries(records: &[DeliveryRecord]) -> String {
             ],
             &rows,
             "No webhook delivery since the agent started.",
-        )
-    )
+        ))
+    }
+}
+
+/// What a request could not get: a heading, why (as an alert when it is an error), and the way
+/// back to the overview when there is nothing else to do.
+pub(crate) enum Problem<'a> {
+    /// An action or a read failed: the error, in an alert.
+    Failed { heading: &'a str, error: &'a str },
+    /// No such sync, pipeline, run or repository.
+    NotFound(&'a str),
+    /// The sign-in form's token was wrong.
+    WrongToken,
+}
+
+/// The page of a [`Problem`].
+pub(crate) fn problem(p: &Problem<'_>) -> Markup {
+    let back = html! { p { a href="/" { "Back to the overview" } } };
+    match p {
+        Problem::Failed { heading, error } => html! {
+            h1 { (heading) } p class="alert" role="alert" { (error) }
+        },
+        Problem::NotFound(what) => html! { h1 { "Not found" } p { (what) } (back) },
+        Problem::WrongToken => html! { h1 { "Wrong token" } (back) },
+    }
 }
 
 #[cfg(test)]
@@ -676,7 +625,7 @@ mod tests {
             sign_in,
             now: jiff::Timestamp::UNIX_EPOCH,
         };
-        let html = overview(&view(false, false));
+        let html = overview(&view(false, false)).into_string();
         let at = |needle: &str| html.find(needle).expect(needle);
         assert!(at("b-broken") < at("c-drifted") && at("c-drifted") < at("a-fine"));
         assert!(html.contains("config@<code class=\"revision\">0123456</code>"));
@@ -686,10 +635,35 @@ mod tests {
             "{html}"
         );
         assert!(!html.contains("<form"), "read-only: {html}");
-        assert!(overview(&view(false, true)).contains("action=\"/sign-in\""));
-        let with = overview(&view(true, true));
+        assert!(
+            overview(&view(false, true))
+                .into_string()
+                .contains("action=\"/sign-in\"")
+        );
+        let with = overview(&view(true, true)).into_string();
         assert!(with.contains("/actions/pipelines/build/trigger"));
         assert!(with.contains("/actions/repositories/config/refresh"));
+    }
+
+    #[test]
+    fn problems_escape_what_they_name() {
+        let html = problem(&Problem::NotFound("There is no sync \"<x>\".")).into_string();
+        assert_eq!(
+            html,
+            "<h1>Not found</h1><p>There is no sync &quot;&lt;x&gt;&quot;.</p>\
+             <p><a href=\"/\">Back to the overview</a></p>"
+        );
+        let html = problem(&Problem::Failed {
+            heading: "Trigger failed",
+            error: "<refused>",
+        })
+        .into_string();
+        assert!(html.contains("<p class=\"alert\" role=\"alert\">&lt;refused&gt;</p>"));
+        assert!(
+            problem(&Problem::WrongToken)
+                .into_string()
+                .contains("Wrong token")
+        );
     }
 
     #[test]
@@ -726,6 +700,7 @@ mod tests {
                 logs: &Logs::Note(String::new()),
                 now: jiff::Timestamp::UNIX_EPOCH,
             })
+            .into_string()
         };
         let html = page(&failed);
         assert!(
@@ -786,12 +761,15 @@ mod tests {
             passes: &[],
             events: &[],
             actions: false,
-        });
+        })
+        .into_string();
         assert!(
             html.find("ConfigMap (1)") < html.find("Secret (1)"),
             "{html}"
         );
-        assert!(html.contains("<span class=\"add\">+  password: &#39;+++++&#39;</span>"));
+        // maud escapes `&<>"` (attributes are always double-quoted, so `'` needs none)
+        assert!(html.contains("<span class=\"add\">+  password: '+++++'</span>"));
+        assert!(html.contains("<span class=\"del\">-  password: '++++'</span>"));
         assert!(html.contains("fedcba9"));
         assert!(!html.contains("<form"));
     }
