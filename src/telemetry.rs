@@ -134,6 +134,43 @@ pub(crate) struct Metrics {
     pub cleanup_deletions: Family<RuleLabels, Counter>,
     pub config_reloads: Family<ResultLabels, Counter>,
     pub provider_requests: Family<DeliveryLabels, Counter>,
+    pub refreshes: Refreshes,
+}
+
+/// Wake-ups asked of a repository's loop (webhooks, file events, dashboard actions), and how
+/// many of them finished passes have served: a pass serves every request made before it
+/// started. While the two differ a pass is due; when they are equal, nothing asked is pending.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Refreshes {
+    pub requested: Family<RepositoryLabels, Counter>,
+    pub served: Family<RepositoryLabels, Counter>,
+}
+
+impl Refreshes {
+    fn label(repository: &str) -> RepositoryLabels {
+        RepositoryLabels {
+            repository: repository.to_owned(),
+        }
+    }
+
+    /// Counts a request; returns how many there have been.
+    pub(crate) fn request(&self, repository: &str) -> u64 {
+        self.requested.get_or_create(&Self::label(repository)).inc() + 1
+    }
+
+    /// How many requests there have been so far.
+    pub(crate) fn requested(&self, repository: &str) -> u64 {
+        self.requested.get_or_create(&Self::label(repository)).get()
+    }
+
+    /// Notes that a pass which started after `requested` requests has finished.
+    pub(crate) fn served(&self, repository: &str, requested: u64) {
+        let served = self.served.get_or_create(&Self::label(repository));
+        let now = served.get();
+        if requested > now {
+            served.inc_by(requested - now);
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -242,6 +279,20 @@ impl Metrics {
                 "Requests to git hosts' APIs by provider and result (ok, client-error, server-error, network-error)",
                 Family::default(),
             ),
+            refreshes: Refreshes {
+                requested: register(
+                    r,
+                    "refresh_requests",
+                    "Wake-ups asked of a repository's loop by webhooks, file events and dashboard actions",
+                    Family::default(),
+                ),
+                served: register(
+                    r,
+                    "refresh_requests_served",
+                    "Of those, how many finished passes have served (a pass serves every request made before it started)",
+                    Family::default(),
+                ),
+            },
             registry,
         }
     }

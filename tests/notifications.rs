@@ -136,7 +136,8 @@ syncs:
     repo.write("app.yaml", &settings(&app_ns, "v2"));
     let sha = repo.commit("v2");
     server.push(&repo);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // every wake-up asked so far has been served: no pass is due
+    let asked = common::refreshes_served(&base, "config").await;
     let before = fetches(&base);
     let body = github_push(&server.url, &sha);
     let wrong = berth::webhook::sign(b"not-the-secret", &body);
@@ -154,7 +155,12 @@ syncs:
         &body,
     );
     assert_eq!(status, 401, "a missing signature");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // a delivery asks for its wake-up before it is answered: none was asked, so none comes
+    assert_eq!(
+        common::refreshes(&base, "config"),
+        (asked, asked),
+        "a refused delivery asked for a pass"
+    );
     assert_eq!(fetches(&base), before, "a refused delivery fetched");
     assert!(!applied_now(&client, &app_ns, "v2").await);
 
@@ -261,6 +267,7 @@ syncs:
     repo.write("app.yaml", &settings(&app_ns, "burst"));
     let sha = repo.commit("burst");
     server.push(&repo);
+    let asked = common::refreshes_served(&base, "config").await;
     let before = fetches(&base);
     let body = github_push(&server.url, &sha);
     let sig = berth::webhook::sign(WEBHOOK_SECRET.as_bytes(), &body);
@@ -285,7 +292,11 @@ syncs:
         applied(&client, &app_ns, "burst").await,
         "the burst's commit was not applied"
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // once all 50 wake-ups are served, no pass of the burst is still to come
+    assert_eq!(
+        common::refreshes_served(&base, "config").await,
+        asked + 50.0
+    );
     let burst_fetches = fetches(&base) - before;
     assert!(
         (1.0..=2.0).contains(&burst_fetches),
@@ -352,7 +363,7 @@ syncs:
     let text = log.to_string();
     assert!(!text.contains(WEBHOOK_SECRET) && !text.contains(TOKEN));
 
-    // 7. the counters add up
+    // 5. the counters add up
     let m = metrics(&base);
     assert_eq!(
         metric(
@@ -455,7 +466,7 @@ syncs:
     up(&base).await;
     assert!(applied(&client, &app_ns, "one").await);
 
-    // 6. a commit to a file:// repository with polling off is applied from file events alone
+    // 1. a commit to a file:// repository with polling off is applied from file events alone
     repo.write("app/app.yaml", &settings(&app_ns, "two"));
     repo.commit("two");
     assert!(
@@ -463,7 +474,7 @@ syncs:
         "the file:// commit was not applied"
     );
 
-    // 5. adding a sync to the mapping file syncs it without a restart
+    // 2. adding a sync to the mapping file syncs it without a restart
     let added = format!("{mapping}  - name: other\n    repository: config\n    path: other\n");
     std::fs::write(&berth.mapping, &added).expect("edit mapping");
     assert!(
@@ -670,13 +681,19 @@ async fn real_provider_shapes_apply_their_commits_and_hostile_ones_cost_nothing(
     }
 
     // a replayed delivery id: acknowledged, nothing fetched
+    let asked = common::refreshes_served(&base, "config").await;
     let before = fetches(&base);
     let sha = repo.git(&["rev-parse", "HEAD"]);
     let (path, headers, body) = real_shapes(&server.url, &sha, 5).swap_remove(5);
     let (status, answer) = post(&hooks, path, &headers, &body);
     assert_eq!(status, 200, "{answer}");
     assert!(answer.contains("handled already"), "{answer}");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // answered without asking for a wake-up, so no pass comes of it
+    assert_eq!(
+        common::refreshes(&base, "config"),
+        (asked, asked),
+        "a replay asked for a pass"
+    );
     assert_eq!(fetches(&base), before, "a replay fetched");
 
     // a signed ping says what it matches; an unsigned one that it does not verify

@@ -102,7 +102,7 @@ pub(crate) async fn run(
     options: Options,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let shared = Arc::new(Shared::new(mapping));
+    let shared = Arc::new(Shared::new(mapping, ctx.metrics.refreshes.clone()));
     let services = Services::start(&ctx, &shared, &options).await?;
     let (changes_tx, mut changes) = mpsc::unbounded_channel();
     let mut files = FileWatch::new(changes_tx);
@@ -458,7 +458,10 @@ async fn poll(
     };
     let mut failures = 0u32;
     loop {
+        // the requests this pass serves: all made before it fetches
+        let asked = wake.shared.refreshes.requested(&repo.name);
         let (head, failed) = one_pass(&ctx, &mapping, &repo, &syncs, &wake, &mut memory).await;
+        wake.shared.refreshes.served(&repo.name, asked);
         failures = if failed { failures + 1 } else { 0 };
         let delay = match (failed, repo.interval) {
             (true, _) => Some(backoff(failures)),

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::Notify;
 
 use crate::config::Mapping;
+use crate::telemetry::Refreshes;
 use crate::ui::pages::PassRow;
 
 /// How many webhook deliveries the delivery log keeps.
@@ -53,6 +54,8 @@ pub(crate) struct Shared {
     pull_requests: Mutex<HashMap<String, Vec<PullRequestEvent>>>,
     /// Repositories whose syncs have finished their first pass since the agent started.
     synced_once: tokio::sync::watch::Sender<std::collections::BTreeSet<String>>,
+    /// Wake-ups asked of each repository's loop, and served (exported at `/metrics`).
+    pub refreshes: Refreshes,
 }
 
 /// What the handlers share.
@@ -81,7 +84,7 @@ pub(crate) struct Activity {
 }
 
 impl Shared {
-    pub(crate) fn new(mapping: Mapping) -> Self {
+    pub(crate) fn new(mapping: Mapping, refreshes: Refreshes) -> Self {
         let shared = Self {
             mapping: RwLock::new(Arc::new(mapping)),
             triggers: RwLock::new(HashMap::new()),
@@ -97,6 +100,7 @@ impl Shared {
             fetched: Mutex::new(HashMap::new()),
             pull_requests: Mutex::new(HashMap::new()),
             synced_once: tokio::sync::watch::Sender::new(std::collections::BTreeSet::new()),
+            refreshes,
         };
         shared.reset_triggers();
         shared
@@ -196,9 +200,10 @@ impl Shared {
         self.failed_task.read().expect("task lock").clone()
     }
 
-    /// Wakes a repository's task.
+    /// Wakes a repository's task, and counts the request.
     pub(crate) fn refresh(&self, repository: &str) {
         if let Some(t) = self.trigger(repository) {
+            self.refreshes.request(repository);
             t.notify_one();
         }
     }
@@ -293,22 +298,26 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_burst_of_refreshes_coalesces_into_one_pending_wake() {
-        let shared = Shared::new(Mapping {
-            repositories: vec![Repository {
-                name: "r".into(),
-                url: crate::repo_url::RepoUrl::parse("file:///x").expect("url"),
-                branch: "main".into(),
-                interval: None,
-                auth_secret: None,
-                webhook_secret: None,
-                provider: None,
-            }],
-            ..Mapping::default()
-        });
+        let shared = Shared::new(
+            Mapping {
+                repositories: vec![Repository {
+                    name: "r".into(),
+                    url: crate::repo_url::RepoUrl::parse("file:///x").expect("url"),
+                    branch: "main".into(),
+                    interval: None,
+                    auth_secret: None,
+                    webhook_secret: None,
+                    provider: None,
+                }],
+                ..Mapping::default()
+            },
+            Refreshes::default(),
+        );
         let trigger = shared.trigger("r").expect("trigger");
         for _ in 0..50 {
             shared.refresh("r");
         }
+        assert_eq!(shared.refreshes.requested("r"), 50, "each request counts");
         // one stored permit: the first wait returns at once, the second does not
         tokio::time::timeout(Duration::from_millis(10), trigger.notified())
             .await
@@ -319,11 +328,29 @@ mod tests {
                 .is_err()
         );
         shared.refresh("unknown");
+        assert_eq!(
+            shared.refreshes.requested("unknown"),
+            0,
+            "no loop, nothing asked"
+        );
+        // a pass that started after 50 requests serves them all, once
+        shared.refreshes.served("r", 50);
+        shared.refreshes.served("r", 20);
+        assert_eq!(
+            shared
+                .refreshes
+                .served
+                .get_or_create(&crate::telemetry::RepositoryLabels {
+                    repository: "r".into()
+                })
+                .get(),
+            50
+        );
     }
 
     #[test]
     fn the_delivery_log_keeps_the_newest_hundred() {
-        let shared = Shared::new(Mapping::default());
+        let shared = Shared::new(Mapping::default(), Refreshes::default());
         for i in 0..120 {
             shared.record(DeliveryRecord {
                 id: i.to_string(),
@@ -345,7 +372,7 @@ mod tests {
 
     #[test]
     fn a_delivery_id_is_a_replay_the_second_time_only() {
-        let shared = Shared::new(Mapping::default());
+        let shared = Shared::new(Mapping::default(), Refreshes::default());
         assert!(!shared.replayed("github", "d-1"));
         assert!(shared.replayed("github", "d-1"));
         assert!(!shared.replayed("gitlab", "d-1"), "ids are per provider");

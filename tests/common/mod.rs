@@ -253,6 +253,28 @@ pub fn fetches(base: &str, repository: &str) -> f64 {
     )
 }
 
+/// How many wake-ups of `repository`'s loop `berth run` at `base` has been asked for, and how
+/// many of them finished passes have served.
+pub fn refreshes(base: &str, repository: &str) -> (f64, f64) {
+    let (_, text) = http("GET", &format!("{base}/metrics"), &[], b"");
+    let sample = |name: &str| metric(&text, &format!("{name}{{repository=\"{repository}\"}}"));
+    (
+        sample("berth_refresh_requests_total"),
+        sample("berth_refresh_requests_served_total"),
+    )
+}
+
+/// Waits until every wake-up asked of `repository`'s loop has been served by a finished pass
+/// (nothing asked is pending, so no further pass comes of it); returns how many were asked.
+pub async fn refreshes_served(base: &str, repository: &str) -> f64 {
+    let served = eventually(Duration::from_secs(60), || async {
+        let (asked, served) = refreshes(base, repository);
+        (asked == served).then_some(asked)
+    })
+    .await;
+    served.unwrap_or_else(|| panic!("a wake-up of {repository} was never served"))
+}
+
 /// Waits until `berth run` at `base` has fetched `repository` `n` more times (at least 2): the
 /// passes after all but the last of those fetches have completed.
 pub async fn more_fetches(base: &str, repository: &str, n: u32) {
@@ -581,13 +603,18 @@ pub struct App {
 
 impl App {
     pub async fn new(extra: &str) -> Self {
+        Self::sync("app", "app", extra).await
+    }
+
+    /// The same with the sync named `sync`, of the repository's `path`.
+    pub async fn sync(sync: &str, path: &str, extra: &str) -> Self {
         let client = client().await;
         let berth_ns = namespace(&client, &unique("berth")).await;
         let app_ns = namespace(&client, &unique("app")).await;
         let repo = Repo::new();
         let berth = Berth::new(
             &berth_ns.name,
-            &mapping(&repo.url(), "app", "app", &app_ns.name, extra),
+            &mapping(&repo.url(), sync, path, &app_ns.name, extra),
         );
         Self {
             client,
