@@ -122,11 +122,16 @@ async fn a_hand_edit_is_reverted_at_once_with_self_heal() {
     let api = &running.api;
 
     scale(api, 3).await;
-    let reverted = common::eventually(Duration::from_secs(2), || async {
+    // the interval is an hour: only the drift watch can revert it in this test's minute (how
+    // fast it does is benchmark P8's, not this test's)
+    let reverted = common::eventually(Duration::from_secs(60), || async {
         (replicas(api).await == Some(1)).then_some(())
     })
     .await;
-    assert!(reverted.is_some(), "scale to 3 was not reverted within 2 s");
+    assert!(
+        reverted.is_some(),
+        "scale to 3 was not reverted before the interval"
+    );
 }
 
 #[tokio::test]
@@ -135,13 +140,14 @@ async fn a_hand_edit_shows_out_of_sync_at_once_without_self_heal() {
     let (api, client) = (&running.api, &running.client);
 
     scale(api, 3).await;
-    let out_of_sync = common::eventually(Duration::from_secs(2), || async {
+    // before the hourly interval: the drift watch re-planned it (latency is benchmark P8's)
+    let out_of_sync = common::eventually(Duration::from_secs(60), || async {
         let st = status(client, &running.berth_ns.name, "app").await;
         let a = st.metadata.annotations.unwrap_or_default();
         (a["berth.dev/status"] == "OutOfSync").then_some(())
     })
     .await;
-    assert!(out_of_sync.is_some(), "not OutOfSync within 2 s");
+    assert!(out_of_sync.is_some(), "not OutOfSync before the interval");
     assert_eq!(
         replicas(api).await,
         Some(3),

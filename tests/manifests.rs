@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Berth, Repo, client, mapping, namespace, text, unique};
+use common::{App, Berth, Repo, client, mapping, namespace, text, unique};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 
@@ -121,11 +121,14 @@ async fn workflow_files_with_a_trailing_separator_or_a_template_first_launch() {
 
 #[tokio::test]
 async fn a_bad_object_fails_alone_and_every_failure_is_named() {
-    let client = client().await;
-    let berth_ns = namespace(&client, &unique("berth")).await;
-    let app = namespace(&client, &unique("app")).await;
+    let App {
+        client,
+        berth_ns,
+        app_ns: app,
+        repo,
+        berth,
+    } = App::sync("web", "apps", "").await;
     let group = format!("{}.berth.dev", unique("g"));
-    let repo = Repo::new();
     for i in 0..20 {
         repo.write(
             &format!("apps/cm-{i:02}.yaml"),
@@ -152,10 +155,6 @@ async fn a_bad_object_fails_alone_and_every_failure_is_named() {
         "apiVersion: batch/v1\nkind: Job\nmetadata:\n  generateName: migrate-\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: m, image: alpine}]\n",
     );
     repo.commit("mixed");
-    let berth = Berth::new(
-        &berth_ns.name,
-        &mapping(&repo.url(), "web", "apps", &app.name, ""),
-    );
     let out = berth.run(&["sync"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &app.name);

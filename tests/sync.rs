@@ -80,37 +80,37 @@ async fn collect_versions<K>(
     }
 }
 
-/// Resource versions of every object in a namespace, once the deployment controller has
-/// stopped writing the Deployment's status (its writes are not berth's): the version must hold
-/// still for a second.
+/// What berth writes of every object in a namespace: the resourceVersion of ConfigMaps and
+/// Services (no controller touches them), and of the Deployment (whose status the deployment
+/// controller keeps writing, and those writes are not berth's) its generation, labels,
+/// annotations and the time of berth's field-manager entry.
 async fn versions(client: &kube::Client, app_ns: &str) -> BTreeMap<String, String> {
-    let deploys: Api<Deployment> = Api::namespaced(client.clone(), app_ns);
-    let rv = || async {
-        let d = deploys.get_opt("web").await.expect("get deployment");
-        d.map(|d| {
-            (
-                d.metadata.resource_version,
-                d.status.and_then(|s| s.replicas),
-            )
-        })
-    };
-    let mut last = rv().await;
-    let mut settled = false;
-    for _ in 0..30 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = rv().await;
-        let quiet = now == last && now.as_ref().is_none_or(|(_, replicas)| replicas.is_some());
-        last = now;
-        if quiet {
-            settled = true;
-            break;
-        }
-    }
-    assert!(settled, "the deployment controller kept writing web");
     let mut out = BTreeMap::new();
     collect_versions::<ConfigMap>(client, app_ns, "cm", &mut out).await;
-    collect_versions::<Deployment>(client, app_ns, "deploy", &mut out).await;
     collect_versions::<Service>(client, app_ns, "svc", &mut out).await;
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), app_ns);
+    for d in deploys
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+    {
+        let m = &d.metadata;
+        let berth = m
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter(|f| f.manager.as_deref() == Some("berth"))
+            .map(|f| format!("{:?} {:?}", f.operation, f.time))
+            .collect::<Vec<_>>();
+        out.insert(
+            format!("deploy/{}", m.name.clone().unwrap_or_default()),
+            format!(
+                "{:?} {:?} {:?} {berth:?}",
+                m.generation, m.labels, m.annotations
+            ),
+        );
+    }
     out
 }
 

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Berth, Repo, client, mapping, namespace, status, text, unique};
+use common::{App, Berth, Repo, client, mapping, namespace, status, text, unique};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -183,9 +183,13 @@ async fn a_second_sync_declaring_an_owned_object_fails_and_a_move_keeps_the_uid(
 
 #[tokio::test]
 async fn adopting_a_hand_made_object_is_shown_announced_and_can_be_refused() {
-    let client = client().await;
-    let berth_ns = namespace(&client, &unique("berth")).await;
-    let app = namespace(&client, &unique("app")).await;
+    let App {
+        client,
+        berth_ns,
+        app_ns: app,
+        repo,
+        berth,
+    } = App::sync("web", "apps", "").await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &app.name);
     for name in ["hand", "kept"] {
         let cm: ConfigMap = serde_json::from_value(json!({
@@ -196,13 +200,8 @@ async fn adopting_a_hand_made_object_is_shown_announced_and_can_be_refused() {
             .await
             .expect("create");
     }
-    let repo = Repo::new();
     repo.write("apps/hand.yaml", &config_map("hand", "from-git"));
     repo.commit("declare hand");
-    let berth = Berth::new(
-        &berth_ns.name,
-        &mapping(&repo.url(), "web", "apps", &app.name, ""),
-    );
     let dry = common::succeeds(&berth, &["sync", "--dry-run"], "adopt");
     assert!(
         String::from_utf8_lossy(&dry.stdout)
@@ -336,16 +335,15 @@ async fn removing_every_manifest_prunes_nothing_unless_allowed_and_namespaces_wi
 
 #[tokio::test]
 async fn a_failed_status_write_fails_the_pass_and_drift_without_self_heal_shows_out_of_sync() {
-    let client = client().await;
-    let berth_ns = namespace(&client, &unique("berth")).await;
-    let app = namespace(&client, &unique("app")).await;
-    let repo = Repo::new();
+    let App {
+        client,
+        berth_ns,
+        app_ns: app,
+        repo,
+        berth,
+    } = App::sync("web", "apps", "").await;
     repo.write("apps/a.yaml", &config_map("a", "1"));
     repo.commit("one object");
-    let berth = Berth::new(
-        &berth_ns.name,
-        &mapping(&repo.url(), "web", "apps", &app.name, ""),
-    );
     common::succeeds(&berth, &["sync"], "1 created");
 
     // drift on a sync without selfHeal: the agent's periodic check reports it, and its end
@@ -510,16 +508,15 @@ async fn hostile_intervals_are_errors_not_panics_even_as_live_edits() {
 
 #[tokio::test]
 async fn a_stale_ref_lock_in_the_mirror_is_removed_and_the_fetch_goes_on() {
-    let client = client().await;
-    let berth_ns = namespace(&client, &unique("berth")).await;
-    let app = namespace(&client, &unique("app")).await;
-    let repo = Repo::new();
+    let App {
+        client,
+        berth_ns,
+        app_ns: _app,
+        repo,
+        berth,
+    } = App::sync("web", "apps", "").await;
     repo.write("apps/a.yaml", &config_map("a", "1"));
     repo.commit("one");
-    let berth = Berth::new(
-        &berth_ns.name,
-        &mapping(&repo.url(), "web", "apps", &app.name, ""),
-    );
     common::succeeds(&berth, &["sync"], "1 created");
     let mirror = std::fs::read_dir(berth.cache.path())
         .expect("cache")
@@ -588,16 +585,15 @@ struct Pending {
 }
 
 async fn three_hundred_pending() -> Pending {
-    let client = client().await;
-    let berth_ns = namespace(&client, &unique("berth")).await;
-    let app = namespace(&client, &unique("app")).await;
-    let repo = Repo::new();
+    let App {
+        client,
+        berth_ns,
+        app_ns: app,
+        repo,
+        berth,
+    } = App::sync("web", "apps", "").await;
     repo.write("apps/keep.yaml", &config_map("keep", "1"));
     repo.commit("one object");
-    let berth = Berth::new(
-        &berth_ns.name,
-        &mapping(&repo.url(), "web", "apps", &app.name, ""),
-    );
     common::succeeds(&berth, &["sync"], "1 created");
     for i in 0..300 {
         repo.write(
@@ -685,10 +681,13 @@ async fn values(cms: &Api<ConfigMap>) -> std::collections::BTreeSet<String> {
 
 #[tokio::test]
 async fn a_leader_paused_past_its_lease_writes_nothing_when_it_wakes() {
-    let client = client().await;
-    let berth_ns = namespace(&client, &unique("berth")).await;
-    let app = namespace(&client, &unique("app")).await;
-    let repo = Repo::new();
+    let App {
+        client,
+        berth_ns,
+        app_ns: app,
+        repo,
+        berth,
+    } = App::sync("web", "apps", "").await;
     let write_all = |value: &str| {
         for i in 0..300 {
             repo.write(
@@ -699,13 +698,10 @@ async fn a_leader_paused_past_its_lease_writes_nothing_when_it_wakes() {
     };
     write_all("a");
     let first = repo.commit("a");
-    let berth = Berth::new(
-        &berth_ns.name,
-        &mapping(&repo.url(), "web", "apps", &app.name, ""),
-    );
     let spawn = || {
         let run = ["--leader-elect", "--lease-duration", "3s"];
-        berth.agent_with(&["--concurrency", "2"], &run, |_| {}).0
+        let (child, base, _) = berth.agent_with(&["--concurrency", "2"], &run, |_| {});
+        (child, base)
     };
     let revision = || async {
         let records: Api<ConfigMap> = Api::namespaced(client.clone(), &berth_ns.name);
@@ -733,7 +729,7 @@ async fn a_leader_paused_past_its_lease_writes_nothing_when_it_wakes() {
     })
     .await;
     assert!(midway.is_some(), "the leader never started on b1");
-    signal(&old_leader.0, "-STOP");
+    signal(&old_leader.0.0, "-STOP");
 
     // the standby takes over and syncs a newer commit
     write_all("b2");
@@ -745,25 +741,28 @@ async fn a_leader_paused_past_its_lease_writes_nothing_when_it_wakes() {
     .await;
     assert!(taken.is_some(), "the standby did not sync b2");
 
-    // the old leader wakes: for 10 s nothing it does shows
-    signal(&old_leader.0, "-CONT");
-    let until = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tokio::time::Instant::now() < until {
+    // the old leader wakes: it finds its lease lost, aborts its work and only then stops
+    // reporting ready; until then, nothing it does shows
+    signal(&old_leader.0.0, "-CONT");
+    let ready = |base: &str| common::http("GET", &format!("{base}/readyz"), &[], b"").0;
+    let stood_down = common::eventually(Duration::from_secs(60), || async {
         let rev = revision().await;
         assert_ne!(
             rev.as_deref(),
             Some(stale.as_str()),
             "status went back to b1"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (ready(&old_leader.1) == 503).then_some(())
+    })
+    .await;
+    assert!(stood_down.is_some(), "the woken leader still reports ready");
     assert_eq!(
         values(&cms).await,
         std::collections::BTreeSet::from(["b2".to_owned()]),
         "the woken leader wrote b1 over b2"
     );
     assert_eq!(revision().await.as_deref(), Some(newer.as_str()));
-    old_leader.0.kill().ok();
+    old_leader.0.0.kill().ok();
 }
 
 /// Runs `berth ARGS` and returns its output with its peak RSS in KiB (Python's
