@@ -278,6 +278,31 @@ PY
 )
 kill "$agent"; wait "$agent" 2>/dev/null || true; agent=""
 
+# ---- P13: an operator-sized CRD bundle ---------------------------------------------------------
+# one 12 MB file of 16 CRDs (300 000 YAML nodes); berth and kubectl each install their own
+# copy (another API group), once: CRDs are cluster-scoped and a second install changes nothing
+log "P13: first sync of one 12 MB file of 16 CRDs (kubectl apply --server-side of its own copy)"
+bundle=$work/bundle
+python3 benches/crd_bundle.py "$bundle/crds" p13-berth.bench.berth.dev
+python3 benches/crd_bundle.py "$work/bundle-kubectl" p13-kubectl.bench.berth.dev
+git -C "$bundle" init -q -b main; git -C "$bundle" add -A
+git -C "$bundle" -c user.name=bench -c user.email=b@example.com commit -qm bundle
+cat >"$work/bundle.yaml" <<YAML
+apiVersion: berth.dev/v1alpha1
+kind: Mapping
+repositories: [{name: bundle, url: "file://$bundle", interval: 0}]
+syncs: [{name: bundle, repository: bundle, path: crds}]
+YAML
+# seconds and peak RSS (MiB) of a command, from getrusage of the child
+measured() {
+  python3 -c 'import resource, subprocess, sys, time
+t = time.time(); p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(f"{time.time() - t:.2f} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024} {p.returncode}")' "$@"
+}
+read -r p13b p13b_rss p13b_rc < <(measured "$berth" -c "$work/bundle.yaml" sync)
+read -r p13k p13k_rss p13k_rc < <(measured "$KUBECTL" apply --server-side -f "$work/bundle-kubectl/bundle.yaml")
+log "P13 exit codes: berth $p13b_rc, kubectl $p13k_rc"
+
 # ---- P4/P5: reaction latency ------------------------------------------------------------------
 latency=$(cargo bench --quiet --bench latency 2>/dev/null | grep -E '^P[45]' || true)
 # ---- P11/P12: pull requests and commit statuses, against a real Gitea ---------------------------
@@ -300,6 +325,7 @@ echo "P7 berth run, 10 syncs x 100 objects, 20 cycles: peak RSS $((hwm / 1024)) 
 echo "P8 drift -> repaired by selfHeal (kubectl patch to value back, via kubectl polling; an upper bound): p50 $(median "${p8[@]}") s over ${#p8[@]} edits (target p50 <= 2 s)"
 echo "P9 berth run watching 10 000 objects: RSS $((watched_rss / 1024)) MiB, peak $((watched_hwm / 1024)) MiB (target <= 64 MiB)"
 echo "P10 commit -> shown on the open dashboard overview (file event, pass, server-sent event, page fetch): p50 $p10 s over 10 commits (target <= 1 s)"
+echo "P13 first sync of a 12 MB file of 16 CRDs: berth $p13b s, peak RSS $p13b_rss MiB; kubectl apply --server-side $p13k s, $p13k_rss MiB (targets: berth RSS <= 128 MiB, time <= kubectl's)"
 echo "$latency" | sed 's/^/    /'
 echo "$pulls" | sed 's/^/    /'
 echo "    (targets: P11 p50 <= 200 ms, P12 p50 <= 1 s)"

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
-use kube::api::{Api, ApiResource, DynamicObject};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::{Discovery, Scope as KubeScope};
 use kube::{Client, Config};
@@ -304,7 +304,13 @@ impl Resources {
                 );
             }
         }
+        tracing::debug!(groups = ?allow, kinds = by_kind.len(), "discovery read");
         Ok(Self { by_kind })
+    }
+
+    /// Takes over what a newer read discovered of its groups (CRDs just established).
+    pub(crate) fn update(&mut self, newer: Resources) {
+        self.by_kind.extend(newer.by_kind);
     }
 
     /// The resource for an object's apiVersion and kind.
@@ -339,6 +345,136 @@ pub(crate) fn api(
     match (resource.namespaced, namespace) {
         (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &resource.api),
         _ => Api::all_with(client.clone(), &resource.api),
+    }
+}
+
+/// Server-side apply (or its dry run, with `params`) of one object; the server's answer
+/// without its managedFields (see [`Lean`]).
+///
+/// # Errors
+/// The server refuses the apply.
+pub(crate) async fn apply(
+    client: &Client,
+    api: &Api<DynamicObject>,
+    name: &str,
+    params: &PatchParams,
+    object: &serde_json::Value,
+) -> Result<serde_json::Value, kube::Error> {
+    let request = kube::core::Request::new(api.resource_url())
+        .patch(name, params, &Patch::Apply(object))
+        .map_err(kube::Error::BuildRequest)?;
+    Ok(client.request::<Lean>(request).await?.0)
+}
+
+/// One object, without its managedFields (see [`Lean`]); `None` when there is none.
+///
+/// # Errors
+/// Any refusal but a 404.
+pub(crate) async fn get(
+    client: &Client,
+    api: &Api<DynamicObject>,
+    name: &str,
+) -> Result<Option<serde_json::Value>, kube::Error> {
+    let request = kube::core::Request::new(api.resource_url())
+        .get(name, &kube::api::GetParams::default())
+        .map_err(kube::Error::BuildRequest)?;
+    match client.request::<Lean>(request).await {
+        Ok(lean) => Ok(Some(lean.0)),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Bounds how many bytes of objects are in flight to the API server at once, whatever the
+/// concurrency: each request holds its object's JSON size (at least 1 KiB, at most the whole
+/// budget) until it is answered. Many small objects go at full concurrency; an operator's
+/// CRDs of a megabyte each go a few at a time, so that their requests and answers do not all
+/// sit in memory together.
+pub(crate) struct InFlight(tokio::sync::Semaphore);
+
+impl InFlight {
+    /// The budget, in KiB of JSON.
+    const KIB: usize = 4 * 1024;
+
+    pub(crate) fn new() -> Self {
+        Self(tokio::sync::Semaphore::new(Self::KIB))
+    }
+
+    /// Waits until the object fits in the budget; it holds its share until the permit drops.
+    pub(crate) async fn admit(
+        &self,
+        object: &serde_json::Value,
+    ) -> tokio::sync::SemaphorePermit<'_> {
+        let kib = (json_size(object) / 1024).clamp(1, Self::KIB);
+        self.0
+            .acquire_many(u32::try_from(kib).unwrap_or(u32::MAX))
+            .await
+            .expect("the semaphore is never closed")
+    }
+}
+
+/// The length of a value's JSON text, counted without building it.
+fn json_size(value: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).expect("a JSON value always serializes");
+    count.0
+}
+
+/// An object as the API server sent it, as JSON, without `metadata.managedFields`: nothing
+/// berth reads needs them, and for a server-side-applied CRD they are as large as its whole
+/// schema. They are skipped while parsing, never built.
+struct Lean(serde_json::Value);
+
+impl<'de> serde::Deserialize<'de> for Lean {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(LeanMap { top: true }).map(Lean)
+    }
+}
+
+/// Builds a JSON map; at the top, its `metadata` is built without `managedFields`.
+struct LeanMap {
+    top: bool,
+}
+
+impl<'de> serde::de::Visitor<'de> for LeanMap {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a Kubernetes object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = match (self.top, key.as_str()) {
+                (true, "metadata") => map.next_value::<LeanMeta>()?.0,
+                (false, "managedFields") => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    continue;
+                }
+                _ => map.next_value()?,
+            };
+            out.insert(key, value);
+        }
+        Ok(serde_json::Value::Object(out))
+    }
+}
+
+struct LeanMeta(serde_json::Value);
+
+impl<'de> serde::Deserialize<'de> for LeanMeta {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(LeanMap { top: false }).map(LeanMeta)
     }
 }
 
@@ -434,4 +570,61 @@ pub(crate) fn is_not_found(e: &kube::Error) -> bool {
 /// Whether an API error is the server's 409 Conflict (on create: the object exists).
 pub(crate) fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lean_objects_have_no_managed_fields_and_keep_the_rest() {
+        let text = r#"{"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "managedFields": [{"manager": "berth", "fieldsV1": {"f:data": {}}}],
+                         "labels": {"managedFields": "a label keeps its name"}},
+            "data": {"managedFields": "x"}}"#;
+        let Lean(object) = serde_json::from_str(text).expect("an object");
+        assert_eq!(
+            object,
+            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "a", "labels": {"managedFields": "a label keeps its name"}},
+                "data": {"managedFields": "x"}})
+        );
+        assert!(
+            serde_json::from_str::<Lean>("[1]").is_err(),
+            "not an object"
+        );
+    }
+
+    #[test]
+    fn json_size_is_the_length_of_the_text() {
+        let v = serde_json::json!({"a": [1, "two", null], "b": {"c": true}});
+        assert_eq!(
+            json_size(&v),
+            serde_json::to_string(&v).expect("text").len()
+        );
+    }
+
+    #[tokio::test]
+    async fn large_objects_share_the_budget_small_ones_barely_touch_it() {
+        let budget = InFlight::new();
+        let large = serde_json::json!({"text": "x".repeat(3 * 1024 * 1024)});
+        let first = budget.admit(&large).await;
+        assert_eq!(budget.0.available_permits(), InFlight::KIB - 3 * 1024);
+        let small = budget.admit(&serde_json::json!({"a": 1})).await;
+        assert_eq!(budget.0.available_permits(), InFlight::KIB - 3 * 1024 - 1);
+        let huge = serde_json::json!({"text": "x".repeat(9 * 1024 * 1024)});
+        let waiting = budget.admit(&huge);
+        tokio::pin!(waiting);
+        assert!(
+            futures::poll!(&mut waiting).is_pending(),
+            "a larger object waits for the budget"
+        );
+        drop((first, small));
+        let _whole = waiting.await;
+        assert_eq!(
+            budget.0.available_permits(),
+            0,
+            "one object larger than the budget takes all of it"
+        );
+    }
 }

@@ -7,7 +7,7 @@ use std::io::IsTerminal as _;
 
 use futures::{StreamExt as _, TryStreamExt as _};
 use kube::Client;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{ListParams, PatchParams};
 use serde_json::{Map, Value};
 use sha2::Digest as _;
 
@@ -133,8 +133,7 @@ pub(crate) struct Owner<'a> {
 }
 
 /// Adds berth's labels and source annotation (not the revision) to a rendered object.
-pub(crate) fn stamp(manifest: &Manifest, owner: &Owner<'_>) -> Manifest {
-    let mut m = manifest.clone();
+pub(crate) fn stamp(mut m: Manifest, owner: &Owner<'_>) -> Manifest {
     let metadata = m.object["metadata"]
         .as_object_mut()
         .expect("render checked that metadata is a mapping");
@@ -164,10 +163,9 @@ pub(crate) fn fingerprint(object: &Value) -> String {
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
-fn with_revision(manifest: &Manifest, revision: &str) -> Manifest {
-    let mut m = manifest.clone();
+/// Adds the revision annotation to a stamped object.
+fn set_revision(m: &mut Manifest, revision: &str) {
     m.object["metadata"]["annotations"][vocab::REVISION] = Value::from(revision);
-    m
 }
 
 /// The first decision, before any dry-run: `Some(action)` when it is already known, `None`
@@ -202,11 +200,35 @@ pub(crate) fn presume(
 
 /// Compares the live object with the dry-run result, ignoring server bookkeeping.
 pub(crate) fn decide(live: &Value, predicted: &Value) -> Action {
-    if normalize(live) == normalize(predicted) {
+    if same(live, predicted) {
         Action::Unchanged
     } else {
         Action::Update
     }
+}
+
+/// `normalize(a) == normalize(b)`, without copying either object (an operator's CRD is
+/// megabytes): only the metadata is normalized; everything else but status is compared in
+/// place.
+fn same(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let rest = |m: &Map<String, Value>| {
+        m.iter()
+            .filter(|(k, _)| *k != "status" && *k != "metadata")
+            .count()
+    };
+    let meta = |m: &Map<String, Value>| {
+        let only =
+            serde_json::json!({ "metadata": m.get("metadata").cloned().unwrap_or(Value::Null) });
+        normalize(&only)
+    };
+    rest(a) == rest(b)
+        && a.iter()
+            .filter(|(k, _)| *k != "status" && *k != "metadata")
+            .all(|(k, v)| b.get(k) == Some(v))
+        && meta(a) == meta(b)
 }
 
 /// Metadata fields that change on every write or belong to the server.
@@ -260,7 +282,19 @@ pub(crate) async fn observe(
     let calls: Vec<_> = list_scopes(resources, targets)
         .into_iter()
         .map(|((_, _, ns), r)| async move {
-            let objects = list_wanted(client, &r, &ns, wanted).await?;
+            let here: Vec<&ObjectId> = wanted
+                .iter()
+                .filter(|id| id.group == r.api.group && id.kind == r.api.kind)
+                .filter(|id| !r.namespaced || id.namespace == ns)
+                .copied()
+                .collect();
+            // a cluster-scoped type is the whole cluster's (all of its CRDs, say): read only
+            // the few objects wanted of it; a namespace's list is the sync's own
+            let objects = if !r.namespaced && here.len() <= FEW {
+                get_wanted(client, &r, &ns, &here).await?
+            } else {
+                list_wanted(client, &r, &ns, wanted).await?
+            };
             Ok::<_, Error>((r, ns, objects))
         })
         .collect();
@@ -311,6 +345,69 @@ fn list_scopes(
         }
     }
     scopes
+}
+
+/// Up to this many objects of one cluster-scoped type are read one by one (after a
+/// metadata-only list says which exist) rather than by listing the whole type: a few CRDs in
+/// a cluster of large ones.
+const FEW: usize = 32;
+
+/// Reads the few wanted objects of one type: a metadata-only list says which exist, then each
+/// of those is read. Same results as [`list_wanted`].
+///
+/// # Errors
+/// Any refusal but a 403 of the list.
+async fn get_wanted(
+    client: &Client,
+    r: &cluster::Resource,
+    ns: &str,
+    wanted: &[&ObjectId],
+) -> Result<Result<Vec<(ObjectId, Value)>, String>, Error> {
+    let api = cluster::api(client, r, Some(ns).filter(|n| !n.is_empty()));
+    let what = || {
+        if ns.is_empty() {
+            r.api.plural.clone()
+        } else {
+            format!("{} in {ns}", r.api.plural)
+        }
+    };
+    let mut existing = HashSet::new();
+    let mut params = ListParams::default().limit(500);
+    loop {
+        let page = match api.list_metadata(&params).await {
+            Ok(page) => page,
+            Err(kube::Error::Api(s)) if s.code == 403 => return Ok(Err(s.message)),
+            Err(source) => {
+                return Err(Error::List {
+                    what: what(),
+                    source,
+                });
+            }
+        };
+        existing.extend(page.items.into_iter().filter_map(|o| o.metadata.name));
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
+        }
+    }
+    let mut objects = Vec::new();
+    for id in wanted.iter().filter(|id| existing.contains(&id.name)) {
+        let mut value = match cluster::get(client, &api, &id.name).await {
+            Ok(Some(o)) => o,
+            Ok(None) => continue,
+            Err(kube::Error::Api(s)) if s.code == 403 => return Ok(Err(s.message)),
+            Err(source) => {
+                return Err(Error::List {
+                    what: what(),
+                    source,
+                });
+            }
+        };
+        value["apiVersion"] = Value::from(r.api.api_version.clone());
+        value["kind"] = Value::from(r.api.kind.clone());
+        objects.push(((*id).clone(), value));
+    }
+    Ok(Ok(objects))
 }
 
 /// Lists one type in one namespace (all of them when empty), a page at a time, keeping only
@@ -379,58 +476,92 @@ pub(crate) struct Observed {
 pub(crate) async fn plan(
     client: &Client,
     resources: &Resources,
-    desired: &[Manifest],
-    live: &LiveSet,
+    desired: Vec<Manifest>,
+    mut live: LiveSet,
     inventory: &BTreeMap<ObjectId, Record>,
     owner: &Owner<'_>,
     concurrency: usize,
-) -> Vec<Result<Entry, Error>> {
+) -> Vec<Result<Entry, (Manifest, Error)>> {
+    // each manifest and live object moves into its entry: an operator's CRDs are megabytes,
+    // and a copy of every object would double the pass's memory
+    let budget = &cluster::InFlight::new();
     let checks: Vec<_> = desired
-        .iter()
-        .map(|manifest| async move {
-            let base = stamp(manifest, owner);
-            let id = base.id();
-            let hash = fingerprint(&base.object);
-            let record = inventory.get(&id);
-            let revision = match record {
-                Some(r) if r.hash == hash && !r.revision.is_empty() => r.revision.clone(),
-                _ => owner.commit.to_owned(),
-            };
-            let full = with_revision(&base, &revision);
-            let current = live.get(&id);
-            let (action, predicted) = match current {
-                None if owner.check_creates => {
-                    check_create(client, resources, &full).await?;
-                    (Action::Create, None)
+        .into_iter()
+        .map(|manifest| {
+            let current = live.remove(&manifest.id());
+            async move {
+                let _admitted = budget.admit(&manifest.object).await;
+                let mut full = stamp(manifest, owner);
+                let id = full.id();
+                let hash = fingerprint(&full.object);
+                let record = inventory.get(&id);
+                let revision = match record {
+                    Some(r) if r.hash == hash && !r.revision.is_empty() => r.revision.clone(),
+                    _ => owner.commit.to_owned(),
+                };
+                set_revision(&mut full, &revision);
+                match decide_entry(
+                    client,
+                    resources,
+                    &full,
+                    current.as_ref(),
+                    record,
+                    &hash,
+                    owner,
+                )
+                .await
+                {
+                    Ok((action, predicted)) => Ok(Entry {
+                        id,
+                        manifest: full,
+                        action,
+                        hash,
+                        revision,
+                        live: current,
+                        predicted,
+                    }),
+                    Err(e) => Err((full, e)),
                 }
-                Some(live) if !managed_by_berth(live) => (
-                    Action::Adopt,
-                    Some(dry_run(client, resources, &full).await?),
-                ),
-                _ => match presume(current, record, &full.object, &hash) {
-                    Some(action) => (action, None),
-                    None => {
-                        let predicted = dry_run(client, resources, &full).await?;
-                        let current = current.expect("presume decides creates");
-                        (decide(current, &predicted), Some(predicted))
-                    }
-                },
-            };
-            Ok::<_, Error>(Entry {
-                id,
-                manifest: full,
-                action,
-                hash,
-                revision,
-                live: current.cloned(),
-                predicted,
-            })
+            }
         })
         .collect();
     futures::stream::iter(checks)
         .buffered(concurrency.max(1))
         .collect()
         .await
+}
+
+/// The action for one stamped object, and the dry-run result where a diff shows it.
+async fn decide_entry(
+    client: &Client,
+    resources: &Resources,
+    full: &Manifest,
+    current: Option<&Value>,
+    record: Option<&Record>,
+    hash: &str,
+    owner: &Owner<'_>,
+) -> Result<(Action, Option<Value>), Error> {
+    Ok(match current {
+        None if owner.check_creates => {
+            check_create(client, resources, full).await?;
+            (Action::Create, None)
+        }
+        Some(live) if !managed_by_berth(live) => {
+            (Action::Adopt, Some(dry_run(client, resources, full).await?))
+        }
+        _ => match presume(current, record, &full.object, hash) {
+            Some(action) => (action, None),
+            None => {
+                let predicted = dry_run(client, resources, full).await?;
+                let current = current.expect("presume decides creates");
+                // kept only where a diff shows it
+                match decide(current, &predicted) {
+                    Action::Unchanged => (Action::Unchanged, None),
+                    action => (action, Some(predicted)),
+                }
+            }
+        },
+    })
 }
 
 /// Asks the server whether it would create the object (the diff still shows the object as
@@ -460,10 +591,9 @@ async fn dry_run(
     manifest: &Manifest,
 ) -> Result<Value, Error> {
     let resource = resource_for(resources, manifest)?;
-    let result = apply_dry_run(client, resource, manifest)
+    apply_dry_run(client, resource, manifest)
         .await
-        .map_err(|e| dry_run_error(manifest, &e))?;
-    Ok(serde_json::to_value(&result).expect("objects from the API serialize"))
+        .map_err(|e| dry_run_error(manifest, &e))
 }
 
 /// A server-side apply dry-run of the manifest. Strict: a field the schema lacks fails the
@@ -473,14 +603,13 @@ async fn apply_dry_run(
     client: &Client,
     resource: &cluster::Resource,
     manifest: &Manifest,
-) -> Result<kube::api::DynamicObject, kube::Error> {
+) -> Result<Value, kube::Error> {
     let params = PatchParams::apply(vocab::FIELD_MANAGER)
         .force()
         .dry_run()
         .validation_strict();
-    cluster::api(client, resource, manifest.namespace())
-        .patch(manifest.name(), &params, &Patch::Apply(&manifest.object))
-        .await
+    let api = cluster::api(client, resource, manifest.namespace());
+    cluster::apply(client, &api, manifest.name(), &params, &manifest.object).await
 }
 
 fn dry_run_error(manifest: &Manifest, e: &kube::Error) -> Error {
@@ -519,13 +648,12 @@ pub(crate) fn resource_for<'r>(
 /// Orphans: inventory entries no longer desired, with their live object when it exists.
 pub(crate) fn orphans(
     inventory: &BTreeMap<ObjectId, Record>,
-    desired: &[Manifest],
+    declared: &HashSet<ObjectId>,
     live: &LiveSet,
 ) -> Vec<Orphan> {
-    let wanted: std::collections::HashSet<ObjectId> = desired.iter().map(Manifest::id).collect();
     inventory
         .iter()
-        .filter(|(id, _)| !wanted.contains(id))
+        .filter(|(id, _)| !declared.contains(id))
         .map(|(id, record)| Orphan {
             id: id.clone(),
             record: record.clone(),
@@ -663,7 +791,7 @@ mod tests {
     fn stamp_adds_labels_and_source_but_not_revision() {
         let m = manifest(json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "a", "labels": {"app": "x"}}}));
-        let s = stamp(&m, &owner());
+        let s = stamp(m.clone(), &owner());
         let meta = &s.object["metadata"];
         assert_eq!(meta["labels"]["app"], "x");
         assert_eq!(meta["labels"][vocab::MANAGED_BY], "berth");
@@ -686,6 +814,28 @@ mod tests {
         assert_eq!(decide(&live, &predicted), Action::Unchanged);
         live["spec"]["ports"][0]["port"] = json!(81);
         assert_eq!(decide(&live, &predicted), Action::Update);
+        live["spec"]["ports"][0]["port"] = json!(80);
+        live["metadata"]["labels"] = json!({"app": "s"});
+        assert_eq!(decide(&live, &predicted), Action::Update, "metadata counts");
+        live["metadata"]["labels"] = json!(null);
+        live["metadata"]
+            .as_object_mut()
+            .expect("map")
+            .remove("labels");
+        live["extra"] = json!(1);
+        assert_eq!(
+            decide(&live, &predicted),
+            Action::Update,
+            "a field only live has"
+        );
+        live.as_object_mut().expect("map").remove("extra");
+        live["metadata"]["annotations"] =
+            json!({"kubectl.kubernetes.io/last-applied-configuration": "{}"});
+        assert_eq!(
+            decide(&live, &predicted),
+            Action::Unchanged,
+            "kubectl's annotation is noise"
+        );
     }
 
     #[test]
@@ -756,7 +906,7 @@ mod tests {
                 record,
             ),
         ]);
-        let o = orphans(&inventory, &[keep], &LiveSet::new());
+        let o = orphans(&inventory, &HashSet::from([keep.id()]), &LiveSet::new());
         assert_eq!(o.len(), 1);
         assert_eq!(o[0].id.name, "gone");
         assert!(o[0].live.is_none());

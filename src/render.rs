@@ -183,11 +183,12 @@ pub(crate) fn directory(
     for file in files {
         let text = std::str::from_utf8(&file.content)
             .map_err(|_| invalid(&file.path, 1, "file is not valid UTF-8"))?;
-        let text = match options.vars {
-            Some(vars) if !vars.is_empty() => substitute(text, vars, &file.path)?,
-            _ => text.to_owned(),
+        // one copy of the text, shared by the file's objects (an operator's bundle is megabytes)
+        let text: Arc<str> = match options.vars {
+            Some(vars) if !vars.is_empty() => Arc::from(substitute(text, vars, &file.path)?),
+            _ => Arc::from(text),
         };
-        for parsed in parse_file(&file.path, Arc::from(text))? {
+        for parsed in parse_file(&file.path, text)? {
             match parsed {
                 Ok(m) => manifests.push(m),
                 Err(r) => rejected.push(r),

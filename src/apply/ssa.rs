@@ -1,10 +1,11 @@
 //! Server-side apply of plan entries, in parallel with bounded concurrency.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use futures::StreamExt as _;
 use kube::Client;
-use kube::api::{Patch, PatchParams};
+use kube::api::PatchParams;
 use serde_json::Value;
 
 use super::{ChangeSet, Error};
@@ -27,10 +28,14 @@ pub(crate) async fn apply(
         let live = e.live.as_ref().unwrap_or(&Value::Null);
         changes.records.push((e.id.clone(), record(e, live)));
     }
+    let budget = &cluster::InFlight::new();
     let writes = entries
         .iter()
         .filter(|e| e.action != Action::Unchanged)
-        .map(|e| async move { (e, apply_one(client, resources, e).await) })
+        .map(|e| async move {
+            let _admitted = budget.admit(&e.manifest.object).await;
+            (e, apply_one(client, resources, e).await)
+        })
         .collect::<Vec<_>>();
     let mut results = futures::stream::iter(writes).buffer_unordered(concurrency.max(1));
     while let Some((entry, result)) = results.next().await {
@@ -104,31 +109,34 @@ async fn apply_one(client: &Client, resources: &Resources, entry: &Entry) -> Res
     }
     // Applied only over the version the plan saw: a write that lands late (a replica paused
     // mid-request and woken after a newer one took over) conflicts instead of overwriting.
-    let mut object = m.object.clone();
+    // (A copy of the object only where it must change: an operator's CRD is megabytes.)
+    let mut object = Cow::Borrowed(&m.object);
     if let Some(version) = entry
         .live
         .as_ref()
         .and_then(|l| l["metadata"]["resourceVersion"].as_str())
     {
-        object["metadata"]["resourceVersion"] = Value::from(version);
+        object.to_mut()["metadata"]["resourceVersion"] = Value::from(version);
     }
     // Changed since the plan looked (a controller's status update, usually, and a rollout
     // right after a hand edit updates status several times a second): apply over what is
     // there now. Each retry is a new write, so it passes the fence again.
     let mut attempts = 0;
     loop {
-        match api.patch(m.name(), &params, &Patch::Apply(&object)).await {
-            Ok(applied) => {
-                return Ok(serde_json::to_value(&applied).expect("objects from the API serialize"));
-            }
+        match cluster::apply(client, &api, m.name(), &params, &object).await {
+            Ok(applied) => return Ok(applied),
             Err(e) if cluster::is_conflict(&e) && attempts < CONFLICT_RETRIES => {
                 attempts += 1;
-                let current = api
-                    .get(m.name())
+                let current = cluster::get(client, &api, m.name())
                     .await
                     .map_err(|e| fail((m.origin(), cluster::api_message(&e))))?;
-                object["metadata"]["resourceVersion"] =
-                    Value::from(current.metadata.resource_version.unwrap_or_default());
+                let current = current.ok_or_else(|| {
+                    fail((m.origin(), "it was deleted while being applied".to_owned()))
+                })?;
+                let version = current["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or_default();
+                object.to_mut()["metadata"]["resourceVersion"] = Value::from(version);
             }
             Err(e) => return Err(fail(crate::diff::refusal(m, &e))),
         }

@@ -184,16 +184,62 @@ fn split(manifests: &mut Vec<Manifest>, verdicts: Vec<Option<String>>) -> Vec<(M
     out
 }
 
+/// What an object of the definitions stage provides to the objects after it: a Namespace its
+/// objects, a CRD its kind. Kept for the whole pass in place of the definitions themselves
+/// (an operator's CRDs are megabytes).
+#[derive(Debug, Clone)]
+pub(crate) struct Definition {
+    pub id: ObjectId,
+    provides: Provides,
+}
+
+#[derive(Debug, Clone)]
+enum Provides {
+    Namespace(String),
+    Kind { group: String, kind: String },
+    Nothing,
+}
+
+impl Definition {
+    pub(crate) fn of(m: &Manifest) -> Self {
+        let spec = &m.object["spec"];
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+        let provides = if m.is_namespace() {
+            Provides::Namespace(m.name().to_owned())
+        } else if m.is_crd() {
+            Provides::Kind {
+                group: text(&spec["group"]),
+                kind: text(&spec["names"]["kind"]),
+            }
+        } else {
+            Provides::Nothing
+        };
+        Self {
+            id: m.id(),
+            provides,
+        }
+    }
+
+    /// Whether the object needs this definition (lives in the Namespace, is of the kind).
+    fn needed_by(&self, m: &Manifest) -> bool {
+        match &self.provides {
+            Provides::Namespace(name) => m.namespace() == Some(name.as_str()),
+            Provides::Kind { group, kind } => m.group() == group && m.kind() == kind,
+            Provides::Nothing => false,
+        }
+    }
+}
+
 /// Splits a stage's objects into those to attempt and those that depend on a failed object
 /// of the definitions stage: the custom resources of a CRD, the objects of a Namespace.
 pub(crate) fn blocked_by_failures(
     desired: Vec<Manifest>,
-    definitions: &[Manifest],
+    definitions: &[Definition],
     failed: &[ObjectId],
 ) -> (Vec<Manifest>, Vec<(Manifest, String)>) {
-    let failed_first: Vec<&Manifest> = definitions
+    let failed_first: Vec<&Definition> = definitions
         .iter()
-        .filter(|m| failed.contains(&m.id()))
+        .filter(|d| failed.contains(&d.id))
         .collect();
     if failed_first.is_empty() {
         return (desired, Vec::new());
@@ -201,15 +247,8 @@ pub(crate) fn blocked_by_failures(
     let mut attempt = Vec::new();
     let mut blocked = Vec::new();
     for m in desired {
-        let cause = failed_first.iter().find(|f| {
-            let spec = &f.object["spec"];
-            (f.is_namespace() && m.namespace() == Some(f.name()))
-                || (f.is_crd()
-                    && spec["group"].as_str() == Some(m.group())
-                    && spec["names"]["kind"].as_str() == Some(m.kind()))
-        });
-        match cause {
-            Some(f) => blocked.push((m, format!("it depends on {}, which failed", f.id()))),
+        match failed_first.iter().find(|d| d.needed_by(&m)) {
+            Some(d) => blocked.push((m, format!("it depends on {}, which failed", d.id))),
             None => attempt.push(m),
         }
     }
@@ -471,8 +510,8 @@ mod tests {
 
     #[test]
     fn objects_of_a_failed_definition_are_blocked() {
-        let definitions = vec![manifest("v1", "Namespace", "", "web")];
-        let failed = vec![definitions[0].id()];
+        let definitions = vec![Definition::of(&manifest("v1", "Namespace", "", "web"))];
+        let failed = vec![definitions[0].id.clone()];
         let (attempt, blocked) = blocked_by_failures(
             vec![
                 manifest("v1", "ConfigMap", "web", "a"),

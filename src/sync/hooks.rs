@@ -68,7 +68,7 @@ impl Hooks<'_> {
         };
         let entry = diff::Entry {
             id: id.clone(),
-            manifest: diff::stamp(m, &owner),
+            manifest: diff::stamp(m.clone(), &owner),
             action: Action::Create,
             hash: String::new(),
             revision: self.commit.clone(),

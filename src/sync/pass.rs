@@ -3,7 +3,7 @@
 //! (then PostSync hooks). Each step is a method below; what the pass comes to is judged in
 //! `outcome`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use tracing::info;
 
@@ -15,7 +15,7 @@ use crate::render::{self, Manifest};
 use crate::source;
 use crate::status::{self, SyncStatus};
 
-use super::admission::{self, Admission};
+use super::admission::{self, Admission, Definition};
 use super::hooks::Hooks;
 use super::stage::{self, Stage, fail_alone};
 use super::{Error, Job, Mode, Refusal, ownership, record, wait};
@@ -47,25 +47,23 @@ pub(crate) async fn pass(
     pass.fail_each(refused);
     let hooks = pass.hooks(hooks);
     pass.pre_sync(&hooks).await?;
+    // the objects move into the plan; what the later steps need of them is kept apart
+    let declared: HashSet<ObjectId> = objects.iter().map(Manifest::id).collect();
     let (definitions, rest): (Vec<Manifest>, Vec<Manifest>) =
-        objects.iter().cloned().partition(Stage::is_definition);
+        objects.into_iter().partition(Stage::is_definition);
+    let defined: Vec<Definition> = definitions.iter().map(Definition::of).collect();
     let with_waiting = !deferred.is_empty();
-    pass.stage(
-        Stage::Definitions,
-        definitions.clone(),
-        &definitions,
-        with_waiting,
-    )
-    .await?;
-    pass.stage(Stage::Objects, rest, &definitions, with_waiting)
+    pass.stage(Stage::Definitions, definitions, &defined, with_waiting)
+        .await?;
+    pass.stage(Stage::Objects, rest, &defined, with_waiting)
         .await?;
     if with_waiting {
         let ready = pass.later_kinds(deferred).await?;
-        pass.stage(Stage::WaitingKinds, ready, &definitions, true)
+        pass.stage(Stage::WaitingKinds, ready, &defined, true)
             .await?;
     }
     // never prune after a failure: what is missing may be missing by mistake
-    if !pass.sync_hooks(&hooks).await || !pass.prune(&objects).await? {
+    if !pass.sync_hooks(&hooks).await || !pass.prune(&declared).await? {
         return Ok((pass.plan, pass.changes));
     }
     pass.wait(&hooks).await;
@@ -207,7 +205,7 @@ impl<'a> Pass<'a> {
         &mut self,
         stage: Stage,
         desired: Vec<Manifest>,
-        definitions: &[Manifest],
+        definitions: &[Definition],
         with_waiting: bool,
     ) -> Result<(), Error> {
         let (desired, blocked) =
@@ -267,22 +265,15 @@ impl<'a> Pass<'a> {
         let (mapping, sync) = (self.job.mapping, self.job.sync);
         ownership::check(ctx, mapping, sync, &self.resources, &desired, &live).await?;
         let owner = self.owner();
-        let planned = diff::plan(
-            &self.client,
-            &self.resources,
-            &desired,
-            &live,
-            &self.inventory,
-            &owner,
-            ctx.concurrency,
-        )
-        .await;
+        let (client, resources, inventory) = (&self.client, &self.resources, &self.inventory);
+        let n = ctx.concurrency;
+        let planned = diff::plan(client, resources, desired, live, inventory, &owner, n).await;
         let mut entries = Vec::new();
         let mut failed = Vec::new();
-        for (m, result) in desired.iter().zip(planned) {
+        for result in planned {
             match result {
                 Ok(entry) => entries.push(entry),
-                Err(e) => failed.push((m.clone(), e.to_string())),
+                Err((m, e)) => failed.push((m, e.to_string())),
             }
         }
         self.fail_each(failed);
@@ -330,7 +321,7 @@ impl<'a> Pass<'a> {
     /// Prunes what left git (with `prune`), keeping what the rules keep and handing over what
     /// another sync now declares. An orphan this identity may not read is neither pruned nor
     /// forgotten: the pass stops there (returns false).
-    async fn prune(&mut self, declared: &[Manifest]) -> Result<bool, Error> {
+    async fn prune(&mut self, declared: &HashSet<ObjectId>) -> Result<bool, Error> {
         let (ctx, sync) = (self.job.ctx, self.job.sync);
         let candidates = diff::orphans(&self.inventory, declared, &diff::LiveSet::new());
         let targets: Vec<_> = candidates

@@ -59,16 +59,17 @@ pub(crate) async fn healthy(
     }
 }
 
-/// After the definitions stage applied CRDs: waits until they are Established, then until
-/// discovery serves their kinds (it can lag behind Established on a busy API server), for a
-/// few seconds at most; a kind still not served then fails its objects alone. Returns the
-/// discovery to go on with.
+/// After the definitions stage applied CRDs: waits until they are Established (watching
+/// them), then, only for the CRDs of groups the pass has objects of, until discovery serves
+/// their kinds (it can lag behind Established on a busy API server), reading just those
+/// groups, for a few seconds at most; a kind still not served then fails its objects alone.
+/// Returns the discovery to go on with.
 pub(crate) async fn definitions(
     client: &kube::Client,
     groups: &BTreeSet<String>,
     entries: &[diff::Entry],
     changes: &ChangeSet,
-    resources: Resources,
+    mut resources: Resources,
 ) -> Result<Resources, Error> {
     let new_crds: Vec<&diff::Entry> = entries
         .iter()
@@ -83,17 +84,31 @@ pub(crate) async fn definitions(
         .map(|e| e.manifest.name().to_owned())
         .collect();
     apply::wait_established(client, &names, CRD_TIMEOUT).await?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let pause = Duration::from_millis(250);
-    discover_until(client, groups, deadline, pause, |r| {
-        new_crds.iter().all(|e| {
+    // only kinds of a group the pass uses need to be served: a bundle of CRDs without custom
+    // resources needs nothing beyond Established
+    let needed: Vec<(&str, &str)> = new_crds
+        .iter()
+        .map(|e| {
             let spec = &e.manifest.object["spec"];
             let group = spec["group"].as_str().unwrap_or_default();
-            let kind = spec["names"]["kind"].as_str().unwrap_or_default();
-            r.preferred(group, kind).is_some()
+            (group, spec["names"]["kind"].as_str().unwrap_or_default())
         })
+        .filter(|(group, _)| groups.contains(*group))
+        .collect();
+    if needed.is_empty() {
+        return Ok(resources);
+    }
+    let new_groups: BTreeSet<String> = needed.iter().map(|(g, _)| (*g).to_owned()).collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let pause = Duration::from_millis(250);
+    let newer = discover_until(client, &new_groups, deadline, pause, |r| {
+        needed
+            .iter()
+            .all(|(group, kind)| r.preferred(group, kind).is_some())
     })
-    .await
+    .await?;
+    resources.update(newer);
+    Ok(resources)
 }
 
 /// Reads discovery again every `pause` until `served` holds for it or `deadline` passes;
