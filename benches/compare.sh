@@ -303,6 +303,87 @@ read -r p13b p13b_rss p13b_rc < <(measured "$berth" -c "$work/bundle.yaml" sync)
 read -r p13k p13k_rss p13k_rc < <(measured "$KUBECTL" apply --server-side -f "$work/bundle-kubectl/bundle.yaml")
 log "P13 exit codes: berth $p13b_rc, kubectl $p13k_rc"
 
+# ---- P16a/P16b: the first sync of a real operator install ---------------------------------------
+# Argo Workflows' own install from its Go module (8 CRDs, the controller, the server, their
+# RBAC), on a second control plane without Argo, so that every run installs the CRDs anew;
+# everything is deleted again between runs. P16b adds custom resources of the new kinds, which
+# kubectl can only apply on a second try: all of its tries are counted.
+log "P16: first sync of the Argo Workflows install (a second control plane, without Argo)"
+argo_mod=$(bash tests/control-plane.sh module "github.com/argoproj/argo-workflows/v3@v$(bash tests/control-plane.sh versions | awk '$1 == "argo-workflows" {print $2}')")
+op=$work/operator
+for variant in a b; do
+  for part in base/crds/full base/workflow-controller base/argo-server cluster-install-no-crds/workflow-controller-rbac cluster-install-no-crds/argo-server-rbac; do
+    mkdir -p "$op/$variant/$(basename "$part")"
+    find "$argo_mod/manifests/$part" -maxdepth 1 -name '*.yaml' ! -name kustomization.yaml -exec cp {} "$op/$variant/$(basename "$part")/" \;
+  done
+done
+cat >"$op/b/resources.yaml" <<'YAML'
+apiVersion: argoproj.io/v1alpha1
+kind: WorkflowTemplate
+metadata: {name: hello}
+spec:
+  entrypoint: main
+  templates: [{name: main, container: {image: busybox, command: [echo, hello]}}]
+---
+apiVersion: argoproj.io/v1alpha1
+kind: ClusterWorkflowTemplate
+metadata: {name: hello-cluster}
+spec:
+  entrypoint: main
+  templates: [{name: main, container: {image: busybox, command: [echo, hello]}}]
+---
+apiVersion: argoproj.io/v1alpha1
+kind: CronWorkflow
+metadata: {name: nightly}
+spec:
+  schedules: ["0 3 * * *"]
+  suspend: true
+  workflowSpec: {workflowTemplateRef: {name: hello}}
+YAML
+git -C "$op" init -q -b main; git -C "$op" add -A
+git -C "$op" -c user.name=bench -c user.email=b@example.com commit -qm operator
+second=$work/cp16
+KUBECONFIG16=$(BERTH_NO_ARGO=1 bash tests/control-plane.sh start "$second")
+k16() { KUBECONFIG=$KUBECONFIG16 kubectl "$@"; }
+cat >"$work/operator.yaml" <<YAML
+apiVersion: berth.dev/v1alpha1
+kind: Mapping
+repositories: [{name: operator, url: "file://$op", interval: 0}]
+syncs:
+  - {name: p16a, repository: operator, path: a, namespace: argo}
+  - {name: p16b, repository: operator, path: b, namespace: argo}
+YAML
+# removes an install, CRDs and cluster-scoped objects included, and waits until it is gone
+uninstall() {
+  k16 delete -n argo -R -f "$op/$1" --ignore-not-found --wait=true >/dev/null 2>&1 || true
+  k16 delete configmap -n berth-bench -l app.kubernetes.io/managed-by=berth --ignore-not-found >/dev/null 2>&1 || true
+  k16 delete configmap -n berth-bench berth-sync-p16a berth-sync-p16b --ignore-not-found >/dev/null 2>&1 || true
+}
+# kubectl until it succeeds (at most 5 tries); prints the seconds of all tries and their count
+kubectl_tries() {
+  python3 -c 'import subprocess, sys, time
+t = time.time()
+for n in range(1, 6):
+    if subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0:
+        break
+print(f"{time.time() - t:.3f} {n}")' "$KUBECTL" --kubeconfig "$KUBECONFIG16" apply --server-side -n argo -R -f "$op/$1"
+}
+k16 create namespace berth-bench >/dev/null
+k16 create namespace argo >/dev/null
+p16ab=(); p16ak=(); p16bb=(); p16bk=(); p16tries=()
+for run in $(seq "$RUNS"); do
+  for variant in a b; do
+    t0=$(now); KUBECONFIG=$KUBECONFIG16 "$berth" -c "$work/operator.yaml" sync "p16$variant" >/dev/null; t1=$(now)
+    eval "p16${variant}b+=(\"$(elapsed "$t0" "$t1")\")"
+    uninstall "$variant"
+    read -r seconds tries < <(kubectl_tries "$variant")
+    eval "p16${variant}k+=(\"$seconds\")"
+    [ "$variant" = b ] && p16tries+=("$tries")
+    uninstall "$variant"
+  done
+done
+bash tests/control-plane.sh stop "$second"
+
 # ---- P4/P5: reaction latency ------------------------------------------------------------------
 latency=$(cargo bench --quiet --bench latency 2>/dev/null | grep -E '^P[45]' || true)
 # ---- P11/P12: pull requests and commit statuses, against a real Gitea ---------------------------
@@ -326,6 +407,10 @@ echo "P8 drift -> repaired by selfHeal (kubectl patch to value back, via kubectl
 echo "P9 berth run watching 10 000 objects: RSS $((watched_rss / 1024)) MiB, peak $((watched_hwm / 1024)) MiB (target <= 64 MiB)"
 echo "P10 commit -> shown on the open dashboard overview (file event, pass, server-sent event, page fetch): p50 $p10 s over 10 commits (target <= 1 s)"
 echo "P13 first sync of a 12 MB file of 16 CRDs: berth $p13b s, peak RSS $p13b_rss MiB; kubectl apply --server-side $p13k s, $p13k_rss MiB (targets: berth RSS <= 128 MiB, time <= kubectl's)"
+b16a=$(median "${p16ab[@]}"); k16a=$(median "${p16ak[@]}")
+b16b=$(median "${p16bb[@]}"); k16b=$(median "${p16bk[@]}")
+printf '%-4s %-58s %9s %9s %7s %s\n' P16a "first sync, Argo Workflows install, 8 CRDs (kubectl apply)" "$b16a" "$k16a" "$(ratio "$b16a" "$k16a")" "<= 0.5"
+printf '%-4s %-58s %9s %9s %7s %s\n' P16b "the same with 3 custom resources (kubectl, all tries)" "$b16b" "$k16b" "$(ratio "$b16b" "$k16b")" "<= 1.0, kubectl tries: ${p16tries[*]}"
 echo "$latency" | sed 's/^/    /'
 echo "$pulls" | sed 's/^/    /'
 echo "    (targets: P11 p50 <= 200 ms, P12 p50 <= 1 s)"

@@ -308,9 +308,51 @@ impl Resources {
         Ok(Self { by_kind })
     }
 
-    /// Takes over what a newer read discovered of its groups (CRDs just established).
-    pub(crate) fn update(&mut self, newer: Resources) {
-        self.by_kind.extend(newer.by_kind);
+    /// Adds the kinds an Established CustomResourceDefinition serves, from its own spec, as
+    /// discovery lists them: each served version, and the preferred one (the highest by
+    /// Kubernetes' version priority). Established means the API server serves them, so no
+    /// discovery read has to wait for its own list to catch up.
+    pub(crate) fn add_crd(&mut self, crd: &serde_json::Value) {
+        let spec = &crd["spec"];
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+        let (group, kind, plural) = (
+            text(&spec["group"]),
+            text(&spec["names"]["kind"]),
+            text(&spec["names"]["plural"]),
+        );
+        if group.is_empty() || kind.is_empty() || plural.is_empty() {
+            return;
+        }
+        let namespaced = spec["scope"].as_str() != Some("Cluster");
+        let served: Vec<String> = spec["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| v["served"].as_bool() == Some(true))
+            .map(|v| text(&v["name"]))
+            .filter(|v| !v.is_empty())
+            .collect();
+        let resource = |version: &str| Resource {
+            api: ApiResource {
+                group: group.clone(),
+                version: version.to_owned(),
+                api_version: format!("{group}/{version}"),
+                kind: kind.clone(),
+                plural: plural.clone(),
+            },
+            namespaced,
+        };
+        for version in &served {
+            let key = (group.clone(), version.clone(), kind.clone());
+            self.by_kind.insert(key, resource(version));
+        }
+        let preferred = served
+            .iter()
+            .max_by_key(|v| v.parse::<kube::core::Version>().map(|v| v.priority()).ok());
+        if let Some(version) = preferred {
+            let key = (group.clone(), String::new(), kind.clone());
+            self.by_kind.insert(key, resource(version));
+        }
     }
 
     /// The resource for an object's apiVersion and kind.
@@ -592,6 +634,36 @@ mod tests {
         assert!(
             serde_json::from_str::<Lean>("[1]").is_err(),
             "not an object"
+        );
+    }
+
+    #[test]
+    fn an_established_crd_serves_its_served_versions_and_prefers_the_most_stable() {
+        let crd = serde_json::json!({"spec": {"group": "example.com", "scope": "Cluster",
+            "names": {"kind": "Gear", "plural": "gears"},
+            "versions": [{"name": "v1beta1", "served": true}, {"name": "v1", "served": true},
+                         {"name": "v2alpha1", "served": true}, {"name": "v0", "served": false}]}});
+        let mut r = Resources::default();
+        r.add_crd(&crd);
+        let gear = r.get("example.com/v1beta1", "Gear").expect("served");
+        assert_eq!(
+            (gear.api.plural.as_str(), gear.namespaced),
+            ("gears", false)
+        );
+        assert!(r.get("example.com/v2alpha1", "Gear").is_some());
+        assert!(r.get("example.com/v0", "Gear").is_none(), "not served");
+        let preferred = r.preferred("example.com", "Gear").expect("preferred");
+        assert_eq!(preferred.api.api_version, "example.com/v1");
+        let mut namespaced = crd.clone();
+        namespaced["spec"]["scope"] = serde_json::json!("Namespaced");
+        namespaced["spec"]["names"]["kind"] = serde_json::json!("Cog");
+        r.add_crd(&namespaced);
+        assert!(r.preferred("example.com", "Cog").expect("cog").namespaced);
+        r.add_crd(&serde_json::json!({"spec": {}}));
+        assert_eq!(
+            r.by_kind.len(),
+            8,
+            "two kinds of three served versions and a preferred one; an incomplete CRD adds nothing"
         );
     }
 

@@ -174,18 +174,19 @@ pub(crate) struct Options<'a> {
 /// Unparseable documents, unset variables, objects without apiVersion/kind/metadata.name and
 /// duplicates, each naming file and line.
 pub(crate) fn directory(
-    files: &[SourceFile],
+    files: Vec<SourceFile>,
     options: &Options<'_>,
     scope: &dyn Scope,
 ) -> Result<Rendered, Error> {
     let mut manifests = Vec::new();
     let mut rejected = Vec::new();
     for file in files {
-        let text = std::str::from_utf8(&file.content)
+        let text = String::from_utf8(file.content)
             .map_err(|_| invalid(&file.path, 1, "file is not valid UTF-8"))?;
-        // one copy of the text, shared by the file's objects (an operator's bundle is megabytes)
+        // one copy of the text, shared by the file's objects, and the file's own bytes gone
+        // before its objects are built (an operator's bundle is megabytes)
         let text: Arc<str> = match options.vars {
-            Some(vars) if !vars.is_empty() => Arc::from(substitute(text, vars, &file.path)?),
+            Some(vars) if !vars.is_empty() => Arc::from(substitute(&text, vars, &file.path)?),
             _ => Arc::from(text),
         };
         for parsed in parse_file(&file.path, text)? {
@@ -609,7 +610,7 @@ mod tests {
 
     fn render(files: &[SourceFile], ns: Option<&str>) -> Result<Vec<Manifest>, Error> {
         directory(
-            files,
+            files.to_vec(),
             &Options {
                 vars: None,
                 namespace: ns,
@@ -680,7 +681,7 @@ mod tests {
             namespace: None,
         };
         let text = CM.replace("k: v", "k: ${ENV}\n  lit: $${ENV}\n  sh: $HOME");
-        let m = directory(&[file("a.yaml", &text)], &opts, &BuiltinScope)
+        let m = directory(vec![file("a.yaml", &text)], &opts, &BuiltinScope)
             .expect("render")
             .manifests;
         assert_eq!(
@@ -688,7 +689,7 @@ mod tests {
             json!({"k": "prod", "lit": "${ENV}", "sh": "$HOME"})
         );
         let text = format!("{CM}---\n{}", CM.replace("k: v", "k: ${REGION}"));
-        let err = directory(&[file("a.yaml", &text)], &opts, &BuiltinScope)
+        let err = directory(vec![file("a.yaml", &text)], &opts, &BuiltinScope)
             .expect_err("unset")
             .to_string();
         assert!(
@@ -763,8 +764,12 @@ apiVersion: other.io/v1\nkind: Gadget\nmetadata: {name: g}\n";
         let text = format!(
             "{CM}---\napiVersion: batch/v1\nkind: Job\nmetadata:\n  generateName: migrate-\nspec: {{}}\n"
         );
-        let r = directory(&[file("a.yaml", &text)], &Options::default(), &BuiltinScope)
-            .expect("the rest renders");
+        let r = directory(
+            vec![file("a.yaml", &text)],
+            &Options::default(),
+            &BuiltinScope,
+        )
+        .expect("the rest renders");
         assert_eq!(r.manifests.len(), 1);
         assert_eq!(r.rejected.len(), 1);
         assert_eq!(r.rejected[0].origin, "a.yaml:8");
@@ -778,8 +783,12 @@ apiVersion: other.io/v1\nkind: Gadget\nmetadata: {name: g}\n";
             "{CM}---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  replicas: 2\n---\n{}",
             CM.replace("name: a", "name: b")
         );
-        let r = directory(&[file("a.yaml", &text)], &Options::default(), &BuiltinScope)
-            .expect("the rest renders");
+        let r = directory(
+            vec![file("a.yaml", &text)],
+            &Options::default(),
+            &BuiltinScope,
+        )
+        .expect("the rest renders");
         assert_eq!(
             r.manifests.iter().map(Manifest::name).collect::<Vec<_>>(),
             ["a", "b"]
@@ -796,7 +805,7 @@ apiVersion: other.io/v1\nkind: Gadget\nmetadata: {name: g}\n";
         // any other YAML error still fails the file, at its line
         let broken = format!("{CM}---\nkind: [\n");
         let e = directory(
-            &[file("b.yaml", &broken)],
+            vec![file("b.yaml", &broken)],
             &Options::default(),
             &BuiltinScope,
         )

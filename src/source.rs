@@ -167,7 +167,7 @@ pub(crate) async fn render(
         vars: Some(&sync.vars),
         namespace: sync.namespace.as_deref(),
     };
-    Ok(render::directory(&files, &options, &BuiltinScope)?)
+    Ok(render::directory(files, &options, &BuiltinScope)?)
 }
 
 /// A repository path relative to a sync's `path`.

@@ -59,11 +59,12 @@ pub(crate) async fn healthy(
     }
 }
 
-/// After the definitions stage applied CRDs: waits until they are Established (watching
-/// them), then, only for the CRDs of groups the pass has objects of, until discovery serves
-/// their kinds (it can lag behind Established on a busy API server), reading just those
-/// groups, for a few seconds at most; a kind still not served then fails its objects alone.
-/// Returns the discovery to go on with.
+/// After the definitions stage applied CRDs: for the new CRDs of groups the pass has objects
+/// of, waits until they are Established (watching them), and adds their kinds from their own
+/// specs (Established means the API server serves them), without reading discovery again. A
+/// CRD that nothing in the pass uses is not waited for: its record reads Progressing until it
+/// is Established, and a `wait` sync waits for that with the rest. Returns the discovery to go
+/// on with.
 pub(crate) async fn definitions(
     client: &kube::Client,
     groups: &BTreeSet<String>,
@@ -71,43 +72,26 @@ pub(crate) async fn definitions(
     changes: &ChangeSet,
     mut resources: Resources,
 ) -> Result<Resources, Error> {
-    let new_crds: Vec<&diff::Entry> = entries
+    let needed: Vec<&diff::Entry> = entries
         .iter()
         .filter(|e| e.manifest.is_crd() && e.action != Action::Unchanged)
         .filter(|e| !changes.failed.contains(&e.id))
-        .collect();
-    if new_crds.is_empty() {
-        return Ok(resources);
-    }
-    let names: Vec<String> = new_crds
-        .iter()
-        .map(|e| e.manifest.name().to_owned())
-        .collect();
-    apply::wait_established(client, &names, CRD_TIMEOUT).await?;
-    // only kinds of a group the pass uses need to be served: a bundle of CRDs without custom
-    // resources needs nothing beyond Established
-    let needed: Vec<(&str, &str)> = new_crds
-        .iter()
-        .map(|e| {
-            let spec = &e.manifest.object["spec"];
-            let group = spec["group"].as_str().unwrap_or_default();
-            (group, spec["names"]["kind"].as_str().unwrap_or_default())
+        .filter(|e| {
+            let group = e.manifest.object["spec"]["group"].as_str();
+            group.is_some_and(|g| groups.contains(g))
         })
-        .filter(|(group, _)| groups.contains(*group))
         .collect();
     if needed.is_empty() {
         return Ok(resources);
     }
-    let new_groups: BTreeSet<String> = needed.iter().map(|(g, _)| (*g).to_owned()).collect();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let pause = Duration::from_millis(250);
-    let newer = discover_until(client, &new_groups, deadline, pause, |r| {
-        needed
-            .iter()
-            .all(|(group, kind)| r.preferred(group, kind).is_some())
-    })
-    .await?;
-    resources.update(newer);
+    let names: Vec<String> = needed
+        .iter()
+        .map(|e| e.manifest.name().to_owned())
+        .collect();
+    apply::wait_established(client, &names, CRD_TIMEOUT).await?;
+    for e in needed {
+        resources.add_crd(&e.manifest.object);
+    }
     Ok(resources)
 }
 
