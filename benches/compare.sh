@@ -25,6 +25,7 @@ agent=""
 cleanup() {
   [ -n "$agent" ] && kill "$agent" 2>/dev/null; wait 2>/dev/null || true
   bash "$root/tests/control-plane.sh" stop "$work/cp"
+  [ -d "$work/cp16" ] && bash "$root/tests/control-plane.sh" stop "$work/cp16"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -304,15 +305,15 @@ read -r p13k p13k_rss p13k_rc < <(measured "$KUBECTL" apply --server-side -f "$w
 log "P13 exit codes: berth $p13b_rc, kubectl $p13k_rc"
 
 # ---- P16a/P16b: the first sync of a real operator install ---------------------------------------
-# Argo Workflows' own install from its Go module (8 CRDs, the controller, the server, their
-# RBAC), on a second control plane without Argo, so that every run installs the CRDs anew;
+# Argo Workflows' own install from its Go module (its 8 full CRDs, the controller and the
+# server, as the tests sync it), on a second control plane without Argo, so that every run installs the CRDs anew;
 # everything is deleted again between runs. P16b adds custom resources of the new kinds, which
 # kubectl can only apply on a second try: all of its tries are counted.
 log "P16: first sync of the Argo Workflows install (a second control plane, without Argo)"
 argo_mod=$(bash tests/control-plane.sh module "github.com/argoproj/argo-workflows/v3@v$(bash tests/control-plane.sh versions | awk '$1 == "argo-workflows" {print $2}')")
 op=$work/operator
 for variant in a b; do
-  for part in base/crds/full base/workflow-controller base/argo-server cluster-install-no-crds/workflow-controller-rbac cluster-install-no-crds/argo-server-rbac; do
+  for part in base/crds/full base/workflow-controller base/argo-server; do
     mkdir -p "$op/$variant/$(basename "$part")"
     find "$argo_mod/manifests/$part" -maxdepth 1 -name '*.yaml' ! -name kustomization.yaml -exec cp {} "$op/$variant/$(basename "$part")/" \;
   done
@@ -354,7 +355,10 @@ syncs:
   - {name: p16b, repository: operator, path: b, namespace: argo}
 YAML
 # removes an install, CRDs and cluster-scoped objects included, and waits until it is gone
+# (once its CRDs are Established: the API server cannot delete a CRD whose storage is still
+# initializing, and would retry for minutes)
 uninstall() {
+  k16 wait --for condition=established --timeout=60s crd --all >/dev/null 2>&1 || true
   k16 delete -n argo -R -f "$op/$1" --ignore-not-found --wait=true >/dev/null 2>&1 || true
   k16 delete configmap -n berth-bench -l app.kubernetes.io/managed-by=berth --ignore-not-found >/dev/null 2>&1 || true
   k16 delete configmap -n berth-bench berth-sync-p16a berth-sync-p16b --ignore-not-found >/dev/null 2>&1 || true

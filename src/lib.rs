@@ -33,6 +33,7 @@ mod config;
 mod diff;
 mod health;
 mod locate;
+mod notify;
 mod render;
 mod source;
 mod status;

@@ -102,6 +102,10 @@ pub(crate) enum RecordKind {
     Cleanup,
     /// `berth-agent`: the state of the mapping file.
     Agent,
+    /// `berth-outbox-<subject>`: what berth told the outside world about a subject (the commit
+    /// statuses posted for a sync, `sync-<sync>`), kept apart from the subject's own record,
+    /// whose writes are fenced.
+    Outbox,
 }
 
 impl RecordKind {
@@ -112,6 +116,7 @@ impl RecordKind {
             Self::Pipeline => "pipeline",
             Self::Cleanup => "cleanup",
             Self::Agent => "agent",
+            Self::Outbox => "outbox",
         }
     }
 
@@ -122,6 +127,7 @@ impl RecordKind {
             Self::Pipeline => "berth-pipeline-",
             Self::Cleanup => "berth-cleanup-",
             Self::Agent => "berth-agent",
+            Self::Outbox => "berth-outbox-",
         }
     }
 

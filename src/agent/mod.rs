@@ -29,6 +29,8 @@ use tracing::{error, info, instrument, warn};
 
 use crate::config::{self, Mapping, Repository};
 use crate::context::Context;
+use crate::notify::statuses::Reporter;
+use crate::provider::State;
 use crate::source;
 use crate::store::{self, Fields};
 use crate::sync::{self, Mode};
@@ -378,6 +380,13 @@ impl Tasks {
         let stop = CancellationToken::new();
         let stop_rx = &stop;
         let mut set = tokio::task::JoinSet::new();
+        // the syncs' commit statuses: their tasks end with this generation's
+        let statuses = Reporter::new(ctx.clone());
+        let (guard, ended) = (statuses.guard(), stop_rx.clone());
+        set.spawn(async move {
+            ended.cancelled().await;
+            drop(guard);
+        });
         for repo in mapping.repositories.clone() {
             let trigger = shared
                 .trigger(&repo.name)
@@ -399,6 +408,7 @@ impl Tasks {
                 trigger,
                 drift,
                 shared: shared.clone(),
+                statuses: statuses.clone(),
             };
             set.spawn(async move { poll(ctx, mapping, repo, wake, stop).await });
         }
@@ -434,6 +444,8 @@ struct Wake {
     drift: Arc<drift::Drift>,
     /// Where passes are recorded for the dashboard.
     shared: Arc<Shared>,
+    /// Posts the syncs' commit statuses.
+    statuses: Arc<Reporter>,
 }
 
 /// The loop of one repository.
@@ -660,7 +672,16 @@ async fn pass(
     } else {
         Mode::Check
     };
+    if moved {
+        tell_commit(ctx, repo, s, (&commit.id, State::Pending, ""), false, wake);
+    }
     let report = sync::run_once(ctx, mapping, repo, s, commit, mode).await;
+    if !report.revision.is_empty() {
+        let state = sync::commit::state(report.outcome(), s.wait);
+        let opened = moved && report.revision == commit.id;
+        let told = (report.revision.as_str(), state, report.problem());
+        tell_commit(ctx, repo, s, told, opened, wake);
+    }
     if let Some(inventory) = &report.inventory {
         wake.drift.record(&s.name, inventory);
     }
@@ -685,6 +706,25 @@ async fn pass(
         _ => {}
     }
     report.failed()
+}
+
+/// Hands a sync's commit status (revision, state, message) to its reporter, when the sync's
+/// repository has a provider (posted by its own task: nothing waits here). `opened`: the pass
+/// applied a new revision.
+fn tell_commit(
+    ctx: &Context,
+    repo: &Repository,
+    s: &config::Sync,
+    (revision, state, message): (&str, State, &str),
+    opened: bool,
+    wake: &Wake,
+) {
+    let Some(target) = &repo.provider else {
+        return;
+    };
+    let status = sync::commit::status(&s.name, state, message, ctx.external_url.as_deref());
+    let (record, wanted) = sync::commit::wanted(&s.name, revision, status, opened);
+    wake.statuses.observe(&s.name, &record, target, wanted);
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

@@ -10,12 +10,13 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use super::launch::resume_queued;
-use super::report::Reporter;
+use super::report;
 use super::run::{Run, record_run, run_of, workflows};
 use super::state;
 use crate::config::{Concurrency, Mapping, Pipeline};
 use crate::context::Context;
 use crate::events;
+use crate::notify::statuses::Reporter;
 use crate::vocab::{MANAGED_BY, MANAGER_VALUE, PIPELINE_LABEL, Reason, RecordKind};
 
 /// Watches the Workflows berth launched in the pipelines' namespaces, records each pipeline's
@@ -73,7 +74,7 @@ pub(crate) async fn watch_runs(
             .find(|r| r.name == pipeline.repository)
             .and_then(|r| r.provider.as_ref())
         {
-            reporter.observe(pipeline, target, run_of(&value));
+            report::observe(&reporter, &ctx, pipeline, target, &run_of(&value));
         }
         observe_run(&ctx, pipeline, &value, &mut runs).await;
     }

@@ -8,6 +8,7 @@
 //! - `outcome.rs`: the pure `judge` of a pass; `record.rs`: carrying the verdict out.
 
 mod admission;
+pub(crate) mod commit;
 mod hooks;
 mod outcome;
 mod ownership;
@@ -90,7 +91,10 @@ pub(crate) struct Report {
     pub plan: Plan,
     pub changes: ChangeSet,
     pub phase: Phase,
+    pub health: crate::status::Health,
     pub message: String,
+    /// Why the sync is not Healthy, when known.
+    pub unhealthy: Option<String>,
     pub duration: Duration,
     /// Set when the status ConfigMap could not be written.
     pub status_error: Option<String>,
@@ -100,6 +104,23 @@ pub(crate) struct Report {
 
 impl Report {
     /// A failed pass, a status that could not be written, or a `wait` that ended Degraded.
+    /// What the pass came to, for the commit's status.
+    pub(crate) fn outcome(&self) -> commit::Outcome {
+        commit::Outcome {
+            phase: self.phase,
+            health: self.health,
+            failed: self.failed(),
+        }
+    }
+
+    /// What went wrong, naming the object: the failure, else why the sync is not Healthy.
+    pub(crate) fn problem(&self) -> &str {
+        match &self.unhealthy {
+            Some(why) if self.phase != Phase::Failed => why,
+            _ => &self.message,
+        }
+    }
+
     pub(crate) fn failed(&self) -> bool {
         self.phase == Phase::Failed
             || self.status_error.is_some()

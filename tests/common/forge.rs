@@ -104,6 +104,12 @@ impl Host {
     /// The mapping: repository `web` on Gitea with `provider` (`@GITEA@` is Gitea's
     /// address), and `pipelines` (`@NS@` is the runs' namespace).
     pub fn mapping(&self, provider: &str, interval: &str, pipelines: &str) -> String {
+        let pipelines = pipelines.replace("@NS@", &self.wf_ns.name);
+        self.mapping_with(provider, interval, &format!("pipelines:\n{pipelines}"))
+    }
+
+    /// The mapping: repository `web` on Gitea with `provider`, then `sections` as they are.
+    pub fn mapping_with(&self, provider: &str, interval: &str, sections: &str) -> String {
         format!(
             "apiVersion: berth.dev/v1alpha1
 kind: Mapping
@@ -114,9 +120,7 @@ repositories:
     webhookSecretRef: hooks
     interval: {interval}
     provider: {provider}
-pipelines:
-{}",
-            pipelines.replace("@NS@", &self.wf_ns.name),
+{sections}",
             url = self.clone_url,
             provider = provider.replace("@GITEA@", &self.gitea.url),
         )
