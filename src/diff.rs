@@ -364,25 +364,12 @@ async fn get_wanted(
     wanted: &[&ObjectId],
 ) -> Result<Result<Vec<(ObjectId, Value)>, String>, Error> {
     let api = cluster::api(client, r, Some(ns).filter(|n| !n.is_empty()));
-    let what = || {
-        if ns.is_empty() {
-            r.api.plural.clone()
-        } else {
-            format!("{} in {ns}", r.api.plural)
-        }
-    };
     let mut existing = HashSet::new();
     let mut params = ListParams::default().limit(500);
     loop {
         let page = match api.list_metadata(&params).await {
             Ok(page) => page,
-            Err(kube::Error::Api(s)) if s.code == 403 => return Ok(Err(s.message)),
-            Err(source) => {
-                return Err(Error::List {
-                    what: what(),
-                    source,
-                });
-            }
+            Err(e) => return refused(r, ns, e).map(Err),
         };
         existing.extend(page.items.into_iter().filter_map(|o| o.metadata.name));
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
@@ -395,19 +382,29 @@ async fn get_wanted(
         let mut value = match cluster::get(client, &api, &id.name).await {
             Ok(Some(o)) => o,
             Ok(None) => continue,
-            Err(kube::Error::Api(s)) if s.code == 403 => return Ok(Err(s.message)),
-            Err(source) => {
-                return Err(Error::List {
-                    what: what(),
-                    source,
-                });
-            }
+            Err(e) => return refused(r, ns, e).map(Err),
         };
         value["apiVersion"] = Value::from(r.api.api_version.clone());
         value["kind"] = Value::from(r.api.kind.clone());
         objects.push(((*id).clone(), value));
     }
     Ok(Ok(objects))
+}
+
+/// A refused read of one type in one namespace (all of them when empty): `Ok(message)` when
+/// this identity may not read there (only those objects fail), else the error.
+fn refused(r: &cluster::Resource, ns: &str, e: kube::Error) -> Result<String, Error> {
+    match e {
+        kube::Error::Api(s) if s.code == 403 => Ok(s.message),
+        source => {
+            let what = if ns.is_empty() {
+                r.api.plural.clone()
+            } else {
+                format!("{} in {ns}", r.api.plural)
+            };
+            Err(Error::List { what, source })
+        }
+    }
 }
 
 /// Lists one type in one namespace (all of them when empty), a page at a time, keeping only
@@ -429,15 +426,7 @@ async fn list_wanted(
     loop {
         let page = match api.list(&params).await {
             Ok(page) => page,
-            Err(kube::Error::Api(s)) if s.code == 403 => return Ok(Err(s.message)),
-            Err(source) => {
-                let what = if ns.is_empty() {
-                    r.api.plural.clone()
-                } else {
-                    format!("{} in {ns}", r.api.plural)
-                };
-                return Err(Error::List { what, source });
-            }
+            Err(e) => return refused(r, ns, e).map(Err),
         };
         for mut o in page.items {
             let id = ObjectId {

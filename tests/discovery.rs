@@ -10,12 +10,18 @@ use common::{App, crd_yaml, text, unique};
 use kube::api::{Api, DynamicObject};
 use kube::core::{ApiResource, GroupVersionKind};
 
-/// Runs `berth sync` with its debug log as JSON; returns the output and the groups of each
-/// discovery read it made, in order.
-fn sync_counting_discovery(app: &App) -> (Output, Vec<Vec<String>>) {
+/// Runs `berth sync` with its debug log as JSON, which must succeed and print `needle`;
+/// returns the output and the groups of each discovery read it made, in order.
+fn sync_counting_discovery(app: &App, needle: &str) -> (Output, Vec<Vec<String>>) {
     let mut cmd = app.berth.command(&["--log-format", "json", "sync"]);
     cmd.env("RUST_LOG", "warn,berth=debug");
     let out = cmd.output().expect("berth runs");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(needle),
+        "{}",
+        text(&out)
+    );
     let reads = String::from_utf8_lossy(&out.stderr)
         .lines()
         .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("every line is JSON"))
@@ -51,13 +57,7 @@ async fn a_first_sync_of_crds_alone_reads_discovery_once() {
     app.repo.write("app/crds.yaml", &three_crds(&group));
     app.repo.commit("three CRDs");
 
-    let (out, reads) = sync_counting_discovery(&app);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("3 created"),
-        "{}",
-        text(&out)
-    );
+    let (out, reads) = sync_counting_discovery(&app, "3 created");
     assert_eq!(
         reads.len(),
         1,
@@ -82,13 +82,7 @@ async fn a_first_sync_of_crds_and_their_resources_applies_both_without_reading_d
     );
     app.repo.commit("three CRDs and a Gear");
 
-    let (out, reads) = sync_counting_discovery(&app);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("4 created"),
-        "{}",
-        text(&out)
-    );
+    let (out, reads) = sync_counting_discovery(&app, "4 created");
     // the new kinds come from the Established CRDs themselves
     assert_eq!(reads.len(), 1, "{reads:?}\n{}", text(&out));
     assert!(
