@@ -103,6 +103,12 @@ pub(crate) struct PipelineResult {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct NotificationLabels {
+    pub notification: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct RuleLabels {
     pub rule: String,
 }
@@ -134,6 +140,7 @@ pub(crate) struct Metrics {
     pub cleanup_deletions: Family<RuleLabels, Counter>,
     pub config_reloads: Family<ResultLabels, Counter>,
     pub provider_requests: Family<DeliveryLabels, Counter>,
+    pub notifications: Family<NotificationLabels, Counter>,
     pub refreshes: Refreshes,
 }
 
@@ -147,6 +154,23 @@ pub(crate) struct Refreshes {
 }
 
 impl Refreshes {
+    fn register(r: &mut Registry) -> Self {
+        Self {
+            requested: register(
+                r,
+                "refresh_requests",
+                "Wake-ups asked of a repository's loop by webhooks, file events and dashboard actions",
+                Family::default(),
+            ),
+            served: register(
+                r,
+                "refresh_requests_served",
+                "Of those, how many finished passes have served (a pass serves every request made before it started)",
+                Family::default(),
+            ),
+        }
+    }
+
     fn label(repository: &str) -> RepositoryLabels {
         RepositoryLabels {
             repository: repository.to_owned(),
@@ -279,20 +303,13 @@ impl Metrics {
                 "Requests to git hosts' APIs by provider and result (ok, client-error, server-error, network-error)",
                 Family::default(),
             ),
-            refreshes: Refreshes {
-                requested: register(
-                    r,
-                    "refresh_requests",
-                    "Wake-ups asked of a repository's loop by webhooks, file events and dashboard actions",
-                    Family::default(),
-                ),
-                served: register(
-                    r,
-                    "refresh_requests_served",
-                    "Of those, how many finished passes have served (a pass serves every request made before it started)",
-                    Family::default(),
-                ),
-            },
+            notifications: register(
+                r,
+                "notifications",
+                "Notification deliveries by notification and result (delivered, failed)",
+                Family::default(),
+            ),
+            refreshes: Refreshes::register(r),
             registry,
         }
     }

@@ -12,6 +12,8 @@ pub(crate) const RUN_WATCHER: &str = "berth-run-watcher";
 /// Field manager of the commit status reporter's writes to a pipeline's status ConfigMap (the
 /// states it posted, its last error).
 pub(crate) const STATUS_REPORTER: &str = "berth-status-reporter";
+/// Field manager of the notifications' records (`berth-outbox-notify-*`).
+pub(crate) const NOTIFIER: &str = "berth-notifier";
 
 // ---- labels ---------------------------------------------------------------------------------
 

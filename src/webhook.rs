@@ -492,13 +492,7 @@ pub(crate) fn verify(provider: &str, headers: &Headers, body: &[u8], secret: &[u
     mac.verify_slice(&expected).is_ok()
 }
 
-/// The HMAC-SHA256 signature `sha256=<hex>` of a body, as providers send it.
-pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac =
-        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
+pub use crate::notify::sinks::sign;
 
 /// A webhook delivery as the audit log keeps it: no payload, no secret.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -17,6 +17,8 @@
 #   tests/control-plane.sh gitea DIR        start a Gitea server (SQLite) in DIR, write DIR/gitea.env
 #                                           (URL, admin user and token), print its path; stop DIR
 #                                           stops it
+#   tests/control-plane.sh alertmanager DIR start an Alertmanager in DIR, write DIR/alertmanager.env
+#                                           (its URL), print its path; stop DIR stops it
 #   tests/control-plane.sh versions         print the component versions, one per line
 #   tests/control-plane.sh kubectl          print the path of the kubectl built with the release
 #
@@ -31,12 +33,14 @@ ETCD_VERSION=${ETCD_VERSION:-3.7.3}
 ARGO_VERSION=${ARGO_VERSION:-3.7.18}
 KWOK_VERSION=${KWOK_VERSION:-0.8.0}
 GITEA_VERSION=${GITEA_VERSION:-1.26.4}
+ALERTMANAGER_VERSION=${ALERTMANAGER_VERSION:-0.35.0}
 ROOT=${BERTH_CACHE_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/berth}
 K8S=$ROOT/k8s-$K8S_VERSION
 ETCD=$ROOT/etcd-$ETCD_VERSION
 ARGO=$ROOT/argo-workflows-$ARGO_VERSION
 KWOK=$ROOT/kwok-$KWOK_VERSION
 GITEA=$ROOT/gitea-$GITEA_VERSION
+ALERTMANAGER=$ROOT/alertmanager-$ALERTMANAGER_VERSION
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 log() { printf 'control-plane: %s\n' "$*" >&2; }
@@ -208,6 +212,29 @@ build_gitea() {
     "-X main.Version=$GITEA_VERSION" code.gitea.io/gitea
 }
 
+# Alertmanager's module ships its web UI's sources, not the built pages its `ui` package
+# embeds (upstream's Makefile builds them with npm and Elm). The tests use only its API, so the
+# module is built from a copy whose ui/app/dist holds a one-line page in their place.
+build_alertmanager() {
+  [ ! -x "$ALERTMANAGER/alertmanager" ] || return 0
+  log "building Alertmanager $ALERTMANAGER_VERSION from github.com/prometheus/alertmanager (once)"
+  local mod work replaces d
+  mod=$(module_dir "github.com/prometheus/alertmanager@v$ALERTMANAGER_VERSION")
+  work=$(mktemp -d)
+  cp -r "$mod" "$work/alertmanager" && chmod -R u+w "$work/alertmanager"
+  for d in elm mantine; do
+    mkdir -p "$work/alertmanager/ui/app/dist/$d"
+    echo '<!doctype html><title>Alertmanager</title><p>API only (built for berth tests)</p>' \
+      >"$work/alertmanager/ui/app/dist/$d/index.html"
+  done
+  replaces=$(grep -E '^replace [^ ]+ => [^ .][^ ]* v' "$mod/go.mod" || true)
+  go_build alertmanager "$ALERTMANAGER" "require github.com/prometheus/alertmanager v$ALERTMANAGER_VERSION
+replace github.com/prometheus/alertmanager => $work/alertmanager
+$replaces" "-X github.com/prometheus/common/version.Version=$ALERTMANAGER_VERSION" \
+    github.com/prometheus/alertmanager/cmd/alertmanager
+  rm -rf "$work"
+}
+
 install() {
   install_packages
   build_kubernetes
@@ -215,6 +242,7 @@ install() {
   build_kwok
   build_argo
   build_gitea
+  build_alertmanager
 }
 
 free_port() {
@@ -478,7 +506,34 @@ INI
   echo "$dir/gitea.env"
 }
 
-PROCESSES="gitea workflow-controller kwok scheduler controller-manager apiserver etcd"
+# alertmanager DIR: an Alertmanager on a free loopback port, with one receiver that sends
+# nowhere (the tests read alerts back from its API). Writes DIR/alertmanager.env
+# (ALERTMANAGER_URL) and prints its path; stop DIR stops it.
+alertmanager() {
+  local dir=${1:?usage: alertmanager DIR}
+  mkdir -p "$dir/alertmanager"; dir=$(cd "$dir" && pwd)
+  [ -x "$ALERTMANAGER/alertmanager" ] || die "$ALERTMANAGER/alertmanager is missing; run: $0 install"
+  local port cluster
+  port=$(free_port)
+  cat >"$dir/alertmanager/alertmanager.yml" <<YML
+route:
+  receiver: none
+  group_wait: 1s
+receivers:
+  - name: none
+YML
+  "$ALERTMANAGER/alertmanager" --config.file="$dir/alertmanager/alertmanager.yml" \
+    --storage.path="$dir/alertmanager/data" --web.listen-address="127.0.0.1:$port" \
+    --cluster.listen-address= >"$dir/alertmanager/alertmanager.log" 2>&1 &
+  echo $! >"$dir/alertmanager.pid"
+  wait_for 30 curl -sf "http://127.0.0.1:$port/-/ready" \
+    || { tail -20 "$dir/alertmanager/alertmanager.log" >&2; die "alertmanager did not answer"; }
+  printf 'ALERTMANAGER_URL=http://127.0.0.1:%s\n' "$port" >"$dir/alertmanager.env"
+  log "alertmanager $ALERTMANAGER_VERSION at http://127.0.0.1:$port"
+  echo "$dir/alertmanager.env"
+}
+
+PROCESSES="alertmanager gitea workflow-controller kwok scheduler controller-manager apiserver etcd"
 
 stop() {
   local dir=${1:?usage: stop DIR} p
@@ -498,7 +553,7 @@ stop() {
 }
 
 versions() {
-  printf 'kubernetes %s\netcd %s\nargo-workflows %s\nkwok %s\ngitea %s\n' "$K8S_VERSION" "$ETCD_VERSION" "$ARGO_VERSION" "$KWOK_VERSION" "$GITEA_VERSION"
+  printf 'kubernetes %s\netcd %s\nargo-workflows %s\nkwok %s\ngitea %s\nalertmanager %s\n' "$K8S_VERSION" "$ETCD_VERSION" "$ARGO_VERSION" "$KWOK_VERSION" "$GITEA_VERSION" "$ALERTMANAGER_VERSION"
 }
 
 case "${1:-}" in
@@ -506,9 +561,10 @@ case "${1:-}" in
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
   gitea) shift; gitea "$@" ;;
+  alertmanager) shift; alertmanager "$@" ;;
   module) shift; module_dir "${1:?usage: module MODULE@VERSION}" ;;
   npm) shift; npm_dir "${1:?usage: npm PACKAGE@VERSION [FILE...]}" "${@:2}" ;;
   versions) versions ;;
   kubectl) [ -x "$K8S/kubectl" ] || die "kubectl is missing; run: $0 install"; echo "$K8S/kubectl" ;;
-  *) echo "usage: $0 install | start DIR | stop DIR | gitea DIR | module MODULE@VERSION | npm PACKAGE@VERSION | versions | kubectl" >&2; exit 2 ;;
+  *) echo "usage: $0 install | start DIR | stop DIR | gitea DIR | alertmanager DIR | module MODULE@VERSION | npm PACKAGE@VERSION | versions | kubectl" >&2; exit 2 ;;
 esac

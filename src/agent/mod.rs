@@ -29,6 +29,7 @@ use tracing::{error, info, instrument, warn};
 
 use crate::config::{self, Mapping, Repository};
 use crate::context::Context;
+use crate::notify::notifier::{Notifier, Seen};
 use crate::notify::statuses::Reporter;
 use crate::provider::State;
 use crate::source;
@@ -387,6 +388,7 @@ impl Tasks {
             ended.cancelled().await;
             drop(guard);
         });
+        let notifier = Notifier::start(ctx, &mapping.notifications, stop_rx, &mut set);
         for repo in mapping.repositories.clone() {
             let trigger = shared
                 .trigger(&repo.name)
@@ -409,12 +411,14 @@ impl Tasks {
                 drift,
                 shared: shared.clone(),
                 statuses: statuses.clone(),
+                notifier: notifier.clone(),
             };
             set.spawn(async move { poll(ctx, mapping, repo, wake, stop).await });
         }
         if !mapping.pipelines.is_empty() {
             let (ctx, mapping, stop) = (ctx.clone(), (*mapping).clone(), stop_rx.clone());
-            set.spawn(async move { pipelines::watch_runs(ctx, mapping, stop).await });
+            let notifier = notifier.clone();
+            set.spawn(async move { pipelines::watch_runs(ctx, mapping, notifier, stop).await });
         }
         if !mapping.cleanup.is_empty() {
             let (ctx, mapping, stop) = (ctx.clone(), (*mapping).clone(), stop_rx.clone());
@@ -446,6 +450,8 @@ struct Wake {
     shared: Arc<Shared>,
     /// Posts the syncs' commit statuses.
     statuses: Arc<Reporter>,
+    /// Tells the notifications what passes came to.
+    notifier: Arc<Notifier>,
 }
 
 /// The loop of one repository.
@@ -540,7 +546,8 @@ async fn one_pass(
         Err(e) => {
             warn!(error = %e, "fetch failed");
             for s in syncs {
-                sync::record_failure(ctx, s, &e, Mode::Apply).await;
+                let report = sync::record_failure(ctx, s, &e, Mode::Apply).await;
+                wake.notifier.tell(&Seen::Sync(report.seen("", false)));
             }
             wake.shared.synced_once(&repo.name);
             return (None, true);
@@ -681,6 +688,12 @@ async fn pass(
         let opened = moved && report.revision == commit.id;
         let told = (report.revision.as_str(), state, report.problem());
         tell_commit(ctx, repo, s, told, opened, wake);
+    }
+    // a check that could not look records nothing, and tells no one
+    if !(mode == Mode::Check && report.failed()) {
+        let applied = mode == Mode::Apply && moved && report.revision == commit.id;
+        let seen = report.seen(&commit.subject, applied);
+        wake.notifier.tell(&Seen::Sync(seen));
     }
     if let Some(inventory) = &report.inventory {
         wake.drift.record(&s.name, inventory);

@@ -17,7 +17,7 @@ use crate::status::{self, SyncStatus};
 use crate::sync::{self, Mode};
 use crate::ui::graph;
 use crate::ui::pages::{EventRow, Logs};
-use crate::ui::status::{AgentState, Document, StatusView, document};
+use crate::ui::status::{AgentState, Document, NotificationRow, StatusView, document};
 use crate::{cleanup, pipelines, vocab};
 
 /// How many Events a sync page lists.
@@ -31,6 +31,7 @@ pub(crate) struct Records {
     pub agent: Option<AgentState>,
     /// The newest runs of each pipeline of the mapping, newest first.
     pub runs: BTreeMap<String, Vec<pipelines::Run>>,
+    pub notifications: Vec<NotificationRow>,
 }
 
 impl Records {
@@ -61,6 +62,26 @@ impl Records {
                     changed: get(vocab::LAST_SYNC),
                 }
             });
+        let mut notifications = Vec::new();
+        for n in mapping.iter().flat_map(|m| &m.notifications) {
+            let name = format!("notify-{}", n.name);
+            let record = store
+                .get(vocab::RecordKind::Outbox, &name)
+                .await
+                .ok()
+                .flatten();
+            let a = record
+                .as_ref()
+                .map(crate::store::annotations)
+                .unwrap_or_default();
+            let get = |k: &str| a.get(k).cloned().unwrap_or_default();
+            notifications.push(NotificationRow {
+                name: n.name.clone(),
+                kind: n.kind.as_str().to_owned(),
+                last_delivered: get(vocab::LAST_SYNC),
+                error: get(vocab::MESSAGE),
+            });
+        }
         let mut recent = BTreeMap::new();
         for p in mapping.iter().flat_map(|m| &m.pipelines) {
             let namespace = p.namespace.as_deref().unwrap_or(&ctx.namespace);
@@ -75,6 +96,7 @@ impl Records {
             rules,
             agent,
             runs: recent,
+            notifications,
         })
     }
 
@@ -85,7 +107,7 @@ impl Records {
             .iter()
             .filter_map(|(name, runs)| Some((name.clone(), runs.first()?.clone())))
             .collect();
-        document(&StatusView {
+        let mut doc = document(&StatusView {
             mapping,
             syncs: &self.syncs,
             pipelines: &self.pipelines,
@@ -93,7 +115,9 @@ impl Records {
             newest: &newest,
             agent: self.agent.clone(),
             now: jiff::Timestamp::now(),
-        })
+        });
+        doc.notifications.clone_from(&self.notifications);
+        doc
     }
 }
 

@@ -631,6 +631,39 @@ async fn check_provider(
     ))
 }
 
+/// `berth validate`'s check of a notification: its Secret can be read and holds a `url` (its
+/// type, events and globs were checked when the mapping loaded). Never shows the URL.
+async fn check_notification(
+    args: &Args,
+    n: &config::Notification,
+    ctx: &mut Option<Context>,
+) -> (bool, String) {
+    let what = format!("notification {} ({})", n.name, n.kind.as_str());
+    let read = match secrets_context(args, ctx, &n.secret_ref).await {
+        Ok(ctx) => crate::notify::notifier::sink_secret(ctx, n).await,
+        Err(e) => Err(e.to_string()),
+    };
+    match read {
+        Ok((_, secret)) => {
+            let events: Vec<&str> = n.on.iter().map(|e| e.as_str()).collect();
+            let signed = if secret.is_some() && n.kind == config::SinkKind::Webhook {
+                ", signed"
+            } else {
+                ""
+            };
+            (
+                true,
+                format!(
+                    "{what}: on {} (URL from Secret {}{signed})",
+                    events.join(", "),
+                    n.secret_ref
+                ),
+            )
+        }
+        Err(e) => (false, format!("{what}: {e}")),
+    }
+}
+
 /// `berth validate`'s check of a repository's pipelines: each one's workflow file parses at
 /// every matching branch head in the mirror.
 async fn check_pipelines(
@@ -693,6 +726,10 @@ async fn validate(args: &Args) -> ExitCode {
                 ),
             );
         }
+    }
+    for n in &mapping.notifications {
+        let (passed, what) = check_notification(args, n, &mut ctx).await;
+        check(passed, what);
     }
     for repo in &mapping.repositories {
         if let Some(target) = &repo.provider {

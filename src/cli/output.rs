@@ -195,6 +195,14 @@ pub(super) fn status_document(
     }
 }
 
+fn or_never(text: &str) -> String {
+    if text.is_empty() {
+        "never".to_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
 fn tables(w: &mut impl Write, doc: &Document, wide: bool) -> io::Result<()> {
     let cut = |text: &str| {
         if wide || text.chars().count() <= 80 {
@@ -289,6 +297,18 @@ fn tables(w: &mut impl Write, doc: &Document, wide: bool) -> io::Result<()> {
                 r.deleted.to_string(),
                 r.stuck.to_string(),
                 cut(&r.message),
+            ]);
+        }
+        write!(w, "\n{}", format_table(&rows))?;
+    }
+    if !doc.notifications.is_empty() {
+        let mut rows = vec![cells(["NOTIFICATION", "TYPE", "LAST DELIVERED", "ERROR"])];
+        for n in &doc.notifications {
+            rows.push([
+                n.name.clone(),
+                n.kind.clone(),
+                or_never(&n.last_delivered),
+                cut(&n.error),
             ]);
         }
         write!(w, "\n{}", format_table(&rows))?;

@@ -19,6 +19,8 @@ pub(super) struct File {
     pub pipelines: Vec<PipelineFile>,
     #[serde(default)]
     pub cleanup: Vec<CleanupFile>,
+    #[serde(default)]
+    pub notifications: Vec<super::notifications::NotificationFile>,
 }
 
 #[derive(Debug, Deserialize)]

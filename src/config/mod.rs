@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod file;
+mod notifications;
 mod sections;
 mod values;
 
 use file::File;
+pub(crate) use notifications::{EventKind, Notification, SinkKind};
 use sections::Registry;
 use values::Source;
 pub(crate) use values::parse_duration;
@@ -66,6 +68,7 @@ pub(crate) struct Mapping {
     pub syncs: Vec<Sync>,
     pub pipelines: Vec<Pipeline>,
     pub cleanup: Vec<CleanupRule>,
+    pub notifications: Vec<Notification>,
 }
 
 impl Mapping {
@@ -289,6 +292,7 @@ pub(crate) fn load(path: &Path) -> Result<Mapping, Error> {
 pub(crate) fn parse(sources: &[(PathBuf, String)]) -> Result<Mapping, Error> {
     let mut mapping = Mapping::default();
     let mut reg = Registry::default();
+    let mut notifications = Vec::new();
     for (path, text) in sources {
         let src = Source { path };
         let file: File = serde_saphyr::from_str(text).map_err(|e| {
@@ -328,7 +332,18 @@ pub(crate) fn parse(sources: &[(PathBuf, String)]) -> Result<Mapping, Error> {
                 .cleanup
                 .push(sections::cleanup_rule(src, c, &mut reg)?);
         }
+        notifications.extend(file.notifications.into_iter().map(|n| (path, n)));
     }
+    let mut names = values::Names::new("notification");
+    let known = notifications::Known {
+        syncs: &mapping.syncs,
+        pipelines: &mapping.pipelines,
+    };
+    let notifications = notifications
+        .into_iter()
+        .map(|(path, n)| notifications::notification(Source { path }, n, &mut names, &known))
+        .collect::<Result<_, _>>()?;
+    mapping.notifications = notifications;
     reg.pipeline_refs.resolve(&reg.pipelines, |name, _| {
         format!("unknown pipeline {name:?}")
     })?;
@@ -495,6 +510,72 @@ syncs:
         assert!(s.prune);
         assert!(!s.self_heal);
         assert_eq!(s.vars["ENV"], "prod");
+    }
+
+    #[test]
+    fn notifications_parse_with_defaults_and_errors_name_the_line() {
+        let with = |entry: &str| format!("{GOOD}notifications:\n{entry}");
+        let m = parse_one(&with(
+            "  - {name: chat, type: slack, secretRef: chat, syncs: [\"w*\"]}\n  - name: am\n    type: alertmanager\n    secretRef: am\n    on: [SyncFailed, Recovered]\n",
+        ))
+        .expect("valid");
+        let chat = &m.notifications[0];
+        assert_eq!(chat.kind, SinkKind::Slack);
+        assert_eq!(
+            chat.on.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
+            ["SyncFailed", "Degraded", "Recovered", "RunFailed"]
+        );
+        assert!(chat.follows("web", false) && !chat.follows("api", false));
+        assert!(
+            chat.follows("any-pipeline", true),
+            "no pipeline globs: every pipeline"
+        );
+        assert_eq!(m.notifications[1].on.len(), 2);
+        for (entry, at, says) in [
+            (
+                "  - {name: c, type: discord, secretRef: c}\n",
+                "berth.yaml:15:21:",
+                "unknown type \"discord\"",
+            ),
+            (
+                "  - {name: c, type: slack, secretRef: c, on: [SyncFailed, Broke]}\n",
+                "berth.yaml:15:59:",
+                "unknown event \"Broke\"",
+            ),
+            (
+                "  - {name: c, type: slack, secretRef: c, syncs: [wbe]}\n",
+                "berth.yaml:15:50:",
+                "\"wbe\" matches no sync (defined: web)",
+            ),
+            (
+                "  - {name: c, type: slack, secretRef: c, pipelines: [\"*\"]}\n",
+                "berth.yaml:15:54:",
+                "matches no pipeline (defined: none)",
+            ),
+            (
+                "  - {name: c, type: alertmanager, secretRef: c, on: [Synced]}\n",
+                "berth.yaml:15:54:",
+                "sends alerts, which Synced is not",
+            ),
+            (
+                "  - {name: c, type: slack, secretRef: Chat}\n",
+                "berth.yaml:15:39:",
+                "secretRef name \"Chat\"",
+            ),
+            (
+                "  - {name: c, type: slack, secretRef: c, on: []}\n",
+                "berth.yaml:15:12:",
+                "`on` is empty",
+            ),
+            (
+                "  - {name: c, type: slack, secretRef: c}\n  - {name: c, type: teams, secretRef: c}\n",
+                "berth.yaml:16:12:",
+                "notification \"c\"",
+            ),
+        ] {
+            let err = parse_one(&with(entry)).expect_err(entry).to_string();
+            assert!(err.starts_with(at) && err.contains(says), "{entry}: {err}");
+        }
     }
 
     #[test]

@@ -13,9 +13,12 @@ use super::launch::resume_queued;
 use super::report;
 use super::run::{Run, record_run, run_of, workflows};
 use super::state;
+use crate::config::EventKind;
 use crate::config::{Concurrency, Mapping, Pipeline};
 use crate::context::Context;
 use crate::events;
+use crate::notify::events::RunSeen;
+use crate::notify::notifier::{Notifier, Seen};
 use crate::notify::statuses::Reporter;
 use crate::vocab::{MANAGED_BY, MANAGER_VALUE, PIPELINE_LABEL, Reason, RecordKind};
 
@@ -25,6 +28,7 @@ use crate::vocab::{MANAGED_BY, MANAGER_VALUE, PIPELINE_LABEL, Reason, RecordKind
 pub(crate) async fn watch_runs(
     ctx: Context,
     mapping: Mapping,
+    notifier: std::sync::Arc<Notifier>,
     stop: tokio_util::sync::CancellationToken,
 ) {
     let namespaces: BTreeSet<String> = mapping
@@ -76,16 +80,53 @@ pub(crate) async fn watch_runs(
         {
             report::observe(&reporter, &ctx, pipeline, target, &run_of(&value));
         }
-        observe_run(&ctx, pipeline, &value, &mut runs).await;
+        if let Some(event) = observe_run(&ctx, pipeline, &value, &mut runs).await {
+            tell(&ctx, &mapping, pipeline, &run_of(&value), event, &notifier).await;
+        }
     }
 }
 
+/// Tells the notifications about a run that launched or finished, with its commit's subject.
+async fn tell(
+    ctx: &Context,
+    mapping: &Mapping,
+    pipeline: &Pipeline,
+    run: &Run,
+    event: EventKind,
+    notifier: &Notifier,
+) {
+    let title = match mapping.repository(&pipeline.repository) {
+        Some(repo) => {
+            crate::source::resolve(&ctx.cache_dir, repo, &run.branch, Some(&run.revision))
+                .await
+                .map(|c| c.subject)
+                .unwrap_or_default()
+        }
+        None => String::new(),
+    };
+    let message = match event {
+        EventKind::Launched => format!("launched for {}", run.branch),
+        _ if !run.failed_step.is_empty() => format!("failed at step {}", run.failed_step),
+        _ => format!("{} ({})", run.phase, run.branch),
+    };
+    notifier.tell(&Seen::Run(RunSeen {
+        pipeline: pipeline.name.clone(),
+        run: run.name.clone(),
+        event,
+        revision: run.revision.clone(),
+        title,
+        message,
+    }));
+}
+
+/// Records a run's change in the pipeline's record. Returns what is news for the
+/// notifications: a run new to the record (`Launched`), or one that finished now.
 async fn observe_run(
     ctx: &Context,
     pipeline: &Pipeline,
     value: &Value,
     cache: &mut HashMap<String, Vec<Run>>,
-) {
+) -> Option<EventKind> {
     let known = match cache.get(&pipeline.name) {
         Some(r) => r.clone(),
         None => state::load(&ctx.store(), &pipeline.name)
@@ -100,12 +141,14 @@ async fn observe_run(
     let (updated, finished_now) = record_run(&known, run.clone(), created);
     if updated == known {
         cache.insert(pipeline.name.clone(), updated);
-        return;
+        return None;
     }
     if let Err(e) = state::record_runs(ctx, &pipeline.name, &updated).await {
         warn!(pipeline = %pipeline.name, error = %e, "failed to record run");
-        return;
+        return None;
     }
+    let new =
+        !known.iter().any(|r| r.name == run.name) && updated.iter().any(|r| r.name == run.name);
     cache.insert(pipeline.name.clone(), updated);
     if finished_now {
         let mut message = format!(
@@ -142,4 +185,12 @@ async fn observe_run(
             }
         }
     }
+    if finished_now {
+        return match run.phase.as_str() {
+            "Succeeded" => Some(EventKind::RunSucceeded),
+            "Failed" | "Error" => Some(EventKind::RunFailed),
+            _ => None,
+        };
+    }
+    (new && !super::run::is_finished(&run.phase)).then_some(EventKind::Launched)
 }

@@ -410,6 +410,35 @@ impl Client {
         Self { http, metrics }
     }
 
+    /// Posts a JSON body to a chat, webhook or Alertmanager URL, once. The error never holds
+    /// the URL (a chat webhook's URL is its secret), only what went wrong.
+    ///
+    /// # Errors
+    /// The sink answers outside 2xx (with its code and what it said), or cannot be reached in
+    /// time.
+    pub(crate) async fn post(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        headers: &[(&'static str, String)],
+    ) -> Result<(), String> {
+        let mut request = self
+            .http
+            .post(url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.map_err(network_message)?;
+        let code = response.status();
+        if code.is_success() {
+            return Ok(());
+        }
+        let bytes = response.bytes().await.unwrap_or_default();
+        Err(answer_message(code, &bytes))
+    }
+
     /// Sends one call once and returns the answer's JSON (`null` for an empty body).
     ///
     /// # Errors

@@ -121,6 +121,38 @@ impl Report {
         }
     }
 
+    /// What the pass came to, for the notifications: `title` is the commit's subject, and
+    /// `applied` says the pass applied a new revision.
+    pub(crate) fn seen(&self, title: &str, applied: bool) -> crate::notify::events::SyncSeen {
+        use crate::notify::events::Condition;
+        let failed = self.failed();
+        let condition = if failed {
+            Condition::Failed
+        } else if self.health == crate::status::Health::Degraded {
+            Condition::Degraded
+        } else if self.phase == Phase::OutOfSync {
+            Condition::OutOfSync
+        } else {
+            Condition::Fine
+        };
+        let ids = |ids: &[ObjectId]| ids.iter().map(ToString::to_string).collect();
+        crate::notify::events::SyncSeen {
+            sync: self.sync.clone(),
+            revision: self.revision.clone(),
+            title: title.to_owned(),
+            condition,
+            healthy: self.phase == Phase::Synced && self.health == crate::status::Health::Healthy,
+            applied: applied && !failed,
+            message: if condition == Condition::Fine {
+                self.message.clone()
+            } else {
+                self.problem().to_owned()
+            },
+            pruned: ids(&self.changes.pruned),
+            adopted: ids(&self.changes.adopted),
+        }
+    }
+
     pub(crate) fn failed(&self) -> bool {
         self.phase == Phase::Failed
             || self.status_error.is_some()

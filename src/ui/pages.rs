@@ -112,6 +112,7 @@ pub(crate) fn overview(o: &Overview<'_>) -> Markup {
         (overview_syncs(o))
         (overview_pipelines(o))
         (overview_cleanup(o))
+        @if !o.status.notifications.is_empty() { (overview_notifications(o)) }
         (overview_agent(o))
     }
 }
@@ -223,6 +224,32 @@ fn overview_cleanup(o: &Overview<'_>) -> Markup {
         ],
         &rows,
         "No cleanup rules in the mapping.",
+    )
+}
+
+/// The overview's notifications: where each goes, its last delivery, and why it is failing.
+fn overview_notifications(o: &Overview<'_>) -> Markup {
+    let rows: Vec<Vec<Markup>> = o
+        .status
+        .notifications
+        .iter()
+        .map(|n| {
+            vec![
+                html! { (n.name) },
+                html! { (n.kind) },
+                html! { (or(&n.last_delivered, "never")) },
+                html! {
+                    @if n.error.is_empty() { (badge("Delivering")) }
+                    @else { (badge("Failing")) " " span class="message error" { (n.error) } }
+                },
+            ]
+        })
+        .collect();
+    table(
+        "Notifications",
+        &["Notification", "Type", "Last delivered", "State"],
+        &rows,
+        "No notifications in the mapping.",
     )
 }
 
@@ -576,7 +603,7 @@ pub(crate) fn problem(p: &Problem<'_>) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ui::status::{AgentState, PipelineRow};
+    use crate::ui::status::{AgentState, NotificationRow, PipelineRow};
 
     fn row(name: &str, status: &str, health: &str) -> SyncRow {
         SyncRow {
@@ -607,6 +634,12 @@ mod tests {
                 provider_error: "gitea API for acme/source: POST https://git.example.com/api/v1/repos/acme/source/statuses/abc: 401 Unauthorized".into(),
             }],
             cleanup: Vec::new(),
+            notifications: vec![NotificationRow {
+                name: "team-chat".into(),
+                kind: "slack".into(),
+                last_delivered: String::new(),
+                error: "team-chat (slack): 500 Internal Server Error".into(),
+            }],
             agent: Some(AgentState {
                 mapping: "Valid".into(),
                 message: "loaded".into(),
@@ -633,6 +666,10 @@ mod tests {
         assert!(
             html.contains("Commit status failing: gitea API for acme/source: POST"),
             "{html}"
+        );
+        assert!(
+            html.contains("team-chat (slack): 500 Internal Server Error"),
+            "a failing notification shows why: {html}"
         );
         assert!(!html.contains("<form"), "read-only: {html}");
         assert!(

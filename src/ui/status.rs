@@ -76,7 +76,20 @@ pub(crate) struct Document {
     pub syncs: Vec<SyncRow>,
     pub pipelines: Vec<PipelineRow>,
     pub cleanup: Vec<RuleRow>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<NotificationRow>,
     pub agent: Option<AgentState>,
+}
+
+/// One notification: where it goes, when it last delivered, and why it is failing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct NotificationRow {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub last_delivered: String,
+    /// The last delivery's error; empty while delivering.
+    pub error: String,
 }
 
 pub(crate) fn document(view: &StatusView<'_>) -> Document {
@@ -84,6 +97,7 @@ pub(crate) fn document(view: &StatusView<'_>) -> Document {
         syncs: sync_rows(view),
         pipelines: pipeline_rows(view),
         cleanup: rule_rows(view),
+        notifications: Vec::new(),
         agent: view.agent.clone(),
     }
 }
