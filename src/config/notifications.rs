@@ -8,6 +8,8 @@ use std::fmt;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use crate::vocab::Reason;
+
 use super::Error;
 use super::values::{Names, Source, check_glob, check_name};
 
@@ -57,16 +59,16 @@ impl EventKind {
 
     pub(crate) fn as_str(self) -> &'static str {
         match self {
-            Self::SyncFailed => "SyncFailed",
-            Self::Degraded => "Degraded",
+            Self::SyncFailed => Reason::SyncFailed.as_str(),
+            Self::Degraded => Reason::Degraded.as_str(),
             Self::OutOfSync => "OutOfSync",
-            Self::Synced => "Synced",
+            Self::Synced => Reason::Synced.as_str(),
             Self::Recovered => "Recovered",
             Self::Pruned => "Pruned",
-            Self::Adopted => "Adopted",
-            Self::RunFailed => "RunFailed",
-            Self::RunSucceeded => "RunSucceeded",
-            Self::Launched => "Launched",
+            Self::Adopted => Reason::Adopted.as_str(),
+            Self::RunFailed => Reason::RunFailed.as_str(),
+            Self::RunSucceeded => Reason::RunSucceeded.as_str(),
+            Self::Launched => Reason::Launched.as_str(),
         }
     }
 
