@@ -303,6 +303,60 @@ async fn a_minute_long_outage_loses_no_status_and_a_refusal_never_shows_the_toke
     assert_eq!(api.violations(), Vec::<String>::new());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_statuses_conform_to_githubs_description() {
+    let h = host().await;
+    let api = fake_github(&h).await;
+    put_secret_data(
+        &h.client,
+        &h.berth_ns.name,
+        "github-api",
+        &[("token", TOKEN)],
+    )
+    .await;
+    let app = common::namespace(&h.client, &common::unique("app")).await;
+    h.repo.write(
+        "deploy/settings.yaml",
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings, namespace: {}}}\n",
+            app.name
+        ),
+    );
+    let first = h.repo.commit("settings");
+    h.gitea.push(&h.repo, "web");
+    let provider = format!("{{type: github, url: {}, secretRef: github-api}}", api.url);
+    let syncs = format!(
+        "syncs:\n  - {{name: web, repository: web, path: deploy, namespace: {}}}\n",
+        app.name
+    );
+    let berth = Berth::new(&h.berth_ns.name, &h.mapping_with(&provider, "1s", &syncs));
+    let (_agent, _base) = h.agent(&berth);
+    let told = expect_posted(&api, &first, &["pending", "success"]).await;
+    for (_, context, _, url) in &told {
+        assert_eq!(context, "berth/sync/web");
+        assert_eq!(url, &format!("{EXTERNAL}/syncs/web"));
+    }
+
+    h.repo.write(
+        "deploy/gadget.yaml",
+        "apiVersion: nowhere.example.com/v1\nkind: Gadget\nmetadata: {name: sprocket}\n",
+    );
+    let broken = h.repo.commit("a gadget");
+    h.gitea.push(&h.repo, "web");
+    let failed = expect_posted(&api, &broken, &["pending", "failure"]).await;
+    assert!(
+        failed[1].2.contains("Gadget") && failed[1].2.contains("sprocket"),
+        "{failed:?}"
+    );
+    assert!(
+        api.log()
+            .iter()
+            .all(|r| r.authorization == format!("Bearer {TOKEN}")),
+        "every call carries the token"
+    );
+    assert_eq!(api.violations(), Vec::<String>::new());
+}
+
 #[test]
 fn the_description_refuses_what_github_would_refuse() {
     let spec = Spec::load(&common::npm_file(OPENAPI, "generated/api.github.com.json"));

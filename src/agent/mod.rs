@@ -29,7 +29,7 @@ use tracing::{error, info, instrument, warn};
 
 use crate::config::{self, Mapping, Repository};
 use crate::context::Context;
-use crate::notify::notifier::{Notifier, Seen};
+use crate::notify::notifier::{Batch, Notifier, Seen};
 use crate::notify::statuses::Reporter;
 use crate::provider::State;
 use crate::source;
@@ -412,6 +412,7 @@ impl Tasks {
                 shared: shared.clone(),
                 statuses: statuses.clone(),
                 notifier: notifier.clone(),
+                batch: Batch::default(),
             };
             set.spawn(async move { poll(ctx, mapping, repo, wake, stop).await });
         }
@@ -452,6 +453,8 @@ struct Wake {
     statuses: Arc<Reporter>,
     /// Tells the notifications what passes came to.
     notifier: Arc<Notifier>,
+    /// What this repository's pass came to so far, told when it ends.
+    batch: Batch,
 }
 
 /// The loop of one repository.
@@ -547,8 +550,10 @@ async fn one_pass(
             warn!(error = %e, "fetch failed");
             for s in syncs {
                 let report = sync::record_failure(ctx, s, &e, Mode::Apply).await;
-                wake.notifier.tell(&Seen::Sync(report.seen("", false)));
+                let seen = Seen::Sync(report.seen("", false));
+                wake.batch.add(&wake.notifier, seen);
             }
+            wake.batch.flush(&wake.notifier);
             wake.shared.synced_once(&repo.name);
             return (None, true);
         }
@@ -568,6 +573,7 @@ async fn one_pass(
                 failed |= pass(ctx, mapping, repo, s, commit, moved, done, wake).await;
             }
         }
+        wake.batch.flush(&wake.notifier);
         wake.shared.synced_once(&repo.name);
         failed
     };
@@ -607,6 +613,7 @@ async fn repair(
         info!(sync = %s.name, objects = %ids.join(", "), "changed by hand; re-planning");
         failed |= pass(ctx, mapping, repo, s, commit, false, done, wake).await;
     }
+    wake.batch.flush(&wake.notifier);
     failed
 }
 
@@ -693,7 +700,7 @@ async fn pass(
     if !(mode == Mode::Check && report.failed()) {
         let applied = mode == Mode::Apply && moved && report.revision == commit.id;
         let seen = report.seen(&commit.subject, applied);
-        wake.notifier.tell(&Seen::Sync(seen));
+        wake.batch.add(&wake.notifier, Seen::Sync(seen));
     }
     if let Some(inventory) = &report.inventory {
         wake.drift.record(&s.name, inventory);

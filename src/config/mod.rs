@@ -299,21 +299,7 @@ pub(crate) fn parse(sources: &[(PathBuf, String)]) -> Result<Mapping, Error> {
             let loc = e.location().unwrap_or(serde_saphyr::Location::UNKNOWN);
             src.invalid(loc, yaml_message(&e))
         })?;
-        if file.api_version.value != API_VERSION {
-            return Err(src.invalid(
-                file.api_version.referenced,
-                format!(
-                    "apiVersion must be {API_VERSION}, not {:?}",
-                    file.api_version.value
-                ),
-            ));
-        }
-        if file.kind.value != KIND {
-            return Err(src.invalid(
-                file.kind.referenced,
-                format!("kind must be {KIND}, not {:?}", file.kind.value),
-            ));
-        }
+        check_header(src, &file)?;
         for r in file.repositories {
             mapping
                 .repositories
@@ -344,6 +330,7 @@ pub(crate) fn parse(sources: &[(PathBuf, String)]) -> Result<Mapping, Error> {
         .map(|(path, n)| notifications::notification(Source { path }, n, &mut names, &known))
         .collect::<Result<_, _>>()?;
     mapping.notifications = notifications;
+    check_dependencies(&mapping, &reg)?;
     reg.pipeline_refs.resolve(&reg.pipelines, |name, _| {
         format!("unknown pipeline {name:?}")
     })?;
@@ -363,6 +350,44 @@ pub(crate) fn parse(sources: &[(PathBuf, String)]) -> Result<Mapping, Error> {
             pipeline.branches.push(repo.branch.clone());
         }
     }
+    check_pull_request_providers(&mapping, &reg.pull_request_pipelines)?;
+    reg.repository_refs
+        .resolve(&reg.repositories, |name, names| {
+            let known = names.known();
+            format!(
+                "unknown repository {name:?} (defined: {})",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            )
+        })?;
+    Ok(mapping)
+}
+
+/// A mapping file's `apiVersion` and `kind`.
+fn check_header(src: Source<'_>, file: &File) -> Result<(), Error> {
+    if file.api_version.value != API_VERSION {
+        return Err(src.invalid(
+            file.api_version.referenced,
+            format!(
+                "apiVersion must be {API_VERSION}, not {:?}",
+                file.api_version.value
+            ),
+        ));
+    }
+    if file.kind.value != KIND {
+        return Err(src.invalid(
+            file.kind.referenced,
+            format!("kind must be {KIND}, not {:?}", file.kind.value),
+        ));
+    }
+    Ok(())
+}
+
+/// Every `dependsOn` names a defined sync, and they form no cycle.
+fn check_dependencies(mapping: &Mapping, reg: &Registry) -> Result<(), Error> {
     if let Some((_, name, origin)) = reg
         .dependents
         .iter()
@@ -383,20 +408,7 @@ pub(crate) fn parse(sources: &[(PathBuf, String)]) -> Result<Mapping, Error> {
             .clone()
             .invalid(format!("dependsOn forms a cycle: {}", cycle.join(" → "))));
     }
-    check_pull_request_providers(&mapping, &reg.pull_request_pipelines)?;
-    reg.repository_refs
-        .resolve(&reg.repositories, |name, names| {
-            let known = names.known();
-            format!(
-                "unknown repository {name:?} (defined: {})",
-                if known.is_empty() {
-                    "none".to_owned()
-                } else {
-                    known.join(", ")
-                }
-            )
-        })?;
-    Ok(mapping)
+    Ok(())
 }
 
 /// Every pipeline with `pullRequests` follows a repository with a `provider`, which lists

@@ -155,6 +155,10 @@ impl Known {
         let mut standing = was.clone();
         if changed && let Some(event) = now_condition.event() {
             events.push((event, seen.message.clone()));
+            // the next recovery is news, even at a revision that recovered before
+            let recovered = format!("#{}", EventKind::Recovered);
+            self.sent
+                .retain(|k, _| !(k.starts_with(&format!("{subject}@")) && k.ends_with(&recovered)));
             standing = Standing {
                 condition: now_condition,
                 revision: seen.revision.clone(),
@@ -339,6 +343,19 @@ mod tests {
         assert_eq!(
             events(&mut known, &n, &seen("b", Condition::Failed, false)),
             vec![EventKind::SyncFailed]
+        );
+        // and so is recovering again at a revision that recovered before
+        assert_eq!(
+            events(&mut known, &n, &seen("c", Condition::Fine, true)),
+            vec![EventKind::Recovered]
+        );
+        assert_eq!(
+            events(&mut known, &n, &seen("c", Condition::Degraded, false)),
+            vec![EventKind::Degraded]
+        );
+        assert_eq!(
+            events(&mut known, &n, &seen("c", Condition::Fine, true)),
+            vec![EventKind::Recovered]
         );
     }
 

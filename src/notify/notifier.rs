@@ -46,7 +46,7 @@ pub(crate) enum Seen {
 
 /// Hands what happened to every notification's task.
 pub(crate) struct Notifier {
-    senders: Vec<mpsc::UnboundedSender<Seen>>,
+    senders: Vec<mpsc::UnboundedSender<Vec<Seen>>>,
 }
 
 impl Notifier {
@@ -76,9 +76,43 @@ impl Notifier {
     }
 
     /// Tells every notification; never waits.
-    pub(crate) fn tell(&self, seen: &Seen) {
+    pub(crate) fn tell(&self, seen: Vec<Seen>) {
+        if seen.is_empty() {
+            return;
+        }
         for tx in &self.senders {
             let _ = tx.send(seen.clone());
+        }
+    }
+}
+
+/// What one repository's pass came to, told as one arrival when the pass ends, so the syncs a
+/// commit broke go out in one message however long the pass takes. A pass that goes on for
+/// longer than [`PATIENCE`] tells what it has so far rather than hold it.
+#[derive(Default)]
+pub(crate) struct Batch(std::sync::Mutex<Option<(Instant, Vec<Seen>)>>);
+
+/// The longest a pass holds what it came to.
+const PATIENCE: Duration = Duration::from_secs(5);
+
+impl Batch {
+    /// Adds what a sync's pass came to.
+    pub(crate) fn add(&self, notifier: &Notifier, seen: Seen) {
+        let mut held = self.0.lock().expect("batch lock");
+        let (since, list) = held.get_or_insert_with(|| (Instant::now(), Vec::new()));
+        list.push(seen);
+        if since.elapsed() >= PATIENCE
+            && let Some((_, list)) = held.take()
+        {
+            notifier.tell(list);
+        }
+    }
+
+    /// Tells what was held: the pass ended.
+    pub(crate) fn flush(&self, notifier: &Notifier) {
+        let held = self.0.lock().expect("batch lock").take();
+        if let Some((_, list)) = held {
+            notifier.tell(list);
         }
     }
 }
@@ -100,7 +134,7 @@ struct Task {
 }
 
 impl Task {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Seen>, stop: CancellationToken) {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Vec<Seen>>, stop: CancellationToken) {
         let alerting = self.n.kind == SinkKind::Alertmanager;
         let mut refresh = tokio::time::interval(ALERT_REFRESH);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -112,7 +146,7 @@ impl Task {
                 () = stop.cancelled() => return,
                 seen = rx.recv() => {
                     let Some(seen) = seen else { return };
-                    self.pending.push(seen);
+                    self.pending.extend(seen);
                     gather(&mut rx, &mut self.pending).await;
                 }
                 _ = refresh.tick(), if alerting => refreshing = true,
@@ -313,12 +347,12 @@ pub(crate) async fn sink_secret(
 }
 
 /// Adds what comes in a burst: until nothing came for [`QUIET`], at most [`WINDOW`].
-async fn gather(rx: &mut mpsc::UnboundedReceiver<Seen>, into: &mut Vec<Seen>) {
+async fn gather(rx: &mut mpsc::UnboundedReceiver<Vec<Seen>>, into: &mut Vec<Seen>) {
     let end = Instant::now() + WINDOW;
     loop {
         let quiet = (Instant::now() + QUIET).min(end);
         match tokio::time::timeout_at(quiet, rx.recv()).await {
-            Ok(Some(seen)) => into.push(seen),
+            Ok(Some(seen)) => into.extend(seen),
             Ok(None) | Err(_) => return,
         }
     }
@@ -362,12 +396,12 @@ mod tests {
         };
         let sender = tokio::spawn(async move {
             for i in 0..5 {
-                tx.send(run(i)).expect("open");
+                tx.send(vec![run(i)]).expect("open");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             // after a quiet spell: the next burst
             tokio::time::sleep(Duration::from_millis(500)).await;
-            tx.send(run(9)).expect("open");
+            tx.send(vec![run(9)]).expect("open");
         });
         let mut got = Vec::new();
         gather(&mut rx, &mut got).await;

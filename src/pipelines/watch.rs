@@ -109,14 +109,14 @@ async fn tell(
         _ if !run.failed_step.is_empty() => format!("failed at step {}", run.failed_step),
         _ => format!("{} ({})", run.phase, run.branch),
     };
-    notifier.tell(&Seen::Run(RunSeen {
+    notifier.tell(vec![Seen::Run(RunSeen {
         pipeline: pipeline.name.clone(),
         run: run.name.clone(),
         event,
         revision: run.revision.clone(),
         title,
         message,
-    }));
+    })]);
 }
 
 /// Records a run's change in the pipeline's record. Returns what is news for the

@@ -8,6 +8,7 @@
 
 pub mod browser;
 pub mod forge;
+pub mod receiver;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
