@@ -393,6 +393,9 @@ latency=$(cargo bench --quiet --bench latency 2>/dev/null | grep -E '^P[45]' || 
 # ---- P11/P12: pull requests and commit statuses, against a real Gitea ---------------------------
 log "P11/P12: pull request delivery -> Workflow, Workflow finished -> status on the commit (Gitea)"
 pulls=$(cargo bench --quiet --bench pull_requests 2>/dev/null | grep -E '^P1[12]' || true)
+# ---- P17/P18: notifications, to a receiver on loopback ------------------------------------------
+log "P17/P18: breaking commit -> notification delivered; 100 syncs broken at once -> one message"
+notifications=$(cargo bench --quiet --bench notifications 2>/dev/null | grep -E '^(P1[78]|    )' || true)
 
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
 b1=$(median "${p1b[@]}"); k1=$(median "${p1k[@]}")
@@ -418,3 +421,5 @@ printf '%-4s %-58s %9s %9s %7s %s\n' P16b "the same with 3 custom resources (kub
 echo "$latency" | sed 's/^/    /'
 echo "$pulls" | sed 's/^/    /'
 echo "    (targets: P11 p50 <= 200 ms, P12 p50 <= 1 s)"
+echo "$notifications" | sed 's/^/    /'
+echo "    (targets: P17 p50 <= 1 s, P18 one message per notification within 5 s)"
