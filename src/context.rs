@@ -11,6 +11,7 @@ use kube::api::Api;
 
 use crate::cluster::api_message;
 use crate::git::Credentials;
+use crate::object::ObjectId;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
@@ -62,6 +63,69 @@ pub(crate) struct Context {
     pub provider: crate::provider::Client,
     /// The dashboard's public address (`--external-url`), for links in commit statuses.
     pub external_url: Option<Arc<str>>,
+    /// The objects the syncs passing now declare.
+    pub claims: Arc<Claims>,
+}
+
+/// The objects each sync passing now declares, so syncs passing side by side see each other's
+/// objects before either has labelled them: an object that two syncs declare belongs to the
+/// one whose pass claimed it first, as it would to the one that passed first.
+#[derive(Debug, Default)]
+pub(crate) struct Claims(std::sync::Mutex<std::collections::HashMap<ObjectId, String>>);
+
+/// What one sync's pass claimed; let go when the pass ends.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    claims: Arc<Claims>,
+    sync: String,
+    ids: Vec<ObjectId>,
+}
+
+impl Claims {
+    /// Claims `ids` for `sync`. The error names each object another sync's pass claimed.
+    pub(crate) fn claim(
+        self: &Arc<Self>,
+        sync: &str,
+        ids: impl IntoIterator<Item = ObjectId>,
+    ) -> Result<Claim, Vec<String>> {
+        let mut held = self.0.lock().expect("claims lock");
+        let ids: Vec<ObjectId> = ids.into_iter().collect();
+        let taken: Vec<String> = ids
+            .iter()
+            .filter_map(|id| {
+                let owner = held.get(id).filter(|owner| *owner != sync)?;
+                Some(format!(
+                    "{id} is declared by sync {owner:?}, passing now; sync {sync:?} declares it too"
+                ))
+            })
+            .collect();
+        if !taken.is_empty() {
+            return Err(taken);
+        }
+        let mut mine = Vec::new();
+        for id in ids {
+            if !held.contains_key(&id) {
+                held.insert(id.clone(), sync.to_owned());
+                mine.push(id);
+            }
+        }
+        Ok(Claim {
+            claims: self.clone(),
+            sync: sync.to_owned(),
+            ids: mine,
+        })
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut held = self.claims.0.lock().expect("claims lock");
+        for id in &self.ids {
+            if held.get(id) == Some(&self.sync) {
+                held.remove(id);
+            }
+        }
+    }
 }
 
 impl Context {
@@ -190,5 +254,44 @@ impl Context {
             _ => None,
         };
         Ok(crate::provider::Token { username, secret })
+    }
+}
+
+#[cfg(test)]
+mod claim_tests {
+    use super::*;
+
+    #[test]
+    fn an_object_belongs_to_the_pass_that_claimed_it_first() {
+        let claims = Arc::new(Claims::default());
+        let id = |name: &str| ObjectId {
+            group: String::new(),
+            kind: "ConfigMap".into(),
+            namespace: "web".into(),
+            name: name.into(),
+        };
+        let first = claims
+            .claim("a", [id("shared"), id("a-only")])
+            .expect("free");
+        let refused = claims
+            .claim("b", [id("shared"), id("b-only")])
+            .expect_err("taken");
+        assert_eq!(refused.len(), 1);
+        assert!(
+            refused[0].contains("sync \"a\", passing now"),
+            "{refused:?}"
+        );
+        // a sync claims again what it holds; another sync's claim is untouched by a refusal
+        let again = claims.claim("a", [id("shared")]).expect("its own");
+        drop(again);
+        assert!(
+            claims.claim("b", [id("shared")]).is_err(),
+            "still held by the first claim"
+        );
+        drop(first);
+        assert!(
+            claims.claim("b", [id("shared")]).is_ok(),
+            "let go when the pass ended"
+        );
     }
 }

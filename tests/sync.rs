@@ -616,3 +616,58 @@ async fn status_lists_syncs_with_revision_and_objects() {
     assert!(row.contains(&format!("config@{}", &sha[..7])), "{stdout}");
     assert!(row.contains("Synced") && row.contains(" 3 "), "{stdout}");
 }
+
+/// Two syncs of one repository that declare the same new object in one commit pass side by
+/// side: the object goes to one of them, and the other is refused, naming the object, as it
+/// would be had they passed one after the other.
+#[tokio::test]
+async fn two_syncs_passing_together_do_not_both_take_one_object() {
+    let app = common::App::sync("a", "a", "").await;
+    let ns = &app.app_ns.name;
+    let shared = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: shared, namespace: {ns}}}\ndata: {{from: git}}\n"
+    );
+    for path in ["a", "b"] {
+        app.repo.write(&format!("{path}/shared.yaml"), &shared);
+    }
+    app.repo.commit("both declare shared");
+    let both = format!(
+        "{}  - {{name: b, repository: config, path: b, namespace: {ns}}}\n",
+        std::fs::read_to_string(&app.berth.mapping).expect("mapping")
+    );
+    std::fs::write(&app.berth.mapping, both).expect("mapping");
+    let (_agent, _) = app.berth.agent();
+    let phase = |cm: &ConfigMap| {
+        let a = cm.metadata.annotations.clone().unwrap_or_default();
+        (
+            a.get("berth.dev/status").cloned().unwrap_or_default(),
+            a.get("berth.dev/message").cloned().unwrap_or_default(),
+        )
+    };
+    let records: Api<ConfigMap> = Api::namespaced(app.client.clone(), &app.berth_ns.name);
+    let seen = common::eventually(Duration::from_secs(60), || async {
+        let a = records.get_opt("berth-sync-a").await.ok()??;
+        let b = records.get_opt("berth-sync-b").await.ok()??;
+        let (pa, pb) = (phase(&a), phase(&b));
+        (!pa.0.is_empty() && !pb.0.is_empty()).then_some((pa, pb))
+    })
+    .await
+    .expect("both syncs recorded a pass");
+    let ((a, a_message), (b, b_message)) = seen;
+    let (owner, refused) = match (a.as_str(), b.as_str()) {
+        ("Synced", "Failed") => ("a", b_message),
+        ("Failed", "Synced") => ("b", a_message),
+        other => panic!("one sync takes the object, the other is refused: {other:?}"),
+    };
+    assert!(
+        refused.contains("shared") && refused.contains("declares it too"),
+        "{refused}"
+    );
+    let live: Api<ConfigMap> = Api::namespaced(app.client.clone(), ns);
+    let cm = live.get("shared").await.expect("shared exists");
+    let labels = cm.metadata.labels.unwrap_or_default();
+    assert_eq!(
+        labels.get("berth.dev/sync").map(String::as_str),
+        Some(owner)
+    );
+}

@@ -29,6 +29,8 @@ use tracing::{error, info, instrument, warn};
 
 use crate::config::{self, Mapping, Repository};
 use crate::context::Context;
+use futures::StreamExt as _;
+
 use crate::notify::notifier::{Batch, Notifier, Seen};
 use crate::notify::statuses::Reporter;
 use crate::provider::State;
@@ -568,9 +570,23 @@ async fn one_pass(
     let sync_all = async {
         let mut failed = false;
         if let Some(commit) = &head {
-            for s in syncs {
-                let moved = done.get(&s.name) != Some(&commit.id);
-                failed |= pass(ctx, mapping, repo, s, commit, moved, done, wake).await;
+            // syncs pass side by side, a sync only after the ones it depends on
+            for level in levels(syncs) {
+                let mut passes = Vec::new();
+                for s in level {
+                    let moved = done.get(&s.name) != Some(&commit.id);
+                    passes.push(async move {
+                        (s, pass(ctx, mapping, repo, s, commit, moved, wake).await)
+                    });
+                }
+                let passed: Vec<_> = futures::stream::iter(passes)
+                    .buffer_unordered(SYNCS_AT_ONCE)
+                    .collect()
+                    .await;
+                for (s, (sync_failed, outcome)) in passed {
+                    failed |= sync_failed;
+                    remember(done, &s.name, outcome);
+                }
             }
         }
         wake.batch.flush(&wake.notifier);
@@ -611,7 +627,9 @@ async fn repair(
         }
         let ids: Vec<String> = changes.iter().map(|c| c.id.to_string()).collect();
         info!(sync = %s.name, objects = %ids.join(", "), "changed by hand; re-planning");
-        failed |= pass(ctx, mapping, repo, s, commit, false, done, wake).await;
+        let (sync_failed, outcome) = pass(ctx, mapping, repo, s, commit, false, wake).await;
+        failed |= sync_failed;
+        remember(done, &s.name, outcome);
     }
     wake.batch.flush(&wake.notifier);
     failed
@@ -665,10 +683,67 @@ async fn refs(
     (heads, extra)
 }
 
+/// How many syncs of a repository pass at once.
+const SYNCS_AT_ONCE: usize = 4;
+
+/// The syncs in the order they may pass: each level after the one before, a sync in the level
+/// after every sync of the same list it depends on (the mapping refuses cycles).
+fn levels<'s>(syncs: &[&'s config::Sync]) -> Vec<Vec<&'s config::Sync>> {
+    let mut level: HashMap<&str, usize> = HashMap::new();
+    fn depth<'s>(
+        s: &'s config::Sync,
+        syncs: &[&'s config::Sync],
+        level: &mut HashMap<&'s str, usize>,
+    ) -> usize {
+        if let Some(d) = level.get(s.name.as_str()) {
+            return *d;
+        }
+        let d = s
+            .depends_on
+            .iter()
+            .filter_map(|dep| syncs.iter().find(|o| &o.name == dep))
+            .map(|dep| depth(dep, syncs, level) + 1)
+            .max()
+            .unwrap_or(0);
+        level.insert(&s.name, d);
+        d
+    }
+    let mut out: Vec<Vec<&config::Sync>> = Vec::new();
+    for s in syncs {
+        let d = depth(s, syncs, &mut level);
+        if out.len() <= d {
+            out.resize_with(d + 1, Vec::new);
+        }
+        out[d].push(s);
+    }
+    out
+}
+
+/// What a sync's pass changes in what its repository's loop remembers.
+enum Outcome {
+    /// A check: nothing.
+    Checked,
+    /// An apply failed: the commit is to be passed again.
+    Failed,
+    /// The commit was applied.
+    Applied(String),
+}
+
+fn remember(done: &mut HashMap<String, String>, sync: &str, outcome: Outcome) {
+    match outcome {
+        Outcome::Checked => {}
+        Outcome::Failed => {
+            done.remove(sync);
+        }
+        Outcome::Applied(commit) => {
+            done.insert(sync.to_owned(), commit);
+        }
+    }
+}
+
 /// One pass of a sync at `commit`. A sync applies when the commit `moved` or it heals drift
-/// (`selfHeal`); otherwise it only checks. Records the commit of a successful apply in `done`
-/// and hands the inventory to the drift watches. True when the pass failed.
-#[allow(clippy::too_many_arguments)]
+/// (`selfHeal`); otherwise it only checks. Hands the inventory to the drift watches. Returns
+/// whether the pass failed, and what its loop is to remember of it.
 async fn pass(
     ctx: &Context,
     mapping: &Mapping,
@@ -676,9 +751,8 @@ async fn pass(
     s: &config::Sync,
     commit: &crate::git::Commit,
     moved: bool,
-    done: &mut HashMap<String, String>,
     wake: &Wake,
-) -> bool {
+) -> (bool, Outcome) {
     // at the same commit, selfHeal re-applies drift; otherwise the check only reports it
     // (OutOfSync)
     let mode = if moved || s.self_heal {
@@ -716,16 +790,12 @@ async fn pass(
         },
         (mode == Mode::Apply).then(|| report.changes.actions()),
     );
-    match (mode, report.failed()) {
-        (Mode::Apply, true) => {
-            done.remove(&s.name);
-        }
-        (Mode::Apply, false) => {
-            done.insert(s.name.clone(), commit.id.clone());
-        }
-        _ => {}
-    }
-    report.failed()
+    let outcome = match (mode, report.failed()) {
+        (Mode::Apply, true) => Outcome::Failed,
+        (Mode::Apply, false) => Outcome::Applied(commit.id.clone()),
+        _ => Outcome::Checked,
+    };
+    (report.failed(), outcome)
 }
 
 /// Hands a sync's commit status (revision, state, message) to its reporter, when the sync's
@@ -764,6 +834,24 @@ mod tests {
         assert_eq!(backoff(2), Duration::from_secs(10));
         assert_eq!(backoff(4), Duration::from_secs(40));
         assert_eq!(backoff(20), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn syncs_pass_after_the_ones_they_depend_on() {
+        let text = "apiVersion: berth.dev/v1alpha1\nkind: Mapping\nrepositories:\n  - {name: config, url: https://git.example.com/config.git}\nsyncs:\n  - {name: app, repository: config, dependsOn: [db, other]}\n  - {name: db, repository: config, dependsOn: [crds]}\n  - {name: crds, repository: config}\n  - {name: web, repository: config}\n  - {name: other, repository: config}\n";
+        let mapping = config::parse(&[("berth.yaml".into(), text.to_owned())]).expect("mapping");
+        // `other` is left out of the list, as a sync of another repository would be
+        let all: Vec<config::Sync> = mapping
+            .syncs
+            .into_iter()
+            .filter(|s| s.name != "other")
+            .collect();
+        let refs: Vec<&config::Sync> = all.iter().collect();
+        let names: Vec<Vec<&str>> = levels(&refs)
+            .iter()
+            .map(|l| l.iter().map(|s| s.name.as_str()).collect())
+            .collect();
+        assert_eq!(names, vec![vec!["crds", "web"], vec!["db"], vec!["app"]]);
     }
 
     #[test]

@@ -277,6 +277,7 @@ impl Args {
             provider: crate::provider::Client::new(metrics.clone()),
             metrics,
             external_url: None,
+            claims: std::sync::Arc::default(),
         }
     }
 }

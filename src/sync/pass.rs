@@ -105,6 +105,8 @@ struct Pass<'a> {
     source: String,
     plan: Plan,
     changes: ChangeSet,
+    /// The objects this pass declares, claimed from syncs passing at the same time.
+    claims: Vec<crate::context::Claim>,
 }
 
 impl<'a> Pass<'a> {
@@ -139,6 +141,7 @@ impl<'a> Pass<'a> {
             resources,
             plan: Plan::default(),
             changes: ChangeSet::default(),
+            claims: Vec::new(),
         })
     }
 
@@ -263,6 +266,11 @@ impl<'a> Pass<'a> {
             fail_alone(&mut self.changes, &m, message);
         }
         let (mapping, sync) = (self.job.mapping, self.job.sync);
+        let claim = ctx
+            .claims
+            .claim(&sync.name, desired.iter().map(Manifest::id))
+            .map_err(Refusal::Owned)?;
+        self.claims.push(claim);
         ownership::check(ctx, mapping, sync, &self.resources, &desired, &live).await?;
         let owner = self.owner();
         let (client, resources, inventory) = (&self.client, &self.resources, &self.inventory);
