@@ -649,15 +649,21 @@ async fn two_syncs_passing_together_do_not_both_take_one_object() {
         let a = records.get_opt("berth-sync-a").await.ok()??;
         let b = records.get_opt("berth-sync-b").await.ok()??;
         let (pa, pb) = (phase(&a), phase(&b));
-        (!pa.0.is_empty() && !pb.0.is_empty()).then_some((pa, pb))
+        let settled = matches!(
+            (pa.0.as_str(), pb.0.as_str()),
+            ("Synced", "Failed") | ("Failed", "Synced")
+        );
+        settled.then_some((pa, pb))
     })
-    .await
-    .expect("both syncs recorded a pass");
+    .await;
+    let seen = seen.unwrap_or_else(|| {
+        panic!("one sync takes the object, the other is refused; the records never settled there")
+    });
     let ((a, a_message), (b, b_message)) = seen;
     let (owner, refused) = match (a.as_str(), b.as_str()) {
         ("Synced", "Failed") => ("a", b_message),
         ("Failed", "Synced") => ("b", a_message),
-        other => panic!("one sync takes the object, the other is refused: {other:?}"),
+        other => unreachable!("settled above: {other:?}"),
     };
     assert!(
         refused.contains("shared") && refused.contains("declares it too"),
