@@ -217,6 +217,19 @@ async fn a_failure_is_told_once_across_passes_and_a_restart_then_its_recovery_on
     app.repo
         .write("app/settings.yaml", &settings(&app.app_ns.name, "1"));
     app.repo.commit("settings");
+    // berth validate reads each notification's Secret, and never shows what it holds
+    let out = app.berth.run(&["validate"]);
+    let checked = common::text(&out);
+    assert!(out.status.success(), "{checked}");
+    assert!(
+        checked.contains("notification hook (webhook): on SyncFailed, Recovered")
+            && checked.contains("signed"),
+        "{checked}"
+    );
+    assert!(
+        !checked.contains(&rx.url),
+        "validate shows no sink URL: {checked}"
+    );
     let (agent1, base, admin) = agent(&app.berth, &[]);
     passes(&base, &admin, "app", "synced", 1.0).await;
 
