@@ -23,14 +23,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt as _;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, instrument, warn};
 
 use crate::config::{self, Mapping, Repository};
 use crate::context::Context;
-use futures::StreamExt as _;
-
 use crate::notify::notifier::{Batch, Notifier, Seen};
 use crate::notify::statuses::Reporter;
 use crate::provider::State;
@@ -571,7 +570,7 @@ async fn one_pass(
         let mut failed = false;
         if let Some(commit) = &head {
             // syncs pass side by side, a sync only after the ones it depends on
-            for level in levels(syncs) {
+            for level in config::dependency_levels(syncs) {
                 let mut passes = Vec::new();
                 for s in level {
                     let moved = done.get(&s.name) != Some(&commit.id);
@@ -685,39 +684,6 @@ async fn refs(
 
 /// How many syncs of a repository pass at once.
 const SYNCS_AT_ONCE: usize = 4;
-
-/// The syncs in the order they may pass: each level after the one before, a sync in the level
-/// after every sync of the same list it depends on (the mapping refuses cycles).
-fn levels<'s>(syncs: &[&'s config::Sync]) -> Vec<Vec<&'s config::Sync>> {
-    let mut level: HashMap<&str, usize> = HashMap::new();
-    fn depth<'s>(
-        s: &'s config::Sync,
-        syncs: &[&'s config::Sync],
-        level: &mut HashMap<&'s str, usize>,
-    ) -> usize {
-        if let Some(d) = level.get(s.name.as_str()) {
-            return *d;
-        }
-        let d = s
-            .depends_on
-            .iter()
-            .filter_map(|dep| syncs.iter().find(|o| &o.name == dep))
-            .map(|dep| depth(dep, syncs, level) + 1)
-            .max()
-            .unwrap_or(0);
-        level.insert(&s.name, d);
-        d
-    }
-    let mut out: Vec<Vec<&config::Sync>> = Vec::new();
-    for s in syncs {
-        let d = depth(s, syncs, &mut level);
-        if out.len() <= d {
-            out.resize_with(d + 1, Vec::new);
-        }
-        out[d].push(s);
-    }
-    out
-}
 
 /// What a sync's pass changes in what its repository's loop remembers.
 enum Outcome {
@@ -834,24 +800,6 @@ mod tests {
         assert_eq!(backoff(2), Duration::from_secs(10));
         assert_eq!(backoff(4), Duration::from_secs(40));
         assert_eq!(backoff(20), Duration::from_secs(300));
-    }
-
-    #[test]
-    fn syncs_pass_after_the_ones_they_depend_on() {
-        let text = "apiVersion: berth.dev/v1alpha1\nkind: Mapping\nrepositories:\n  - {name: config, url: https://git.example.com/config.git}\nsyncs:\n  - {name: app, repository: config, dependsOn: [db, other]}\n  - {name: db, repository: config, dependsOn: [crds]}\n  - {name: crds, repository: config}\n  - {name: web, repository: config}\n  - {name: other, repository: config}\n";
-        let mapping = config::parse(&[("berth.yaml".into(), text.to_owned())]).expect("mapping");
-        // `other` is left out of the list, as a sync of another repository would be
-        let all: Vec<config::Sync> = mapping
-            .syncs
-            .into_iter()
-            .filter(|s| s.name != "other")
-            .collect();
-        let refs: Vec<&config::Sync> = all.iter().collect();
-        let names: Vec<Vec<&str>> = levels(&refs)
-            .iter()
-            .map(|l| l.iter().map(|s| s.name.as_str()).collect())
-            .collect();
-        assert_eq!(names, vec![vec!["crds", "web"], vec!["db"], vec!["app"]]);
     }
 
     #[test]

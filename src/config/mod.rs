@@ -484,6 +484,28 @@ pub(crate) fn dependency_order<'a>(syncs: &[&'a Sync]) -> Vec<&'a Sync> {
     ordered
 }
 
+/// The syncs in levels that may pass side by side: each sync in the level after the deepest of
+/// the syncs it depends on (those in `syncs`; others are not waited for here).
+pub(crate) fn dependency_levels<'a>(syncs: &[&'a Sync]) -> Vec<Vec<&'a Sync>> {
+    let mut depth: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut levels: Vec<Vec<&Sync>> = Vec::new();
+    for s in dependency_order(syncs) {
+        let d = s
+            .depends_on
+            .iter()
+            .filter_map(|dep| depth.get(dep.as_str()))
+            .map(|d| d + 1)
+            .max()
+            .unwrap_or(0);
+        depth.insert(&s.name, d);
+        if levels.len() <= d {
+            levels.resize_with(d + 1, Vec::new);
+        }
+        levels[d].push(s);
+    }
+    levels
+}
+
 /// The Workflow file a pipeline reads when the mapping names none.
 pub(crate) const DEFAULT_WORKFLOW: &str = ".argo/workflow.yaml";
 
@@ -622,6 +644,19 @@ syncs:
             }
         }
         text
+    }
+
+    #[test]
+    fn syncs_pass_in_levels_after_the_ones_they_depend_on() {
+        let text = "apiVersion: berth.dev/v1alpha1\nkind: Mapping\nrepositories:\n  - {name: config, url: https://git.example.com/config.git}\nsyncs:\n  - {name: app, repository: config, dependsOn: [db, other]}\n  - {name: db, repository: config, dependsOn: [crds]}\n  - {name: crds, repository: config}\n  - {name: web, repository: config}\n  - {name: other, repository: config}\n";
+        let m = parse_one(text).expect("mapping");
+        // `other` is left out of the list, as a sync of another repository would be
+        let some: Vec<&Sync> = m.syncs.iter().filter(|s| s.name != "other").collect();
+        let names: Vec<Vec<&str>> = dependency_levels(&some)
+            .iter()
+            .map(|l| l.iter().map(|s| s.name.as_str()).collect())
+            .collect();
+        assert_eq!(names, vec![vec!["crds", "web"], vec!["db"], vec!["app"]]);
     }
 
     #[test]

@@ -156,9 +156,7 @@ impl Known {
         if changed && let Some(event) = now_condition.event() {
             events.push((event, seen.message.clone()));
             // the next recovery is news, even at a revision that recovered before
-            let recovered = format!("#{}", EventKind::Recovered);
-            self.sent
-                .retain(|k, _| !(k.starts_with(&format!("{subject}@")) && k.ends_with(&recovered)));
+            self.forget(&subject, &[EventKind::Recovered]);
             standing = Standing {
                 condition: now_condition,
                 revision: seen.revision.clone(),
@@ -170,17 +168,12 @@ impl Known {
             if was.condition.bad() {
                 events.push((EventKind::Recovered, format!("recovered: {}", seen.message)));
                 // a later failure of the same revision is news again
-                let gone = |k: &String| {
-                    k.starts_with(&format!("{subject}@"))
-                        && [
-                            EventKind::SyncFailed,
-                            EventKind::Degraded,
-                            EventKind::OutOfSync,
-                        ]
-                        .iter()
-                        .any(|e| k.ends_with(&format!("#{e}")))
-                };
-                self.sent.retain(|k, _| !gone(k));
+                let failures = [
+                    EventKind::SyncFailed,
+                    EventKind::Degraded,
+                    EventKind::OutOfSync,
+                ];
+                self.forget(&subject, &failures);
             }
             standing = Standing {
                 condition: Condition::Fine,
@@ -227,6 +220,14 @@ impl Known {
                 self.news(n, happened)
             })
             .collect()
+    }
+
+    /// Forgets that `events` of `subject` were sent, at any revision: they are news again.
+    fn forget(&mut self, subject: &str, events: &[EventKind]) {
+        let prefix = format!("{subject}@");
+        self.sent.retain(|k, _| {
+            !(k.starts_with(&prefix) && events.iter().any(|e| k.ends_with(&format!("#{e}"))))
+        });
     }
 
     /// The event a run's change is news of for `notification`, if any.
