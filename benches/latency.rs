@@ -68,21 +68,10 @@ async fn main() {
         repo.write("deploy/objects.yaml", &objects(&app_ns, round));
         let sha = repo.commit(&format!("round {round}"));
         server.push(&repo);
-        let body = serde_json::json!({"ref": "refs/heads/main", "after": sha,
-            "repository": {"clone_url": server.url}})
-        .to_string()
-        .into_bytes();
-        let sig = berth::webhook::sign(SECRET.as_bytes(), &body);
-        let url = format!("{base}/webhooks/github");
+        let (url, clone_url, commit) = (base.clone(), server.url.clone(), sha.clone());
         let start = Instant::now();
         let status = tokio::task::spawn_blocking(move || {
-            http(
-                "POST",
-                &url,
-                &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)],
-                &body,
-            )
-            .0
+            common::github_push(&url, &clone_url, &commit, SECRET)
         })
         .await
         .expect("delivery");

@@ -11,7 +11,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::receiver::Receiver;
-use common::{Berth, GitDaemon, Repo, client, http, namespace, unique};
+use common::{Berth, GitDaemon, Repo, client, namespace, unique};
 
 const SECRET: &str = "bench-secret";
 const ROUNDS: usize = 10;
@@ -35,26 +35,28 @@ fn mapping(url: &str, syncs: &str) -> String {
 
 /// Sends GitHub's push delivery for `sha`; returns when it was sent.
 async fn deliver(base: &str, clone_url: &str, sha: &str) -> Instant {
-    let body = serde_json::json!({"ref": "refs/heads/main", "after": sha,
-        "repository": {"clone_url": clone_url}})
-    .to_string()
-    .into_bytes();
-    let sig = berth::webhook::sign(SECRET.as_bytes(), &body);
-    let url = format!("{base}/webhooks/github");
+    let (base, clone_url, sha) = (base.to_owned(), clone_url.to_owned(), sha.to_owned());
     let start = Instant::now();
-    let status = tokio::task::spawn_blocking(move || {
-        http(
-            "POST",
-            &url,
-            &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)],
-            &body,
-        )
-        .0
-    })
-    .await
-    .expect("delivery");
+    let status =
+        tokio::task::spawn_blocking(move || common::github_push(&base, &clone_url, &sha, SECRET))
+            .await
+            .expect("delivery");
     assert_eq!(status, 202);
     start
+}
+
+/// Waits until `berth run` at `base` has synced `sync` once.
+async fn synced(base: &str, sync: &str, timeout: Duration) {
+    let sample = format!("berth_syncs_total{{sync=\"{sync}\",result=\"synced\"}}");
+    let done = common::eventually(timeout, || async {
+        let base = base.to_owned();
+        let metrics = tokio::task::spawn_blocking(move || common::metrics(&base))
+            .await
+            .ok()?;
+        (common::metric(&metrics, &sample) >= 1.0).then_some(())
+    })
+    .await;
+    assert!(done.is_some(), "berth run did not sync {sync}");
 }
 
 /// Waits until `path` got `n` messages; returns when the last of them came.
@@ -96,21 +98,7 @@ async fn main() {
     let server = GitDaemon::start(&repo);
     let syncs = "  - {name: app, repository: config, path: deploy}\n";
     let (_berth, first, base) = agent(&client, &berth_ns.name, &rx, &server.url, syncs).await;
-    let ready = common::eventually(Duration::from_secs(60), || async {
-        let base = base.clone();
-        let metrics = tokio::task::spawn_blocking(move || {
-            http("GET", &format!("{base}/metrics"), &[], b"").1
-        })
-        .await
-        .ok()?;
-        (common::metric(
-            &metrics,
-            "berth_syncs_total{sync=\"app\",result=\"synced\"}",
-        ) >= 1.0)
-            .then_some(())
-    })
-    .await;
-    assert!(ready.is_some(), "berth run did not sync");
+    synced(&base, "app", Duration::from_secs(60)).await;
     let (mut failed, mut recovered) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let broken = round % 2 == 0;
@@ -160,21 +148,9 @@ async fn main() {
     repo.commit("100 apps");
     let server = GitDaemon::start(&repo);
     let (_berth, _agent, base) = agent(&client, &berth_ns.name, &rx, &server.url, &syncs).await;
-    let all = common::eventually(Duration::from_secs(300), || async {
-        let base = base.clone();
-        let metrics = tokio::task::spawn_blocking(move || {
-            http("GET", &format!("{base}/metrics"), &[], b"").1
-        })
-        .await
-        .ok()?;
-        let last = format!(
-            "berth_syncs_total{{sync=\"s{:03}\",result=\"synced\"}}",
-            WIDE - 1
-        );
-        (common::metric(&metrics, &last) >= 1.0).then_some(())
-    })
-    .await;
-    assert!(all.is_some(), "berth run did not sync the 100 syncs");
+    for i in 0..WIDE {
+        synced(&base, &format!("s{i:03}"), Duration::from_secs(300)).await;
+    }
     let (mut wide, mut messages) = (Vec::new(), Vec::new());
     for round in 0..WIDE_ROUNDS {
         for i in 0..WIDE {

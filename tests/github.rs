@@ -98,8 +98,8 @@ const PIPELINE: &str = "  - name: web-ci
     pullRequests: {branches: [main]}
 ";
 
-/// The mapping with the fake as the repository's GitHub API.
-async fn setup(h: &Host, api: &FakeApi, interval: &str) -> Berth {
+/// The repository's `provider`: the fake as its GitHub API, with the token's Secret.
+async fn provider(h: &Host, api: &FakeApi) -> String {
     put_secret_data(
         &h.client,
         &h.berth_ns.name,
@@ -107,7 +107,12 @@ async fn setup(h: &Host, api: &FakeApi, interval: &str) -> Berth {
         &[("token", TOKEN)],
     )
     .await;
-    let provider = format!("{{type: github, url: {}, secretRef: github-api}}", api.url);
+    format!("{{type: github, url: {}, secretRef: github-api}}", api.url)
+}
+
+/// The mapping with the fake as the repository's GitHub API.
+async fn setup(h: &Host, api: &FakeApi, interval: &str) -> Berth {
+    let provider = provider(h, api).await;
     Berth::new(&h.berth_ns.name, &h.mapping(&provider, interval, PIPELINE))
 }
 
@@ -307,13 +312,7 @@ async fn a_minute_long_outage_loses_no_status_and_a_refusal_never_shows_the_toke
 async fn sync_statuses_conform_to_githubs_description() {
     let h = host().await;
     let api = fake_github(&h).await;
-    put_secret_data(
-        &h.client,
-        &h.berth_ns.name,
-        "github-api",
-        &[("token", TOKEN)],
-    )
-    .await;
+    let provider = provider(&h, &api).await;
     let app = common::namespace(&h.client, &common::unique("app")).await;
     h.repo.write(
         "deploy/settings.yaml",
@@ -324,7 +323,6 @@ async fn sync_statuses_conform_to_githubs_description() {
     );
     let first = h.repo.commit("settings");
     h.gitea.push(&h.repo, "web");
-    let provider = format!("{{type: github, url: {}, secretRef: github-api}}", api.url);
     let syncs = format!(
         "syncs:\n  - {{name: web, repository: web, path: deploy, namespace: {}}}\n",
         app.name

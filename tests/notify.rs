@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::receiver::{Answer, Got, Receiver};
-use common::{App, Berth, ChildGuard, put_secret_data};
+use common::{App, Berth, ChildGuard, metrics, put_secret_data};
 use serde_json::Value;
 
 const SECRET: &str = "hook-signing-secret";
@@ -31,13 +31,17 @@ fn notification(name: &str, kind: &str, secret: &str, more: &str) -> String {
     format!("  - {{name: {name}, type: {kind}, secretRef: {secret}{more}}}\n")
 }
 
-/// The metrics of an agent (empty until it listens).
-fn metrics(base: &str) -> String {
-    let listening = std::net::TcpStream::connect(base.trim_start_matches("http://")).is_ok();
-    if !listening {
-        return String::new();
-    }
-    common::http("GET", &format!("{base}/metrics"), &[], b"").1
+/// The Secret `hook-url` of the `hook` notification: the receiver's `/hook`, signed with
+/// [`SECRET`].
+async fn hook_secret(app: &App, rx: &Receiver) {
+    let url = format!("{}/hook", rx.url);
+    put_secret_data(
+        &app.client,
+        &app.berth_ns.name,
+        "hook-url",
+        &[("url", &url), ("secret", SECRET)],
+    )
+    .await;
 }
 
 /// Asks the agent to fetch and pass now (a standby may refuse; its passes come once it leads).
@@ -302,14 +306,7 @@ async fn ten_failures_together_are_one_message_and_a_dead_sink_delays_no_sync() 
     let mapping = std::fs::read_to_string(&app.berth.mapping).expect("mapping");
     let mapping = mapping.replace("@MORE@", &more.replace("@NS@", &app.app_ns.name));
     std::fs::write(&app.berth.mapping, mapping).expect("mapping");
-    let url = format!("{}/hook", rx.url);
-    put_secret_data(
-        &app.client,
-        &app.berth_ns.name,
-        "hook-url",
-        &[("url", &url), ("secret", SECRET)],
-    )
-    .await;
+    hook_secret(&app, &rx).await;
     let dirs: Vec<String> = std::iter::once("app".to_owned())
         .chain((1..10).map(|i| format!("app{i}")))
         .collect();
@@ -513,14 +510,7 @@ async fn a_leader_change_tells_nothing_twice() {
         notification("hook", "webhook", "hook-url", "")
     );
     let app = App::new(&extra).await;
-    let url = format!("{}/hook", rx.url);
-    put_secret_data(
-        &app.client,
-        &app.berth_ns.name,
-        "hook-url",
-        &[("url", &url), ("secret", SECRET)],
-    )
-    .await;
+    hook_secret(&app, &rx).await;
     app.repo
         .write("app/settings.yaml", &settings(&app.app_ns.name, "1"));
     app.repo.write("app/gadget.yaml", GADGET);

@@ -241,17 +241,38 @@ impl Drop for Gitea {
     }
 }
 
+/// The `/metrics` of `berth run` listening at `base` (empty until it listens).
+pub fn metrics(base: &str) -> String {
+    if std::net::TcpStream::connect(base.trim_start_matches("http://")).is_err() {
+        return String::new();
+    }
+    http("GET", &format!("{base}/metrics"), &[], b"").1
+}
+
 /// How many times `berth run` listening at `base` has fetched `repository`, from its
 /// `/metrics` (0 until it listens).
 pub fn fetches(base: &str, repository: &str) -> f64 {
-    if std::net::TcpStream::connect(base.trim_start_matches("http://")).is_err() {
-        return 0.0;
-    }
-    let (_, text) = http("GET", &format!("{base}/metrics"), &[], b"");
     metric(
-        &text,
+        &metrics(base),
         &format!("berth_git_fetch_duration_seconds_count{{repository=\"{repository}\"}}"),
     )
+}
+
+/// Delivers GitHub's push webhook for `sha` of the repository at `clone_url` to `berth run` at
+/// `base`, signed with `secret`; returns the answer's status.
+pub fn github_push(base: &str, clone_url: &str, sha: &str, secret: &str) -> u16 {
+    let body = serde_json::json!({"ref": "refs/heads/main", "after": sha,
+        "repository": {"clone_url": clone_url}})
+    .to_string()
+    .into_bytes();
+    let sig = berth::webhook::sign(secret.as_bytes(), &body);
+    http(
+        "POST",
+        &format!("{base}/webhooks/github"),
+        &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)],
+        &body,
+    )
+    .0
 }
 
 /// How many wake-ups of `repository`'s loop `berth run` at `base` has been asked for, and how
