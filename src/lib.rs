@@ -44,6 +44,7 @@ mod agent;
 mod cleanup;
 pub mod cli;
 mod pipelines;
+mod preview;
 mod ui;
 pub mod webhook;
 

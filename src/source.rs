@@ -170,6 +170,49 @@ pub(crate) async fn render(
     Ok(render::directory(files, &options, &BuiltinScope)?)
 }
 
+/// Whether a change to `path` (a repository path) can change what a sync renders: it is under
+/// the sync's `path` and its include and exclude globs select it.
+pub(crate) fn touches(sync: &Sync, path: &str) -> bool {
+    let under = sync.path.is_empty()
+        || path
+            .strip_prefix(&sync.path)
+            .is_some_and(|rest| rest.starts_with('/'));
+    under
+        && render::Selection::new(&sync.include, &sync.exclude).selects(relative(&sync.path, path))
+}
+
+/// A pull request's head in the mirror (by its ref, else its source branch), the head of the
+/// repository's branch, and the files the pull request changes since they parted.
+///
+/// # Errors
+/// The mirror lacks the head or the branch.
+pub(crate) async fn pull_request(
+    cache_dir: &Path,
+    repo: &Repository,
+    head_ref: Option<String>,
+    head_branch: &str,
+) -> Result<(Commit, Commit, Vec<String>), Error> {
+    let (branch, head_branch) = (repo.branch.clone(), head_branch.to_owned());
+    Ok(
+        git::with_mirror(cache_dir, repo.url.as_str(), move |mirror| {
+            let head = match &head_ref {
+                Some(r) => mirror.reference(r).map_or_else(|| mirror.commit(r), Ok)?,
+                None => mirror.resolve(&head_branch)?,
+            };
+            let base = mirror.resolve(&branch)?;
+            let since = mirror.merge_base(&base.id, &head.id);
+            let changed = git::changed_paths(
+                mirror.repository(),
+                &mirror.display_url(),
+                since.as_deref(),
+                &head.id,
+            )?;
+            Ok::<_, git::Error>((head, base, changed))
+        })
+        .await?,
+    )
+}
+
 /// A repository path relative to a sync's `path`.
 fn relative<'a>(base: &str, path: &'a str) -> &'a str {
     if base.is_empty() {
@@ -187,7 +230,24 @@ pub(crate) fn label(repo: &Repository, sync: &Sync) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::relative;
+    use super::{relative, touches};
+
+    #[test]
+    fn a_sync_is_touched_by_files_its_path_and_globs_select() {
+        let text = "apiVersion: berth.dev/v1alpha1\nkind: Mapping\nrepositories:\n  - {name: c, url: https://git.example.com/c.git}\nsyncs:\n  - {name: web, repository: c, path: apps/web}\n";
+        let mapping =
+            crate::config::parse(&[("berth.yaml".into(), text.to_owned())]).expect("valid");
+        let mut sync = mapping.syncs[0].clone();
+        assert!(touches(&sync, "apps/web/deploy.yaml"));
+        assert!(touches(&sync, "apps/web/x/y.yaml"));
+        assert!(!touches(&sync, "apps/webber/deploy.yaml"));
+        assert!(!touches(&sync, "README.md"));
+        sync.exclude = vec!["test/**".into()];
+        assert!(!touches(&sync, "apps/web/test/a.yaml"));
+        sync.path = String::new();
+        sync.exclude.clear();
+        assert!(touches(&sync, "README.md"));
+    }
 
     #[test]
     fn paths_are_relative_to_the_sync() {

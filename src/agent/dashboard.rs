@@ -46,6 +46,8 @@ pub(super) fn routes() -> Router<State> {
     Router::new()
         .route("/", get(overview))
         .route("/deliveries", get(deliveries))
+        .route("/previews", get(previews))
+        .route("/previews/{repository}/{number}", get(preview_page))
         .route("/syncs/{name}", get(sync_page))
         .route("/pipelines/{name}/runs/{run}", get(run_page))
         .route("/live", get(live))
@@ -303,6 +305,37 @@ async fn run_page(
 }
 
 /// The delivery log: a page for a browser (which asks for HTML), JSON for everything else.
+/// The pull requests previewed.
+async fn previews(
+    Extract(state): Extract<State>,
+    axum::extract::Query(q): axum::extract::Query<PageQuery>,
+) -> Response {
+    let main = crate::ui::previews::list(&state.shared.previews.list());
+    respond("previews", Section::Previews, main, &q)
+}
+
+/// One pull request's preview, while the dashboard keeps it.
+async fn preview_page(
+    Extract(state): Extract<State>,
+    Path((repository, number)): Path<(String, u64)>,
+    axum::extract::Query(q): axum::extract::Query<PageQuery>,
+) -> Response {
+    match state.shared.previews.get(&repository, number) {
+        Some((p, closed)) => {
+            let main = crate::ui::previews::preview(&p, closed);
+            respond(
+                &format!("{repository} #{number}"),
+                Section::Previews,
+                main,
+                &q,
+            )
+        }
+        None => not_found(&format!(
+            "No preview of pull request #{number} of repository {repository:?} (previews are              kept while berth runs, and for a day after their pull request closes)."
+        )),
+    }
+}
+
 async fn deliveries(
     Extract(state): Extract<State>,
     axum::extract::Query(q): axum::extract::Query<PageQuery>,

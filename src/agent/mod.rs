@@ -32,6 +32,7 @@ use crate::config::{self, Mapping, Repository};
 use crate::context::Context;
 use crate::notify::notifier::{Batch, Notifier, Seen};
 use crate::notify::statuses::Reporter;
+use crate::preview::Queue;
 use crate::provider::State;
 use crate::source;
 use crate::store::{self, Fields};
@@ -390,6 +391,8 @@ impl Tasks {
             drop(guard);
         });
         let notifier = Notifier::start(ctx, &mapping.notifications, stop_rx, &mut set);
+        let board = shared.previews.clone();
+        let previews = Queue::start(ctx, mapping.clone(), board, stop_rx, &mut set);
         for repo in mapping.repositories.clone() {
             let trigger = shared
                 .trigger(&repo.name)
@@ -414,6 +417,7 @@ impl Tasks {
                 statuses: statuses.clone(),
                 notifier: notifier.clone(),
                 batch: Batch::default(),
+                previews: previews.clone(),
             };
             set.spawn(async move { poll(ctx, mapping, repo, wake, stop).await });
         }
@@ -456,6 +460,8 @@ struct Wake {
     notifier: Arc<Notifier>,
     /// What this repository's pass came to so far, told when it ends.
     batch: Batch,
+    /// Where the repository's pull requests are offered for previews.
+    previews: Queue,
 }
 
 /// The loop of one repository.
@@ -534,6 +540,10 @@ async fn one_pass(
 ) -> (Option<crate::git::Commit>, bool) {
     let started = Instant::now();
     let (heads, extra) = refs(ctx, mapping, repo, &wake.shared, &mut memory.pulls).await;
+    let previewed = mapping
+        .syncs
+        .iter()
+        .any(|s| s.repository == repo.name && s.preview);
     let mut branches = mapping.branches(repo);
     branches.extend(heads);
     let fetched = source::refresh_refs(ctx, repo, branches, extra).await;
@@ -559,6 +569,9 @@ async fn one_pass(
             return (None, true);
         }
     };
+    if previewed {
+        wake.previews.offer(repo, &memory.pulls);
+    }
     let Memory {
         done,
         evaluated,
@@ -635,8 +648,8 @@ async fn repair(
 }
 
 /// What a repository's pass fetches beside its branches: every tag when a pipeline launches
-/// tags, and the heads of the open pull requests its pipelines build (refspecs, and source
-/// branches where the host has no pull request refs). Pull requests come from deliveries, and
+/// tags, and the heads of the open pull requests its pipelines build or its syncs preview
+/// (refspecs, and source branches where the host has no pull request refs). Pull requests come from deliveries, and
 /// from the provider's list on passes no delivery started.
 async fn refs(
     ctx: &Context,
@@ -658,7 +671,13 @@ async fn refs(
         .into_iter()
         .filter(|p| p.pull_requests.is_some())
         .collect();
-    let Some(target) = repo.provider.as_ref().filter(|_| !builds.is_empty()) else {
+    let previewed = mapping
+        .syncs
+        .iter()
+        .any(|s| s.repository == repo.name && s.preview)
+        .then_some(repo.branch.as_str());
+    let wanted = !builds.is_empty() || previewed.is_some();
+    let Some(target) = repo.provider.as_ref().filter(|_| wanted) else {
         return (Vec::new(), extra);
     };
     let events = shared.take_pull_requests(&repo.name);
@@ -677,7 +696,7 @@ async fn refs(
             }
         }
     }
-    let (refspecs, heads) = pulls.fetch(&builds, target.kind.api());
+    let (refspecs, heads) = pulls.fetch(&builds, previewed, target.kind.api());
     extra.extend(refspecs);
     (heads, extra)
 }

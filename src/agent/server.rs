@@ -382,13 +382,18 @@ fn decide(
                 return Verdict::new(StatusCode::OK, "ignored", "ignored: no pull request");
             };
             let follows = |r: &Repository| {
-                r.provider.is_some()
-                    && mapping.pipelines.iter().any(|p| {
-                        p.repository == r.name
-                            && p.pull_requests
-                                .as_ref()
-                                .is_some_and(|prs| branch_matches(&prs.branches, &event.pull.base))
-                    })
+                let built = mapping.pipelines.iter().any(|p| {
+                    p.repository == r.name
+                        && p.pull_requests
+                            .as_ref()
+                            .is_some_and(|prs| branch_matches(&prs.branches, &event.pull.base))
+                });
+                let previewed = event.pull.base == r.branch
+                    && mapping
+                        .syncs
+                        .iter()
+                        .any(|s| s.repository == r.name && s.preview);
+                r.provider.is_some() && (built || previewed)
             };
             let verdict = wake(
                 state,
@@ -400,7 +405,7 @@ fn decide(
                     }
                     wanted
                 },
-                "ignored: no pipeline builds pull requests into this branch",
+                "ignored: no pipeline builds pull requests into this branch, and no sync previews them",
             );
             if verdict.status == StatusCode::ACCEPTED {
                 Verdict {

@@ -56,6 +56,8 @@ pub(crate) struct Shared {
     synced_once: tokio::sync::watch::Sender<std::collections::BTreeSet<String>>,
     /// Wake-ups asked of each repository's loop, and served (exported at `/metrics`).
     pub refreshes: Refreshes,
+    /// The pull requests' previews, for the dashboard.
+    pub previews: Arc<crate::preview::Board>,
 }
 
 /// What the handlers share.
@@ -101,6 +103,7 @@ impl Shared {
             pull_requests: Mutex::new(HashMap::new()),
             synced_once: tokio::sync::watch::Sender::new(std::collections::BTreeSet::new()),
             refreshes,
+            previews: Arc::default(),
         };
         shared.reset_triggers();
         shared
@@ -308,6 +311,7 @@ mod tests {
                     auth_secret: None,
                     webhook_secret: None,
                     provider: None,
+                    previews: false,
                 }],
                 ..Mapping::default()
             },

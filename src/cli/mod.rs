@@ -2,6 +2,7 @@
 //! hands the outcome to [`output`], which formats it; the verb picks the exit code.
 
 mod output;
+mod revision;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -181,9 +182,19 @@ pub enum Command {
     },
     /// Show a unified diff of live vs desired state (server-side dry-run based, so API
     /// defaults are not differences). Exit 0 no differences, 1 differences, 2 error.
+    #[command(after_help = "Examples:
+  berth diff web-prod                       live vs the head of the sync's branch
+  berth diff --revision 3f2a9c1             live vs a commit, as a pull request's preview shows it
+  berth diff web --revision refs/pull/7/head
+  berth diff --revision feature/scale-web   a branch of the syncs' repository")]
     Diff {
-        /// Syncs to diff (default: all).
+        /// Syncs to diff (default: all; with --revision, those of one repository).
         names: Vec<String>,
+        /// Diff live state against this commit instead (a sha, a branch, or a ref such as
+        /// refs/pull/7/head, fetched first): the plan, what would fail, and each object's diff,
+        /// as a pull request's preview shows them. Writes nothing.
+        #[arg(long, value_name = "SHA-OR-REF")]
+        revision: Option<String>,
     },
     /// Print the manifests a sync would apply, as YAML. Secret values are masked.
     Render {
@@ -420,7 +431,14 @@ pub async fn run(args: Args) -> ExitCode {
                 Err(code) => code,
             }
         }
-        Command::Diff { names } => match passes(&args, &mapping, names, Mode::Plan).await {
+        Command::Diff {
+            names,
+            revision: Some(revision),
+        } => revision::diff(&args, &mapping, names, revision).await,
+        Command::Diff {
+            names,
+            revision: None,
+        } => match passes(&args, &mapping, names, Mode::Plan).await {
             Ok(reports) => {
                 let mut found = output::Diffs::default();
                 print(|w| {

@@ -97,6 +97,41 @@ pub(super) fn diffs(
     Ok(found)
 }
 
+/// A preview for `berth diff --revision`: per sync, the plan, what would fail, then each
+/// object's diff.
+pub(super) fn preview(
+    w: &mut impl Write,
+    p: &crate::preview::comment::Preview,
+    colorize: fn(&str) -> String,
+) -> io::Result<()> {
+    for s in &p.syncs {
+        let verdict = if s.clean() {
+            "applies cleanly"
+        } else {
+            "would fail"
+        };
+        writeln!(
+            w,
+            "{}: {verdict} at {}: {}",
+            s.sync,
+            short(&p.head),
+            s.summary()
+        )?;
+        for problem in &s.problems {
+            writeln!(w, "  error: {problem}")?;
+        }
+        for c in &s.changes {
+            writeln!(w, "  {:<9} {}", c.action, c.object)?;
+        }
+    }
+    for s in &p.syncs {
+        for c in &s.changes {
+            write!(w, "{}", colorize(&c.diff))?;
+        }
+    }
+    Ok(())
+}
+
 /// The outcome of `berth trigger`.
 pub(super) fn launched(
     w: &mut impl Write,

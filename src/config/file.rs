@@ -45,6 +45,9 @@ pub(super) struct RepositoryFile {
     /// The git host's API: commit statuses and pull requests.
     #[serde(default)]
     pub provider: Option<Spanned<ProviderFile>>,
+    /// Preview every sync of this repository on its pull requests (a sync's `preview` wins).
+    #[serde(default)]
+    pub previews: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,6 +109,9 @@ pub(super) struct SyncFile {
     /// Syncs that must be Healthy before this one applies.
     #[serde(default)]
     pub depends_on: Vec<Spanned<String>>,
+    /// Whether pull requests that change this sync's path get a preview comment and status.
+    #[serde(default)]
+    pub preview: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

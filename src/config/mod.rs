@@ -214,6 +214,8 @@ pub(crate) struct Repository {
     pub webhook_secret: Option<String>,
     /// The git host's API, for commit statuses and pull requests.
     pub provider: Option<crate::provider::Target>,
+    /// Whether its syncs are previewed on pull requests unless a sync says otherwise.
+    pub previews: bool,
 }
 
 /// Manifests under a path of a repository, applied to the cluster.
@@ -242,6 +244,10 @@ pub(crate) struct Sync {
     pub timeout: std::time::Duration,
     /// Syncs that must be Healthy (at the revision they last synced) before this one applies.
     pub depends_on: Vec<String>,
+    /// Whether pull requests into the repository's branch that change files under `path` get
+    /// a preview (a comment and a `berth/preview/<name>` status): the sync's `preview`, else
+    /// its repository's `previews`.
+    pub preview: bool,
 }
 
 // ---- loading -----------------------------------------------------------------------------
@@ -351,6 +357,7 @@ pub(crate) fn parse(sources: &[(PathBuf, String)]) -> Result<Mapping, Error> {
         }
     }
     check_pull_request_providers(&mapping, &reg.pull_request_pipelines)?;
+    settle_previews(&mut mapping, &reg.previews)?;
     reg.repository_refs
         .resolve(&reg.repositories, |name, names| {
             let known = names.known();
@@ -432,6 +439,39 @@ fn check_pull_request_providers(
         ))),
         None => Ok(()),
     }
+}
+
+/// Each sync's `preview`: its own setting, else its repository's `previews`. A sync previewed
+/// needs its repository's provider (to comment on pull requests and post statuses).
+fn settle_previews(
+    mapping: &mut Mapping,
+    explicit: &BTreeMap<String, (bool, Origin)>,
+) -> Result<(), Error> {
+    for s in &mut mapping.syncs {
+        let Some(repo) = mapping.repositories.iter().find(|r| r.name == s.repository) else {
+            continue; // reported as an unknown repository
+        };
+        let own = explicit.get(&s.name);
+        s.preview = own.map_or(repo.previews, |(on, _)| *on);
+        if s.preview && repo.provider.is_none() {
+            // previewed by its own key, else by the repository's (which is then written)
+            let origin = own
+                .or_else(|| explicit.get(&repository_key(&repo.name)))
+                .map(|(_, o)| o.clone())
+                .expect("a previewed sync's key or its repository's is written");
+            return Err(origin.invalid(format!(
+                "sync {:?} is previewed, so repository {:?} needs a provider (to comment on \
+                 pull requests and post their statuses)",
+                s.name, repo.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The key a repository's `previews` is registered under, beside the syncs' names.
+pub(super) fn repository_key(name: &str) -> String {
+    format!("repository/{name}")
 }
 
 /// A cycle among the syncs' `dependsOn`, as the names along it (the first repeated at the
@@ -616,7 +656,7 @@ syncs:
     fn unknown_key_names_file_line_and_column() {
         let text = GOOD.replace("    interval: 30s", "    intreval: 30s");
         let err = parse_one(&text).expect_err("unknown key").to_string();
-        assert!(err.starts_with("berth.yaml:6:"), "{err}");
+        assert!(err.starts_with("berth.yaml:7:"), "{err}");
         assert!(err.contains("intreval"), "{err}");
     }
 
@@ -1013,5 +1053,41 @@ syncs:
         let web = &m.repositories[1];
         assert!(web.provider.is_some());
         assert!(m.pipelines[0].pull_requests.is_some() && !m.pipelines[0].tags.is_empty());
+    }
+
+    #[test]
+    fn previews_follow_the_repository_unless_a_sync_says_and_need_a_provider() {
+        let text = |previews: &str, provider: &str, own: &str| {
+            format!(
+                "apiVersion: berth.dev/v1alpha1
+kind: Mapping
+repositories:
+  - name: config
+    url: https://github.com/acme/config.git
+    auth: {{secretRef: creds}}
+{previews}{provider}syncs:
+  - {{name: web, repository: config, path: web}}
+  - {{name: api, repository: config, path: api{own}}}
+"
+            )
+        };
+        let github = "    provider: {type: github}\n";
+        let m =
+            parse_one(&text("    previews: true\n", github, ", preview: false")).expect("valid");
+        assert_eq!((m.syncs[0].preview, m.syncs[1].preview), (true, false));
+        let m = parse_one(&text("", github, ", preview: true")).expect("valid");
+        assert_eq!((m.syncs[0].preview, m.syncs[1].preview), (false, true));
+        let err = parse_one(&text("", "", ", preview: true"))
+            .expect_err("no provider")
+            .to_string();
+        assert!(err.starts_with("berth.yaml:9:"), "{err}");
+        assert!(
+            err.contains("sync \"api\" is previewed, so repository \"config\" needs a provider"),
+            "{err}"
+        );
+        let err = parse_one(&text("    previews: true\n", "", ""))
+            .expect_err("no provider")
+            .to_string();
+        assert!(err.starts_with("berth.yaml:7:"), "{err}");
     }
 }

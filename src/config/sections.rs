@@ -36,6 +36,9 @@ pub(super) struct Registry {
     /// Pipelines with `pullRequests`, and where that is written (their repository needs a
     /// provider).
     pub pull_request_pipelines: Vec<(String, super::Origin)>,
+    /// Each sync's own `preview` and each repository's `previews` (under
+    /// [`super::repository_key`]), with where they are written.
+    pub previews: BTreeMap<String, (bool, super::Origin)>,
 }
 
 impl Default for Registry {
@@ -49,6 +52,7 @@ impl Default for Registry {
             pipeline_refs: References::default(),
             dependents: Vec::new(),
             pull_request_pipelines: Vec::new(),
+            previews: BTreeMap::new(),
         }
     }
 }
@@ -66,7 +70,12 @@ pub(super) fn repository(
         .provider
         .map(|p| provider(src, p, &url, auth_secret.as_deref()))
         .transpose()?;
+    if let Some(p) = &r.previews {
+        let at = (p.value, src.at(p.referenced));
+        reg.previews.insert(super::repository_key(&name), at);
+    }
     Ok(Repository {
+        previews: r.previews.is_some_and(|p| p.value),
         name,
         url,
         branch: r.branch,
@@ -152,7 +161,12 @@ pub(super) fn sync(src: Source<'_>, s: SyncFile, reg: &mut Registry) -> Result<S
         Some(t) => src.check(t, super::values::parse_interval)?,
         None => DEFAULT_TIMEOUT,
     };
+    if let Some(p) = &s.preview {
+        reg.previews
+            .insert(name.clone(), (p.value, src.at(p.referenced)));
+    }
     Ok(Sync {
+        preview: false, // settled once every repository is known
         name,
         repository: s.repository.value,
         path,

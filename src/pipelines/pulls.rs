@@ -62,17 +62,30 @@ impl PullRequests {
             .filter(move |p| !targets.is_empty() && branch_matches(targets, &p.base))
     }
 
-    /// What to fetch for the pipelines' pull requests: refspecs of their head refs, and the
-    /// source branches of those the host has no ref for (Bitbucket Cloud).
+    /// The open pull requests into `branch`.
+    pub(crate) fn targeting<'a>(
+        &'a self,
+        branch: &'a str,
+    ) -> impl Iterator<Item = &'a PullRequest> + 'a {
+        self.open.values().filter(move |p| p.base == branch)
+    }
+
+    /// What to fetch for the pipelines' pull requests, and for those into `previewed` (the
+    /// branch of a repository whose syncs are previewed): refspecs of their head refs, and
+    /// the source branches of those the host has no ref for (Bitbucket Cloud).
     pub(crate) fn fetch(
         &self,
         pipelines: &[&Pipeline],
+        previewed: Option<&str>,
         api: &dyn Api,
     ) -> (Vec<String>, Vec<String>) {
         let (mut refspecs, mut branches) = (Vec::new(), Vec::new());
+        let previews = previewed.into_iter().flat_map(|b| self.targeting(b));
         let numbers: BTreeSet<u64> = pipelines
             .iter()
-            .flat_map(|p| self.wanted(p).map(|pr| pr.number))
+            .flat_map(|p| self.wanted(p))
+            .chain(previews)
+            .map(|pr| pr.number)
             .collect();
         for n in numbers {
             match api.head_ref(n) {
@@ -152,7 +165,7 @@ mod tests {
         let mut prs = PullRequests::default();
         prs.listed(vec![pr(1, "main"), pr(2, "release/1"), pr(3, "dev")]);
         let p = pipeline(&["main", "release/*"]);
-        let (refspecs, branches) = prs.fetch(&[&p], Kind::GitHub.api());
+        let (refspecs, branches) = prs.fetch(&[&p], None, Kind::GitHub.api());
         assert_eq!(
             refspecs,
             vec![
@@ -161,17 +174,23 @@ mod tests {
             ]
         );
         assert!(branches.is_empty());
-        let (refspecs, _) = prs.fetch(&[&p], Kind::GitLab.api());
+        // previews add the pull requests into the config repository's branch, once each
+        let (refspecs, _) = prs.fetch(&[&p], Some("dev"), Kind::GitHub.api());
+        assert_eq!(refspecs.len(), 3);
+        assert_eq!(refspecs[2], "+refs/pull/3/head:refs/pull/3/head");
+        let (refspecs, _) = prs.fetch(&[], Some("main"), Kind::GitHub.api());
+        assert_eq!(refspecs, vec!["+refs/pull/1/head:refs/pull/1/head"]);
+        let (refspecs, _) = prs.fetch(&[&p], None, Kind::GitLab.api());
         assert_eq!(
             refspecs[0],
             "+refs/merge-requests/1/head:refs/merge-requests/1/head"
         );
-        let (refspecs, _) = prs.fetch(&[&p], Kind::BitbucketServer.api());
+        let (refspecs, _) = prs.fetch(&[&p], None, Kind::BitbucketServer.api());
         assert_eq!(
             refspecs[0],
             "+refs/pull-requests/1/from:refs/pull-requests/1/from"
         );
-        let (refspecs, branches) = prs.fetch(&[&p], Kind::Bitbucket.api());
+        let (refspecs, branches) = prs.fetch(&[&p], None, Kind::Bitbucket.api());
         assert!(refspecs.is_empty());
         assert_eq!(branches, vec!["feature-1", "feature-2"]);
         let none = pipeline(&[]);

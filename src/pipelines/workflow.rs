@@ -440,6 +440,7 @@ mod tests {
             auth_secret: None,
             webhook_secret: None,
             provider: None,
+            previews: false,
         }
     }
 

@@ -4,7 +4,9 @@
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::{Api, Call, PAGE, PullRequest, State, Status, Target, Token, items, text};
+use super::{
+    Api, Call, Comment, PAGE, PullRequest, State, Status, Target, Token, comment_at, items, text,
+};
 
 pub(super) struct Bitbucket;
 
@@ -61,6 +63,37 @@ impl Api for Bitbucket {
         None
     }
 
+    fn comments(&self, target: &Target, number: u64, page: u32) -> Call {
+        Call::get(format!(
+            "{}?pagelen={PAGE}&page={page}",
+            comments(target, number)
+        ))
+    }
+
+    fn comment_list(&self, body: &Value) -> Result<(Vec<Comment>, bool), String> {
+        let comments = items(body, Some("values"))?
+            .iter()
+            .map(|c| comment_at(c, "/content/raw"))
+            .collect::<Result<_, _>>()?;
+        Ok((comments, body.get("next").is_some_and(Value::is_string)))
+    }
+
+    fn create_comment(&self, target: &Target, number: u64, text: &str) -> Call {
+        Call::post(comments(target, number), json!({"content": {"raw": text}}))
+    }
+
+    fn update_comment(&self, target: &Target, number: u64, comment: &Comment, text: &str) -> Call {
+        Call::with(
+            http::Method::PUT,
+            format!("{}/{}", comments(target, number), comment.id),
+            json!({"content": {"raw": text}}),
+        )
+    }
+
+    fn comment(&self, body: &Value) -> Result<Comment, String> {
+        comment_at(body, "/content/raw")
+    }
+
     fn auth(&self, token: &Token) -> (http::HeaderName, String) {
         basic_or_bearer(token)
     }
@@ -68,6 +101,15 @@ impl Api for Bitbucket {
 
 /// Basic authentication with a username (app passwords, API tokens), else a bearer token
 /// (repository, project and workspace access tokens).
+/// The comments of pull request `number`.
+fn comments(target: &Target, number: u64) -> String {
+    let (workspace, slug) = target.owner_repo();
+    format!(
+        "{}/2.0/repositories/{workspace}/{slug}/pullrequests/{number}/comments",
+        target.base
+    )
+}
+
 pub(super) fn basic_or_bearer(token: &Token) -> (http::HeaderName, String) {
     let value = match &token.username {
         Some(user) => format!(

@@ -4,9 +4,20 @@
 use serde_json::{Value, json};
 
 use super::bitbucket::{basic_or_bearer, state};
-use super::{Api, Call, PAGE, PullRequest, State, Status, Target, Token, items, text};
+use super::{
+    Api, Call, Comment, PAGE, PullRequest, State, Status, Target, Token, comment_at, items, text,
+};
 
 pub(super) struct BitbucketServer;
+
+/// Pull request `number`'s API address.
+fn pull_request(target: &Target, number: u64) -> String {
+    let (key, slug) = target.owner_repo();
+    format!(
+        "{}/rest/api/latest/projects/{key}/repos/{slug}/pull-requests/{number}",
+        target.base
+    )
+}
 
 impl Api for BitbucketServer {
     fn status(&self, target: &Target, sha: &str, status: &Status) -> Call {
@@ -59,6 +70,43 @@ impl Api for BitbucketServer {
 
     fn head_ref(&self, number: u64) -> Option<String> {
         Some(format!("refs/pull-requests/{number}/from"))
+    }
+
+    /// A pull request's comments are listed among its activities.
+    fn comments(&self, target: &Target, number: u64, page: u32) -> Call {
+        Call::get(format!(
+            "{}/activities?limit={PAGE}&start={}",
+            pull_request(target, number),
+            (page.saturating_sub(1)) * PAGE
+        ))
+    }
+
+    fn comment_list(&self, body: &Value) -> Result<(Vec<Comment>, bool), String> {
+        let comments = items(body, Some("values"))?
+            .iter()
+            .filter(|a| a["action"] == "COMMENTED")
+            .map(|a| comment_at(&a["comment"], "/text"))
+            .collect::<Result<_, _>>()?;
+        Ok((comments, body["isLastPage"] == false))
+    }
+
+    fn create_comment(&self, target: &Target, number: u64, text: &str) -> Call {
+        Call::post(
+            format!("{}/comments", pull_request(target, number)),
+            json!({"text": text}),
+        )
+    }
+
+    fn update_comment(&self, target: &Target, number: u64, comment: &Comment, text: &str) -> Call {
+        Call::with(
+            http::Method::PUT,
+            format!("{}/comments/{}", pull_request(target, number), comment.id),
+            json!({"text": text, "version": comment.version.unwrap_or(0)}),
+        )
+    }
+
+    fn comment(&self, body: &Value) -> Result<Comment, String> {
+        comment_at(body, "/text")
     }
 
     fn auth(&self, token: &Token) -> (http::HeaderName, String) {

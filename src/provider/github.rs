@@ -2,7 +2,10 @@
 
 use serde_json::{Value, json};
 
-use super::{Api, Call, PAGE, PullRequest, State, Status, Target, items, text};
+use super::{
+    Api, Call, Comment, PAGE, PullRequest, State, Status, Target, comment_at, comments_at, items,
+    text,
+};
 
 pub(super) struct GitHub;
 
@@ -33,6 +36,45 @@ impl Api for GitHub {
 
     fn head_ref(&self, number: u64) -> Option<String> {
         Some(format!("refs/pull/{number}/head"))
+    }
+
+    fn comments(&self, target: &Target, number: u64, page: u32) -> Call {
+        let (owner, repo) = target.owner_repo();
+        Call::get(format!(
+            "{}/repos/{owner}/{repo}/issues/{number}/comments?per_page={PAGE}&page={page}",
+            target.base
+        ))
+    }
+
+    fn comment_list(&self, body: &Value) -> Result<(Vec<Comment>, bool), String> {
+        comments_at(body, "/body")
+    }
+
+    fn create_comment(&self, target: &Target, number: u64, text: &str) -> Call {
+        let (owner, repo) = target.owner_repo();
+        Call::post(
+            format!(
+                "{}/repos/{owner}/{repo}/issues/{number}/comments",
+                target.base
+            ),
+            json!({"body": text}),
+        )
+    }
+
+    fn update_comment(&self, target: &Target, _number: u64, comment: &Comment, text: &str) -> Call {
+        let (owner, repo) = target.owner_repo();
+        Call::with(
+            http::Method::PATCH,
+            format!(
+                "{}/repos/{owner}/{repo}/issues/comments/{}",
+                target.base, comment.id
+            ),
+            json!({"body": text}),
+        )
+    }
+
+    fn comment(&self, body: &Value) -> Result<Comment, String> {
+        comment_at(body, "/body")
     }
 }
 

@@ -4,7 +4,10 @@
 
 use serde_json::{Value, json};
 
-use super::{Api, Call, PAGE, PullRequest, State, Status, Target, items, segment, text};
+use super::{
+    Api, Call, Comment, PAGE, PullRequest, State, Status, Target, comment_at, comments_at, items,
+    segment, text,
+};
 
 pub(super) struct GitLab;
 
@@ -57,6 +60,47 @@ impl Api for GitLab {
     fn head_ref(&self, number: u64) -> Option<String> {
         Some(format!("refs/merge-requests/{number}/head"))
     }
+
+    fn comments(&self, target: &Target, number: u64, page: u32) -> Call {
+        Call::get(format!(
+            "{}?per_page={PAGE}&page={page}",
+            notes(target, number)
+        ))
+    }
+
+    fn comment_list(&self, body: &Value) -> Result<(Vec<Comment>, bool), String> {
+        comments_at(body, "/body")
+    }
+
+    fn create_comment(&self, target: &Target, number: u64, text: &str) -> Call {
+        Call::post(notes(target, number), json!({"body": text}))
+    }
+
+    fn update_comment(&self, target: &Target, number: u64, comment: &Comment, text: &str) -> Call {
+        Call::with(
+            http::Method::PUT,
+            format!("{}/{}", notes(target, number), comment.id),
+            json!({"body": text}),
+        )
+    }
+
+    fn comment(&self, body: &Value) -> Result<Comment, String> {
+        comment_at(body, "/body")
+    }
+
+    /// A note holds up to 1,000,000 characters.
+    fn comment_limit(&self) -> usize {
+        1_000_000
+    }
+}
+
+/// The notes of merge request `number`.
+fn notes(target: &Target, number: u64) -> String {
+    format!(
+        "{}/api/v4/projects/{}/merge_requests/{number}/notes",
+        target.base,
+        segment(&target.project)
+    )
 }
 
 /// GitLab's states (`pending`, `running`, `success`, `failed`, `canceled`).

@@ -249,6 +249,18 @@ pub(crate) struct PullRequest {
     pub head_sha: String,
 }
 
+/// A comment on a pull request, as the host lists or answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Comment {
+    pub id: u64,
+    pub body: String,
+    /// Bitbucket Server's version of the comment, which an edit must name.
+    pub version: Option<u64>,
+}
+
+/// The longest comment GitHub takes (in characters); the default for hosts that do not say.
+pub(crate) const COMMENT_LIMIT: usize = 65_536;
+
 /// One request to a provider.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Call {
@@ -269,6 +281,14 @@ impl Call {
     fn post(url: String, body: Value) -> Self {
         Self {
             method: http::Method::POST,
+            url,
+            body: Some(body),
+        }
+    }
+
+    fn with(method: http::Method, url: String, body: Value) -> Self {
+        Self {
+            method,
             url,
             body: Some(body),
         }
@@ -294,6 +314,27 @@ pub(crate) trait Api: Sync {
     fn head_ref(&self, number: u64) -> Option<String>;
     /// The host's word for a state.
     fn state(&self, state: State) -> &'static str;
+    /// The request for one page (from 1) of the comments on pull request `number`, [`PAGE`]
+    /// per page.
+    fn comments(&self, target: &Target, number: u64, page: u32) -> Call;
+    /// The comments of one page of that answer, and whether another page follows.
+    ///
+    /// # Errors
+    /// The answer is not the host's list.
+    fn comment_list(&self, body: &Value) -> Result<(Vec<Comment>, bool), String>;
+    /// The request that posts a new comment on pull request `number`.
+    fn create_comment(&self, target: &Target, number: u64, text: &str) -> Call;
+    /// The request that replaces the text of `comment` on pull request `number`.
+    fn update_comment(&self, target: &Target, number: u64, comment: &Comment, text: &str) -> Call;
+    /// The comment an answer to a create or an update holds.
+    ///
+    /// # Errors
+    /// The answer is not a comment.
+    fn comment(&self, body: &Value) -> Result<Comment, String>;
+    /// The longest comment the host takes, in characters.
+    fn comment_limit(&self) -> usize {
+        COMMENT_LIMIT
+    }
     /// The `Authorization`-style header carrying the token.
     fn auth(&self, token: &Token) -> (http::HeaderName, String) {
         (
@@ -552,13 +593,9 @@ impl Client {
         for page in 1..=20 {
             let call = api.open_pulls(target, page);
             let body = self.send_retrying(target, token, &call, 3).await?;
-            let pulls = api.pulls(&body).map_err(|message| Error::Network {
-                provider: target.kind.as_str(),
-                repository: target.project.clone(),
-                method: call.method.to_string(),
-                url: call.url.clone(),
-                message,
-            })?;
+            let pulls = api
+                .pulls(&body)
+                .map_err(|message| unreadable(target, &call, message))?;
             let full = pulls.len() >= PAGE as usize;
             out.extend(pulls);
             if !full {
@@ -566,6 +603,71 @@ impl Client {
             }
         }
         Ok(out)
+    }
+}
+
+impl Client {
+    /// The first comment on pull request `number` whose body holds `marker`, page by page (at
+    /// most 20 pages).
+    ///
+    /// # Errors
+    /// A page cannot be read.
+    pub(crate) async fn find_comment(
+        &self,
+        target: &Target,
+        token: &Token,
+        number: u64,
+        marker: &str,
+    ) -> Result<Option<Comment>, Error> {
+        let api = target.kind.api();
+        for page in 1..=20 {
+            let call = api.comments(target, number, page);
+            let body = self.send_retrying(target, token, &call, 3).await?;
+            let (comments, more) = api
+                .comment_list(&body)
+                .map_err(|message| unreadable(target, &call, message))?;
+            if let Some(found) = comments.into_iter().find(|c| c.body.contains(marker)) {
+                return Ok(Some(found));
+            }
+            if !more {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Posts `text` on pull request `number`: an edit of `existing` when there is one, else a
+    /// new comment. Returns the comment as the host now holds it.
+    ///
+    /// # Errors
+    /// The host refuses the request or cannot be reached.
+    pub(crate) async fn put_comment(
+        &self,
+        target: &Target,
+        token: &Token,
+        number: u64,
+        existing: Option<&Comment>,
+        text: &str,
+    ) -> Result<Comment, Error> {
+        let api = target.kind.api();
+        let call = match existing {
+            Some(c) => api.update_comment(target, number, c, text),
+            None => api.create_comment(target, number, text),
+        };
+        let body = self.send_retrying(target, token, &call, 3).await?;
+        api.comment(&body)
+            .map_err(|message| unreadable(target, &call, message))
+    }
+}
+
+/// An answer berth cannot read, as the error of its call.
+fn unreadable(target: &Target, call: &Call, message: String) -> Error {
+    Error::Network {
+        provider: target.kind.as_str(),
+        repository: target.project.clone(),
+        method: call.method.to_string(),
+        url: call.url.clone(),
+        message,
     }
 }
 
@@ -623,6 +725,33 @@ fn items<'a>(body: &'a Value, key: Option<&str>) -> Result<&'a Vec<Value>, Strin
     };
     list.as_array()
         .ok_or_else(|| "the answer is not a list of pull requests".to_owned())
+}
+
+/// A comment with a numeric `id` and its text at `text` (a JSON pointer).
+fn comment_at(v: &Value, text: &str) -> Result<Comment, String> {
+    Ok(Comment {
+        id: v["id"].as_u64().ok_or("a comment without an id")?,
+        body: v
+            .pointer(text)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        version: v["version"].as_u64(),
+    })
+}
+
+/// The comments of an array answer, each read by [`comment_at`]; a full page may have another
+/// after it.
+fn comments_at(body: &Value, text: &str) -> Result<(Vec<Comment>, bool), String> {
+    let list = body
+        .as_array()
+        .ok_or_else(|| "the answer is not a list of comments".to_owned())?;
+    let comments = list
+        .iter()
+        .map(|c| comment_at(c, text))
+        .collect::<Result<Vec<_>, _>>()?;
+    let more = comments.len() >= PAGE as usize;
+    Ok((comments, more))
 }
 
 /// Percent-encodes one path segment (`group/project` → `group%2Fproject`).
@@ -782,5 +911,113 @@ mod tests {
         };
         assert_eq!(s.description().chars().count(), DESCRIPTION_LIMIT);
         assert!(s.description().ends_with('…'));
+    }
+
+    #[test]
+    fn comments_are_created_and_edited_where_each_host_documents_it() {
+        let target = |kind, base: &str, project: &str| Target {
+            kind,
+            base: base.into(),
+            project: project.into(),
+            secret: None,
+        };
+        let old = Comment {
+            id: 9,
+            body: "old".into(),
+            version: Some(3),
+        };
+        let cases = [
+            (
+                target(Kind::GitHub, "https://api.github.com", "o/r"),
+                "https://api.github.com/repos/o/r/issues/7/comments",
+                (
+                    "PATCH",
+                    "https://api.github.com/repos/o/r/issues/comments/9",
+                ),
+                serde_json::json!({"body": "new"}),
+            ),
+            (
+                target(Kind::Gitea, "https://git.example.com", "o/r"),
+                "https://git.example.com/api/v1/repos/o/r/issues/7/comments",
+                (
+                    "PATCH",
+                    "https://git.example.com/api/v1/repos/o/r/issues/comments/9",
+                ),
+                serde_json::json!({"body": "new"}),
+            ),
+            (
+                target(Kind::GitLab, "https://gitlab.com", "g/sub/p"),
+                "https://gitlab.com/api/v4/projects/g%2Fsub%2Fp/merge_requests/7/notes",
+                (
+                    "PUT",
+                    "https://gitlab.com/api/v4/projects/g%2Fsub%2Fp/merge_requests/7/notes/9",
+                ),
+                serde_json::json!({"body": "new"}),
+            ),
+            (
+                target(Kind::Bitbucket, "https://api.bitbucket.org", "ws/slug"),
+                "https://api.bitbucket.org/2.0/repositories/ws/slug/pullrequests/7/comments",
+                (
+                    "PUT",
+                    "https://api.bitbucket.org/2.0/repositories/ws/slug/pullrequests/7/comments/9",
+                ),
+                serde_json::json!({"content": {"raw": "new"}}),
+            ),
+            (
+                target(Kind::BitbucketServer, "https://bb.example.com", "KEY/slug"),
+                "https://bb.example.com/rest/api/latest/projects/KEY/repos/slug/pull-requests/7/comments",
+                (
+                    "PUT",
+                    "https://bb.example.com/rest/api/latest/projects/KEY/repos/slug/pull-requests/7/comments/9",
+                ),
+                serde_json::json!({"text": "new", "version": 3}),
+            ),
+        ];
+        for (t, create, (method, update), edit) in cases {
+            let api = t.kind.api();
+            let call = api.create_comment(&t, 7, "new");
+            assert_eq!((call.method.as_str(), call.url.as_str()), ("POST", create));
+            let call = api.update_comment(&t, 7, &old, "new");
+            assert_eq!((call.method.as_str(), call.url.as_str()), (method, update));
+            assert_eq!(call.body, Some(edit), "{:?}", t.kind);
+        }
+    }
+
+    #[test]
+    fn comment_lists_are_read_with_their_paging() {
+        let (list, more) = Kind::GitHub
+            .api()
+            .comment_list(&serde_json::json!([{"id": 1, "body": "a"}, {"id": 2, "body": "b"}]))
+            .expect("github");
+        assert_eq!((list.len(), list[1].body.as_str(), more), (2, "b", false));
+        let (list, more) = Kind::Bitbucket
+            .api()
+            .comment_list(
+                &serde_json::json!({"values": [{"id": 5, "content": {"raw": "x"}}],
+                "next": "https://api.bitbucket.org/next"}),
+            )
+            .expect("bitbucket");
+        assert_eq!((list[0].id, list[0].body.as_str(), more), (5, "x", true));
+        let (list, more) = Kind::BitbucketServer
+            .api()
+            .comment_list(&serde_json::json!({"isLastPage": true, "values": [
+                {"action": "OPENED"},
+                {"action": "COMMENTED", "comment": {"id": 8, "text": "t", "version": 2}}]}))
+            .expect("server");
+        assert_eq!(
+            list,
+            vec![Comment {
+                id: 8,
+                body: "t".into(),
+                version: Some(2)
+            }]
+        );
+        assert!(!more);
+        assert!(
+            Kind::GitHub
+                .api()
+                .comment_list(&serde_json::json!({}))
+                .is_err()
+        );
     }
 }

@@ -281,13 +281,14 @@ pub(crate) fn conflicts(
     ids: Vec<ObjectId>,
     declared: &BTreeSet<ObjectId>,
     sync: &str,
-) -> Vec<String> {
+) -> Vec<(ObjectId, String)> {
     ids.into_iter()
         .filter(|id| declared.contains(id))
         .map(|id| {
-            format!(
+            let why = format!(
                 "{id} belongs to sync {owner:?}, which still declares it; sync {sync:?} declares it too"
-            )
+            );
+            (id, why)
         })
         .collect()
 }
@@ -548,6 +549,10 @@ mod tests {
         let ids = foreign["api"].clone();
         let found = conflicts("api", ids, &declared, "web");
         assert_eq!(found.len(), 1, "the other sync let go of `mine`: {found:?}");
-        assert!(found[0].starts_with("web/ConfigMap/shared belongs to sync \"api\""));
+        assert!(
+            found[0]
+                .1
+                .starts_with("web/ConfigMap/shared belongs to sync \"api\"")
+        );
     }
 }

@@ -19,24 +19,31 @@ use crate::status::{self, Health, Phase};
 use super::admission::{self, settle_namespaces};
 use super::{Error, Refusal};
 
-/// Refuses objects that another sync owns (its label says so) and still declares.
-pub(crate) async fn check(
+/// The objects another sync owns (its label says so) and still declares, each with why it is
+/// refused.
+pub(crate) async fn conflicts(
     ctx: &Context,
     mapping: &Mapping,
     sync: &Sync,
     resources: &Resources,
     desired: &[Manifest],
     live: &diff::LiveSet,
-) -> Result<(), Error> {
+) -> Vec<(ObjectId, String)> {
     let mut conflicts = Vec::new();
     for (owner, ids) in admission::foreign(desired, live, &sync.name) {
         let declared = declared_by(ctx, mapping, owner, resources).await;
         conflicts.extend(admission::conflicts(owner, ids, &declared, &sync.name));
     }
+    conflicts
+}
+
+/// Refuses a pass whose objects another sync owns and still declares.
+pub(crate) fn refuse(conflicts: Vec<(ObjectId, String)>) -> Result<(), Error> {
     if conflicts.is_empty() {
         Ok(())
     } else {
-        Err(Refusal::Owned(conflicts).into())
+        let reasons = conflicts.into_iter().map(|(_, why)| why).collect();
+        Err(Refusal::Owned(reasons).into())
     }
 }
 

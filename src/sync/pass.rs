@@ -271,7 +271,9 @@ impl<'a> Pass<'a> {
             .claim(&sync.name, desired.iter().map(Manifest::id))
             .map_err(Refusal::Owned)?;
         self.claims.push(claim);
-        ownership::check(ctx, mapping, sync, &self.resources, &desired, &live).await?;
+        let conflicts =
+            ownership::conflicts(ctx, mapping, sync, &self.resources, &desired, &live).await;
+        let desired = self.owned(desired, conflicts)?;
         let owner = self.owner();
         let (client, resources, inventory) = (&self.client, &self.resources, &self.inventory);
         let n = ctx.concurrency;
@@ -287,6 +289,29 @@ impl<'a> Pass<'a> {
         self.fail_each(failed);
         admission::hold_back(&mut entries);
         Ok(entries)
+    }
+
+    /// What a stage may plan once another sync's objects are set apart. A pass that applies
+    /// or checks is refused whole; a plan (a preview, `diff`) fails those objects alone, so
+    /// it shows every other problem too.
+    fn owned(
+        &mut self,
+        desired: Vec<Manifest>,
+        conflicts: Vec<(ObjectId, String)>,
+    ) -> Result<Vec<Manifest>, Error> {
+        if self.job.mode != Mode::Plan || conflicts.is_empty() {
+            ownership::refuse(conflicts)?;
+            return Ok(desired);
+        }
+        let refused: BTreeMap<ObjectId, String> = conflicts.into_iter().collect();
+        let (blocked, desired): (Vec<Manifest>, Vec<Manifest>) = desired
+            .into_iter()
+            .partition(|m| refused.contains_key(&m.id()));
+        for m in blocked {
+            let why = refused[&m.id()].clone();
+            fail_alone(&mut self.changes, &m, why);
+        }
+        Ok(desired)
     }
 
     /// The objects that waited for their kind, now served; the others fail alone.

@@ -18,6 +18,7 @@ pub(crate) fn segment(text: &str) -> String {
 pub(crate) enum Section {
     Overview,
     Deliveries,
+    Previews,
 }
 
 /// The whole page around `main`: navigation, the live-update status line and the script that
@@ -42,6 +43,7 @@ pub(crate) fn page(title: &str, section: Section, main: &Markup) -> Markup {
                         a class="brand" href="/" { "berth" }
                         a href="/" aria-current=[current(Section::Overview)] { "Overview" }
                         a href="/deliveries" aria-current=[current(Section::Deliveries)] { "Deliveries" }
+                        a href="/previews" aria-current=[current(Section::Previews)] { "Previews" }
                     }
                     p id="live" class="live" role="status" aria-live="polite" { "connecting…" }
                 }

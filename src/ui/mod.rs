@@ -5,4 +5,5 @@
 pub(crate) mod graph;
 pub(crate) mod html;
 pub(crate) mod pages;
+pub(crate) mod previews;
 pub(crate) mod status;

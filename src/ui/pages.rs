@@ -11,7 +11,7 @@ use super::status::{Document, SyncRow};
 use crate::pipelines::Run;
 use crate::webhook::DeliveryRecord;
 
-fn short(revision: &str) -> &str {
+pub(crate) fn short(revision: &str) -> &str {
     &revision[..revision.len().min(7)]
 }
 
@@ -414,7 +414,7 @@ fn sync_diff(p: &SyncPage<'_>) -> Markup {
 }
 
 /// A unified diff with added and removed lines marked for colour.
-fn diff_lines(diff: &str) -> Markup {
+pub(crate) fn diff_lines(diff: &str) -> Markup {
     let class = |l: &str| {
         if l.starts_with("+++") || l.starts_with("---") {
             "file"
