@@ -656,7 +656,7 @@ syncs:
     fn unknown_key_names_file_line_and_column() {
         let text = GOOD.replace("    interval: 30s", "    intreval: 30s");
         let err = parse_one(&text).expect_err("unknown key").to_string();
-        assert!(err.starts_with("berth.yaml:7:"), "{err}");
+        assert!(err.starts_with("berth.yaml:6:5:"), "{err}");
         assert!(err.contains("intreval"), "{err}");
     }
 
