@@ -91,6 +91,12 @@ pub(crate) struct RepositoryLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct PreviewLabels {
+    pub repository: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct DeliveryLabels {
     pub provider: String,
     pub result: String,
@@ -140,6 +146,7 @@ pub(crate) struct Metrics {
     pub cleanup_deletions: Family<RuleLabels, Counter>,
     pub config_reloads: Family<ResultLabels, Counter>,
     pub provider_requests: Family<DeliveryLabels, Counter>,
+    pub previews: Family<PreviewLabels, Counter>,
     pub notifications: Family<NotificationLabels, Counter>,
     pub refreshes: Refreshes,
 }
@@ -301,6 +308,12 @@ impl Metrics {
                 r,
                 "provider_requests",
                 "Requests to git hosts' APIs by provider and result (ok, client-error, server-error, network-error)",
+                Family::default(),
+            ),
+            previews: register(
+                r,
+                "previews",
+                "Pull request heads previewed, by repository and result (told, untouched: the pull request changes no previewed sync, failed: the host could not be told)",
                 Family::default(),
             ),
             notifications: register(

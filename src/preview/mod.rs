@@ -25,6 +25,7 @@ use crate::git::Commit;
 use crate::pipelines::PullRequests;
 use crate::provider::{self, PullRequest};
 use crate::sync::{self, Mode};
+use crate::telemetry::PreviewLabels;
 use crate::{source, store};
 
 use comment::{Preview, SyncPreview};
@@ -239,9 +240,17 @@ async fn preview(
         .filter(|s| s.repository == repo.name && s.preview)
         .filter(|s| changed.iter().any(|p| source::touches(s, p)))
         .collect();
+    let count = |result: &str| {
+        let labels = PreviewLabels {
+            repository: repo.name.clone(),
+            result: result.to_owned(),
+        };
+        ctx.metrics.previews.get_or_create(&labels).inc();
+    };
     if syncs.is_empty() && memory.comment.is_none() {
         // touches no previewed sync: nothing is told
         memory.told = Some(now);
+        count("untouched");
         return memory;
     }
     let made = make(ctx, mapping, repo, pull.number, &head, &syncs).await;
@@ -250,10 +259,12 @@ async fn preview(
         Ok(comment) => {
             memory.comment = Some(comment);
             memory.told = Some(now);
+            count("told");
             info!(repository = %repo.name, number = pull.number, head = %head.short(), syncs = syncs.len(), "previewed");
         }
         Err((comment, e)) => {
             memory.comment = comment;
+            count("failed");
             warn!(repository = %repo.name, number = pull.number, error = %e, "cannot tell the preview; trying again on the next pass");
         }
     }
