@@ -355,6 +355,145 @@ async fn sync_statuses_conform_to_githubs_description() {
     assert_eq!(api.violations(), Vec::<String>::new());
 }
 
+/// A fake GitHub that keeps the comments posted on pull requests, beside statuses and the
+/// open pull requests of [`fake_github`].
+async fn fake_github_with_comments(h: &Host) -> (FakeApi, Arc<std::sync::Mutex<Vec<Value>>>) {
+    let spec = Spec::load(&common::npm_file(OPENAPI, "generated/api.github.com.json"));
+    let comments: Arc<std::sync::Mutex<Vec<Value>>> = Arc::default();
+    let held = comments.clone();
+    let (gitea, token, user) = (
+        h.gitea.url.clone(),
+        h.gitea.token.clone(),
+        h.gitea.user.clone(),
+    );
+    let respond: openapi::Responder = Arc::new(move |operation, path, body| {
+        let mut held = held.lock().expect("comments");
+        match operation {
+            "repos/create-commit-status" => (201, json!({"id": 1, "state": body["state"]})),
+            "pulls/list" => {
+                let (code, list) = common::http(
+                    "GET",
+                    &format!("{gitea}/api/v1/repos/{user}/web/pulls?state=open"),
+                    &[("Authorization", &format!("token {token}"))],
+                    b"",
+                );
+                assert_eq!(code, 200, "{list}");
+                (200, serde_json::from_str(&list).expect("pull requests"))
+            }
+            "issues/list-comments" => (200, Value::from(held.clone())),
+            "issues/create-comment" => {
+                let comment = json!({"id": held.len() + 100, "body": body["body"]});
+                held.push(comment.clone());
+                (201, comment)
+            }
+            "issues/update-comment" => {
+                let id: u64 = path
+                    .rsplit('/')
+                    .next()
+                    .and_then(|i| i.parse().ok())
+                    .unwrap_or(0);
+                match held.iter_mut().find(|c| c["id"] == id) {
+                    Some(c) => {
+                        c["body"] = body["body"].clone();
+                        (200, c.clone())
+                    }
+                    None => (404, json!({"message": "Not Found"})),
+                }
+            }
+            other => (
+                404,
+                json!({"message": format!("the fake does not answer {other}")}),
+            ),
+        }
+    });
+    (FakeApi::start(spec, TOKEN, respond).await, comments)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preview_comments_conform_to_githubs_description() {
+    let h = host().await;
+    let (api, comments) = fake_github_with_comments(&h).await;
+    let provider = provider(&h, &api).await;
+    let app = common::namespace(&h.client, &common::unique("app")).await;
+    let settings = |value: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings, namespace: {}}}\ndata: {{value: \"{value}\"}}\n",
+            app.name
+        )
+    };
+    h.repo.write("deploy/settings.yaml", &settings("1"));
+    h.repo.commit("settings");
+    h.gitea.push(&h.repo, "web");
+    let syncs = format!(
+        "syncs:\n  - {{name: web, repository: web, path: deploy, namespace: {}, preview: true}}\n",
+        app.name
+    );
+    let berth = Berth::new(&h.berth_ns.name, &h.mapping_with(&provider, "1s", &syncs));
+    let (agent, _base) = h.agent(&berth);
+    let body_with = |needle: String| {
+        let comments = comments.clone();
+        async move {
+            common::eventually(Duration::from_secs(90), || async {
+                let held = comments.lock().expect("comments").clone();
+                held.iter()
+                    .find(|c| c["body"].as_str().is_some_and(|b| b.contains(&needle)))
+                    .map(|_| held.len())
+            })
+            .await
+        }
+    };
+    let head = h
+        .push_branch("change", "deploy/settings.yaml", &settings("2"))
+        .await;
+    h.open_pull_request("change");
+    assert_eq!(
+        body_with(head[..7].to_owned()).await,
+        Some(1),
+        "{:?}",
+        api.violations()
+    );
+    expect_posted(&api, &head, &["success"]).await;
+    let second = h
+        .push_branch("change", "deploy/settings.yaml", &settings("3"))
+        .await;
+    assert_eq!(
+        body_with(second[..7].to_owned()).await,
+        Some(1),
+        "{:?}",
+        api.violations()
+    );
+    // a restart finds the comment by listing them, and edits it
+    drop(agent);
+    let (_agent, _base) = h.agent(&berth);
+    let third = h
+        .push_branch("change", "deploy/settings.yaml", &settings("4"))
+        .await;
+    assert_eq!(
+        body_with(third[..7].to_owned()).await,
+        Some(1),
+        "{:?}",
+        api.violations()
+    );
+    let operations: Vec<String> = api.log().into_iter().map(|r| r.operation).collect();
+    assert_eq!(
+        operations
+            .iter()
+            .filter(|o| *o == "issues/create-comment")
+            .count(),
+        1,
+        "{operations:?}"
+    );
+    assert!(
+        operations.iter().any(|o| o == "issues/update-comment"),
+        "{operations:?}"
+    );
+    assert!(
+        operations.iter().any(|o| o == "issues/list-comments"),
+        "{operations:?}"
+    );
+    assert_eq!(api.violations(), Vec::<String>::new());
+}
+
 #[test]
 fn the_description_refuses_what_github_would_refuse() {
     let spec = Spec::load(&common::npm_file(OPENAPI, "generated/api.github.com.json"));
