@@ -396,6 +396,9 @@ pulls=$(cargo bench --quiet --bench pull_requests 2>/dev/null | grep -E '^P1[12]
 # ---- P17/P18: notifications, to a receiver on loopback ------------------------------------------
 log "P17/P18: breaking commit -> notification delivered; 100 syncs broken at once -> one message"
 notifications=$(cargo bench --quiet --bench notifications 2>/dev/null | grep -E '^(P1[78]|    )' || true)
+# ---- P19: pull request previews, against a real Gitea -------------------------------------------
+log "P19: pull request delivery -> preview comment on it, 1000 objects with 10 changed (Gitea)"
+previews=$(cargo bench --quiet --bench previews 2>/dev/null | grep -E '^P19' || true)
 
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
 b1=$(median "${p1b[@]}"); k1=$(median "${p1k[@]}")
@@ -423,3 +426,5 @@ echo "$pulls" | sed 's/^/    /'
 echo "    (targets: P11 p50 <= 200 ms, P12 p50 <= 1 s)"
 echo "$notifications" | sed 's/^/    /'
 echo "    (targets: P17 p50 <= 1 s, P18 one message per notification within 5 s)"
+echo "$previews" | sed 's/^/    /'
+echo "    (target: P19 p50 <= 3 s; argocd-diff-preview needs about 90 s before it starts)"

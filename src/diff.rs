@@ -713,14 +713,20 @@ fn mask_secrets(live: Option<&mut Value>, desired: Option<&mut Value>) {
             .and_then(|v| v[field].as_object())
             .cloned()
             .unwrap_or_default();
-        if let Some(v) = live.as_deref_mut().and_then(|v| v[field].as_object_mut()) {
+        // `get_mut`, not indexing: indexing would add the missing field as null
+        if let Some(v) = live
+            .as_deref_mut()
+            .and_then(|v| v.get_mut(field))
+            .and_then(Value::as_object_mut)
+        {
             for value in v.values_mut() {
                 *value = Value::from(crate::render::MASK);
             }
         }
         if let Some(v) = desired
             .as_deref_mut()
-            .and_then(|v| v[field].as_object_mut())
+            .and_then(|v| v.get_mut(field))
+            .and_then(Value::as_object_mut)
         {
             for (key, value) in v.iter_mut() {
                 let same = live_map.get(key) == desired_map.get(key);
@@ -911,6 +917,14 @@ mod tests {
         assert!(text.contains("-  changed: ++++++++"), "{text}");
         assert!(text.contains("+  changed: +++++++++++++"), "{text}");
         assert!(!text.contains("-  same"), "{text}");
+        // a Secret written with stringData only gets no `data: null` from the masking
+        let created = json!({"kind": "Secret", "stringData": {"token": "s3cr3t"}});
+        let text = entry_diff(&id, None, Some(&created));
+        assert!(
+            !text.contains("data: null") && !text.contains("s3cr3t"),
+            "{text}"
+        );
+        assert!(text.contains("+  token: +++++++++++++"), "{text}");
     }
 
     #[test]

@@ -269,6 +269,19 @@ async fn a_pull_request_gets_one_comment_edited_on_every_push_and_a_status() {
         page.contains(&format!("Preview of web #{number}")),
         "{page}"
     );
+    // in a browser: every object's diff folded, the Secret masked, nothing serious for axe
+    let mut browser = common::browser::Browser::start();
+    assert_eq!(browser.goto(&format!("{admin}/previews/web/{number}")), 200);
+    assert_eq!(browser.count("details"), 3, "{}", browser.text("main"));
+    let main = browser.text("main");
+    assert!(
+        main.contains("Secret/token") && !main.contains("s3cr3t-value"),
+        "{main}"
+    );
+    browser.eval("document.querySelectorAll('details').forEach(d => d.open = true)");
+    browser.screenshot("docs/screenshots/preview.png");
+    let serious = browser.serious_violations();
+    assert!(serious.is_empty(), "preview page: {serious:#?}");
     // nothing was written: no resourceVersion moved, no Secret was made
     assert_eq!(versions(&h.client, &app.name).await, before);
 
