@@ -285,6 +285,16 @@ async fn a_pull_request_gets_one_comment_edited_on_every_push_and_a_status() {
     // nothing was written: no resourceVersion moved, no Secret was made
     assert_eq!(versions(&h.client, &app.name).await, before);
 
+    // the CLI previews the same head: differences, so exit 1
+    let out = berth.run(&["diff", "--revision", &head]);
+    let text = common::text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("web: applies cleanly at"), "{text}");
+    assert!(
+        text.contains("replicas: 3") && !text.contains("s3cr3t-value"),
+        "{text}"
+    );
+
     // a second push edits the same comment
     let second = push_files(
         &h,
@@ -445,6 +455,19 @@ async fn what_would_fail_fails_the_status_and_the_comment_names_each_problem() {
     let (state, description, _) = status_of(&h, &head, "berth/preview/web").await;
     assert_eq!(state, "failure", "{description}");
     assert!(description.starts_with("would fail: "), "{description}");
+    // the CLI gives the same preview for the pull request's ref, and exits 2
+    let out = berth.run(&[
+        "diff",
+        "web",
+        "--revision",
+        &format!("refs/pull/{number}/head"),
+    ]);
+    let text = common::text(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("web: would fail at"), "{text}");
+    for needle in ["replicaz", "belongs to sync \"other\"", "reader"] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
     assert_eq!(versions(&h.client, &app.name).await, before);
 }
 

@@ -599,4 +599,36 @@ old-runs   0 * * * *   2026-11-25T11:00:00Z   2026-11-25T12:30:00Z   0         0
         );
         assert_eq!(text(|w| check(w, true, "sync web")), "ok     sync web\n");
     }
+
+    #[test]
+    fn a_revision_preview_lists_the_plan_the_problems_and_the_diffs() {
+        use crate::preview::comment::{Change, Counts, Preview, SyncPreview};
+        let p = Preview {
+            repository: "config".into(),
+            number: 0,
+            head: "0123456789abcdef".into(),
+            at: String::new(),
+            syncs: vec![SyncPreview {
+                sync: "web".into(),
+                counts: Counts {
+                    update: 1,
+                    unchanged: 2,
+                    ..Counts::default()
+                },
+                changes: vec![Change {
+                    action: "update",
+                    object: "web/ConfigMap/a".into(),
+                    diff: "--- live/web/ConfigMap/a\n+++ desired/web/ConfigMap/a\n".into(),
+                }],
+                problems: vec!["a.yaml:3: ConfigMap b was not applied: forbidden".into()],
+            }],
+        };
+        let mut out = Vec::new();
+        preview(&mut out, &p, |d| d.to_owned()).expect("write");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert_eq!(
+            text,
+            "web: would fail at 0123456: 1 to update, 2 unchanged\n  error: a.yaml:3: ConfigMap b was not applied: forbidden\n  update    web/ConfigMap/a\n--- live/web/ConfigMap/a\n+++ desired/web/ConfigMap/a\n"
+        );
+    }
 }

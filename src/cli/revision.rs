@@ -43,7 +43,22 @@ pub(super) async fn diff(
     if let Err(e) = source::refresh_refs(&ctx, repo, branches, extra).await {
         return fail(USAGE, e);
     }
-    let commit = match source::resolve(&ctx.cache_dir, repo, &repo.branch, Some(revision)).await {
+    let mut found = source::resolve(&ctx.cache_dir, repo, &repo.branch, Some(revision)).await;
+    if found.is_err() && is_commit_id(revision) {
+        // a commit of another branch: fetch them all, then look again
+        ctx.progress(
+            &repo.name,
+            &format!(
+                "{revision} is not on {}; fetching every branch",
+                repo.branch
+            ),
+        );
+        if let Err(e) = source::refresh_refs(&ctx, repo, vec!["*".to_owned()], Vec::new()).await {
+            return fail(USAGE, e);
+        }
+        found = source::resolve(&ctx.cache_dir, repo, &repo.branch, Some(revision)).await;
+    }
+    let commit = match found {
         Ok(c) => c,
         Err(e) => {
             return fail(
@@ -62,12 +77,17 @@ pub(super) async fn diff(
     ExitCode::from(if failed { USAGE } else { u8::from(differ) })
 }
 
+/// Whether `revision` reads as a commit id, which may be on a branch not fetched yet.
+fn is_commit_id(revision: &str) -> bool {
+    revision.len() >= 4 && revision.chars().all(|c| c.is_ascii_hexdigit())
+}
+
 /// What to fetch for `revision`: the repository's branch, and the revision itself when it names
 /// a ref (`refs/…`) or a branch rather than a commit.
 fn wanted(branch: &str, revision: &str) -> (Vec<String>, Vec<String>) {
     let mut branches = vec![branch.to_owned()];
     let mut extra = Vec::new();
-    let sha = revision.len() >= 4 && revision.chars().all(|c| c.is_ascii_hexdigit());
+    let sha = is_commit_id(revision);
     if revision.starts_with("refs/") {
         extra.push(format!("+{revision}:{revision}"));
     } else if !sha && revision != branch {
