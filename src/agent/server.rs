@@ -381,20 +381,7 @@ fn decide(
             let Some(event) = &d.pull_request else {
                 return Verdict::new(StatusCode::OK, "ignored", "ignored: no pull request");
             };
-            let follows = |r: &Repository| {
-                let built = mapping.pipelines.iter().any(|p| {
-                    p.repository == r.name
-                        && p.pull_requests
-                            .as_ref()
-                            .is_some_and(|prs| branch_matches(&prs.branches, &event.pull.base))
-                });
-                let previewed = event.pull.base == r.branch
-                    && mapping
-                        .syncs
-                        .iter()
-                        .any(|s| s.repository == r.name && s.preview);
-                r.provider.is_some() && (built || previewed)
-            };
+            let follows = |r: &Repository| follows_pull_request(mapping, r, &event.pull.base);
             let verdict = wake(
                 state,
                 matched,
@@ -460,4 +447,21 @@ fn wake(
         "accepted",
         format!("refresh {}", names.join(", ")),
     )
+}
+
+/// Whether a repository takes pull requests into `base`: a pipeline builds them, or its syncs
+/// are previewed on pull requests into its branch (either needs its provider).
+fn follows_pull_request(mapping: &crate::config::Mapping, r: &Repository, base: &str) -> bool {
+    let built = mapping.pipelines.iter().any(|p| {
+        p.repository == r.name
+            && p.pull_requests
+                .as_ref()
+                .is_some_and(|prs| branch_matches(&prs.branches, base))
+    });
+    let previewed = base == r.branch
+        && mapping
+            .syncs
+            .iter()
+            .any(|s| s.repository == r.name && s.preview);
+    r.provider.is_some() && (built || previewed)
 }

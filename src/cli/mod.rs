@@ -431,28 +431,9 @@ pub async fn run(args: Args) -> ExitCode {
                 Err(code) => code,
             }
         }
-        Command::Diff {
-            names,
-            revision: Some(revision),
-        } => revision::diff(&args, &mapping, names, revision).await,
-        Command::Diff {
-            names,
-            revision: None,
-        } => match passes(&args, &mapping, names, Mode::Plan).await {
-            Ok(reports) => {
-                let mut found = output::Diffs::default();
-                print(|w| {
-                    found = output::diffs(w, &mut std::io::stderr(), &reports, diff::colorize)?;
-                    Ok(())
-                });
-                if found.failed {
-                    ExitCode::from(USAGE)
-                } else {
-                    exit(found.differ)
-                }
-            }
-            Err(code) => code,
-        },
+        Command::Diff { names, revision } => {
+            diff(&args, &mapping, names, revision.as_deref()).await
+        }
         Command::Render { name, show_secrets } => {
             render(&args, &mapping, name, *show_secrets).await
         }
@@ -472,6 +453,34 @@ pub async fn run(args: Args) -> ExitCode {
             .await
         }
         Command::Validate | Command::Status { .. } => unreachable!("handled above"),
+    }
+}
+
+/// `berth diff`: live state against the head of each sync's branch, or with a revision, the
+/// preview of that commit.
+async fn diff(
+    args: &Args,
+    mapping: &Mapping,
+    names: &[String],
+    revision: Option<&str>,
+) -> ExitCode {
+    if let Some(revision) = revision {
+        return revision::diff(args, mapping, names, revision).await;
+    }
+    match passes(args, mapping, names, Mode::Plan).await {
+        Ok(reports) => {
+            let mut found = output::Diffs::default();
+            print(|w| {
+                found = output::diffs(w, &mut std::io::stderr(), &reports, diff::colorize)?;
+                Ok(())
+            });
+            if found.failed {
+                ExitCode::from(USAGE)
+            } else {
+                exit(found.differ)
+            }
+        }
+        Err(code) => code,
     }
 }
 
