@@ -19,6 +19,8 @@ use crate::telemetry::Metrics;
 pub(crate) enum Error {
     #[error("failed to read secret {name}: {message}")]
     Secret { name: String, message: String },
+    #[error("failed to read ConfigMap {name}: {message}")]
+    ConfigMap { name: String, message: String },
     #[error("{0}")]
     Identity(String),
 }
@@ -185,6 +187,42 @@ impl Context {
     /// berth's status records.
     pub(crate) fn store(&self) -> Store {
         Store::new(&self.client, &self.namespace)
+    }
+
+    /// The data of a ConfigMap or (`secret`) a Secret in berth's namespace, read with `client`
+    /// (berth's own, or a sync's account); `None` when it does not exist. Values are text.
+    ///
+    /// # Errors
+    /// It cannot be read (refused, unreachable).
+    pub(crate) async fn namespace_data(
+        &self,
+        client: &Client,
+        secret: bool,
+        name: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>, Error> {
+        let at = format!("{}/{name}", self.namespace);
+        if secret {
+            let api: Api<Secret> = Api::namespaced(client.clone(), &self.namespace);
+            let failed = |e: kube::Error| Error::Secret {
+                name: at.clone(),
+                message: api_message(&e),
+            };
+            let Some(found) = api.get_opt(name).await.map_err(failed)? else {
+                return Ok(None);
+            };
+            let data = found.data.unwrap_or_default().into_iter();
+            let text = data.map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()));
+            let mut all: std::collections::BTreeMap<String, String> = text.collect();
+            all.extend(found.string_data.unwrap_or_default());
+            return Ok(Some(all));
+        }
+        let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+            Api::namespaced(client.clone(), &self.namespace);
+        let found = api.get_opt(name).await.map_err(|e| Error::ConfigMap {
+            name: at,
+            message: api_message(&e),
+        })?;
+        Ok(found.map(|cm| cm.data.unwrap_or_default()))
     }
 
     /// Reads a repository's credentials from the Secret its `auth.secretRef` names, in

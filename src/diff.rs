@@ -669,10 +669,7 @@ pub(crate) fn plan_diffs(plan: &Plan) -> Vec<String> {
         .entries
         .iter()
         .filter(|e| e.action != Action::Unchanged)
-        .map(|e| {
-            let desired = e.predicted.as_ref().unwrap_or(&e.manifest.object);
-            entry_diff(&e.id, e.live.as_ref(), Some(desired))
-        });
+        .map(planned_diff);
     let prunes = plan
         .prune
         .iter()
@@ -682,27 +679,65 @@ pub(crate) fn plan_diffs(plan: &Plan) -> Vec<String> {
 
 /// The diff text for one plan entry or orphan, with Secret values masked.
 pub(crate) fn entry_diff(id: &ObjectId, live: Option<&Value>, desired: Option<&Value>) -> String {
+    hidden_diff(id, live, desired, &[])
+}
+
+/// The diff of a plan entry, masked as its manifest requires.
+pub(crate) fn planned_diff(e: &Entry) -> String {
+    let desired = e.predicted.as_ref().unwrap_or(&e.manifest.object);
+    hidden_diff(&e.id, e.live.as_ref(), Some(desired), &e.manifest.hidden)
+}
+
+/// [`entry_diff`] for an object whose `hidden` values must never show (a SOPS file's, a
+/// Secret's variables): its data fields are masked like a Secret's, and each hidden value (and
+/// each line of one) is replaced wherever else it appears.
+pub(crate) fn hidden_diff(
+    id: &ObjectId,
+    live: Option<&Value>,
+    desired: Option<&Value>,
+    hidden: &[String],
+) -> String {
     let mut live = live.map(normalize);
     let mut desired = desired.map(normalize);
-    if id.kind == "Secret" && id.group.is_empty() {
+    if (id.kind == "Secret" && id.group.is_empty()) || !hidden.is_empty() {
         mask_secrets(live.as_mut(), desired.as_mut());
     }
     let text = |v: Option<&Value>| {
         v.map(|v| serde_saphyr::to_string(v).unwrap_or_else(|_| v.to_string()))
             .unwrap_or_default()
     };
-    text_diff(
+    let diff = text_diff(
         &id.to_string(),
         &text(live.as_ref()),
         &text(desired.as_ref()),
-    )
+    );
+    scrub(diff, hidden)
+}
+
+/// `text` with every hidden value, and every line of a multi-line one, replaced by a mask.
+/// Values shorter than 4 characters are left: they would mask ordinary words.
+pub(crate) fn scrub(mut text: String, hidden: &[String]) -> String {
+    let mut pieces: Vec<&str> = hidden
+        .iter()
+        .flat_map(|v| std::iter::once(v.as_str()).chain(v.lines()))
+        .map(str::trim)
+        .filter(|p| p.len() >= 4)
+        .collect();
+    // longest first, so a value is masked whole before any part of it
+    pieces.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in pieces {
+        if text.contains(p) {
+            text = text.replace(p, crate::render::MASK);
+        }
+    }
+    text
 }
 
 /// Replaces Secret values with `+` runs: equal values get equal masks, changed ones differ.
 fn mask_secrets(live: Option<&mut Value>, desired: Option<&mut Value>) {
     let mut live = live;
     let mut desired = desired;
-    for field in ["data", "stringData"] {
+    for field in ["data", "stringData", "binaryData"] {
         let live_map = live
             .as_deref()
             .and_then(|v| v[field].as_object())
@@ -770,6 +805,7 @@ mod tests {
             file: "a.yaml".into(),
             line: 1,
             source: std::sync::Arc::from(""),
+            hidden: Default::default(),
         }
     }
 

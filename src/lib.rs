@@ -35,6 +35,7 @@ mod health;
 mod locate;
 mod notify;
 mod render;
+mod sops;
 mod source;
 mod status;
 mod sync;

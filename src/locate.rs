@@ -327,6 +327,7 @@ spec:
             file: "apps/web.yaml".into(),
             line: 5,
             source: Arc::from(FILE),
+            hidden: Default::default(),
         }
     }
 

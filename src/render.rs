@@ -10,6 +10,7 @@ use serde_saphyr::Spanned;
 
 use crate::git::{self, SourceFile};
 use crate::object::{ObjectId, Scope, group_of};
+use crate::vocab;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
@@ -46,6 +47,10 @@ pub(crate) struct Manifest {
     /// The file's text (as substituted), shared by its objects, so that an error about a
     /// field can name the field's line.
     pub source: Arc<str>,
+    /// Values that must never show (what a SOPS file encrypted, values from Secrets): when
+    /// any, diffs and `berth render` mask the object's `data`, `stringData` and `binaryData`
+    /// like a Secret's, and hide these strings wherever else they appear.
+    pub hidden: Arc<[String]>,
 }
 
 impl Manifest {
@@ -162,10 +167,15 @@ impl Selection {
 /// What a sync's render needs besides its files.
 #[derive(Debug, Default)]
 pub(crate) struct Options<'a> {
-    /// `${NAME}` values; when empty, files are not substituted at all.
+    /// `${NAME}` values; when `None` (a sync without `vars` or `varsFrom`), files are not
+    /// substituted at all.
     pub vars: Option<&'a BTreeMap<String, String>>,
     /// Namespace for namespaced objects that name none.
     pub namespace: Option<&'a str>,
+    /// The identities SOPS files are decrypted with; `None`: an encrypted file fails alone.
+    pub keys: Option<&'a crate::sops::Keys>,
+    /// Values (from Secrets) that must never show: an object whose text holds one is masked.
+    pub hidden: &'a [String],
 }
 
 /// Renders a sync's files into its desired objects, sorted by file and position.
@@ -185,13 +195,31 @@ pub(crate) fn directory(
             .map_err(|_| invalid(&file.path, 1, "file is not valid UTF-8"))?;
         // one copy of the text, shared by the file's objects, and the file's own bytes gone
         // before its objects are built (an operator's bundle is megabytes)
+        let (text, mut hidden) = match decrypted(&file.path, text, options.keys) {
+            Ok(plain) => plain,
+            Err(r) => {
+                rejected.push(r);
+                continue;
+            }
+        };
         let text: Arc<str> = match options.vars {
-            Some(vars) if !vars.is_empty() => Arc::from(substitute(&text, vars, &file.path)?),
+            Some(vars) => Arc::from(substitute_file(&text, vars, &file.path)?),
             _ => Arc::from(text),
         };
+        hidden.extend(
+            options
+                .hidden
+                .iter()
+                .filter(|v| text.contains(v.as_str()))
+                .cloned(),
+        );
+        let hidden: Arc<[String]> = Arc::from(hidden);
         for parsed in parse_file(&file.path, text)? {
             match parsed {
-                Ok(m) => manifests.push(m),
+                Ok(mut m) => {
+                    m.hidden = hidden.clone();
+                    manifests.push(m);
+                }
                 Err(r) => rejected.push(r),
             }
         }
@@ -206,6 +234,33 @@ pub(crate) fn directory(
         manifests,
         rejected,
     })
+}
+
+/// A file's text to render: as it is, or decrypted when SOPS encrypted it (with the values
+/// that were encrypted). A file that cannot be decrypted fails alone, naming it and why.
+fn decrypted(
+    path: &str,
+    text: String,
+    keys: Option<&crate::sops::Keys>,
+) -> Result<(String, Vec<String>), Rejected> {
+    if !crate::sops::is_encrypted(&text) {
+        return Ok((text, Vec::new()));
+    }
+    let refuse = |reason: String| Rejected {
+        origin: format!("{path}:1"),
+        what: format!("SOPS file {path}"),
+        reason,
+    };
+    let Some(keys) = keys else {
+        return Err(refuse(
+            "it is encrypted with SOPS, and the sync has no decryption (set decryption: \
+             {provider: sops, secretRef: <Secret with *.agekey keys>})"
+                .to_owned(),
+        ));
+    };
+    let json = git::has_extension(path, &["json"]);
+    let plain = crate::sops::decrypt(&text, json, keys).map_err(refuse)?;
+    Ok((plain.text, plain.secrets))
 }
 
 /// What a render produced: the objects to sync, and the ones that cannot be synced on their
@@ -422,11 +477,56 @@ fn checked(
         file: path.to_owned(),
         line,
         source: Arc::clone(source),
+        hidden: Default::default(),
     }))
 }
 
-/// Replaces `${NAME}` with its value; `$${NAME}` stays as a literal `${NAME}`.
-fn substitute(text: &str, vars: &BTreeMap<String, String>, path: &str) -> Result<String, Error> {
+/// The annotations that leave an object's text unsubstituted (Flux's, and berth's own).
+const SUBSTITUTE_DISABLED: [&str; 2] = [vocab::FLUX_SUBSTITUTE, vocab::SUBSTITUTE];
+
+/// Whether a document's text carries a substitute-disabled annotation.
+fn substitution_disabled(document: &str) -> bool {
+    SUBSTITUTE_DISABLED.iter().any(|key| {
+        document.match_indices(key).any(|(at, _)| {
+            let rest = document[at + key.len()..].trim_start_matches(['"', '\'']);
+            rest.trim_start()
+                .strip_prefix(':')
+                .map(|v| v.trim_start().trim_start_matches(['"', '\'']))
+                .is_some_and(|v| v.starts_with("disabled"))
+        })
+    })
+}
+
+/// Substitutes a file document by document, leaving alone those annotated
+/// `kustomize.toolkit.fluxcd.io/substitute: disabled` or `berth.dev/substitute: disabled`.
+fn substitute_file(
+    text: &str,
+    vars: &BTreeMap<String, String>,
+    path: &str,
+) -> Result<String, Error> {
+    if !SUBSTITUTE_DISABLED.iter().any(|k| text.contains(k)) {
+        return substitute(text, vars, path, 0);
+    }
+    let mut out = String::with_capacity(text.len());
+    for (line, document) in split_documents(text) {
+        if substitution_disabled(document) {
+            out.push_str(document);
+        } else {
+            out.push_str(&substitute(document, vars, path, line - 1)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Replaces `${NAME}` with its value, and `${NAME:=default}` or `${NAME:-default}` with its
+/// value or, when it is unset or empty, the default; `$${NAME}` stays as a literal `${NAME}`.
+/// `skipped` lines come before `text` in its file (for the line an error names).
+fn substitute(
+    text: &str,
+    vars: &BTreeMap<String, String>,
+    path: &str,
+    skipped: u64,
+) -> Result<String, Error> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find('$') {
@@ -440,17 +540,21 @@ fn substitute(text: &str, vars: &BTreeMap<String, String>, path: &str) -> Result
         }
         if let Some(body) = tail.strip_prefix("${")
             && let Some(end) = body.find('}')
-            && is_var_name(&body[..end])
+            && let Some((name, default)) = reference(&body[..end])
         {
-            let name = &body[..end];
-            let Some(value) = vars.get(name) else {
-                let line = text[..text.len() - rest.len() + i].matches('\n').count() + 1;
+            let value = vars
+                .get(name)
+                .filter(|v| !(v.is_empty() && default.is_some()));
+            let Some(value) = value.map(String::as_str).or(default) else {
+                let line =
+                    skipped + text[..text.len() - rest.len() + i].matches('\n').count() as u64 + 1;
                 let known: Vec<_> = vars.keys().map(String::as_str).collect();
                 return Err(invalid(
                     path,
-                    line as u64,
+                    line,
                     format!(
-                        "variable ${{{name}}} is not set (vars: {}; write $${{{name}}} for a literal)",
+                        "variable ${{{name}}} is not set (vars: {}; write ${{{name}:=default}} \
+                         for a default, or $${{{name}}} for a literal)",
                         known.join(", ")
                     ),
                 ));
@@ -464,6 +568,18 @@ fn substitute(text: &str, vars: &BTreeMap<String, String>, path: &str) -> Result
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// A reference's variable name and default: `NAME`, `NAME:=default` or `NAME:-default`.
+fn reference(body: &str) -> Option<(&str, Option<&str>)> {
+    let (name, default) = match body.split_once(':') {
+        Some((name, rest)) => {
+            let default = rest.strip_prefix('=').or_else(|| rest.strip_prefix('-'))?;
+            (name, Some(default))
+        }
+        None => (body, None),
+    };
+    is_var_name(name).then_some((name, default))
 }
 
 /// Whether `name` may be a `${NAME}` variable: `[A-Za-z_][A-Za-z0-9_]*`.
@@ -564,12 +680,13 @@ pub(crate) fn is_secret(object: &Value) -> bool {
         && group_of(object["apiVersion"].as_str().unwrap_or_default()).is_empty()
 }
 
-/// The object with every value of a Secret's `data` and `stringData` replaced by [`MASK`];
-/// other objects unchanged.
-pub(crate) fn masked(object: &Value) -> Value {
+/// The object with every value of a Secret's `data` and `stringData` (and, for a `sensitive`
+/// object, such as one a SOPS file held, its `binaryData` too) replaced by [`MASK`]; other
+/// objects unchanged.
+pub(crate) fn masked(object: &Value, sensitive: bool) -> Value {
     let mut o = object.clone();
-    if is_secret(object) {
-        for field in ["data", "stringData"] {
+    if is_secret(object) || sensitive {
+        for field in ["data", "stringData", "binaryData"] {
             if let Some(values) = o[field].as_object_mut() {
                 values.values_mut().for_each(|v| *v = Value::from(MASK));
             }
@@ -612,8 +729,8 @@ mod tests {
         directory(
             files.to_vec(),
             &Options {
-                vars: None,
                 namespace: ns,
+                ..Options::default()
             },
             &BuiltinScope,
         )
@@ -678,7 +795,7 @@ mod tests {
         let vars = BTreeMap::from([("ENV".to_owned(), "prod".to_owned())]);
         let opts = Options {
             vars: Some(&vars),
-            namespace: None,
+            ..Options::default()
         };
         let text = CM.replace("k: v", "k: ${ENV}\n  lit: $${ENV}\n  sh: $HOME");
         let m = directory(vec![file("a.yaml", &text)], &opts, &BuiltinScope)
@@ -696,6 +813,60 @@ mod tests {
             err.starts_with("a.yaml:13: variable ${REGION} is not set"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn defaults_apply_and_annotated_objects_are_left_alone() {
+        let vars = BTreeMap::from([
+            ("SET".to_owned(), "prod".to_owned()),
+            ("EMPTY".to_owned(), String::new()),
+        ]);
+        let opts = Options {
+            vars: Some(&vars),
+            ..Options::default()
+        };
+        let text = CM.replace(
+            "k: v",
+            "k: ${SET:=no}\n  d: ${UNSET:=fallback}\n  e: ${EMPTY:-dash}\n  f: \"${UNSET:=}\"",
+        );
+        let disabled = CM
+            .replace(
+                "name: a",
+                "name: kept\n  annotations: {kustomize.toolkit.fluxcd.io/substitute: disabled}",
+            )
+            .replace("k: v", "k: ${X}");
+        let own = CM
+            .replace(
+                "name: a",
+                "name: own\n  annotations:\n    berth.dev/substitute: disabled",
+            )
+            .replace("k: v", "k: ${Y}");
+        let all = format!(
+            "{text}---\n{disabled}---\n{own}---\n{}",
+            CM.replace("k: v", "k: ${NOPE}")
+        );
+        let err = directory(vec![file("a.yaml", &all)], &opts, &BuiltinScope)
+            .expect_err("unset")
+            .to_string();
+        let line = all
+            .lines()
+            .position(|l| l.contains("${NOPE}"))
+            .expect("line")
+            + 1;
+        assert!(
+            err.starts_with(&format!("a.yaml:{line}: variable ${{NOPE}} is not set")),
+            "{err}"
+        );
+        let all = format!("{text}---\n{disabled}---\n{own}");
+        let m = directory(vec![file("a.yaml", &all)], &opts, &BuiltinScope)
+            .expect("render")
+            .manifests;
+        assert_eq!(
+            m[0].object["data"],
+            json!({"k": "prod", "d": "fallback", "e": "dash", "f": ""})
+        );
+        assert_eq!(m[1].object["data"]["k"], "${X}");
+        assert_eq!(m[2].object["data"]["k"], "${Y}");
     }
 
     #[test]

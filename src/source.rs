@@ -22,6 +22,86 @@ pub(crate) enum Error {
     Git(#[from] git::Error),
     #[error(transparent)]
     Render(#[from] render::Error),
+    /// A `varsFrom` source or the decryption keys are missing or unusable.
+    #[error("{0}")]
+    Input(String),
+}
+
+/// What a sync's render takes from the cluster: its variables (`varsFrom`, then `vars`), the
+/// values from Secrets among them (never to be shown), and its SOPS keys.
+#[derive(Debug, Default)]
+pub(crate) struct Inputs {
+    /// `None` for a sync without `vars` or `varsFrom`: its files are not substituted.
+    pub vars: Option<std::collections::BTreeMap<String, String>>,
+    pub hidden: Vec<String>,
+    pub keys: Option<crate::sops::Keys>,
+}
+
+/// Reads a sync's inputs: each `varsFrom` source in berth's namespace (as berth), in order,
+/// then its `vars`; and its decryption keys (the `*.agekey` keys of its Secret, read as the
+/// sync's account where it has one).
+///
+/// # Errors
+/// A source that is not `optional` is missing, or a Secret cannot be read, each named.
+pub(crate) async fn inputs(ctx: &Context, sync: &Sync) -> Result<Inputs, Error> {
+    let mut inputs = Inputs::default();
+    if sync.substitutes() {
+        let mut vars = std::collections::BTreeMap::new();
+        for source in &sync.vars_from {
+            let data = ctx
+                .namespace_data(&ctx.client, source.secret, &source.name)
+                .await?;
+            let Some(data) = data else {
+                if source.optional {
+                    continue;
+                }
+                return Err(Error::Input(format!(
+                    "varsFrom: {} {}/{} does not exist (set optional: true to go on without it)",
+                    source.kind(),
+                    ctx.namespace,
+                    source.name
+                )));
+            };
+            for (k, v) in data {
+                if render::is_var_name(&k) {
+                    if source.secret && !v.is_empty() {
+                        inputs.hidden.push(v.clone());
+                    }
+                    vars.insert(k, v);
+                }
+            }
+        }
+        vars.extend(sync.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        inputs.vars = Some(vars);
+    }
+    if let Some(name) = &sync.decryption {
+        let what = format!("sync {:?}", sync.name);
+        let (client, _) = ctx.client_as(
+            &what,
+            sync.namespace.as_deref(),
+            sync.service_account.as_deref(),
+        )?;
+        let data = ctx.namespace_data(&client, true, name).await?;
+        let data = data.ok_or_else(|| {
+            Error::Input(format!(
+                "decryption: Secret {}/{name} does not exist",
+                ctx.namespace
+            ))
+        })?;
+        let mut keys = crate::sops::Keys::default();
+        for (k, v) in data.iter().filter(|(k, _)| k.ends_with(".agekey")) {
+            keys.add(&format!("Secret {}/{name} key {k}", ctx.namespace), v)
+                .map_err(Error::Input)?;
+        }
+        if keys.is_empty() {
+            return Err(Error::Input(format!(
+                "decryption: Secret {}/{name} has no key ending in .agekey holding an age identity",
+                ctx.namespace
+            )));
+        }
+        inputs.keys = Some(keys);
+    }
+    Ok(inputs)
 }
 
 /// Reads a repository's credentials and fetches `branches` (names or globs) into its mirror.
@@ -146,8 +226,7 @@ pub(crate) async fn resolve(
 pub(crate) async fn render(
     cache_dir: &Path,
     max_bytes: u64,
-    repo: &Repository,
-    sync: &Sync,
+    (repo, sync, inputs): (&Repository, &Sync, &Inputs),
     commit: &str,
 ) -> Result<render::Rendered, Error> {
     let (path, rev) = (sync.path.clone(), commit.to_owned());
@@ -164,8 +243,10 @@ pub(crate) async fn render(
     let selection = render::Selection::new(&sync.include, &sync.exclude);
     files.retain(|f| selection.selects(relative(&sync.path, &f.path)));
     let options = render::Options {
-        vars: Some(&sync.vars),
+        vars: inputs.vars.as_ref(),
         namespace: sync.namespace.as_deref(),
+        keys: inputs.keys.as_ref(),
+        hidden: &inputs.hidden,
     };
     Ok(render::directory(files, &options, &BuiltinScope)?)
 }

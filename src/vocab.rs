@@ -66,6 +66,10 @@ pub(crate) const WAVE: &str = "berth.dev/wave";
 pub(crate) const ARGOCD_SYNC_WAVE: &str = "argocd.argoproj.io/sync-wave";
 /// Status ConfigMap annotations.
 pub(crate) const STATUS: &str = "berth.dev/status";
+/// On an object: `disabled` leaves its text unsubstituted.
+pub(crate) const SUBSTITUTE: &str = "berth.dev/substitute";
+/// Flux's annotation of the same meaning, honored as it is.
+pub(crate) const FLUX_SUBSTITUTE: &str = "kustomize.toolkit.fluxcd.io/substitute";
 pub(crate) const HEALTH: &str = "berth.dev/health";
 pub(crate) const LAST_SYNC: &str = "berth.dev/last-sync";
 pub(crate) const MESSAGE: &str = "berth.dev/message";

@@ -239,7 +239,16 @@ pub enum Command {
     /// Check the mapping file, render every sync from git and parse every pipeline's workflow
     /// file, without touching the cluster (except to read credential Secrets). Exit 0 valid,
     /// 1 a sync or workflow file has a problem, 2 the mapping itself is invalid.
-    Validate,
+    #[command(after_help = "Examples:
+  berth validate             offline: the mapping, every render, every workflow file
+  berth validate --cluster   also read varsFrom sources and SOPS keys, and decrypt every file")]
+    Validate {
+        /// Also read each sync's inputs from the cluster (its varsFrom ConfigMaps and
+        /// Secrets, and its SOPS keys, as the sync's account): list the files a sync cannot
+        /// decrypt with the keys it is given, and render with the real variables.
+        #[arg(long)]
+        cluster: bool,
+    },
 }
 
 impl Args {
@@ -370,7 +379,7 @@ fn find<'a, T>(
 /// Runs the verb.
 pub async fn run(args: Args) -> ExitCode {
     match &args.command {
-        Command::Validate => return validate(&args).await,
+        Command::Validate { cluster } => return validate(&args, *cluster).await,
         Command::Status { output } => return show_status(&args, *output).await,
         _ => {}
     }
@@ -452,7 +461,7 @@ pub async fn run(args: Args) -> ExitCode {
             )
             .await
         }
-        Command::Validate | Command::Status { .. } => unreachable!("handled above"),
+        Command::Validate { .. } | Command::Status { .. } => unreachable!("handled above"),
     }
 }
 
@@ -579,10 +588,28 @@ async fn render(args: &Args, mapping: &Mapping, name: &str, show_secrets: bool) 
         .expect("validated mapping");
     let cache = args.cache_dir();
     let result = async {
-        let creds = offline_credentials(args, repo, &mut None).await?;
+        let mut ctx = None;
+        let creds = offline_credentials(args, repo, &mut ctx).await?;
         let commit = source::fetch(&cache, repo, creds).await?;
+        // a sync with varsFrom or SOPS files renders with what the cluster holds for it
+        let inputs = if s.decryption.is_some() || !s.vars_from.is_empty() {
+            let ctx = secrets_context(args, &mut ctx, "varsFrom and decryption").await?;
+            source::inputs(ctx, s).await?
+        } else {
+            source::Inputs {
+                vars: s.substitutes().then(|| s.vars.clone()),
+                ..source::Inputs::default()
+            }
+        };
+        let inputs = &inputs;
         Ok::<_, crate::Error>(
-            source::render(&cache, args.max_manifest_bytes, repo, s, &commit.id).await?,
+            source::render(
+                &cache,
+                args.max_manifest_bytes,
+                (repo, s, inputs),
+                &commit.id,
+            )
+            .await?,
         )
     }
     .await;
@@ -726,7 +753,7 @@ async fn check_pipelines(
     out
 }
 
-async fn validate(args: &Args) -> ExitCode {
+async fn validate(args: &Args, cluster: bool) -> ExitCode {
     let mapping = match config::load(&args.config) {
         Ok(m) => m,
         Err(e) => return fail(USAGE, e),
@@ -786,26 +813,8 @@ async fn validate(args: &Args) -> ExitCode {
         }
         let Some(commit) = head else { continue };
         for s in mapping.syncs.iter().filter(|s| s.repository == repo.name) {
-            match source::render(&cache, args.max_manifest_bytes, repo, s, &commit.id).await {
-                Ok(r) if r.rejected.is_empty() => check(
-                    true,
-                    format!(
-                        "sync {} ({} objects at {})",
-                        s.name,
-                        r.manifests.len(),
-                        commit.short()
-                    ),
-                ),
-                Ok(r) => {
-                    for rejected in &r.rejected {
-                        let problem = format!(
-                            "{}: {}: {}",
-                            rejected.origin, rejected.what, rejected.reason
-                        );
-                        check(false, format!("sync {}: {problem}", s.name));
-                    }
-                }
-                Err(e) => check(false, format!("sync {}: {e}", s.name)),
+            for (passed, what) in check_sync(args, (repo, s), &commit, cluster, &mut ctx).await {
+                check(passed, what);
             }
         }
     }
@@ -815,6 +824,79 @@ async fn validate(args: &Args) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// What `berth validate` finds of one sync at `commit`: its render, and with `cluster` its
+/// inputs (varsFrom, SOPS keys) and every file it cannot decrypt. Offline, a sync with
+/// `varsFrom` is rendered unsubstituted and its SOPS files are not decrypted (noted).
+async fn check_sync(
+    args: &Args,
+    (repo, s): (&Repository, &crate::config::Sync),
+    commit: &crate::git::Commit,
+    cluster: bool,
+    ctx: &mut Option<Context>,
+) -> Vec<(bool, String)> {
+    let inputs = if cluster {
+        let read = async {
+            let ctx = secrets_context(args, ctx, "varsFrom and decryption").await?;
+            source::inputs(ctx, s).await.map_err(crate::Error::from)
+        };
+        match read.await {
+            Ok(inputs) => inputs,
+            Err(e) => return vec![(false, format!("sync {}: {e}", s.name))],
+        }
+    } else {
+        source::Inputs {
+            vars: (s.substitutes() && s.vars_from.is_empty()).then(|| s.vars.clone()),
+            ..source::Inputs::default()
+        }
+    };
+    let cache = args.cache_dir();
+    let rendered = source::render(
+        &cache,
+        args.max_manifest_bytes,
+        (repo, s, &inputs),
+        &commit.id,
+    )
+    .await;
+    let r = match rendered {
+        Ok(r) => r,
+        Err(e) => return vec![(false, format!("sync {}: {e}", s.name))],
+    };
+    let mut out = Vec::new();
+    for rejected in &r.rejected {
+        let offline = !cluster && s.decryption.is_some() && rejected.what.starts_with("SOPS file");
+        if offline {
+            out.push((
+                true,
+                format!(
+                    "sync {}: {} not decrypted (berth validate --cluster decrypts it)",
+                    s.name, rejected.what
+                ),
+            ));
+        } else {
+            let problem = format!(
+                "{}: {}: {}",
+                rejected.origin, rejected.what, rejected.reason
+            );
+            out.push((false, format!("sync {}: {problem}", s.name)));
+        }
+    }
+    if out.iter().all(|(passed, _)| *passed) {
+        out.insert(
+            0,
+            (
+                true,
+                format!(
+                    "sync {} ({} objects at {})",
+                    s.name,
+                    r.manifests.len(),
+                    commit.short()
+                ),
+            ),
+        );
+    }
+    out
 }
 
 /// `berth status`: reads berth's records from the cluster and prints them joined with the

@@ -184,9 +184,14 @@ pub(super) fn manifests(
         let object = if show_secrets {
             m.object.clone()
         } else {
-            render::masked(&m.object)
+            render::masked(&m.object, !m.hidden.is_empty())
         };
         let yaml = serde_saphyr::to_string(&object).unwrap_or_else(|_| object.to_string());
+        let yaml = if show_secrets {
+            yaml
+        } else {
+            crate::diff::scrub(yaml, &m.hidden)
+        };
         write!(w, "---\n# Source: {}\n{yaml}", m.origin())?;
     }
     Ok(())

@@ -112,6 +112,32 @@ pub(super) struct SyncFile {
     /// Whether pull requests that change this sync's path get a preview comment and status.
     #[serde(default)]
     pub preview: Option<Spanned<bool>>,
+    /// How SOPS-encrypted files are decrypted.
+    #[serde(default)]
+    pub decryption: Option<Spanned<DecryptionFile>>,
+    /// ConfigMaps and Secrets in berth's namespace whose keys are `${NAME}` values.
+    #[serde(default)]
+    pub vars_from: Vec<Spanned<VarsFromFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct DecryptionFile {
+    /// `sops`.
+    pub provider: Spanned<String>,
+    /// Secret whose keys ending in `.agekey` hold age identities.
+    pub secret_ref: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct VarsFromFile {
+    /// `ConfigMap` or `Secret`.
+    pub kind: Spanned<String>,
+    pub name: Spanned<String>,
+    /// Whether a missing source is skipped rather than failing the sync.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 #[derive(Debug, Deserialize)]

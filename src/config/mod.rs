@@ -248,6 +248,33 @@ pub(crate) struct Sync {
     /// a preview (a comment and a `berth/preview/<name>` status): the sync's `preview`, else
     /// its repository's `previews`.
     pub preview: bool,
+    /// The Secret (read as the sync's account) whose `*.agekey` keys decrypt its SOPS files.
+    pub decryption: Option<String>,
+    /// Sources of `${NAME}` values in berth's namespace, in order: a later one, then `vars`,
+    /// wins.
+    pub vars_from: Vec<VarsFrom>,
+}
+
+/// A ConfigMap or Secret in berth's namespace whose keys are a sync's variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VarsFrom {
+    /// Whether it is a Secret (its values are masked wherever they could show).
+    pub secret: bool,
+    pub name: String,
+    pub optional: bool,
+}
+
+impl VarsFrom {
+    pub(crate) fn kind(&self) -> &'static str {
+        if self.secret { "Secret" } else { "ConfigMap" }
+    }
+}
+
+impl Sync {
+    /// Whether its files are substituted (it has `vars` or `varsFrom`).
+    pub(crate) fn substitutes(&self) -> bool {
+        !self.vars.is_empty() || !self.vars_from.is_empty()
+    }
 }
 
 // ---- loading -----------------------------------------------------------------------------

@@ -165,8 +165,42 @@ pub(super) fn sync(src: Source<'_>, s: SyncFile, reg: &mut Registry) -> Result<S
         reg.previews
             .insert(name.clone(), (p.value, src.at(p.referenced)));
     }
+    let decryption = s
+        .decryption
+        .map(|d| {
+            src.check(&d.value.provider, |p| {
+                (p == "sops").then_some(()).ok_or_else(|| {
+                    format!("decryption provider {p:?} must be sops (the only one berth has)")
+                })
+            })?;
+            src.check(&d.value.secret_ref, |n| {
+                super::values::check_name("secretRef", n).map(|()| n.to_owned())
+            })
+        })
+        .transpose()?;
+    let mut vars_from = Vec::new();
+    for v in s.vars_from {
+        let v = v.value;
+        let secret = src.check(&v.kind, |k| match k {
+            "ConfigMap" => Ok(false),
+            "Secret" => Ok(true),
+            other => Err(format!(
+                "varsFrom kind {other:?} must be ConfigMap or Secret"
+            )),
+        })?;
+        let name = src.check(&v.name, |n| {
+            super::values::check_name("varsFrom name", n).map(|()| n.to_owned())
+        })?;
+        vars_from.push(crate::config::VarsFrom {
+            secret,
+            name,
+            optional: v.optional,
+        });
+    }
     Ok(Sync {
         preview: false, // settled once every repository is known
+        decryption,
+        vars_from,
         name,
         repository: s.repository.value,
         path,

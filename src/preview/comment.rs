@@ -66,11 +66,10 @@ impl SyncPreview {
                     continue;
                 }
             };
-            let desired = e.predicted.as_ref().unwrap_or(&e.manifest.object);
             changes.push(Change {
                 action,
                 object: e.id.to_string(),
-                diff: diff::entry_diff(&e.id, e.live.as_ref(), Some(desired)),
+                diff: diff::planned_diff(e),
             });
         }
         for o in &plan.prune {

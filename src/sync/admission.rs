@@ -348,6 +348,7 @@ mod tests {
             file: "f.yaml".into(),
             line: 1,
             source: std::sync::Arc::from(text),
+            hidden: Default::default(),
         }
     }
 

@@ -313,6 +313,7 @@ mod tests {
             file: "f.yaml".into(),
             line: 1,
             source: std::sync::Arc::from(""),
+            hidden: Default::default(),
         };
         diff::Entry {
             id: manifest.id(),

@@ -65,7 +65,8 @@ async fn declared_by(
     let rendered = async {
         let head = source::head(&ctx.cache_dir, repo).await?;
         let max = ctx.max_manifest_bytes;
-        let mut manifests = source::render(&ctx.cache_dir, max, repo, other, &head.id)
+        let inputs = source::inputs(ctx, other).await?;
+        let mut manifests = source::render(&ctx.cache_dir, max, (repo, other, &inputs), &head.id)
             .await?
             .manifests;
         settle_namespaces(&mut manifests, resources, other);

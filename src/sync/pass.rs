@@ -75,7 +75,9 @@ pub(crate) async fn pass(
 async fn render(job: Job<'_>, old: Option<&SyncStatus>) -> Result<render::Rendered, Error> {
     let (ctx, sync, commit) = (job.ctx, job.sync, job.commit);
     let max = ctx.max_manifest_bytes;
-    let rendered = source::render(&ctx.cache_dir, max, job.repo, sync, &commit.id).await?;
+    let inputs = source::inputs(ctx, sync).await?;
+    let rendered =
+        source::render(&ctx.cache_dir, max, (job.repo, sync, &inputs), &commit.id).await?;
     let text = format!(
         "rendered {} objects at {}",
         rendered.manifests.len(),
