@@ -290,7 +290,12 @@ impl Walk<'_> {
                 let (text, kind) = open(s, self.key, &aad)?;
                 let (token, bytes) = typed(&text, &kind)?;
                 self.tokens.push((s.clone(), token));
-                if kind == "str" {
+                // an object's identity names it everywhere; what it holds is hidden
+                let identity = matches!(
+                    path.first().map(String::as_str),
+                    Some("apiVersion" | "kind" | "metadata")
+                );
+                if kind == "str" && !identity {
                     self.plain.push(text);
                 }
                 bytes

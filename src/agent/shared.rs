@@ -58,6 +58,8 @@ pub(crate) struct Shared {
     pub refreshes: Refreshes,
     /// The pull requests' previews, for the dashboard.
     pub previews: Arc<crate::preview::Board>,
+    /// Syncs whose varsFrom or decryption source changed: their next pass applies.
+    stale: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// What the handlers share.
@@ -104,6 +106,7 @@ impl Shared {
             synced_once: tokio::sync::watch::Sender::new(std::collections::BTreeSet::new()),
             refreshes,
             previews: Arc::default(),
+            stale: Mutex::default(),
         };
         shared.reset_triggers();
         shared
@@ -209,6 +212,19 @@ impl Shared {
             self.refreshes.request(repository);
             t.notify_one();
         }
+    }
+
+    /// Marks a sync to apply on its next pass, whatever its commit (a source of it changed).
+    pub(crate) fn mark_stale(&self, sync: &str) {
+        self.stale
+            .lock()
+            .expect("stale lock")
+            .insert(sync.to_owned());
+    }
+
+    /// Whether a sync was marked to apply; the mark is taken.
+    pub(crate) fn take_stale(&self, sync: &str) -> bool {
+        self.stale.lock().expect("stale lock").remove(sync)
     }
 
     /// Hands a pull request delivery to a repository's loop and wakes it.

@@ -85,9 +85,9 @@ pub(super) fn diffs(
     let mut found = Diffs::default();
     for r in reports {
         if r.failed() {
+            // what failed, then the diff of what the plan still holds
             writeln!(errors, "error: {}: {}", r.sync, r.message)?;
             found.failed = true;
-            continue;
         }
         found.differ |= r.plan.differences() > 0;
         for text in diff::plan_diffs(&r.plan) {

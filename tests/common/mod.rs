@@ -9,6 +9,7 @@
 pub mod browser;
 pub mod forge;
 pub mod receiver;
+pub mod sops;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
