@@ -399,6 +399,9 @@ notifications=$(cargo bench --quiet --bench notifications 2>/dev/null | grep -E 
 # ---- P19: pull request previews, against a real Gitea -------------------------------------------
 log "P19: pull request delivery -> preview comment on it, 1000 objects with 10 changed (Gitea)"
 previews=$(cargo bench --quiet --bench previews 2>/dev/null | grep -E '^P19' || true)
+# ---- P20/P21: SOPS decryption, and varsFrom changes -----------------------------------------------
+log "P20/P21: first sync of 100 SOPS-encrypted Secrets vs plain; varsFrom ConfigMap edit -> applied"
+secrets=$(cargo bench --quiet --bench sops 2>/dev/null | grep -E '^P2[01]' || true)
 
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
 b1=$(median "${p1b[@]}"); k1=$(median "${p1k[@]}")
@@ -428,3 +431,5 @@ echo "$notifications" | sed 's/^/    /'
 echo "    (targets: P17 p50 <= 1 s, P18 one message per notification within 5 s)"
 echo "$previews" | sed 's/^/    /'
 echo "    (target: P19 p50 <= 3 s; argocd-diff-preview needs about 90 s before it starts)"
+echo "$secrets" | sed 's/^/    /'
+echo "    (targets: P20 ratio <= 1.5, P21 p50 <= 2 s, P8's drift budget)"

@@ -1117,4 +1117,31 @@ repositories:
             .to_string();
         assert!(err.starts_with("berth.yaml:7:"), "{err}");
     }
+
+    #[test]
+    fn decryption_and_vars_from_are_checked_where_they_are_written() {
+        let with = |extra: &str| format!("{GOOD}{extra}");
+        let m = parse_one(&with(
+            "    decryption: {provider: sops, secretRef: sops-keys}\n    varsFrom:\n      - {kind: ConfigMap, name: cluster-vars}\n      - {kind: Secret, name: more, optional: true}\n",
+        ))
+        .expect("valid");
+        let s = &m.syncs[0];
+        assert_eq!(s.decryption.as_deref(), Some("sops-keys"));
+        assert_eq!(s.vars_from.len(), 2);
+        assert!(s.vars_from[1].secret && s.vars_from[1].optional && s.substitutes());
+        let err = parse_one(&with("    decryption: {provider: vault, secretRef: k}\n"))
+            .expect_err("provider")
+            .to_string();
+        assert!(
+            err.starts_with("berth.yaml:14:28:") && err.contains("must be sops"),
+            "{err}"
+        );
+        let err = parse_one(&with("    varsFrom: [{kind: Pod, name: x}]\n"))
+            .expect_err("kind")
+            .to_string();
+        assert!(
+            err.contains("varsFrom kind \"Pod\" must be ConfigMap or Secret"),
+            "{err}"
+        );
+    }
 }

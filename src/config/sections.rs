@@ -165,38 +165,7 @@ pub(super) fn sync(src: Source<'_>, s: SyncFile, reg: &mut Registry) -> Result<S
         reg.previews
             .insert(name.clone(), (p.value, src.at(p.referenced)));
     }
-    let decryption = s
-        .decryption
-        .map(|d| {
-            src.check(&d.value.provider, |p| {
-                (p == "sops").then_some(()).ok_or_else(|| {
-                    format!("decryption provider {p:?} must be sops (the only one berth has)")
-                })
-            })?;
-            src.check(&d.value.secret_ref, |n| {
-                super::values::check_name("secretRef", n).map(|()| n.to_owned())
-            })
-        })
-        .transpose()?;
-    let mut vars_from = Vec::new();
-    for v in s.vars_from {
-        let v = v.value;
-        let secret = src.check(&v.kind, |k| match k {
-            "ConfigMap" => Ok(false),
-            "Secret" => Ok(true),
-            other => Err(format!(
-                "varsFrom kind {other:?} must be ConfigMap or Secret"
-            )),
-        })?;
-        let name = src.check(&v.name, |n| {
-            super::values::check_name("varsFrom name", n).map(|()| n.to_owned())
-        })?;
-        vars_from.push(crate::config::VarsFrom {
-            secret,
-            name,
-            optional: v.optional,
-        });
-    }
+    let (decryption, vars_from) = inputs(src, s.decryption, s.vars_from)?;
     Ok(Sync {
         preview: false, // settled once every repository is known
         decryption,
@@ -217,6 +186,46 @@ pub(super) fn sync(src: Source<'_>, s: SyncFile, reg: &mut Registry) -> Result<S
         timeout,
         depends_on: s.depends_on.into_iter().map(|d| d.value).collect(),
     })
+}
+
+/// A sync's `decryption` (its Secret's name) and `varsFrom` sources, checked.
+fn inputs(
+    src: Source<'_>,
+    decryption: Option<Spanned<super::file::DecryptionFile>>,
+    sources: Vec<Spanned<super::file::VarsFromFile>>,
+) -> Result<(Option<String>, Vec<crate::config::VarsFrom>), Error> {
+    let decryption = decryption
+        .map(|d| {
+            src.check(&d.value.provider, |p| {
+                (p == "sops").then_some(()).ok_or_else(|| {
+                    format!("decryption provider {p:?} must be sops (the only one berth has)")
+                })
+            })?;
+            src.check(&d.value.secret_ref, |n| {
+                super::values::check_name("secretRef", n).map(|()| n.to_owned())
+            })
+        })
+        .transpose()?;
+    let mut vars_from = Vec::new();
+    for v in sources {
+        let v = v.value;
+        let secret = src.check(&v.kind, |k| match k {
+            "ConfigMap" => Ok(false),
+            "Secret" => Ok(true),
+            other => Err(format!(
+                "varsFrom kind {other:?} must be ConfigMap or Secret"
+            )),
+        })?;
+        let name = src.check(&v.name, |n| {
+            super::values::check_name("varsFrom name", n).map(|()| n.to_owned())
+        })?;
+        vars_from.push(crate::config::VarsFrom {
+            secret,
+            name,
+            optional: v.optional,
+        });
+    }
+    Ok((decryption, vars_from))
 }
 
 /// How long a sync with `wait: true` waits for its objects when the mapping sets no timeout.
