@@ -191,6 +191,7 @@ pub(crate) fn directory(
     let mut manifests = Vec::new();
     let mut rejected = Vec::new();
     for file in files {
+        refuse_tool_file(&file.path)?;
         let text = String::from_utf8(file.content)
             .map_err(|_| invalid(&file.path, 1, "file is not valid UTF-8"))?;
         // one copy of the text, shared by the file's objects, and the file's own bytes gone
@@ -234,6 +235,26 @@ pub(crate) fn directory(
         manifests,
         rejected,
     })
+}
+
+/// Kustomize's and Helm's own files: berth renders plain manifests and runs neither, so a
+/// sync whose path holds one fails at render, saying what to do instead.
+fn refuse_tool_file(path: &str) -> Result<(), Error> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let tool = match name {
+        "kustomization.yaml" | "kustomization.yml" | "Kustomization" => "Kustomize",
+        "Chart.yaml" | "Chart.yml" => "Helm",
+        _ => return Ok(()),
+    };
+    Err(invalid(
+        path,
+        1,
+        format!(
+            "this is {tool}'s file, not a manifest: berth renders plain manifests and does not run \
+             Kustomize or Helm. Exclude it (exclude: [\"{name}\"]), or render it in a pipeline \
+             and sync the output"
+        ),
+    ))
 }
 
 /// A file's text to render: as it is, or decrypted when SOPS encrypted it (with the values
@@ -444,13 +465,24 @@ fn checked(
     if !object.is_object() {
         return Err(invalid(path, line, "document is not a mapping"));
     }
-    // generateName makes a new object at every apply: nothing a sync could keep equal to git
+    // generateName makes a new object at every apply: nothing a sync could keep equal to git,
+    // but what a hook is for (each run a new object); a hook keeps its prefix as its name in
+    // the pass, and the API server names each run
+    let mut object = object;
     if let (None, Some(prefix)) = (
         object.pointer("/metadata/name"),
         object
             .pointer("/metadata/generateName")
-            .and_then(Value::as_str),
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     ) {
+        let annotations = &object["metadata"]["annotations"];
+        let hook = annotations.get(vocab::ARGOCD_HOOK).is_some()
+            || annotations.get(vocab::HELM_HOOK).is_some();
+        if hook && !prefix.is_empty() {
+            object["metadata"]["name"] = Value::from(prefix);
+            return checked(path, line, object, source);
+        }
         return Ok(Err(Rejected {
             origin: format!("{path}:{line}"),
             what: format!(
@@ -458,7 +490,8 @@ fn checked(
                 object["kind"].as_str().unwrap_or("object")
             ),
             reason: "an object with generateName and no name cannot be synced (each apply \
-                     would create another); give it a name"
+                     would create another): give it a name, or make it a hook \
+                     (argocd.argoproj.io/hook or helm.sh/hook), which runs anew each revision"
                 .to_owned(),
         }));
     }
@@ -867,6 +900,26 @@ mod tests {
         );
         assert_eq!(m[1].object["data"]["k"], "${X}");
         assert_eq!(m[2].object["data"]["k"], "${Y}");
+    }
+
+    #[test]
+    fn kustomize_and_helm_files_fail_the_render_saying_what_to_do() {
+        for name in ["apps/kustomization.yaml", "apps/chart/Chart.yaml"] {
+            let err = render(&[file(name, CM)], None).expect_err(name).to_string();
+            assert!(err.starts_with(&format!("{name}:1: this is ")), "{err}");
+            assert!(
+                err.contains("does not run Kustomize or Helm") && err.contains("exclude"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hook_may_use_generate_name_and_keeps_its_prefix_as_its_name() {
+        let text = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  generateName: schema-migrate-\n  annotations: {argocd.argoproj.io/hook: PreSync}\nspec: {}\n";
+        let m = render(&[file("a.yaml", text)], Some("web")).expect("render");
+        assert_eq!(m[0].object["metadata"]["name"], "schema-migrate-");
+        assert_eq!(m[0].object["metadata"]["generateName"], "schema-migrate-");
     }
 
     #[test]

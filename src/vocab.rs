@@ -60,6 +60,14 @@ pub(crate) const FLUX_SSA: &str = "kustomize.toolkit.fluxcd.io/ssa";
 pub(crate) const ARGOCD_HOOK: &str = "argocd.argoproj.io/hook";
 /// Argo CD's hook deletion policy: `HookSucceeded`, `HookFailed`, `BeforeHookCreation`.
 pub(crate) const ARGOCD_HOOK_DELETE_POLICY: &str = "argocd.argoproj.io/hook-delete-policy";
+/// Helm's hook annotation (`pre-install`, `post-upgrade`, …), mapped onto Argo CD's phases.
+pub(crate) const HELM_HOOK: &str = "helm.sh/hook";
+/// Helm's hook weight: the order of hooks within a phase.
+pub(crate) const HELM_HOOK_WEIGHT: &str = "helm.sh/hook-weight";
+/// Helm's hook deletion policy: `before-hook-creation`, `hook-succeeded`, `hook-failed`.
+pub(crate) const HELM_HOOK_DELETE_POLICY: &str = "helm.sh/hook-delete-policy";
+/// Label on the runs of a `generateName` hook: which hook of its sync made them.
+pub(crate) const HOOK_LABEL: &str = "berth.dev/hook";
 /// The wave an object is applied in (an integer, default 0); lower waves first.
 pub(crate) const WAVE: &str = "berth.dev/wave";
 /// Argo CD's sync-wave annotation, honored like [`WAVE`].

@@ -29,14 +29,23 @@ pub(crate) enum Hook {
     Runs(Vec<Phase>),
 }
 
-/// The hook an object declares; an unknown phase is an error naming it.
+/// The hook an object declares: Argo CD's annotation, else Helm's mapped as Argo CD maps it
+/// (Argo CD's wins when both are set). An unknown phase is an error naming it.
 ///
 /// # Errors
-/// The annotation names a phase Argo CD does not define.
+/// The annotation names a phase Argo CD (or Helm) does not define.
 pub(crate) fn hook(object: &Value) -> Result<Hook, String> {
-    let Some(text) = object["metadata"]["annotations"][vocab::ARGOCD_HOOK].as_str() else {
-        return Ok(Hook::No);
-    };
+    let annotations = &object["metadata"]["annotations"];
+    if let Some(text) = annotations[vocab::ARGOCD_HOOK].as_str() {
+        return argo_hook(text);
+    }
+    match annotations[vocab::HELM_HOOK].as_str() {
+        Some(text) => helm_hook(text),
+        None => Ok(Hook::No),
+    }
+}
+
+fn argo_hook(text: &str) -> Result<Hook, String> {
     let mut phases = Vec::new();
     for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
         phases.push(match word {
@@ -60,6 +69,51 @@ pub(crate) fn hook(object: &Value) -> Result<Hook, String> {
     })
 }
 
+/// Helm's hooks as Argo CD runs them: install and upgrade hooks before and after the sync.
+/// Delete, rollback and test hooks never run in a pass (berth deletes no release), so such
+/// an object is skipped.
+fn helm_hook(text: &str) -> Result<Hook, String> {
+    let mut phases = Vec::new();
+    for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        let phase = match word {
+            "pre-install" | "pre-upgrade" => Phase::PreSync,
+            "post-install" | "post-upgrade" => Phase::PostSync,
+            "pre-delete" | "post-delete" | "pre-rollback" | "post-rollback" | "test"
+            | "test-success" => continue,
+            other => {
+                return Err(format!(
+                    "annotation {}: unknown hook {other:?} (pre-install, pre-upgrade, \
+                     post-install, post-upgrade, pre-delete, post-delete, pre-rollback, \
+                     post-rollback or test)",
+                    vocab::HELM_HOOK
+                ));
+            }
+        };
+        if !phases.contains(&phase) {
+            phases.push(phase);
+        }
+    }
+    Ok(if phases.is_empty() {
+        Hook::Skip
+    } else {
+        Hook::Runs(phases)
+    })
+}
+
+/// The order of a hook within its phase: Argo CD's sync wave, else Helm's hook weight (0 by
+/// default); hooks of one weight keep their file order.
+pub(crate) fn weight(object: &Value) -> i64 {
+    let annotations = &object["metadata"]["annotations"];
+    [
+        vocab::WAVE,
+        vocab::ARGOCD_SYNC_WAVE,
+        vocab::HELM_HOOK_WEIGHT,
+    ]
+    .iter()
+    .find_map(|k| annotations[*k].as_str()?.trim().parse().ok())
+    .unwrap_or(0)
+}
+
 /// When a hook object is deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct DeletePolicy {
@@ -69,20 +123,24 @@ pub(crate) struct DeletePolicy {
     pub on_failure: bool,
 }
 
-/// The deletion policy an object declares.
+/// The deletion policy an object declares: Argo CD's annotation, else Helm's.
 pub(crate) fn delete_policy(object: &Value) -> DeletePolicy {
-    let text = object["metadata"]["annotations"][vocab::ARGOCD_HOOK_DELETE_POLICY]
-        .as_str()
-        .unwrap_or_default();
-    let words: Vec<&str> = text.split(',').map(str::trim).collect();
-    let has = |w: &str| words.contains(&w);
-    let none = !["HookSucceeded", "HookFailed", "BeforeHookCreation"]
-        .iter()
-        .any(|w| has(w));
+    let annotations = &object["metadata"]["annotations"];
+    let (text, words) = match (
+        annotations[vocab::ARGOCD_HOOK_DELETE_POLICY].as_str(),
+        annotations[vocab::HELM_HOOK_DELETE_POLICY].as_str(),
+    ) {
+        (Some(t), _) => (t, ["HookSucceeded", "HookFailed", "BeforeHookCreation"]),
+        (None, Some(t)) => (t, ["hook-succeeded", "hook-failed", "before-hook-creation"]),
+        (None, None) => ("", ["HookSucceeded", "HookFailed", "BeforeHookCreation"]),
+    };
+    let given: Vec<&str> = text.split(',').map(str::trim).collect();
+    let has = |w: &str| given.contains(&w);
+    let none = !words.iter().any(|w| has(w));
     DeletePolicy {
-        before_creation: none || has("BeforeHookCreation"),
-        on_success: has("HookSucceeded"),
-        on_failure: has("HookFailed"),
+        before_creation: none || has(words[2]),
+        on_success: has(words[0]),
+        on_failure: has(words[1]),
     }
 }
 
@@ -109,6 +167,38 @@ mod tests {
         assert_eq!(hook(&skip), Ok(Hook::Skip));
         let bad = annotated(json!({"argocd.argoproj.io/hook": "Presync"}));
         assert!(hook(&bad).is_err_and(|e| e.contains("\"Presync\"")));
+    }
+
+    #[test]
+    fn helm_hooks_map_as_argo_cd_maps_them() {
+        let helm = |v: &str| annotated(json!({"helm.sh/hook": v}));
+        assert_eq!(
+            hook(&helm("pre-install,pre-upgrade")),
+            Ok(Hook::Runs(vec![Phase::PreSync]))
+        );
+        assert_eq!(
+            hook(&helm("post-install")),
+            Ok(Hook::Runs(vec![Phase::PostSync]))
+        );
+        assert_eq!(hook(&helm("test")), Ok(Hook::Skip));
+        assert_eq!(hook(&helm("pre-delete")), Ok(Hook::Skip));
+        assert!(hook(&helm("pre-instal")).is_err_and(|e| e.contains("\"pre-instal\"")));
+        // Argo CD's annotation wins
+        let both = annotated(
+            json!({"helm.sh/hook": "pre-install", "argocd.argoproj.io/hook": "PostSync"}),
+        );
+        assert_eq!(hook(&both), Ok(Hook::Runs(vec![Phase::PostSync])));
+        assert_eq!(weight(&annotated(json!({"helm.sh/hook-weight": "-2"}))), -2);
+        assert_eq!(weight(&annotated(json!({}))), 0);
+        let p = delete_policy(&annotated(
+            json!({"helm.sh/hook-delete-policy": "hook-succeeded"}),
+        ));
+        assert!(!p.before_creation && p.on_success && !p.on_failure);
+        let p = delete_policy(&annotated(
+            json!({"helm.sh/hook-delete-policy": "before-hook-creation",
+            "argocd.argoproj.io/hook-delete-policy": "HookFailed"}),
+        ));
+        assert!(!p.before_creation && p.on_failure, "Argo CD's policy wins");
     }
 
     #[test]

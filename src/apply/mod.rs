@@ -5,12 +5,16 @@ mod hooks;
 mod order;
 mod policy;
 mod prune;
+mod runs;
 mod ssa;
 
-pub(crate) use hooks::{Hook, Phase as HookPhase, delete_policy, hook};
+pub(crate) use hooks::{
+    DeletePolicy, Hook, Phase as HookPhase, delete_policy, hook, weight as hook_weight,
+};
 pub(crate) use order::{key as order_key, prune_key, wave};
 pub(crate) use policy::{hold, merge, waits_for_kind};
 pub(crate) use prune::{Decision, decide, delete_hook, prune};
+pub(crate) use runs::{create_run, delete_runs, hook_key};
 pub(crate) use ssa::{apply, wait_established};
 
 use crate::object::ObjectId;

@@ -128,7 +128,7 @@ fn failed(id: &ObjectId, message: String) -> Error {
 }
 
 /// The dynamic handle for an object berth may delete.
-fn api_for(
+pub(super) fn api_for(
     client: &Client,
     resources: &Resources,
     api_version: &str,

@@ -9,7 +9,7 @@ use crate::config::{Mapping, Sync};
 use crate::diff;
 use crate::object::{ObjectId, Scope};
 use crate::render::{self, Manifest, WithCrds};
-use crate::vocab::{ARGOCD_SYNC_OPTIONS, LEASE_NAME, RecordKind};
+use crate::vocab::{self, ARGOCD_SYNC_OPTIONS, LEASE_NAME, RecordKind};
 
 /// What a pass does with each rendered object.
 #[derive(Debug, Default)]
@@ -47,13 +47,31 @@ pub(crate) fn admit(
     admission.refused.extend(bad_waves(&mut rest));
     for m in rest {
         match apply::hook(&m.object) {
+            Ok(apply::Hook::No) if generated(&m) => {
+                let why = format!(
+                    "{} generateName={} is not a hook that runs, and only such hooks may use \
+                     generateName: give it a name",
+                    m.kind(),
+                    m.name()
+                );
+                admission.refused.push((m, why));
+            }
             Ok(apply::Hook::No) => admission.objects.push(m),
-            Ok(apply::Hook::Skip) => {}
+            Ok(apply::Hook::Skip) => {
+                if m.object["metadata"]["annotations"][vocab::HELM_HOOK].is_string() {
+                    tracing::info!(object = %m.id(), "a Helm delete, rollback or test hook: berth never runs it; skipped");
+                }
+            }
             Ok(apply::Hook::Runs(_)) => admission.hooks.push(m),
             Err(reason) => admission.refused.push((m, reason)),
         }
     }
     admission
+}
+
+/// Whether an object was written with `generateName` (render named it by its prefix).
+pub(crate) fn generated(m: &Manifest) -> bool {
+    m.object["metadata"]["generateName"].is_string()
 }
 
 /// Splits off the objects that may wait for their kind (Argo CD's
