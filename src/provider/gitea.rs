@@ -1,6 +1,6 @@
 //! Gitea and Forgejo (`{base}` is the server's address; the API is under `/api/v1`).
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::github::status_body;
 use super::{
@@ -9,21 +9,20 @@ use super::{
 
 pub(super) struct Gitea;
 
+/// The repository's API address: GitHub's layout under `/api/v1`.
+fn repository(target: &Target) -> String {
+    super::github::repository(&format!("{}/api/v1", target.base), target)
+}
+
 impl Api for Gitea {
     fn status(&self, target: &Target, sha: &str, status: &Status) -> Call {
-        let (owner, repo) = target.owner_repo();
-        Call::post(
-            format!("{}/api/v1/repos/{owner}/{repo}/statuses/{sha}", target.base),
-            status_body(status),
-        )
+        let repo = repository(target);
+        Call::post(format!("{repo}/statuses/{sha}"), status_body(status))
     }
 
     fn open_pulls(&self, target: &Target, page: u32) -> Call {
-        let (owner, repo) = target.owner_repo();
-        Call::get(format!(
-            "{}/api/v1/repos/{owner}/{repo}/pulls?state=open&limit={PAGE}&page={page}",
-            target.base
-        ))
+        let repo = repository(target);
+        Call::get(format!("{repo}/pulls?state=open&limit={PAGE}&page={page}"))
     }
 
     fn pulls(&self, body: &Value) -> Result<Vec<PullRequest>, String> {
@@ -39,10 +38,9 @@ impl Api for Gitea {
     }
 
     fn comments(&self, target: &Target, number: u64, page: u32) -> Call {
-        let (owner, repo) = target.owner_repo();
+        let repo = repository(target);
         Call::get(format!(
-            "{}/api/v1/repos/{owner}/{repo}/issues/{number}/comments?limit={PAGE}&page={page}",
-            target.base
+            "{repo}/issues/{number}/comments?limit={PAGE}&page={page}"
         ))
     }
 
@@ -51,26 +49,11 @@ impl Api for Gitea {
     }
 
     fn create_comment(&self, target: &Target, number: u64, text: &str) -> Call {
-        let (owner, repo) = target.owner_repo();
-        Call::post(
-            format!(
-                "{}/api/v1/repos/{owner}/{repo}/issues/{number}/comments",
-                target.base
-            ),
-            json!({"body": text}),
-        )
+        super::github::create_comment(&repository(target), number, text)
     }
 
     fn update_comment(&self, target: &Target, _number: u64, comment: &Comment, text: &str) -> Call {
-        let (owner, repo) = target.owner_repo();
-        Call::with(
-            http::Method::PATCH,
-            format!(
-                "{}/api/v1/repos/{owner}/{repo}/issues/comments/{}",
-                target.base, comment.id
-            ),
-            json!({"body": text}),
-        )
+        super::github::update_comment(&repository(target), comment, text)
     }
 
     fn comment(&self, body: &Value) -> Result<Comment, String> {

@@ -39,10 +39,9 @@ impl Api for GitHub {
     }
 
     fn comments(&self, target: &Target, number: u64, page: u32) -> Call {
-        let (owner, repo) = target.owner_repo();
+        let repo = repository(&target.base, target);
         Call::get(format!(
-            "{}/repos/{owner}/{repo}/issues/{number}/comments?per_page={PAGE}&page={page}",
-            target.base
+            "{repo}/issues/{number}/comments?per_page={PAGE}&page={page}"
         ))
     }
 
@@ -51,31 +50,40 @@ impl Api for GitHub {
     }
 
     fn create_comment(&self, target: &Target, number: u64, text: &str) -> Call {
-        let (owner, repo) = target.owner_repo();
-        Call::post(
-            format!(
-                "{}/repos/{owner}/{repo}/issues/{number}/comments",
-                target.base
-            ),
-            json!({"body": text}),
-        )
+        create_comment(&repository(&target.base, target), number, text)
     }
 
     fn update_comment(&self, target: &Target, _number: u64, comment: &Comment, text: &str) -> Call {
-        let (owner, repo) = target.owner_repo();
-        Call::with(
-            http::Method::PATCH,
-            format!(
-                "{}/repos/{owner}/{repo}/issues/comments/{}",
-                target.base, comment.id
-            ),
-            json!({"body": text}),
-        )
+        update_comment(&repository(&target.base, target), comment, text)
     }
 
     fn comment(&self, body: &Value) -> Result<Comment, String> {
         comment_at(body, "/body")
     }
+}
+
+/// A repository's API address under `root`: GitHub's base, or Gitea's and Forgejo's
+/// `{base}/api/v1`, which lay out issues and comments as GitHub does.
+pub(super) fn repository(root: &str, target: &Target) -> String {
+    let (owner, repo) = target.owner_repo();
+    format!("{root}/repos/{owner}/{repo}")
+}
+
+/// A new comment on pull request (issue) `number` of `repo` ([`repository`]).
+pub(super) fn create_comment(repo: &str, number: u64, text: &str) -> Call {
+    Call::post(
+        format!("{repo}/issues/{number}/comments"),
+        json!({"body": text}),
+    )
+}
+
+/// An edit of `comment`'s text, in `repo` ([`repository`]).
+pub(super) fn update_comment(repo: &str, comment: &Comment, text: &str) -> Call {
+    Call::with(
+        http::Method::PATCH,
+        format!("{repo}/issues/comments/{}", comment.id),
+        json!({"body": text}),
+    )
 }
 
 /// A status as GitHub takes it (Gitea and Forgejo take the same body).
