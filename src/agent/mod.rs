@@ -546,10 +546,7 @@ async fn one_pass(
 ) -> (Option<crate::git::Commit>, bool) {
     let started = Instant::now();
     let (heads, extra) = refs(ctx, mapping, repo, &wake.shared, &mut memory.pulls).await;
-    let previewed = mapping
-        .syncs
-        .iter()
-        .any(|s| s.repository == repo.name && s.preview);
+    let previewed = mapping.previewed(&repo.name).next().is_some();
     let mut branches = mapping.branches(repo);
     branches.extend(heads);
     let fetched = source::refresh_refs(ctx, repo, branches, extra).await;
@@ -680,10 +677,9 @@ async fn refs(
         .filter(|p| p.pull_requests.is_some())
         .collect();
     let previewed = mapping
-        .syncs
-        .iter()
-        .any(|s| s.repository == repo.name && s.preview)
-        .then_some(repo.branch.as_str());
+        .previewed(&repo.name)
+        .next()
+        .map(|_| repo.branch.as_str());
     let wanted = !builds.is_empty() || previewed.is_some();
     let Some(target) = repo.provider.as_ref().filter(|_| wanted) else {
         return (Vec::new(), extra);

@@ -458,10 +458,6 @@ fn follows_pull_request(mapping: &crate::config::Mapping, r: &Repository, base: 
                 .as_ref()
                 .is_some_and(|prs| branch_matches(&prs.branches, base))
     });
-    let previewed = base == r.branch
-        && mapping
-            .syncs
-            .iter()
-            .any(|s| s.repository == r.name && s.preview);
+    let previewed = base == r.branch && mapping.previewed(&r.name).next().is_some();
     r.provider.is_some() && (built || previewed)
 }

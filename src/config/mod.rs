@@ -77,6 +77,13 @@ impl Mapping {
         self.repositories.iter().find(|r| r.name == name)
     }
 
+    /// The syncs of repository `repo` (a name) that are previewed on pull requests.
+    pub(crate) fn previewed<'a>(&'a self, repo: &'a str) -> impl Iterator<Item = &'a Sync> + 'a {
+        self.syncs
+            .iter()
+            .filter(move |s| s.repository == repo && s.preview)
+    }
+
     /// The branches (names or globs) a repository's syncs and pipelines follow.
     pub(crate) fn branches(&self, repo: &Repository) -> Vec<String> {
         let mut out = Vec::new();

@@ -235,9 +235,7 @@ async fn preview(
         return memory;
     }
     let syncs: Vec<&crate::config::Sync> = mapping
-        .syncs
-        .iter()
-        .filter(|s| s.repository == repo.name && s.preview)
+        .previewed(&repo.name)
         .filter(|s| changed.iter().any(|p| source::touches(s, p)))
         .collect();
     let count = |result: &str| {
