@@ -262,8 +262,8 @@ pub(crate) fn touches(sync: &Sync, path: &str) -> bool {
         && render::Selection::new(&sync.include, &sync.exclude).selects(relative(&sync.path, path))
 }
 
-/// A pull request's head in the mirror (by its ref, else its source branch), the head of the
-/// repository's branch, and the files the pull request changes since they parted.
+/// A pull request's head in the mirror (by its ref, else its source branch), and the head of
+/// the repository's branch.
 ///
 /// # Errors
 /// The mirror lacks the head or the branch.
@@ -272,7 +272,7 @@ pub(crate) async fn pull_request(
     repo: &Repository,
     head_ref: Option<String>,
     head_branch: &str,
-) -> Result<(Commit, Commit, Vec<String>), Error> {
+) -> Result<(Commit, Commit), Error> {
     let (branch, head_branch) = (repo.branch.clone(), head_branch.to_owned());
     Ok(
         git::with_mirror(cache_dir, repo.url.as_str(), move |mirror| {
@@ -280,15 +280,28 @@ pub(crate) async fn pull_request(
                 Some(r) => mirror.reference(r).map_or_else(|| mirror.commit(r), Ok)?,
                 None => mirror.resolve(&head_branch)?,
             };
-            let base = mirror.resolve(&branch)?;
-            let since = mirror.merge_base(&base.id, &head.id);
-            let changed = git::changed_paths(
-                mirror.repository(),
-                &mirror.display_url(),
-                since.as_deref(),
-                &head.id,
-            )?;
-            Ok::<_, git::Error>((head, base, changed))
+            Ok::<_, git::Error>((head, mirror.resolve(&branch)?))
+        })
+        .await?,
+    )
+}
+
+/// The files `head` changes since it parted from `base`.
+///
+/// # Errors
+/// The mirror lacks `head`.
+pub(crate) async fn changed_since(
+    cache_dir: &Path,
+    repo: &Repository,
+    base: &str,
+    head: &str,
+) -> Result<Vec<String>, Error> {
+    let (base, head) = (base.to_owned(), head.to_owned());
+    Ok(
+        git::with_mirror(cache_dir, repo.url.as_str(), move |mirror| {
+            let since = mirror.merge_base(&base, &head);
+            let url = mirror.display_url();
+            git::changed_paths(mirror.repository(), &url, since.as_deref(), &head)
         })
         .await?,
     )

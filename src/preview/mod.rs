@@ -222,7 +222,7 @@ async fn preview(
     let api = target.kind.api();
     let at = (&ctx.cache_dir, repo);
     let found = source::pull_request(at.0, at.1, api.head_ref(pull.number), &pull.head_branch);
-    let (head, base, changed) = match found.await {
+    let (head, base) = match found.await {
         Ok(found) => found,
         // not fetched yet: the next pass has it
         Err(e) => {
@@ -234,6 +234,13 @@ async fn preview(
     if memory.told.as_ref() == Some(&now) {
         return memory;
     }
+    let changed = match source::changed_since(at.0, at.1, &base.id, &head.id).await {
+        Ok(changed) => changed,
+        Err(e) => {
+            warn!(number = pull.number, error = %e, "cannot tell what the pull request changes");
+            return memory;
+        }
+    };
     let syncs: Vec<&crate::config::Sync> = mapping
         .previewed(&repo.name)
         .filter(|s| changed.iter().any(|p| source::touches(s, p)))
