@@ -10,8 +10,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::Berth;
 use common::forge::{SECRET, host};
-use common::{Berth, http};
 use kube::api::{Api, DynamicObject, ListParams};
 
 const ROUNDS: usize = 15;
@@ -40,25 +40,9 @@ async fn main() {
     );
     let repository = h.clone_url.clone();
     let deliver = |sha: String| {
-        let body = serde_json::json!({"action": "synchronized", "number": number,
-            "pull_request": {"number": number, "head": {"ref": "feature", "sha": sha},
-                             "base": {"ref": "main"}},
-            "repository": {"clone_url": repository}})
-        .to_string()
-        .into_bytes();
-        let signature = berth::webhook::sign(SECRET.as_bytes(), &body);
-        let url = format!("{base}/webhooks/gitea");
+        let (base, repository) = (base.clone(), repository.clone());
         tokio::task::spawn_blocking(move || {
-            http(
-                "POST",
-                &url,
-                &[
-                    ("X-Gitea-Event", "pull_request"),
-                    ("X-Gitea-Signature", signature.trim_start_matches("sha256=")),
-                ],
-                &body,
-            )
-            .0
+            common::gitea_pull_request(&base, &repository, (number, "feature", &sha), SECRET)
         })
     };
     // the first run (the listing at startup may launch it)

@@ -20,30 +20,37 @@ const OPENAPI: &str = "@octokit/openapi@23.0.2";
 const EXAMPLES: &str = "@octokit/webhooks-examples@7.6.1";
 const TOKEN: &str = "ghp_berthTestTokenNeverShown0123456789";
 
-/// A fake GitHub for the host's repository: statuses are accepted, and the open pull requests
-/// are Gitea's (whose list has GitHub's shape).
-async fn fake_github(h: &Host) -> FakeApi {
-    let spec = Spec::load(&common::npm_file(OPENAPI, "generated/api.github.com.json"));
+/// The answer to GitHub's `pulls/list`: the host's open pull requests, as Gitea lists them
+/// (in GitHub's shape).
+fn open_pulls(h: &Host) -> impl Fn() -> (u16, Value) + Send + Sync + 'static {
     let (gitea, token, user) = (
         h.gitea.url.clone(),
         h.gitea.token.clone(),
         h.gitea.user.clone(),
     );
+    move || {
+        let (code, list) = common::http(
+            "GET",
+            &format!("{gitea}/api/v1/repos/{user}/web/pulls?state=open"),
+            &[("Authorization", &format!("token {token}"))],
+            b"",
+        );
+        assert_eq!(code, 200, "{list}");
+        (200, serde_json::from_str(&list).expect("pull requests"))
+    }
+}
+
+/// A fake GitHub for the host's repository: statuses are accepted, and the open pull requests
+/// are Gitea's (whose list has GitHub's shape).
+async fn fake_github(h: &Host) -> FakeApi {
+    let spec = Spec::load(&common::npm_file(OPENAPI, "generated/api.github.com.json"));
+    let pulls = open_pulls(h);
     let respond: openapi::Responder = Arc::new(move |operation, _path, body| match operation {
         "repos/create-commit-status" => (
             201,
             json!({"id": 1, "state": body["state"], "context": body["context"]}),
         ),
-        "pulls/list" => {
-            let (code, list) = common::http(
-                "GET",
-                &format!("{gitea}/api/v1/repos/{user}/web/pulls?state=open"),
-                &[("Authorization", &format!("token {token}"))],
-                b"",
-            );
-            assert_eq!(code, 200, "{list}");
-            (200, serde_json::from_str(&list).expect("pull requests"))
-        }
+        "pulls/list" => pulls(),
         other => (
             404,
             json!({"message": format!("the fake does not answer {other}")}),
@@ -361,25 +368,12 @@ async fn fake_github_with_comments(h: &Host) -> (FakeApi, Arc<std::sync::Mutex<V
     let spec = Spec::load(&common::npm_file(OPENAPI, "generated/api.github.com.json"));
     let comments: Arc<std::sync::Mutex<Vec<Value>>> = Arc::default();
     let held = comments.clone();
-    let (gitea, token, user) = (
-        h.gitea.url.clone(),
-        h.gitea.token.clone(),
-        h.gitea.user.clone(),
-    );
+    let pulls = open_pulls(h);
     let respond: openapi::Responder = Arc::new(move |operation, path, body| {
         let mut held = held.lock().expect("comments");
         match operation {
             "repos/create-commit-status" => (201, json!({"id": 1, "state": body["state"]})),
-            "pulls/list" => {
-                let (code, list) = common::http(
-                    "GET",
-                    &format!("{gitea}/api/v1/repos/{user}/web/pulls?state=open"),
-                    &[("Authorization", &format!("token {token}"))],
-                    b"",
-                );
-                assert_eq!(code, 200, "{list}");
-                (200, serde_json::from_str(&list).expect("pull requests"))
-            }
+            "pulls/list" => pulls(),
             "issues/list-comments" => (200, Value::from(held.clone())),
             "issues/create-comment" => {
                 let comment = json!({"id": held.len() + 100, "body": body["body"]});

@@ -276,6 +276,33 @@ pub fn github_push(base: &str, clone_url: &str, sha: &str, secret: &str) -> u16 
     .0
 }
 
+/// Delivers a signed Gitea `pull_request` webhook (`synchronized`: a push to open pull request
+/// `number` from `head` into main, now at `sha`) to `berth run` at `base`; returns the status.
+pub fn gitea_pull_request(
+    base: &str,
+    clone_url: &str,
+    (number, head, sha): (u64, &str, &str),
+    secret: &str,
+) -> u16 {
+    let body = serde_json::json!({"action": "synchronized", "number": number,
+        "pull_request": {"number": number, "head": {"ref": head, "sha": sha},
+                         "base": {"ref": "main"}},
+        "repository": {"clone_url": clone_url}})
+    .to_string()
+    .into_bytes();
+    let signature = berth::webhook::sign(secret.as_bytes(), &body);
+    http(
+        "POST",
+        &format!("{base}/webhooks/gitea"),
+        &[
+            ("X-Gitea-Event", "pull_request"),
+            ("X-Gitea-Signature", signature.trim_start_matches("sha256=")),
+        ],
+        &body,
+    )
+    .0
+}
+
 /// How many wake-ups of `repository`'s loop `berth run` at `base` has been asked for, and how
 /// many of them finished passes have served.
 pub fn refreshes(base: &str, repository: &str) -> (f64, f64) {
