@@ -139,42 +139,34 @@ async fn synced(h: &Host, sync: &str, revision: &str) {
 
 /// The resourceVersion of every ConfigMap, Secret and Deployment in `ns`, by kind and name.
 async fn versions(client: &kube::Client, ns: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let lp = ListParams::default();
-    for cm in Api::<ConfigMap>::namespaced(client.clone(), ns)
-        .list(&lp)
-        .await
-        .expect("cms")
-    {
-        let m = cm.metadata;
-        out.insert(
-            format!("ConfigMap/{}", m.name.unwrap_or_default()),
-            m.resource_version.unwrap_or_default(),
-        );
-    }
-    for s in Api::<Secret>::namespaced(client.clone(), ns)
-        .list(&lp)
-        .await
-        .expect("secrets")
-    {
-        let m = s.metadata;
-        out.insert(
-            format!("Secret/{}", m.name.unwrap_or_default()),
-            m.resource_version.unwrap_or_default(),
-        );
-    }
-    for d in Api::<Deployment>::namespaced(client.clone(), ns)
-        .list(&lp)
-        .await
-        .expect("deployments")
-    {
-        let m = d.metadata;
-        out.insert(
-            format!("Deployment/{}", m.name.unwrap_or_default()),
-            m.resource_version.unwrap_or_default(),
-        );
-    }
+    let mut out = versions_of::<ConfigMap>(client, ns, "ConfigMap").await;
+    out.extend(versions_of::<Secret>(client, ns, "Secret").await);
+    out.extend(versions_of::<Deployment>(client, ns, "Deployment").await);
     out
+}
+
+/// The resourceVersion of every `K` in `ns`, by `kind/name`.
+async fn versions_of<K>(client: &kube::Client, ns: &str, kind: &str) -> BTreeMap<String, String>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let list = api.list(&ListParams::default()).await.expect("list");
+    list.items
+        .into_iter()
+        .map(|o| {
+            let m = o.meta();
+            let name = m.name.clone().unwrap_or_default();
+            (
+                format!("{kind}/{name}"),
+                m.resource_version.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
 }
 
 /// How many pull request heads berth's previews counted with `result`.
@@ -341,49 +333,13 @@ async fn a_pull_request_gets_one_comment_edited_on_every_push_and_a_status() {
 /// A ServiceAccount `deployer` in `ns` that may manage ConfigMaps, Secrets and Deployments,
 /// and nothing else.
 async fn deployer(client: &kube::Client, ns: &str) {
-    use kube::api::DynamicObject;
-    use kube::core::{ApiResource, GroupVersionKind};
-    let params = PatchParams::apply("berth-tests").force();
     let verbs = [
         "get", "list", "watch", "create", "update", "patch", "delete",
     ];
-    let objects = [
-        (
-            "",
-            "v1",
-            "ServiceAccount",
-            "serviceaccounts",
-            serde_json::json!({}),
-        ),
-        (
-            "rbac.authorization.k8s.io",
-            "v1",
-            "Role",
-            "roles",
-            serde_json::json!({"rules": [
-                {"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": verbs},
-                {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": verbs}]}),
-        ),
-        (
-            "rbac.authorization.k8s.io",
-            "v1",
-            "RoleBinding",
-            "rolebindings",
-            serde_json::json!({"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "deployer"},
-                "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": ns}]}),
-        ),
-    ];
-    for (group, version, kind, plural, mut body) in objects {
-        let resource =
-            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
-        body["apiVersion"] = resource.api_version.clone().into();
-        body["kind"] = kind.into();
-        body["metadata"] = serde_json::json!({"name": "deployer", "namespace": ns});
-        api.patch("deployer", &params, &Patch::Apply(&body))
-            .await
-            .unwrap_or_else(|e| panic!("{kind}: {e}"));
-    }
+    let rules = serde_json::json!([
+        {"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": verbs},
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": verbs}]);
+    common::account_with_rules(client, ns, "deployer", rules).await;
 }
 
 #[tokio::test]

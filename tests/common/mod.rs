@@ -1316,6 +1316,20 @@ pub async fn put_secret_data(client: &Client, namespace: &str, name: &str, data:
 /// A ServiceAccount `name` in `namespace` that may manage Argo Workflows there, as a
 /// pipeline's account needs: berth launches, terminates, resumes and cleans up as it.
 pub async fn workflow_launcher(client: &Client, namespace: &str, name: &str) {
+    let rules = serde_json::json!([{"apiGroups": ["argoproj.io"], "resources": ["workflows"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
+        {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get"]}]);
+    account_with_rules(client, namespace, name, rules).await;
+}
+
+/// A ServiceAccount `name` in `namespace`, bound to a Role of its name with `rules`, and no
+/// other rights.
+pub async fn account_with_rules(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    rules: serde_json::Value,
+) {
     use kube::api::{DynamicObject, Patch, PatchParams};
     use kube::core::{ApiResource, GroupVersionKind};
     let params = PatchParams::apply("berth-tests").force();
@@ -1332,9 +1346,7 @@ pub async fn workflow_launcher(client: &Client, namespace: &str, name: &str) {
             "v1",
             "Role",
             "roles",
-            serde_json::json!({"rules": [{"apiGroups": ["argoproj.io"], "resources": ["workflows"],
-                "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
-                {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get"]}]}),
+            serde_json::json!({"rules": rules}),
         ),
         (
             "rbac.authorization.k8s.io",
