@@ -20,3 +20,14 @@ export KUBECONFIG
 if cargo fmt --version >/dev/null 2>&1; then cargo fmt --check; else echo "tests: rustfmt not installed, skipping format check" >&2; fi
 if cargo clippy --version >/dev/null 2>&1; then cargo clippy --all-targets -- -D warnings; else echo "tests: clippy not installed, skipping lints" >&2; fi
 cargo test "$@"
+
+# the image users install: built by tests/image.sh from the Dockerfile, then run as a cluster
+# runs it by tests/image.rs; where podman cannot run containers, both are skipped, saying why
+if [ $# -eq 0 ]; then
+  status=0; image=$(bash tests/image.sh) || status=$?
+  case $status in
+    0) BERTH_IMAGE=$image cargo test --test image -- --ignored ;;
+    77) echo "tests: SKIPPED the image build and the container test: podman cannot run here (above)" >&2 ;;
+    *) exit "$status" ;;
+  esac
+fi
