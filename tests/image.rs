@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::{GitDaemon, Repo, client, free_address, namespace, unique};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, PatchParams, PostParams};
 use kube::discovery::Discovery;
 use serde_json::Value;
 
@@ -146,22 +146,8 @@ async fn apply_identity(client: &kube::Client) {
         .into_iter()
         .chain(manifests("deploy/rbac.yaml"))
     {
-        let object: DynamicObject = serde_json::from_value(m.clone()).expect("object");
-        let (resource, caps) = discovery.resolve_object(&object).expect("kind served");
-        let api: Api<DynamicObject> = match object.metadata.namespace.as_deref() {
-            Some(ns) if caps.scope == kube::discovery::Scope::Namespaced => {
-                Api::namespaced_with(client.clone(), ns, &resource)
-            }
-            _ => Api::all_with(client.clone(), &resource),
-        };
-        let name = object.metadata.name.clone().expect("name");
-        api.patch(
-            &name,
-            &PatchParams::apply("berth-tests").force(),
-            &Patch::Apply(&m),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("apply {} {name}: {e}", resource.kind));
+        let forced = PatchParams::apply("berth-tests").force();
+        common::apply_manifest(client, &discovery, &m, &forced).await;
     }
 }
 
@@ -544,8 +530,19 @@ impl Drop for Removed {
 /// runs as written, with `--dry-run=server` added to each `kubectl apply` (so nothing is
 /// installed), and the `IMAGE=` line sets the reference. The build-and-push line cannot run
 /// without a registry; it must build this Dockerfile into `$IMAGE`.
-#[test]
-fn readme_install_commands_apply_to_a_real_api_server() {
+#[tokio::test]
+async fn readme_install_commands_apply_to_a_real_api_server() {
+    // a server dry-run cannot place objects in a namespace it only pretended to create: the
+    // namespace is made for real first, as the install's first apply would
+    let client = client().await;
+    let discovery = Discovery::new(client.clone())
+        .run_aggregated()
+        .await
+        .expect("discovery");
+    for m in manifests("deploy/namespace.yaml") {
+        let params = PatchParams::apply("berth-tests").force();
+        common::apply_manifest(&client, &discovery, &m, &params).await;
+    }
     let readme = std::fs::read_to_string(repo_file("README.md")).expect("README.md");
     let section = readme
         .split_once("\n## Install on a cluster\n")

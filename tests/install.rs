@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{Berth, Repo, client, namespace, text, unique};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::discovery::Discovery;
 
 /// Every manifest under `deploy/`, recursively.
@@ -76,23 +76,8 @@ async fn deploy_applies_with_server_side_dry_run_and_berth_syncs_its_own_deploy_
     }
     let mut kinds = Vec::new();
     for m in &manifests {
-        let object: DynamicObject = serde_json::from_value(m.clone()).expect("object");
-        let (resource, caps) = discovery.resolve_object(&object).expect("kind served");
-        let api: Api<DynamicObject> = match object.metadata.namespace.as_deref() {
-            Some(ns) if caps.scope == kube::discovery::Scope::Namespaced => {
-                Api::namespaced_with(client.clone(), ns, &resource)
-            }
-            _ => Api::all_with(client.clone(), &resource),
-        };
-        let name = object.metadata.name.clone().expect("name");
-        api.patch(
-            &name,
-            &PatchParams::apply("berth-tests").dry_run(),
-            &Patch::Apply(m),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("dry-run of {} {name}: {e}", resource.kind));
-        kinds.push(resource.kind);
+        let dry_run = PatchParams::apply("berth-tests").dry_run();
+        kinds.push(common::apply_manifest(&client, &discovery, m, &dry_run).await);
     }
     for kind in [
         "Namespace",

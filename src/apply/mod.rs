@@ -66,6 +66,22 @@ pub(crate) struct ChangeSet {
 }
 
 impl ChangeSet {
+    /// Takes in what another part of the same pass changed.
+    pub(crate) fn absorb(&mut self, other: Self) {
+        self.created.extend(other.created);
+        self.configured.extend(other.configured);
+        self.adopted.extend(other.adopted);
+        self.unchanged += other.unchanged;
+        self.pruned.extend(other.pruned);
+        self.kept.extend(other.kept);
+        self.records.extend(other.records);
+        self.errors.extend(other.errors);
+        self.failed.extend(other.failed);
+        if self.waited.is_none() {
+            self.waited = other.waited;
+        }
+    }
+
     /// True when the pass wrote anything.
     pub(crate) fn changed(&self) -> bool {
         !self.created.is_empty()

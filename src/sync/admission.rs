@@ -239,7 +239,7 @@ impl Definition {
     }
 
     /// Whether the object needs this definition (lives in the Namespace, is of the kind).
-    fn needed_by(&self, m: &Manifest) -> bool {
+    pub(crate) fn needed_by(&self, m: &Manifest) -> bool {
         match &self.provides {
             Provides::Namespace(name) => m.namespace() == Some(name.as_str()),
             Provides::Kind { group, kind } => m.group() == group && m.kind() == kind,

@@ -2,7 +2,8 @@
 //! per file:
 //! - `pass.rs`: the pass as named steps;
 //! - `admission.rs`: which objects a pass may try at all (pure);
-//! - `stage.rs`: the stages (definitions, objects, kinds that waited) and the waves in each;
+//! - `stage.rs`: the stages (definitions, objects, kinds that waited), what goes beside the
+//!   definitions, and the waves in each;
 //! - `hooks.rs`: Argo CD's hook phases; `wait.rs`: waiting for health, CRDs and kinds;
 //! - `ownership.rs`: the rules between syncs (one owner per object, hand-over, dependencies);
 //! - `outcome.rs`: the pure `judge` of a pass; `record.rs`: carrying the verdict out.

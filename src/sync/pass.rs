@@ -49,9 +49,11 @@ pub(crate) async fn pass(
     pass.pre_sync(&hooks).await?;
     // the objects move into the plan; what the later steps need of them is kept apart
     let declared: HashSet<ObjectId> = objects.iter().map(Manifest::id).collect();
-    let (definitions, rest): (Vec<Manifest>, Vec<Manifest>) =
+    let (mut definitions, rest): (Vec<Manifest>, Vec<Manifest>) =
         objects.into_iter().partition(Stage::is_definition);
     let defined: Vec<Definition> = definitions.iter().map(Definition::of).collect();
+    let (beside, rest) = stage::beside_definitions(rest, &definitions, &defined);
+    definitions.extend(beside);
     let with_waiting = !deferred.is_empty();
     pass.stage(Stage::Definitions, definitions, &defined, with_waiting)
         .await?;
@@ -238,7 +240,13 @@ impl<'a> Pass<'a> {
             }
             entries.sort_by_cached_key(|e| apply::order_key(&e.manifest.object));
             let (client, resources) = (&self.client, &self.resources);
-            stage::apply_in_waves(ctx, name, client, resources, &entries, &mut self.changes).await;
+            if stage == Stage::Definitions {
+                let on = (client, resources);
+                stage::apply_beside(ctx, name, on, &mut entries, &mut self.changes).await;
+            } else {
+                stage::apply_in_waves(ctx, name, client, resources, &entries, &mut self.changes)
+                    .await;
+            }
             if stage == Stage::Definitions {
                 let resources = std::mem::take(&mut self.resources);
                 self.resources =

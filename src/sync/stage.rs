@@ -1,6 +1,7 @@
 //! The stages of a pass and the waves inside each. Definitions (Namespaces and CRDs) go
 //! first, so the objects that live in them can be planned; the objects that waited for their
-//! kind go last. Inside a stage, objects are applied by wave and kind, and a wave with changes
+//! kind go last. Objects that need nothing of the definitions go beside them, in a pass of
+//! one wave. Inside a stage, objects are applied by wave and kind, and a wave with changes
 //! waits until the waves before it are Healthy (as Argo CD does).
 
 use std::time::Duration;
@@ -11,6 +12,7 @@ use crate::context::Context;
 use crate::diff::{self, Action};
 use crate::render::Manifest;
 
+use super::admission::Definition;
 use super::wait;
 
 /// How long a wave waits for the waves before it to become Healthy.
@@ -44,6 +46,55 @@ impl Stage {
         };
         format!("stage {n} of {total}")
     }
+}
+
+/// Splits the objects after the definitions into those that need nothing of them (neither a
+/// Namespace nor a kind the definitions define) and the rest. Only a pass of one wave has
+/// any of the first kind, since waves order objects across kinds: there, they are planned
+/// and applied beside the definitions instead of after every CRD is created (megabytes an
+/// API server takes seconds over) and Established.
+pub(crate) fn beside_definitions(
+    rest: Vec<Manifest>,
+    definitions: &[Manifest],
+    defined: &[Definition],
+) -> (Vec<Manifest>, Vec<Manifest>) {
+    let wave = |m: &Manifest| apply::order_key(&m.object).0;
+    let one_wave = definitions
+        .iter()
+        .chain(&rest)
+        .map(wave)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+        <= 1;
+    if definitions.is_empty() || !one_wave {
+        return (Vec::new(), rest);
+    }
+    rest.into_iter()
+        .partition(|m| !defined.iter().any(|d| d.needed_by(m)))
+}
+
+/// Applies a definitions stage: the definitions by kind, and beside them (concurrently) the
+/// objects that need nothing of them, by kind.
+pub(crate) async fn apply_beside(
+    ctx: &Context,
+    sync: &str,
+    (client, resources): (&kube::Client, &Resources),
+    entries: &mut [diff::Entry],
+    changes: &mut ChangeSet,
+) {
+    // a stable sort: each part stays in apply order
+    entries.sort_by_key(|e| !Stage::is_definition(&e.manifest));
+    let n = entries
+        .iter()
+        .filter(|e| Stage::is_definition(&e.manifest))
+        .count();
+    let (definitions, beside) = entries.split_at(n);
+    let mut theirs = ChangeSet::default();
+    tokio::join!(
+        apply_in_waves(ctx, sync, client, resources, definitions, changes),
+        apply_in_waves(ctx, sync, client, resources, beside, &mut theirs),
+    );
+    changes.absorb(theirs);
 }
 
 /// Records an object that is not applied, and why.
@@ -118,5 +169,71 @@ pub(crate) async fn apply_in_waves(
             fail_alone(changes, &e.manifest, format!("not applied: {reason}"));
         }
         return;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(text: &str) -> Manifest {
+        Manifest {
+            object: serde_saphyr::from_str(text).expect("yaml"),
+            file: "f.yaml".into(),
+            line: 1,
+            source: std::sync::Arc::from(text),
+            hidden: Default::default(),
+        }
+    }
+
+    fn names(ms: &[Manifest]) -> Vec<&str> {
+        ms.iter().map(Manifest::name).collect()
+    }
+
+    fn crd() -> Manifest {
+        manifest(
+            "{apiVersion: apiextensions.k8s.io/v1, kind: CustomResourceDefinition, metadata: {name: widgets.example.com}, spec: {group: example.com, names: {kind: Widget, plural: widgets}}}",
+        )
+    }
+
+    #[test]
+    fn objects_needing_nothing_of_the_definitions_go_beside_them_in_a_pass_of_one_wave() {
+        let definitions = vec![
+            crd(),
+            manifest("{apiVersion: v1, kind: Namespace, metadata: {name: fresh}}"),
+        ];
+        let defined: Vec<Definition> = definitions.iter().map(Definition::of).collect();
+        let rest = vec![
+            manifest(
+                "{apiVersion: apps/v1, kind: Deployment, metadata: {name: controller, namespace: live}}",
+            ),
+            manifest(
+                "{apiVersion: example.com/v1, kind: Widget, metadata: {name: w, namespace: live}}",
+            ),
+            manifest(
+                "{apiVersion: v1, kind: ConfigMap, metadata: {name: in-fresh, namespace: fresh}}",
+            ),
+        ];
+        let (beside, after) = beside_definitions(rest, &definitions, &defined);
+        assert_eq!(names(&beside), ["controller"]);
+        assert_eq!(names(&after), ["w", "in-fresh"]);
+    }
+
+    #[test]
+    fn with_waves_or_without_definitions_nothing_goes_beside() {
+        let definitions = vec![crd()];
+        let defined: Vec<Definition> = definitions.iter().map(Definition::of).collect();
+        let waved = vec![manifest(
+            "{apiVersion: v1, kind: ConfigMap, metadata: {name: late, namespace: live, annotations: {argocd.argoproj.io/sync-wave: '1'}}}",
+        )];
+        let (beside, after) = beside_definitions(waved, &definitions, &defined);
+        assert!(beside.is_empty());
+        assert_eq!(names(&after), ["late"]);
+        let plain = vec![manifest(
+            "{apiVersion: v1, kind: ConfigMap, metadata: {name: c, namespace: live}}",
+        )];
+        let (beside, after) = beside_definitions(plain, &[], &[]);
+        assert!(beside.is_empty());
+        assert_eq!(names(&after), ["c"]);
     }
 }

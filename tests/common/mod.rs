@@ -1387,3 +1387,27 @@ pub fn report_latency(name: &str, what: &str, mut samples: Vec<Duration>) {
         samples.len()
     );
 }
+
+/// Server-side applies one manifest (with `params`: a dry-run, a forced apply) through the
+/// kind discovery resolves for it; returns the kind. Panics naming the object if refused.
+pub async fn apply_manifest(
+    client: &Client,
+    discovery: &kube::discovery::Discovery,
+    manifest: &serde_json::Value,
+    params: &kube::api::PatchParams,
+) -> String {
+    use kube::api::{DynamicObject, Patch};
+    let object: DynamicObject = serde_json::from_value(manifest.clone()).expect("object");
+    let (resource, caps) = discovery.resolve_object(&object).expect("kind served");
+    let api: Api<DynamicObject> = match object.metadata.namespace.as_deref() {
+        Some(ns) if caps.scope == kube::discovery::Scope::Namespaced => {
+            Api::namespaced_with(client.clone(), ns, &resource)
+        }
+        _ => Api::all_with(client.clone(), &resource),
+    };
+    let name = object.metadata.name.clone().expect("name");
+    api.patch(&name, params, &Patch::Apply(manifest))
+        .await
+        .unwrap_or_else(|e| panic!("apply of {} {name}: {e}", resource.kind));
+    resource.kind
+}
