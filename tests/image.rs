@@ -247,13 +247,14 @@ fn security_flags(shipped: &Shipped) -> Vec<String> {
     }
     // RuntimeDefault is podman's default seccomp profile
     assert_eq!(pod["seccompProfile"]["type"], "RuntimeDefault");
-    if let Some(memory) = c_limits(&shipped.container) {
+    if let Some(memory) = memory_limit(&shipped.container) {
         flags.push(format!("--memory={memory}"));
     }
     flags
 }
 
-fn c_limits(container: &Value) -> Option<String> {
+/// The container's memory limit as podman writes it (`256Mi` → `256m`).
+fn memory_limit(container: &Value) -> Option<String> {
     let limit = container["resources"]["limits"]["memory"].as_str()?;
     Some(limit.replace("Mi", "m").replace("Gi", "g"))
 }
@@ -568,18 +569,10 @@ async fn readme_install_commands_apply_to_a_real_api_server() {
         .copied()
         .filter(|l| !l.starts_with("podman "))
         .collect();
-    let kubectl = String::from_utf8(
-        Command::new("bash")
-            .arg(repo_file("tests/control-plane.sh"))
-            .arg("kubectl")
-            .output()
-            .expect("control-plane.sh kubectl")
-            .stdout,
-    )
-    .expect("path");
+    let kubectl = common::kubectl();
     let wrapper = format!(
         "set -euo pipefail\nkubectl() {{ if [ \"$1\" = apply ]; then {k} \"$@\" --dry-run=server; else {k} \"$@\"; fi; }}\n",
-        k = kubectl.trim()
+        k = kubectl.display()
     );
     let out = Command::new("bash")
         .arg("-c")

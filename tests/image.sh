@@ -85,7 +85,7 @@ make_bases() {
 builder=localhost/berth-base-builder:$release
 runtime=localhost/berth-base-runtime:$release
 for base in builder runtime; do
-  ref=localhost/berth-base-$base:$release
+  ref=${!base}
   # an image made from an older tarball is replaced
   if [ "$(podman_ image inspect --format '{{index .Labels "berth.dev/base"}}' "$ref" 2>/dev/null)" != "$bases" ]; then
     podman_ import --change "LABEL berth.dev/base=$bases" "$bases/$base.tar" "$ref" >/dev/null

@@ -243,15 +243,13 @@ impl<'a> Pass<'a> {
             if stage == Stage::Definitions {
                 let on = (client, resources);
                 stage::apply_beside(ctx, name, on, &mut entries, &mut self.changes).await;
-            } else {
-                stage::apply_in_waves(ctx, name, client, resources, &entries, &mut self.changes)
-                    .await;
-            }
-            if stage == Stage::Definitions {
                 let resources = std::mem::take(&mut self.resources);
                 self.resources =
                     wait::definitions(client, &self.groups, &entries, &self.changes, resources)
                         .await?;
+            } else {
+                stage::apply_in_waves(ctx, name, client, resources, &entries, &mut self.changes)
+                    .await;
             }
         }
         self.plan.entries.extend(entries);

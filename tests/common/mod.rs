@@ -86,6 +86,11 @@ pub fn go_module(module: &str) -> PathBuf {
     )))
 }
 
+/// The kubectl built with the control plane's release (`tests/control-plane.sh kubectl`).
+pub fn kubectl() -> PathBuf {
+    PathBuf::from(printed(&control_plane(&["kubectl".as_ref()], false)))
+}
+
 /// A file of an npm package (`PACKAGE@VERSION`), unpacked and cached by
 /// `tests/control-plane.sh npm`: the git hosts' published API descriptions and examples.
 pub fn npm_file(spec: &str, file: &str) -> PathBuf {
