@@ -53,7 +53,7 @@ async fn sixteen_unsigned_five_mib_posts_are_refused_cheaply() {
     let berth = Berth::new(&berth_ns.name, &mapping);
     let log = tempfile::NamedTempFile::new().expect("log file");
     let log_file = log.reopen().expect("log");
-    let (agent, base, _) = berth.agent_with(&[], &[], |cmd| {
+    let (mut agent, base, _) = berth.agent_with(&[], &[], |cmd| {
         cmd.stderr(log_file);
     });
     let address = base.trim_start_matches("http://").to_owned();
@@ -62,7 +62,11 @@ async fn sixteen_unsigned_five_mib_posts_are_refused_cheaply() {
         (http("GET", &format!("{base}/readyz"), &[], b"").0 == 200).then_some(())
     })
     .await;
-    assert!(ready.is_some(), "the agent did not become ready");
+    if ready.is_none() {
+        let exited = agent.0.try_wait().expect("agent status");
+        let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+        panic!("the agent did not become ready (exited: {exited:?}); its log:\n{text}");
+    }
     // the secrets are listed once at start: an unsigned delivery gets 401 once they are held
     // (503 before)
     let held = common::eventually(Duration::from_secs(20), || async {

@@ -596,14 +596,30 @@ impl Berth {
     }
 }
 
-/// A loopback address with a port that was free a moment ago.
+/// A loopback address with a port that was free a moment ago, and that nothing else on the
+/// machine will take before berth binds it. Ports the kernel hands to outgoing connections
+/// (`ip_local_port_range`) are avoided: a client of the API server could take one between this
+/// check and berth's bind. Within one test binary no port is given twice.
 pub fn free_address() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    format!("127.0.0.1:{port}")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000, ephemeral_low.max(10_001));
+    let span = high - low;
+    // binaries run one after another, but a stale agent may still hold a port for a moment
+    let base = std::process::id() * 97;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < span, "no free loopback port below {high}");
+        let port = low + (base + n) % span;
+        let address = format!("127.0.0.1:{port}");
+        if std::net::TcpListener::bind(&address).is_ok() {
+            return address;
+        }
+    }
 }
 
 /// Runs `berth ARGS`, asserts it succeeded and that its output contains `needle`.
