@@ -174,7 +174,7 @@ git -C "$rss" init -q -b main; git -C "$rss" add -A; git -C "$rss" -c user.name=
   echo "syncs:"
   for s in $(seq 0 9); do kubectl create namespace "rss$s" >/dev/null; echo "  - {name: rss$s, repository: config, path: apps/s$s, namespace: rss$s, selfHeal: true}"; done
 } >"$work/rss.yaml"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(bash "$root/tests/control-plane.sh" port)
 "$berth" -c "$work/rss.yaml" run --listen "127.0.0.1:$port" --admin-listen 127.0.0.1:0 2>/dev/null &
 agent=$!
 cycles() { curl -fs "http://127.0.0.1:$port/metrics" | awk '/^berth_syncs_total/ {s += $2} END {print int(s / 10)}'; }
@@ -210,7 +210,7 @@ git -C "$big" init -q -b main; git -C "$big" add -A; git -C "$big" -c user.name=
   echo "syncs:"
   for s in $(seq 0 9); do kubectl create namespace "w$s" >/dev/null; echo "  - {name: w$s, repository: config, path: apps/w$s, namespace: w$s, selfHeal: true}"; done
 } >"$work/watched.yaml"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(bash "$root/tests/control-plane.sh" port)
 "$berth" -c "$work/watched.yaml" run --listen "127.0.0.1:$port" --admin-listen 127.0.0.1:0 2>/dev/null &
 agent=$!
 # one number, 0 until the agent listens
@@ -236,7 +236,7 @@ printf 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: live}\ndata: {n: "0"}\
 git -C "$live" init -q -b main; git -C "$live" add -A; git -C "$live" -c user.name=b -c user.email=b@example.com commit -qm live
 kubectl create namespace live >/dev/null
 printf 'apiVersion: berth.dev/v1alpha1\nkind: Mapping\nrepositories: [{name: config, url: "file://%s", interval: 1h}]\nsyncs: [{name: live, repository: config, path: app, namespace: live}]\n' "$live" >"$work/live.yaml"
-admin=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+admin=$(bash "$root/tests/control-plane.sh" port)
 "$berth" -c "$work/live.yaml" run --listen 127.0.0.1:0 --admin-listen "127.0.0.1:$admin" 2>/dev/null &
 agent=$!
 p10=$(python3 - "$live" "$admin" <<'PY'

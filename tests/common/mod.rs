@@ -1093,11 +1093,8 @@ impl GitDaemon {
     pub fn start(repo: &Repo) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let bare = bare_clone(repo, dir.path());
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
+        let address = free_address();
+        let port = address.rsplit(':').next().expect("a port");
         // `git daemon` runs git-daemon as a child: its pid file names the process to stop
         let pid_file = dir.path().join("daemon.pid");
         let process = ChildGuard(
@@ -1119,7 +1116,7 @@ impl GitDaemon {
         );
         let url = format!("git://127.0.0.1:{port}/config.git");
         for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            if std::net::TcpStream::connect(&address).is_ok() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
