@@ -136,17 +136,14 @@ fn chown_65532(path: &Path) {
     assert!(status.success(), "chown {}", path.display());
 }
 
-/// Applies `deploy/namespace.yaml` and `deploy/rbac.yaml`, as README's install does.
-async fn apply_identity(client: &kube::Client) {
+/// Applies files of `deploy/` for real (server-side, forced), as README's install does.
+async fn apply_deploy_files(client: &kube::Client, files: &[&str]) {
     let discovery = Discovery::new(client.clone())
         .run_aggregated()
         .await
         .expect("discovery");
-    for m in manifests("deploy/namespace.yaml")
-        .into_iter()
-        .chain(manifests("deploy/rbac.yaml"))
-    {
-        let forced = PatchParams::apply("berth-tests").force();
+    let forced = PatchParams::apply("berth-tests").force();
+    for m in files.iter().flat_map(|f| manifests(f)) {
         common::apply_manifest(client, &discovery, &m, &forced).await;
     }
 }
@@ -270,7 +267,7 @@ async fn the_image_syncs_a_repository_in_cluster_as_65532_read_only_and_stops_on
     let image = image();
     let client = client().await;
     let shipped = Shipped::read();
-    apply_identity(&client).await;
+    apply_deploy_files(&client, &["deploy/namespace.yaml", "deploy/rbac.yaml"]).await;
     let berth_ns = shipped.container["args"]
         .as_array()
         .expect("args")
@@ -535,15 +532,7 @@ impl Drop for Removed {
 async fn readme_install_commands_apply_to_a_real_api_server() {
     // a server dry-run cannot place objects in a namespace it only pretended to create: the
     // namespace is made for real first, as the install's first apply would
-    let client = client().await;
-    let discovery = Discovery::new(client.clone())
-        .run_aggregated()
-        .await
-        .expect("discovery");
-    for m in manifests("deploy/namespace.yaml") {
-        let params = PatchParams::apply("berth-tests").force();
-        common::apply_manifest(&client, &discovery, &m, &params).await;
-    }
+    apply_deploy_files(&client().await, &["deploy/namespace.yaml"]).await;
     let readme = std::fs::read_to_string(repo_file("README.md")).expect("README.md");
     let section = readme
         .split_once("\n## Install on a cluster\n")

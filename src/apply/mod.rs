@@ -68,17 +68,30 @@ pub(crate) struct ChangeSet {
 impl ChangeSet {
     /// Takes in what another part of the same pass changed.
     pub(crate) fn absorb(&mut self, other: Self) {
-        self.created.extend(other.created);
-        self.configured.extend(other.configured);
-        self.adopted.extend(other.adopted);
-        self.unchanged += other.unchanged;
-        self.pruned.extend(other.pruned);
-        self.kept.extend(other.kept);
-        self.records.extend(other.records);
-        self.errors.extend(other.errors);
-        self.failed.extend(other.failed);
+        // every field named, so a field added later cannot be left out
+        let Self {
+            created,
+            configured,
+            adopted,
+            unchanged,
+            pruned,
+            kept,
+            records,
+            errors,
+            failed,
+            waited,
+        } = other;
+        self.created.extend(created);
+        self.configured.extend(configured);
+        self.adopted.extend(adopted);
+        self.unchanged += unchanged;
+        self.pruned.extend(pruned);
+        self.kept.extend(kept);
+        self.records.extend(records);
+        self.errors.extend(errors);
+        self.failed.extend(failed);
         if self.waited.is_none() {
-            self.waited = other.waited;
+            self.waited = waited;
         }
     }
 

@@ -58,15 +58,12 @@ pub(crate) fn beside_definitions(
     definitions: &[Manifest],
     defined: &[Definition],
 ) -> (Vec<Manifest>, Vec<Manifest>) {
+    if definitions.is_empty() {
+        return (Vec::new(), rest);
+    }
     let wave = |m: &Manifest| apply::order_key(&m.object).0;
-    let one_wave = definitions
-        .iter()
-        .chain(&rest)
-        .map(wave)
-        .collect::<std::collections::BTreeSet<_>>()
-        .len()
-        <= 1;
-    if definitions.is_empty() || !one_wave {
+    let first = wave(&definitions[0]);
+    if !definitions.iter().chain(&rest).all(|m| wave(m) == first) {
         return (Vec::new(), rest);
     }
     rest.into_iter()
